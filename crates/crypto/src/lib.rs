@@ -10,6 +10,7 @@
 //! - [`SecretKey`], [`PublicKey`], [`Signature`]: ECDSA over secp256k1 (k256) with deterministic
 //!   nonces (RFC 6979). A signature is made over the domain-tagged digest of a message, so a
 //!   signature for one domain never verifies in another.
+//! - [`PublicKeyBytes`]: an unchecked key encoding, parsed only when a signature is verified.
 //! - [`KeyRegistry`]: the public keys of a committee, indexed by member position, with
 //!   [`KeyRegistry::verify`].
 //!
@@ -34,5 +35,6 @@ mod sign;
 pub use digest::{Digest, Domain, DomainHasher, ParseDigestError, domain};
 pub use registry::{KeyRegistry, VerifyError};
 pub use sign::{
-    KeyError, PUBLIC_KEY_BYTES, PublicKey, SIGNATURE_BYTES, SecretKey, Signature, SignatureError,
+    KeyError, PUBLIC_KEY_BYTES, PublicKey, PublicKeyBytes, SIGNATURE_BYTES, SecretKey, Signature,
+    SignatureError,
 };

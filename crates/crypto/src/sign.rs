@@ -207,11 +207,91 @@ impl<'de> Deserialize<'de> for PublicKey {
     }
 }
 
+/// The 33 bytes of a compressed public key, not yet checked to be a point on the curve.
+///
+/// Cheap to decode and compare: where keys arrive in bulk (the sender of every transaction in a
+/// block, echoed to every node several times), decoding stays a copy and the point is only
+/// decompressed when a signature is actually verified. [`PublicKeyBytes::parse`] gives the
+/// checked [`PublicKey`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicKeyBytes([u8; PUBLIC_KEY_BYTES]);
+
+impl PublicKeyBytes {
+    /// Wraps 33 bytes without checking them.
+    pub const fn new(bytes: [u8; PUBLIC_KEY_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; PUBLIC_KEY_BYTES] {
+        &self.0
+    }
+
+    /// The checked key, or why these bytes are not one.
+    pub fn parse(&self) -> Result<PublicKey, KeyError> {
+        PublicKey::from_bytes(&self.0)
+    }
+
+    /// Parses the key and verifies `signature`; a malformed key is an invalid signature.
+    pub fn verify(
+        &self,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        self.parse()
+            .map_err(|_| SignatureError::Invalid)?
+            .verify(domain, message, signature)
+    }
+}
+
+impl From<PublicKey> for PublicKeyBytes {
+    fn from(key: PublicKey) -> Self {
+        Self(key.bytes)
+    }
+}
+
+impl From<&PublicKey> for PublicKeyBytes {
+    fn from(key: &PublicKey) -> Self {
+        Self(key.bytes)
+    }
+}
+
+impl fmt::Display for PublicKeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        hex::write(f, &self.0)
+    }
+}
+
+impl fmt::Debug for PublicKeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKeyBytes({self})")
+    }
+}
+
+impl Serialize for PublicKeyBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        hex::serialize(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKeyBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        hex::deserialize(deserializer).map(Self)
+    }
+}
+
 /// A signature, always in canonical form once constructed (`r`, `s` in range, `s` low).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature {
     inner: EcdsaSignature,
     bytes: [u8; SIGNATURE_BYTES],
+}
+
+impl Hash for Signature {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
 }
 
 impl Signature {
@@ -328,6 +408,27 @@ mod tests {
         bad_prefix[0] = 0x04;
         assert!(PublicKey::from_bytes(&bad_prefix).is_err());
         assert!(PublicKey::from_bytes(&pk.as_bytes()[..32]).is_err());
+    }
+
+    #[test]
+    fn key_bytes_verify_lazily() {
+        let key = SecretKey::from_seed(8, 8);
+        let sig = key.sign(&domain::TX_SIGNATURE, b"order");
+        let bytes = PublicKeyBytes::from(key.public_key());
+        assert_eq!(bytes.parse().unwrap(), *key.public_key());
+        assert_eq!(bytes.verify(&domain::TX_SIGNATURE, b"order", &sig), Ok(()));
+        assert_eq!(
+            bytes.verify(&domain::TX_SIGNATURE, b"other", &sig),
+            Err(SignatureError::Invalid)
+        );
+        let garbage = PublicKeyBytes::new([0xff; PUBLIC_KEY_BYTES]);
+        assert_eq!(garbage.parse().unwrap_err(), KeyError::MalformedPublicKey);
+        assert_eq!(
+            garbage.verify(&domain::TX_SIGNATURE, b"order", &sig),
+            Err(SignatureError::Invalid)
+        );
+        let bin = postcard::to_stdvec(&bytes).unwrap();
+        assert_eq!(postcard::from_bytes::<PublicKeyBytes>(&bin).unwrap(), bytes);
     }
 
     #[test]

@@ -1,0 +1,196 @@
+//! The one canonical wire and hashing format: postcard, behind a size limit.
+//!
+//! Every value agora sends, stores or signs is encoded here. postcard was chosen over bincode
+//! because its wire format is specified and frozen at 1.0 (so a golden test can pin it), it is
+//! compact (varint integers), and its decoder never preallocates more than the remaining input
+//! can hold.
+//!
+//! [`decode`] is strict: the input must be at most the size limit, be consumed entirely, and be
+//! the *canonical* encoding of the value it decodes to (postcard itself would accept
+//! non-minimal varints, so the decoder re-encodes and compares). Every value therefore has
+//! exactly one encoding, and a Byzantine sender cannot produce two byte strings for one message.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest encoded message agora accepts or produces: 4 MiB. A batch of a few thousand
+/// orders is a few hundred kilobytes, so this bounds memory per message without limiting
+/// realistic use.
+pub const MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The input (or the encoding of a value) is larger than the limit.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The size found.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The bytes are not an encoding of the expected type (truncated, bad tag, invalid value).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A valid value was decoded, but bytes were left over.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// The bytes decode, but are not the value's canonical encoding.
+    #[error("non-canonical encoding")]
+    NonCanonical,
+}
+
+impl From<postcard::Error> for CodecError {
+    fn from(e: postcard::Error) -> Self {
+        CodecError::Malformed(e.to_string())
+    }
+}
+
+/// Appends the encoding of `value` to `out`.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(value, taken)?;
+    let size = out.len() - start;
+    if size > MESSAGE_BYTES_MAX {
+        out.truncate(start);
+        return Err(CodecError::TooLarge {
+            size,
+            limit: MESSAGE_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// The encoding of `value`, as a shareable buffer.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, CodecError> {
+    let mut out = Vec::with_capacity(encoded_len(value));
+    encode_into(value, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// The length of the encoding of `value`, computed without allocating.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    // Serializing into the size-counting flavor cannot fail for agora's types.
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
+/// Decodes a `T` from exactly `bytes`, under [`MESSAGE_BYTES_MAX`].
+pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_with_limit(bytes, MESSAGE_BYTES_MAX)
+}
+
+/// Decodes a `T` from exactly `bytes`, refusing inputs over `limit` bytes before reading them.
+pub fn decode_with_limit<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, CodecError> {
+    if bytes.len() > limit {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)?;
+    if !rest.is_empty() {
+        return Err(CodecError::TrailingBytes(rest.len()));
+    }
+    // Canonical means: encoding the value again gives back exactly the input.
+    if encoded_len(&value) != bytes.len() {
+        return Err(CodecError::NonCanonical);
+    }
+    let mut again = Vec::with_capacity(bytes.len());
+    encode_into(&value, &mut again)?;
+    if again != bytes {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok(value)
+}
+
+/// Deserializes a sequence without trusting its claimed length for preallocation: the vector
+/// grows as elements actually decode, so a short input claiming many elements allocates little.
+pub(crate) fn deserialize_vec_unreserved<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Unreserved<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Unreserved<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Unreserved(std::marker::PhantomData))
+}
+
+/// Length in bytes of `value` as a postcard varint.
+pub(crate) const fn varint_len(mut value: u64) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_strictness() {
+        let value: (u64, String) = (300, "hi".into());
+        let bytes = encode(&value).unwrap();
+        assert_eq!(&bytes[..], &[0xac, 0x02, 2, b'h', b'i']);
+        assert_eq!(encoded_len(&value), bytes.len());
+        assert_eq!(decode::<(u64, String)>(&bytes).unwrap(), value);
+
+        let mut trailing = bytes.to_vec();
+        trailing.push(0);
+        assert_eq!(
+            decode::<(u64, String)>(&trailing),
+            Err(CodecError::TrailingBytes(1))
+        );
+
+        // 300 with a redundant continuation byte: postcard accepts it, agora does not.
+        let overlong = [0xac, 0x82, 0x00, 2, b'h', b'i'];
+        assert_eq!(
+            decode::<(u64, String)>(&overlong),
+            Err(CodecError::NonCanonical)
+        );
+
+        assert!(matches!(
+            decode::<(u64, String)>(&bytes[..3]),
+            Err(CodecError::Malformed(_))
+        ));
+        assert_eq!(
+            decode_with_limit::<(u64, String)>(&bytes, 4),
+            Err(CodecError::TooLarge { size: 5, limit: 4 })
+        );
+    }
+
+    #[test]
+    fn varint_lengths() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+            assert_eq!(varint_len(v), encoded_len(&v), "{v}");
+        }
+    }
+
+    #[test]
+    fn oversized_encoding_is_refused() {
+        let big = vec![0u8; MESSAGE_BYTES_MAX + 1];
+        assert!(matches!(encode(&big), Err(CodecError::TooLarge { .. })));
+        let mut out = vec![7];
+        assert!(encode_into(&big, &mut out).is_err());
+        assert_eq!(out, vec![7], "a failed encode leaves the buffer as it was");
+    }
+}
