@@ -185,7 +185,7 @@ mod tests {
                 "n = {n}"
             );
             // Any two Byzantine quorums share an honest member.
-            assert!(2 * c.byzantine_quorum() >= n + f + 1, "n = {n}");
+            assert!(2 * c.byzantine_quorum() > n + f, "n = {n}");
         }
     }
 

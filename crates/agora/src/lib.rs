@@ -1,0 +1,19 @@
+//! agora orders a market's actions with Byzantine-fault-tolerant consensus and applies the agreed
+//! log to a replicated limit order book.
+//!
+//! This facade re-exports the layered crates, so that an application depends on one crate:
+//!
+//! - [`crypto`] (`agora-crypto`): domain-separated blake3 digests, secp256k1 signatures.
+//! - [`types`] (`agora-types`): transactions, batches, blocks, votes, certificates, committee,
+//!   and the canonical codec.
+//!
+//! Crates for the consensus interface, the simulator, the engines, the order book and the
+//! runtimes join as they are built; see `docs/ARCHITECTURE.md`.
+//!
+//! [`walkthrough`] runs the foundation end to end (what `agora` runs by default until the
+//! simulator exists).
+
+pub use agora_crypto as crypto;
+pub use agora_types as types;
+
+pub mod walkthrough;

@@ -1,0 +1,150 @@
+//! agora's project tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//!
+//! Tasks are Rust, not shell scripts, so they run the same on every machine that has the Rust
+//! toolchain and nothing else.
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// agora's project tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Everything CI checks, in order, stopping at the first failure: formatting, clippy with
+    /// warnings denied, the whole test suite (doc tests included), and the docs with warnings
+    /// denied.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Ci => ci(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One step of a task: a cargo invocation with a name for the summary.
+struct Step {
+    name: &'static str,
+    args: Vec<&'static str>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl Step {
+    fn new(name: &'static str, args: &[&'static str]) -> Self {
+        Self {
+            name,
+            args: args.to_vec(),
+            env: Vec::new(),
+        }
+    }
+
+    fn env(mut self, key: &'static str, value: &'static str) -> Self {
+        self.env.push((key, value));
+        self
+    }
+}
+
+fn ci() -> Result<()> {
+    let mut steps = vec![
+        Step::new("format", &["fmt", "--all", "--check"]),
+        Step::new(
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    if has_nextest() {
+        // nextest does not run doc tests; run them first so that the suite's summary is the
+        // last test line of the log.
+        steps.push(Step::new(
+            "doc tests",
+            &["test", "--workspace", "--doc", "--locked"],
+        ));
+        steps.push(Step::new(
+            "tests (nextest)",
+            &["nextest", "run", "--workspace", "--locked"],
+        ));
+    } else {
+        steps.push(Step::new("tests", &["test", "--workspace", "--locked"]));
+    }
+    steps.push(
+        Step::new("docs", &["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    );
+    run_steps(&steps)
+}
+
+fn has_nextest() -> bool {
+    Command::new(cargo())
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Runs the steps in order, stops at the first failure, and prints a summary either way.
+fn run_steps(steps: &[Step]) -> Result<()> {
+    let mut done: Vec<(&str, Duration, bool)> = Vec::new();
+    let mut failure = None;
+    for step in steps {
+        eprintln!("\n==> {}: cargo {}", step.name, step.args.join(" "));
+        let start = Instant::now();
+        let status = Command::new(cargo())
+            .args(&step.args)
+            .envs(step.env.iter().copied())
+            .status()
+            .with_context(|| format!("could not start cargo for step `{}`", step.name))?;
+        done.push((step.name, start.elapsed(), status.success()));
+        if !status.success() {
+            failure = Some(step.name);
+            break;
+        }
+    }
+    eprintln!("\nxtask summary:");
+    for (name, elapsed, ok) in &done {
+        eprintln!(
+            "  {:<18} {:>7.1} s  {}",
+            name,
+            elapsed.as_secs_f64(),
+            if *ok { "ok" } else { "FAILED" }
+        );
+    }
+    for step in steps.iter().skip(done.len()) {
+        eprintln!("  {:<18} {:>9}  skipped", step.name, "");
+    }
+    match failure {
+        Some(name) => bail!("step `{name}` failed; fix it and run `cargo xtask ci` again"),
+        None => {
+            eprintln!("all {} steps passed", done.len());
+            Ok(())
+        }
+    }
+}
