@@ -1,7 +1,7 @@
 //! The public keys of a committee.
 
 use crate::digest::Domain;
-use crate::sign::{PublicKey, Signature, SignatureError};
+use crate::sign::{DirectCheck, PublicKey, Signature, SignatureCheck, SignatureError};
 
 /// Why a member's signature was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -71,11 +71,24 @@ impl KeyRegistry {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), VerifyError> {
+        self.verify_with(&mut DirectCheck, member, domain, message, signature)
+    }
+
+    /// [`KeyRegistry::verify`] through `checker`.
+    pub fn verify_with(
+        &self,
+        checker: &mut dyn SignatureCheck,
+        member: usize,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), VerifyError> {
         let key = self.get(member).ok_or(VerifyError::UnknownMember {
             member,
             size: self.len(),
         })?;
-        key.verify(domain, message, signature)
+        checker
+            .check(key, domain, message, signature)
             .map_err(|reason| VerifyError::BadSignature { member, reason })
     }
 }

@@ -40,6 +40,37 @@ pub enum SignatureError {
     Invalid,
 }
 
+/// How signatures get checked. Every typed `verify` in agora goes through one of these, so that a
+/// driver decides how verification is done: [`DirectCheck`] runs k256 every time. A simulator
+/// can memoize results across its nodes (a verification is a pure function of its inputs) while
+/// still charging each node simulated CPU time for it.
+pub trait SignatureCheck {
+    /// Checks that `signature` is `key`'s over `message` under `domain`.
+    fn check(
+        &mut self,
+        key: &PublicKey,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError>;
+}
+
+/// Checks every signature with k256, each time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirectCheck;
+
+impl SignatureCheck for DirectCheck {
+    fn check(
+        &mut self,
+        key: &PublicKey,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        key.verify(domain, message, signature)
+    }
+}
+
 /// A secret signing key. Its bytes never appear in `Debug` output.
 #[derive(Clone)]
 pub struct SecretKey {
@@ -239,9 +270,19 @@ impl PublicKeyBytes {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        self.parse()
-            .map_err(|_| SignatureError::Invalid)?
-            .verify(domain, message, signature)
+        self.verify_with(&mut DirectCheck, domain, message, signature)
+    }
+
+    /// [`PublicKeyBytes::verify`] through `checker`.
+    pub fn verify_with(
+        &self,
+        checker: &mut dyn SignatureCheck,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        let key = self.parse().map_err(|_| SignatureError::Invalid)?;
+        checker.check(&key, domain, message, signature)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The committee: who the nodes are, their keys, and the quorum sizes each protocol needs.
 
-use agora_crypto::{Domain, KeyRegistry, PublicKey, SecretKey, Signature, VerifyError};
+use agora_crypto::{
+    Domain, KeyRegistry, PublicKey, SecretKey, Signature, SignatureCheck, VerifyError,
+};
 
 use crate::ids::NodeId;
 
@@ -144,6 +146,19 @@ impl Committee {
         signature: &Signature,
     ) -> Result<(), VerifyError> {
         self.keys.verify(node.index(), domain, message, signature)
+    }
+
+    /// [`Committee::verify`] through `checker`.
+    pub fn verify_with(
+        &self,
+        checker: &mut dyn SignatureCheck,
+        node: NodeId,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), VerifyError> {
+        self.keys
+            .verify_with(checker, node.index(), domain, message, signature)
     }
 }
 

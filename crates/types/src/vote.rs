@@ -1,6 +1,8 @@
 //! Votes and certificates.
 
-use agora_crypto::{Digest, SecretKey, Signature, VerifyError, domain};
+use agora_crypto::{
+    Digest, DirectCheck, SecretKey, Signature, SignatureCheck, VerifyError, domain,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::committee::Committee;
@@ -76,24 +78,36 @@ impl Vote {
 
     /// Checks that the voter is a member and signed this statement.
     pub fn verify(&self, committee: &Committee) -> Result<(), VoteError> {
-        verify_signature(committee, &self.statement, self.voter, &self.signature)?;
+        self.verify_with(committee, &mut DirectCheck)
+    }
+
+    /// [`Vote::verify`] through `checker`.
+    pub fn verify_with(
+        &self,
+        committee: &Committee,
+        checker: &mut dyn SignatureCheck,
+    ) -> Result<(), VoteError> {
+        verify_signature(
+            committee,
+            checker,
+            &self.statement,
+            self.voter,
+            &self.signature,
+        )?;
         Ok(())
     }
 }
 
 fn verify_signature(
     committee: &Committee,
+    checker: &mut dyn SignatureCheck,
     statement: &Statement,
     voter: NodeId,
     signature: &Signature,
 ) -> Result<(), VerifyError> {
     let mut buf = [0u8; SIGNED_BYTES_MAX];
-    committee.verify(
-        voter,
-        &domain::VOTE,
-        statement.signed_bytes(voter, &mut buf),
-        signature,
-    )
+    let message = statement.signed_bytes(voter, &mut buf);
+    committee.verify_with(checker, voter, &domain::VOTE, message, signature)
 }
 
 /// Why a certificate was refused.
@@ -174,6 +188,16 @@ impl Certificate {
     /// (order, duplicates, membership, count) come before any signature is verified, so a bad
     /// certificate costs little to refuse.
     pub fn verify(&self, committee: &Committee, quorum: usize) -> Result<(), CertificateError> {
+        self.verify_with(committee, quorum, &mut DirectCheck)
+    }
+
+    /// [`Certificate::verify`] through `checker`.
+    pub fn verify_with(
+        &self,
+        committee: &Committee,
+        quorum: usize,
+        checker: &mut dyn SignatureCheck,
+    ) -> Result<(), CertificateError> {
         for pair in self.signatures.windows(2) {
             let (a, b) = (pair[0].0, pair[1].0);
             if a == b {
@@ -197,7 +221,7 @@ impl Certificate {
             });
         }
         for (node, signature) in &self.signatures {
-            verify_signature(committee, &self.statement, *node, signature)
+            verify_signature(committee, checker, &self.statement, *node, signature)
                 .map_err(|_| CertificateError::BadSignature(*node))?;
         }
         Ok(())
