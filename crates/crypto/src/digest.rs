@@ -184,6 +184,10 @@ pub mod domain {
     pub static STATE: Domain = Domain::new("agora/state/v1");
     /// Deterministic key derivation for simulations.
     pub static KEYGEN: Domain = Domain::new("agora/keygen/v1");
+    /// Leader election by a public hash of the round.
+    pub static LEADER: Domain = Domain::new("agora/leader/v1");
+    /// Simulation traces, for determinism checks.
+    pub static TRACE: Domain = Domain::new("agora/trace/v1");
 }
 
 #[cfg(test)]
@@ -202,6 +206,8 @@ mod tests {
             &domain::MESSAGE,
             &domain::STATE,
             &domain::KEYGEN,
+            &domain::LEADER,
+            &domain::TRACE,
         ];
         let mut digests: Vec<Digest> = all.iter().map(|d| d.hash(bytes)).collect();
         digests.push(Digest(*blake3::hash(bytes).as_bytes()));

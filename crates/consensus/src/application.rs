@@ -1,0 +1,88 @@
+//! The seam between consensus and what it orders: an application receives final blocks in order.
+
+use agora_crypto::{Digest, SignatureCheck, domain};
+use agora_types::{Block, Height};
+
+/// What an application reports after applying a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Transactions executed.
+    pub executed: usize,
+    /// Transactions refused (bad signature, replayed nonce, invalid content). A refused
+    /// transaction changes nothing.
+    pub rejected: usize,
+    /// The state digest after the block: equal at every honest replica at equal heights.
+    pub state_digest: Digest,
+}
+
+/// A replicated state machine, fed final blocks in log order, each exactly once.
+pub trait Application {
+    /// Applies `block`, verifying what it must with `checker`.
+    fn apply(&mut self, block: &Block, checker: &mut dyn SignatureCheck) -> Applied;
+
+    /// The current state digest.
+    fn state_digest(&self) -> Digest;
+
+    /// The height of the last block applied (0 before any).
+    fn height(&self) -> Height;
+}
+
+/// The simplest application: it verifies every transaction's signature and folds the ids of the
+/// valid ones into a running digest, so two replicas agree on the digest exactly when they
+/// executed the same transactions in the same order. Used by tests and by protocol benchmarks
+/// that measure consensus without a market.
+#[derive(Debug, Clone, Default)]
+pub struct TxLog {
+    digest: Digest,
+    height: Height,
+    executed: u64,
+    verify_signatures: bool,
+}
+
+impl TxLog {
+    /// An empty log. With `verify_signatures`, transactions whose signature fails are rejected.
+    pub fn new(verify_signatures: bool) -> Self {
+        Self {
+            verify_signatures,
+            ..Self::default()
+        }
+    }
+
+    /// Transactions executed so far.
+    pub fn executed(&self) -> u64 {
+        self.executed
+    }
+}
+
+impl Application for TxLog {
+    fn apply(&mut self, block: &Block, checker: &mut dyn SignatureCheck) -> Applied {
+        let mut executed = 0;
+        let mut rejected = 0;
+        let mut h = domain::STATE.hasher();
+        h.update_digest(&self.digest);
+        for tx in block.batch().transactions() {
+            if self.verify_signatures && tx.verify_with(checker).is_err() {
+                rejected += 1;
+                continue;
+            }
+            h.update_digest(&tx.id());
+            executed += 1;
+        }
+        self.digest = h.finalize();
+        self.height = block.height();
+        self.executed += executed as u64;
+        Applied {
+            executed,
+            rejected,
+            state_digest: self.digest,
+        }
+    }
+
+    fn state_digest(&self) -> Digest {
+        self.digest
+    }
+
+    fn height(&self) -> Height {
+        self.height
+    }
+}

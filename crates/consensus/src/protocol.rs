@@ -1,0 +1,174 @@
+//! The interface every consensus engine implements, and the context a driver hands it.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use agora_crypto::SignatureCheck;
+use agora_types::{Block, NodeId, Transaction, codec};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::mempool::{Mempool, MempoolError, Submitted};
+
+/// A protocol's wire message: encodable with the project codec, with a size and a kind label.
+pub trait Message: Clone + Debug + Serialize + DeserializeOwned + 'static {
+    /// A short label for per-kind metrics (`"vote"`, `"pre-prepare"`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Bytes this message occupies on the wire. The default encodes nothing: it sizes the
+    /// canonical encoding.
+    fn encoded_len(&self) -> usize {
+        codec::encoded_len(self)
+    }
+}
+
+/// A protocol's timer identifier. Setting a timer that is already set moves it.
+pub trait Timer: Clone + Debug + Eq + Hash + 'static {}
+
+impl<T: Clone + Debug + Eq + Hash + 'static> Timer for T {}
+
+/// A sans-IO consensus engine: a state machine that reacts to its start, to messages and to its
+/// timers by pushing [`Action`]s into the [`Context`] it is handed. It never reads a clock (it
+/// reads [`Context::now_ns`]), sleeps, spawns, touches a socket or draws randomness, so the
+/// simulator and the real-time runtimes drive the same code and it cannot tell them apart.
+pub trait Protocol {
+    /// What replicas send each other.
+    type Message: Message;
+    /// The engine's timer identifiers.
+    type Timer: Timer;
+
+    /// The node starts (or restarts after a crash, with the state it had).
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Self>);
+
+    /// A message from `from` arrived. `from` is authenticated by the transport (the link it came
+    /// on), not by the message's content, which may come from a Byzantine node.
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, message: Self::Message);
+
+    /// A timer the engine set has fired.
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: Self::Timer);
+
+    /// A client submitted `tx` to this node. The default puts it in the mempool; engines
+    /// override it to also forward the transaction towards a leader. The transaction is
+    /// well-formed; the driver may or may not have verified its signature yet.
+    fn on_transaction(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        tx: Transaction,
+    ) -> Result<Submitted, MempoolError> {
+        ctx.mempool().insert(tx)
+    }
+}
+
+/// The context type an engine `P` is handed.
+pub type Ctx<'a, P> = Context<'a, <P as Protocol>::Message, <P as Protocol>::Timer>;
+
+/// What an engine asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<M, T> {
+    /// Send `message` to one node.
+    Send {
+        /// The recipient.
+        to: NodeId,
+        /// The message.
+        message: M,
+    },
+    /// Send `message` to every other member (not to the sender itself).
+    Broadcast {
+        /// The message.
+        message: M,
+    },
+    /// Fire `timer` after `after_ns` nanoseconds, replacing any pending timer with the same id.
+    SetTimer {
+        /// Which timer.
+        timer: T,
+        /// Delay from now.
+        after_ns: u64,
+    },
+    /// Forget a pending timer (no effect if it is not set).
+    CancelTimer {
+        /// Which timer.
+        timer: T,
+    },
+    /// `block` is final. Commits come in log order, each block exactly once, heights
+    /// consecutive from 1.
+    Commit {
+        /// The finalized block.
+        block: Block,
+    },
+}
+
+/// What a driver hands an engine for one event: the time, the node's identity, its mempool, a
+/// signature checker, and a place to put actions.
+pub struct Context<'a, M, T> {
+    now_ns: u64,
+    me: NodeId,
+    actions: &'a mut Vec<Action<M, T>>,
+    mempool: &'a mut dyn Mempool,
+    checker: &'a mut dyn SignatureCheck,
+}
+
+impl<'a, M, T> Context<'a, M, T> {
+    /// A context for one event at `now_ns` on node `me`. `actions` receives what the engine does.
+    pub fn new(
+        now_ns: u64,
+        me: NodeId,
+        actions: &'a mut Vec<Action<M, T>>,
+        mempool: &'a mut dyn Mempool,
+        checker: &'a mut dyn SignatureCheck,
+    ) -> Self {
+        Self {
+            now_ns,
+            me,
+            actions,
+            mempool,
+            checker,
+        }
+    }
+
+    /// The driver's clock, in nanoseconds (simulated or real).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// This node's mempool.
+    pub fn mempool(&mut self) -> &mut dyn Mempool {
+        self.mempool
+    }
+
+    /// The signature checker to verify with (`vote.verify_with(&committee, ctx.checker())`).
+    pub fn checker(&mut self) -> &mut dyn SignatureCheck {
+        self.checker
+    }
+
+    /// Sends `message` to `to`.
+    pub fn send(&mut self, to: NodeId, message: M) {
+        self.actions.push(Action::Send { to, message });
+    }
+
+    /// Sends `message` to every other member.
+    pub fn broadcast(&mut self, message: M) {
+        self.actions.push(Action::Broadcast { message });
+    }
+
+    /// Sets (or moves) `timer` to fire `after_ns` from now.
+    pub fn set_timer(&mut self, timer: T, after_ns: u64) {
+        self.actions.push(Action::SetTimer { timer, after_ns });
+    }
+
+    /// Cancels `timer`.
+    pub fn cancel_timer(&mut self, timer: T) {
+        self.actions.push(Action::CancelTimer { timer });
+    }
+
+    /// Reports `block` as final (in log order, exactly once). Its transactions leave the mempool
+    /// at once, so nothing committed can be selected for a proposal again.
+    pub fn commit(&mut self, block: Block) {
+        self.mempool.remove_committed(block.batch().transactions());
+        self.actions.push(Action::Commit { block });
+    }
+}
