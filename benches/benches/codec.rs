@@ -13,17 +13,11 @@ fn block_1000(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("block_1000tx");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("header_digest", |b| {
-        b.iter(|| black_box(block.header()).digest())
-    });
+    g.bench_function("header_digest", |b| b.iter(|| black_box(block.header()).digest()));
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("batch_build_and_digest", |b| {
-        b.iter(|| Batch::new(black_box(txs.clone())))
-    });
+    g.bench_function("batch_build_and_digest", |b| b.iter(|| Batch::new(black_box(txs.clone()))));
     g.bench_function("encode", |b| b.iter(|| codec::encode(black_box(&block))));
-    g.bench_function("decode", |b| {
-        b.iter(|| codec::decode::<Block>(black_box(&bytes)))
-    });
+    g.bench_function("decode", |b| b.iter(|| codec::decode::<Block>(black_box(&bytes))));
     g.finish();
 }
 

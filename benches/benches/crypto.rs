@@ -14,30 +14,16 @@ fn signatures(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("crypto");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("sign", |b| {
-        b.iter(|| key.sign(&domain::TX_SIGNATURE, black_box(&message)))
-    });
+    g.bench_function("sign", |b| b.iter(|| key.sign(&domain::TX_SIGNATURE, black_box(&message))));
     g.bench_function("verify", |b| {
-        b.iter(|| {
-            public.verify(
-                &domain::TX_SIGNATURE,
-                black_box(&message),
-                black_box(&signature),
-            )
-        })
+        b.iter(|| public.verify(&domain::TX_SIGNATURE, black_box(&message), black_box(&signature)))
     });
     g.bench_function("verify_from_bytes", |b| {
         b.iter(|| {
-            public_bytes.verify(
-                &domain::TX_SIGNATURE,
-                black_box(&message),
-                black_box(&signature),
-            )
+            public_bytes.verify(&domain::TX_SIGNATURE, black_box(&message), black_box(&signature))
         })
     });
-    g.bench_function("parse_public_key", |b| {
-        b.iter(|| black_box(&public_bytes).parse())
-    });
+    g.bench_function("parse_public_key", |b| b.iter(|| black_box(&public_bytes).parse()));
     g.finish();
 }
 

@@ -48,11 +48,7 @@ struct Step {
 
 impl Step {
     fn new(name: &'static str, args: &[&'static str]) -> Self {
-        Self {
-            name,
-            args: args.to_vec(),
-            env: Vec::new(),
-        }
+        Self { name, args: args.to_vec(), env: Vec::new() }
     }
 
     fn env(mut self, key: &'static str, value: &'static str) -> Self {
@@ -66,28 +62,14 @@ fn ci() -> Result<()> {
         Step::new("format", &["fmt", "--all", "--check"]),
         Step::new(
             "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
+            &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
         ),
     ];
     if has_nextest() {
         // nextest does not run doc tests; run them first so that the suite's summary is the
         // last test line of the log.
-        steps.push(Step::new(
-            "doc tests",
-            &["test", "--workspace", "--doc", "--locked"],
-        ));
-        steps.push(Step::new(
-            "tests (nextest)",
-            &["nextest", "run", "--workspace", "--locked"],
-        ));
+        steps.push(Step::new("doc tests", &["test", "--workspace", "--doc", "--locked"]));
+        steps.push(Step::new("tests (nextest)", &["nextest", "run", "--workspace", "--locked"]));
     } else {
         steps.push(Step::new("tests", &["test", "--workspace", "--locked"]));
     }

@@ -31,12 +31,7 @@ pub struct WalkthroughConfig {
 
 impl Default for WalkthroughConfig {
     fn default() -> Self {
-        Self {
-            seed: 1,
-            nodes: 4,
-            txs: 1_000,
-            clients: 100,
-        }
+        Self { seed: 1, nodes: 4, txs: 1_000, clients: 100 }
     }
 }
 
@@ -112,11 +107,7 @@ fn timed<T>(
 ) -> T {
     let start = Instant::now();
     let out = f();
-    timings.push(StepTiming {
-        step,
-        items,
-        total_us: micros(start.elapsed()),
-    });
+    timings.push(StepTiming { step, items, total_us: micros(start.elapsed()) });
     out
 }
 
@@ -152,29 +143,13 @@ pub fn run(config: WalkthroughConfig) -> Result<WalkthroughReport, WalkthroughEr
     let batch = timed(&mut timings, "build batch", config.txs, || Batch::new(txs))?;
     let proposer = NodeId(1 % config.nodes as u16);
     let block = timed(&mut timings, "hash block", 1, || {
-        Block::new(
-            Block::genesis().digest(),
-            Round(1),
-            Height(1),
-            proposer,
-            0,
-            batch,
-        )
+        Block::new(Block::genesis().digest(), Round(1), Height(1), proposer, 0, batch)
     });
     let wire = timed(&mut timings, "encode block", 1, || codec::encode(&block))?;
     let received: Block = timed(&mut timings, "decode block", 1, || codec::decode(&wire))?;
-    let verified = timed(
-        &mut timings,
-        "verify signatures",
-        received.batch().len(),
-        || {
-            received
-                .batch()
-                .transactions()
-                .iter()
-                .try_for_each(Transaction::verify)
-        },
-    );
+    let verified = timed(&mut timings, "verify signatures", received.batch().len(), || {
+        received.batch().transactions().iter().try_for_each(Transaction::verify)
+    });
 
     let statement = Statement {
         phase: Phase::Vote,
@@ -214,55 +189,33 @@ mod tests {
 
     #[test]
     fn walkthrough_builds_a_verified_certified_block() {
-        let report = run(WalkthroughConfig {
-            txs: 50,
-            clients: 7,
-            ..WalkthroughConfig::default()
-        })
-        .unwrap();
+        let report =
+            run(WalkthroughConfig { txs: 50, clients: 7, ..WalkthroughConfig::default() }).unwrap();
         assert_eq!(report.nodes, 4);
         assert_eq!(report.f, 1);
         assert_eq!(report.txs, 50);
         assert!(report.all_signatures_valid);
         assert_eq!(report.certificate_signers, 3);
-        assert!(
-            report.block_bytes > 50 * 100,
-            "each transaction is over 100 bytes encoded"
-        );
+        assert!(report.block_bytes > 50 * 100, "each transaction is over 100 bytes encoded");
         assert_eq!(report.timings.len(), 8);
     }
 
     #[test]
     fn same_seed_same_block() {
-        let config = WalkthroughConfig {
-            txs: 10,
-            ..WalkthroughConfig::default()
-        };
-        assert_eq!(
-            run(config).unwrap().block_digest,
-            run(config).unwrap().block_digest
-        );
+        let config = WalkthroughConfig { txs: 10, ..WalkthroughConfig::default() };
+        assert_eq!(run(config).unwrap().block_digest, run(config).unwrap().block_digest);
         let other = WalkthroughConfig { seed: 2, ..config };
-        assert_ne!(
-            run(config).unwrap().block_digest,
-            run(other).unwrap().block_digest
-        );
+        assert_ne!(run(config).unwrap().block_digest, run(other).unwrap().block_digest);
     }
 
     #[test]
     fn bad_configuration_is_an_error() {
         assert!(matches!(
-            run(WalkthroughConfig {
-                clients: 0,
-                ..WalkthroughConfig::default()
-            }),
+            run(WalkthroughConfig { clients: 0, ..WalkthroughConfig::default() }),
             Err(WalkthroughError::Config(_))
         ));
         assert!(matches!(
-            run(WalkthroughConfig {
-                nodes: 0,
-                ..WalkthroughConfig::default()
-            }),
+            run(WalkthroughConfig { nodes: 0, ..WalkthroughConfig::default() }),
             Err(WalkthroughError::Committee(_))
         ));
     }

@@ -89,40 +89,18 @@ fn run_walkthrough(args: &WalkthroughArgs) -> Result<()> {
 fn print_walkthrough(r: &WalkthroughReport) {
     println!("agora walkthrough: one block through the foundation");
     println!();
-    println!(
-        "  committee      n = {}, tolerates f = {} Byzantine",
-        r.nodes, r.f
-    );
-    println!(
-        "  block          {} transactions, {} bytes encoded",
-        r.txs, r.block_bytes
-    );
+    println!("  committee      n = {}, tolerates f = {} Byzantine", r.nodes, r.f);
+    println!("  block          {} transactions, {} bytes encoded", r.txs, r.block_bytes);
     println!("  block digest   {}", r.block_digest);
     println!(
         "  signatures     {}",
-        if r.all_signatures_valid {
-            "all valid"
-        } else {
-            "SOME INVALID"
-        }
+        if r.all_signatures_valid { "all valid" } else { "SOME INVALID" }
     );
-    println!(
-        "  certificate    {} signers, {} bytes",
-        r.certificate_signers, r.certificate_bytes
-    );
+    println!("  certificate    {} signers, {} bytes", r.certificate_signers, r.certificate_bytes);
     println!();
-    println!(
-        "  {:<20} {:>7} {:>12} {:>12}",
-        "step", "items", "total (µs)", "each (µs)"
-    );
+    println!("  {:<20} {:>7} {:>12} {:>12}", "step", "items", "total (µs)", "each (µs)");
     for t in &r.timings {
-        println!(
-            "  {:<20} {:>7} {:>12.1} {:>12.2}",
-            t.step,
-            t.items,
-            t.total_us,
-            t.per_item_us()
-        );
+        println!("  {:<20} {:>7} {:>12.1} {:>12.2}", t.step, t.items, t.total_us, t.per_item_us());
     }
     println!();
     println!(

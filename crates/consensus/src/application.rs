@@ -42,10 +42,7 @@ pub struct TxLog {
 impl TxLog {
     /// An empty log. With `verify_signatures`, transactions whose signature fails are rejected.
     pub fn new(verify_signatures: bool) -> Self {
-        Self {
-            verify_signatures,
-            ..Self::default()
-        }
+        Self { verify_signatures, ..Self::default() }
     }
 
     /// Transactions executed so far.
@@ -71,11 +68,7 @@ impl Application for TxLog {
         self.digest = h.finalize();
         self.height = block.height();
         self.executed += executed as u64;
-        Applied {
-            executed,
-            rejected,
-            state_digest: self.digest,
-        }
+        Applied { executed, rejected, state_digest: self.digest }
     }
 
     fn state_digest(&self) -> Digest {

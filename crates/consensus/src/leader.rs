@@ -48,11 +48,7 @@ impl HashedLeader {
 
 impl LeaderElection for HashedLeader {
     fn leader(&self, round: Round) -> NodeId {
-        let digest = domain::LEADER
-            .hasher()
-            .update_u64(self.seed)
-            .update_u64(round.0)
-            .finalize();
+        let digest = domain::LEADER.hasher().update_u64(self.seed).update_u64(round.0).finalize();
         let mut word = [0u8; 8];
         word.copy_from_slice(&digest.as_bytes()[..8]);
         // The modulo bias is below 2^-48 for any committee size agora allows.
@@ -81,15 +77,10 @@ mod tests {
             counts[l.index()] += 1;
         }
         // Each node leads roughly 1/7 of the rounds.
-        assert!(
-            counts.iter().all(|&c| (800..1200).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
         assert_ne!(
             (0..20).map(|r| h.leader(Round(r))).collect::<Vec<_>>(),
-            (0..20)
-                .map(|r| HashedLeader::new(7, 43).leader(Round(r)))
-                .collect::<Vec<_>>()
+            (0..20).map(|r| HashedLeader::new(7, 43).leader(Round(r))).collect::<Vec<_>>()
         );
     }
 }

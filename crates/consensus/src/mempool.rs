@@ -18,10 +18,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     /// 1,000 transactions or 1 MiB, whichever comes first.
     fn default() -> Self {
-        Self {
-            txs_max: 1_000,
-            bytes_max: 1024 * 1024,
-        }
+        Self { txs_max: 1_000, bytes_max: 1024 * 1024 }
     }
 }
 
@@ -93,11 +90,7 @@ pub struct MempoolLimits {
 impl Default for MempoolLimits {
     /// 100,000 transactions, 64 MiB, and the last 1,000,000 committed ids.
     fn default() -> Self {
-        Self {
-            txs_max: 100_000,
-            bytes_max: 64 * 1024 * 1024,
-            committed_memory: 1_000_000,
-        }
+        Self { txs_max: 100_000, bytes_max: 64 * 1024 * 1024, committed_memory: 1_000_000 }
     }
 }
 
@@ -118,10 +111,7 @@ pub struct InMemoryMempool {
 impl InMemoryMempool {
     /// An empty mempool with the given bounds.
     pub fn new(limits: MempoolLimits) -> Self {
-        Self {
-            limits,
-            ..Self::default()
-        }
+        Self { limits, ..Self::default() }
     }
 
     /// Encoded bytes pending.
@@ -152,10 +142,7 @@ impl Mempool for InMemoryMempool {
         if self.pending.len() >= self.limits.txs_max
             || self.pending_bytes + size > self.limits.bytes_max
         {
-            return Err(MempoolError::Full {
-                txs: self.pending.len(),
-                bytes: self.pending_bytes,
-            });
+            return Err(MempoolError::Full { txs: self.pending.len(), bytes: self.pending_bytes });
         }
         let arrival = self.next_arrival;
         self.next_arrival += 1;
@@ -213,12 +200,8 @@ mod tests {
     use bytes::Bytes;
 
     fn tx(nonce: u64) -> Transaction {
-        Transaction::new_signed(
-            &SecretKey::from_seed(5, 0),
-            nonce,
-            Bytes::from_static(b"payload"),
-        )
-        .unwrap()
+        Transaction::new_signed(&SecretKey::from_seed(5, 0), nonce, Bytes::from_static(b"payload"))
+            .unwrap()
     }
 
     fn ids(txs: &[Transaction]) -> Vec<u64> {
@@ -237,15 +220,9 @@ mod tests {
         assert_eq!(ids(&all), vec![3, 1, 2]);
         // Selecting removes nothing; skipping leaves out in-flight ones.
         let skip = tx(1).id();
-        assert_eq!(
-            ids(&m.select(&BatchLimits::default(), &|id| *id == skip)),
-            vec![3, 2]
-        );
+        assert_eq!(ids(&m.select(&BatchLimits::default(), &|id| *id == skip)), vec![3, 2]);
         m.remove_committed(&[tx(3), tx(9)]);
-        assert_eq!(
-            ids(&m.select(&BatchLimits::default(), &|_| false)),
-            vec![1, 2]
-        );
+        assert_eq!(ids(&m.select(&BatchLimits::default(), &|_| false)), vec![1, 2]);
         // A committed transaction submitted again is a duplicate, even one never seen pending.
         assert_eq!(m.insert(tx(3)), Ok(Submitted::Duplicate));
         assert_eq!(m.insert(tx(9)), Ok(Submitted::Duplicate));
@@ -259,40 +236,24 @@ mod tests {
             m.insert(tx(n)).unwrap();
         }
         let size = tx(0).encoded_len();
-        let by_count = BatchLimits {
-            txs_max: 4,
-            bytes_max: usize::MAX,
-        };
+        let by_count = BatchLimits { txs_max: 4, bytes_max: usize::MAX };
         assert_eq!(ids(&m.select(&by_count, &|_| false)), vec![0, 1, 2, 3]);
-        let by_bytes = BatchLimits {
-            txs_max: 100,
-            bytes_max: 3 * size + size / 2,
-        };
+        let by_bytes = BatchLimits { txs_max: 100, bytes_max: 3 * size + size / 2 };
         assert_eq!(ids(&m.select(&by_bytes, &|_| false)), vec![0, 1, 2]);
     }
 
     #[test]
     fn full_is_backpressure_not_loss() {
-        let limits = MempoolLimits {
-            txs_max: 2,
-            bytes_max: usize::MAX,
-            committed_memory: 10,
-        };
+        let limits = MempoolLimits { txs_max: 2, bytes_max: usize::MAX, committed_memory: 10 };
         let mut m = InMemoryMempool::new(limits);
         m.insert(tx(0)).unwrap();
         m.insert(tx(1)).unwrap();
-        assert!(matches!(
-            m.insert(tx(2)),
-            Err(MempoolError::Full { txs: 2, .. })
-        ));
+        assert!(matches!(m.insert(tx(2)), Err(MempoolError::Full { txs: 2, .. })));
         assert_eq!(m.len(), 2, "a refused transaction leaves nothing behind");
         m.remove_committed(&[tx(0)]);
         assert_eq!(m.insert(tx(2)), Ok(Submitted::Accepted));
-        let by_bytes = MempoolLimits {
-            txs_max: 100,
-            bytes_max: tx(0).encoded_len(),
-            committed_memory: 10,
-        };
+        let by_bytes =
+            MempoolLimits { txs_max: 100, bytes_max: tx(0).encoded_len(), committed_memory: 10 };
         let mut m = InMemoryMempool::new(by_bytes);
         m.insert(tx(0)).unwrap();
         assert!(m.insert(tx(1)).is_err());
@@ -302,10 +263,7 @@ mod tests {
 
     #[test]
     fn committed_memory_is_bounded() {
-        let limits = MempoolLimits {
-            committed_memory: 3,
-            ..MempoolLimits::default()
-        };
+        let limits = MempoolLimits { committed_memory: 3, ..MempoolLimits::default() };
         let mut m = InMemoryMempool::new(limits);
         let committed: Vec<Transaction> = (0..5).map(tx).collect();
         m.remove_committed(&committed);

@@ -116,13 +116,7 @@ impl<'a, M, T> Context<'a, M, T> {
         mempool: &'a mut dyn Mempool,
         checker: &'a mut dyn SignatureCheck,
     ) -> Self {
-        Self {
-            now_ns,
-            me,
-            actions,
-            mempool,
-            checker,
-        }
+        Self { now_ns, me, actions, mempool, checker }
     }
 
     /// The driver's clock, in nanoseconds (simulated or real).

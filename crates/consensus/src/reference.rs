@@ -130,9 +130,7 @@ impl ReferenceEngine {
     }
 
     fn followers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        (0..self.config.n)
-            .map(NodeId)
-            .filter(|n| *n != self.config.leader)
+        (0..self.config.n).map(NodeId).filter(|n| *n != self.config.leader)
     }
 
     fn leader_tick(&mut self, ctx: &mut Ctx<'_, Self>) {
@@ -141,10 +139,7 @@ impl ReferenceEngine {
             for to in missing {
                 ctx.send(
                     to,
-                    RefMessage::Propose {
-                        block: block.clone(),
-                        committed: self.committed,
-                    },
+                    RefMessage::Propose { block: block.clone(), committed: self.committed },
                 );
             }
             return;
@@ -156,28 +151,19 @@ impl ReferenceEngine {
         let height = Height(self.committed.0 + 1);
         let batch = Batch::new(txs).expect("batch limits are within the type's limits");
         let block = Block::new(self.tip, Round(0), height, ctx.me(), ctx.now_ns(), batch);
-        ctx.broadcast(RefMessage::Propose {
-            block: block.clone(),
-            committed: self.committed,
-        });
+        ctx.broadcast(RefMessage::Propose { block: block.clone(), committed: self.committed });
         self.in_flight = Some((block, BTreeSet::new()));
         self.try_commit_in_flight(ctx);
     }
 
     fn try_commit_in_flight(&mut self, ctx: &mut Ctx<'_, Self>) {
         let followers = usize::from(self.config.n) - 1;
-        if self
-            .in_flight
-            .as_ref()
-            .is_some_and(|(_, acks)| acks.len() >= followers)
-        {
+        if self.in_flight.as_ref().is_some_and(|(_, acks)| acks.len() >= followers) {
             let (block, _) = self.in_flight.take().expect("checked just above");
             self.committed = block.height();
             self.tip = block.digest();
             ctx.commit(block);
-            ctx.broadcast(RefMessage::Commit {
-                height: self.committed,
-            });
+            ctx.broadcast(RefMessage::Commit { height: self.committed });
         }
     }
 
@@ -213,13 +199,7 @@ impl Protocol for ReferenceEngine {
                 let height = block.height();
                 let ahead = height.0.saturating_sub(self.committed.0) as usize;
                 if height > self.committed && ahead <= self.config.pending_blocks_max {
-                    ctx.send(
-                        leader,
-                        RefMessage::Ack {
-                            height,
-                            digest: block.digest(),
-                        },
-                    );
+                    ctx.send(leader, RefMessage::Ack { height, digest: block.digest() });
                     self.stored.insert(height, block);
                 }
                 self.known_committed = self.known_committed.max(committed);
@@ -227,12 +207,7 @@ impl Protocol for ReferenceEngine {
             }
             RefMessage::Ack { height, digest } if self.is_leader(ctx) => {
                 if height <= self.committed {
-                    ctx.send(
-                        from,
-                        RefMessage::Commit {
-                            height: self.committed,
-                        },
-                    );
+                    ctx.send(from, RefMessage::Commit { height: self.committed });
                     return;
                 }
                 if let Some((block, acks)) = &mut self.in_flight
@@ -265,10 +240,7 @@ impl Protocol for ReferenceEngine {
         if let Some((height, block)) = self.stored.last_key_value() {
             ctx.send(
                 self.config.leader,
-                RefMessage::Ack {
-                    height: *height,
-                    digest: block.digest(),
-                },
+                RefMessage::Ack { height: *height, digest: block.digest() },
             );
         }
     }

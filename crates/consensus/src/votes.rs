@@ -141,9 +141,7 @@ impl VoteKeeper {
 
     /// Distinct signers of `statement` so far.
     pub fn signers(&self, statement: &Statement) -> usize {
-        self.tallies
-            .get(statement)
-            .map_or(0, |t| t.signatures.len())
+        self.tallies.get(statement).map_or(0, |t| t.signatures.len())
     }
 
     /// True once `statement` has reached the quorum.
@@ -205,10 +203,7 @@ mod tests {
             keeper.add(&vote(&secrets, 0, s), &c, &mut check),
             Ok(VoteOutcome::Counted { signers: 1 })
         );
-        assert_eq!(
-            keeper.add(&vote(&secrets, 0, s), &c, &mut check),
-            Ok(VoteOutcome::Duplicate)
-        );
+        assert_eq!(keeper.add(&vote(&secrets, 0, s), &c, &mut check), Ok(VoteOutcome::Duplicate));
         assert_eq!(
             keeper.add(&vote(&secrets, 1, s), &c, &mut check),
             Ok(VoteOutcome::Counted { signers: 2 })
@@ -218,10 +213,7 @@ mod tests {
             panic!("the third distinct vote reaches ⌈2n/3⌉ = 3");
         };
         assert_eq!(cert.verify_for(&c, 3, &s), Ok(()));
-        assert_eq!(
-            cert.signers().collect::<Vec<_>>(),
-            vec![NodeId(0), NodeId(1), NodeId(3)]
-        );
+        assert_eq!(cert.signers().collect::<Vec<_>>(), vec![NodeId(0), NodeId(1), NodeId(3)]);
         // The fourth vote counts but does not certify again.
         assert_eq!(
             keeper.add(&vote(&secrets, 2, s), &c, &mut check),
@@ -235,15 +227,9 @@ mod tests {
         let (c, secrets) = setup();
         let mut keeper = VoteKeeper::new(3, 1_000);
         let s = statement(1, b"block");
-        let forged = Vote {
-            voter: NodeId(2),
-            ..vote(&secrets, 1, s)
-        };
+        let forged = Vote { voter: NodeId(2), ..vote(&secrets, 1, s) };
         assert!(keeper.add(&forged, &c, &mut DirectCheck).is_err());
-        let outsider = Vote {
-            voter: NodeId(9),
-            ..vote(&secrets, 1, s)
-        };
+        let outsider = Vote { voter: NodeId(9), ..vote(&secrets, 1, s) };
         assert!(keeper.add(&outsider, &c, &mut DirectCheck).is_err());
         assert_eq!(keeper.signers(&s), 0);
         assert!(keeper.is_empty());
@@ -260,10 +246,7 @@ mod tests {
         keeper.add(&first, &c, &mut DirectCheck).unwrap();
         assert_eq!(
             keeper.add(&second, &c, &mut DirectCheck),
-            Ok(VoteOutcome::Equivocation(Box::new(Equivocation {
-                first,
-                second
-            })))
+            Ok(VoteOutcome::Equivocation(Box::new(Equivocation { first, second })))
         );
         assert_eq!(keeper.signers(&b), 0, "the conflicting vote is not counted");
         // Another round is another slot.
@@ -277,12 +260,8 @@ mod tests {
     fn bounded_and_prunable() {
         let (c, secrets) = setup();
         let mut keeper = VoteKeeper::new(3, 2);
-        keeper
-            .add(&vote(&secrets, 0, statement(1, b"x")), &c, &mut DirectCheck)
-            .unwrap();
-        keeper
-            .add(&vote(&secrets, 1, statement(1, b"x")), &c, &mut DirectCheck)
-            .unwrap();
+        keeper.add(&vote(&secrets, 0, statement(1, b"x")), &c, &mut DirectCheck).unwrap();
+        keeper.add(&vote(&secrets, 1, statement(1, b"x")), &c, &mut DirectCheck).unwrap();
         assert_eq!(
             keeper.add(&vote(&secrets, 2, statement(1, b"x")), &c, &mut DirectCheck),
             Ok(VoteOutcome::Full)

@@ -60,9 +60,7 @@ impl FromStr for Digest {
     type Err = ParseDigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        hex::decode(s)
-            .map(Self)
-            .map_err(|e| ParseDigestError(e.to_string()))
+        hex::decode(s).map(Self).map_err(|e| ParseDigestError(e.to_string()))
     }
 }
 
@@ -95,10 +93,7 @@ pub struct Domain {
 impl Domain {
     /// A domain with the given tag. `const`, so domains are declared as statics.
     pub const fn new(tag: &'static str) -> Self {
-        Self {
-            tag,
-            key: OnceLock::new(),
-        }
+        Self { tag, key: OnceLock::new() }
     }
 
     /// The tag, for example `agora/block/v1`.
@@ -107,8 +102,7 @@ impl Domain {
     }
 
     fn key(&self) -> &[u8; 32] {
-        self.key
-            .get_or_init(|| *blake3::hash(self.tag.as_bytes()).as_bytes())
+        self.key.get_or_init(|| *blake3::hash(self.tag.as_bytes()).as_bytes())
     }
 
     /// The digest of `bytes` under this domain.
@@ -214,11 +208,7 @@ mod tests {
         let count = digests.len();
         digests.sort();
         digests.dedup();
-        assert_eq!(
-            digests.len(),
-            count,
-            "two domains (or plain blake3) collided"
-        );
+        assert_eq!(digests.len(), count, "two domains (or plain blake3) collided");
     }
 
     #[test]

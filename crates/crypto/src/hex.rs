@@ -63,17 +63,12 @@ fn nibble(c: u8) -> Option<u8> {
 pub(crate) fn decode<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
     let s = s.as_bytes();
     if s.len() != 2 * N {
-        return Err(HexError::Length {
-            expected: 2 * N,
-            found: s.len(),
-        });
+        return Err(HexError::Length { expected: 2 * N, found: s.len() });
     }
     let mut out = [0u8; N];
     for (i, pair) in s.chunks_exact(2).enumerate() {
         let hi = nibble(pair[0]).ok_or(HexError::Digit { position: 2 * i })?;
-        let lo = nibble(pair[1]).ok_or(HexError::Digit {
-            position: 2 * i + 1,
-        })?;
+        let lo = nibble(pair[1]).ok_or(HexError::Digit { position: 2 * i + 1 })?;
         out[i] = (hi << 4) | lo;
     }
     Ok(out)
@@ -123,17 +118,8 @@ mod tests {
         assert_eq!(s, "007f80ff12");
         assert_eq!(decode::<5>(&s), Ok(bytes));
         assert_eq!(decode::<5>("007F80FF12"), Ok(bytes));
-        assert_eq!(
-            decode::<5>("007f80ff1"),
-            Err(HexError::Length {
-                expected: 10,
-                found: 9
-            })
-        );
-        assert_eq!(
-            decode::<5>("007f80ff1g"),
-            Err(HexError::Digit { position: 9 })
-        );
+        assert_eq!(decode::<5>("007f80ff1"), Err(HexError::Length { expected: 10, found: 9 }));
+        assert_eq!(decode::<5>("007f80ff1g"), Err(HexError::Digit { position: 9 }));
         assert_eq!(decode::<1>("é"), Err(HexError::Digit { position: 0 }));
     }
 }

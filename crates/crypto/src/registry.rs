@@ -83,10 +83,8 @@ impl KeyRegistry {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), VerifyError> {
-        let key = self.get(member).ok_or(VerifyError::UnknownMember {
-            member,
-            size: self.len(),
-        })?;
+        let key =
+            self.get(member).ok_or(VerifyError::UnknownMember { member, size: self.len() })?;
         checker
             .check(key, domain, message, signature)
             .map_err(|reason| VerifyError::BadSignature { member, reason })
@@ -108,10 +106,7 @@ mod tests {
         assert_eq!(registry.verify(1, &domain::VOTE, b"m", &sig), Ok(()));
         assert_eq!(
             registry.verify(2, &domain::VOTE, b"m", &sig),
-            Err(VerifyError::BadSignature {
-                member: 2,
-                reason: SignatureError::Invalid
-            })
+            Err(VerifyError::BadSignature { member: 2, reason: SignatureError::Invalid })
         );
         assert_eq!(
             registry.verify(4, &domain::VOTE, b"m", &sig),
@@ -119,10 +114,7 @@ mod tests {
         );
         assert_eq!(
             registry.verify(usize::MAX, &domain::VOTE, b"m", &sig),
-            Err(VerifyError::UnknownMember {
-                member: usize::MAX,
-                size: 4
-            })
+            Err(VerifyError::UnknownMember { member: usize::MAX, size: 4 })
         );
     }
 }

@@ -386,10 +386,7 @@ mod tests {
 
     #[test]
     fn seeded_keys_are_deterministic_and_distinct() {
-        assert_eq!(
-            SecretKey::from_seed(1, 2).to_bytes(),
-            SecretKey::from_seed(1, 2).to_bytes()
-        );
+        assert_eq!(SecretKey::from_seed(1, 2).to_bytes(), SecretKey::from_seed(1, 2).to_bytes());
         assert_ne!(
             SecretKey::from_seed(1, 2).public_key(),
             SecretKey::from_seed(1, 3).public_key()
@@ -422,14 +419,8 @@ mod tests {
         let key = SecretKey::from_seed(5, 5);
         let again = SecretKey::from_bytes(&key.to_bytes()).unwrap();
         assert_eq!(again.public_key(), key.public_key());
-        assert_eq!(
-            SecretKey::from_bytes(&[0; 32]).unwrap_err(),
-            KeyError::MalformedSecretKey
-        );
-        assert_eq!(
-            SecretKey::from_bytes(&[0xff; 32]).unwrap_err(),
-            KeyError::MalformedSecretKey
-        );
+        assert_eq!(SecretKey::from_bytes(&[0; 32]).unwrap_err(), KeyError::MalformedSecretKey);
+        assert_eq!(SecretKey::from_bytes(&[0xff; 32]).unwrap_err(), KeyError::MalformedSecretKey);
     }
 
     #[test]
@@ -481,18 +472,10 @@ mod tests {
         let (r, s) = sig.inner.split_scalars();
         let high = EcdsaSignature::from_scalars(r.to_repr(), (-*s).to_repr()).unwrap();
         assert_ne!(high, sig.inner);
-        assert_eq!(
-            Signature::from_bytes(&high.to_bytes()).unwrap_err(),
-            SignatureError::Malformed
-        );
+        assert_eq!(Signature::from_bytes(&high.to_bytes()).unwrap_err(), SignatureError::Malformed);
         // And the verifier refuses it too, were it ever to be handed one.
         let prehash = domain::VOTE.hash(b"m");
-        assert!(
-            key.public_key()
-                .key
-                .verify_prehash(prehash.as_bytes(), &high)
-                .is_err()
-        );
+        assert!(key.public_key().key.verify_prehash(prehash.as_bytes(), &high).is_err());
     }
 
     #[test]
@@ -501,19 +484,10 @@ mod tests {
         let pk = *key.public_key();
         let sig = key.sign(&domain::TX_SIGNATURE, b"x");
         let json = serde_json::to_string(&(pk, sig)).unwrap();
-        assert_eq!(
-            json,
-            format!("[\"{pk}\",\"{}\"]", hex::encode(sig.as_bytes()))
-        );
-        assert_eq!(
-            serde_json::from_str::<(PublicKey, Signature)>(&json).unwrap(),
-            (pk, sig)
-        );
+        assert_eq!(json, format!("[\"{pk}\",\"{}\"]", hex::encode(sig.as_bytes())));
+        assert_eq!(serde_json::from_str::<(PublicKey, Signature)>(&json).unwrap(), (pk, sig));
         let bin = postcard::to_stdvec(&(pk, sig)).unwrap();
         assert_eq!(bin.len(), 1 + PUBLIC_KEY_BYTES + 1 + SIGNATURE_BYTES);
-        assert_eq!(
-            postcard::from_bytes::<(PublicKey, Signature)>(&bin).unwrap(),
-            (pk, sig)
-        );
+        assert_eq!(postcard::from_bytes::<(PublicKey, Signature)>(&bin).unwrap(), (pk, sig));
     }
 }

@@ -9,10 +9,7 @@ use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
     // Each case signs and verifies a few times (about 100 µs each); keep the suite quick.
-    ProptestConfig {
-        cases: 128,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 128, ..ProptestConfig::default() }
 }
 
 proptest! {

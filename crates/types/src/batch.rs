@@ -54,23 +54,12 @@ impl Batch {
     /// A batch of `transactions`, in the given order.
     pub fn new(transactions: Vec<Transaction>) -> Result<Self, BatchError> {
         if transactions.len() > BATCH_TXS_MAX {
-            return Err(BatchError::TooMany {
-                count: transactions.len(),
-                limit: BATCH_TXS_MAX,
-            });
+            return Err(BatchError::TooMany { count: transactions.len(), limit: BATCH_TXS_MAX });
         }
         let header = varint_len(transactions.len() as u64);
-        let size = header
-            + transactions
-                .iter()
-                .map(Transaction::encoded_len)
-                .sum::<usize>();
+        let size = header + transactions.iter().map(Transaction::encoded_len).sum::<usize>();
         if size > MESSAGE_BYTES_MAX {
-            return Err(CodecError::TooLarge {
-                size,
-                limit: MESSAGE_BYTES_MAX,
-            }
-            .into());
+            return Err(CodecError::TooLarge { size, limit: MESSAGE_BYTES_MAX }.into());
         }
         let mut out = Vec::with_capacity(size);
         codec::encode_into(&transactions.len(), &mut out)?;
@@ -103,10 +92,7 @@ impl Batch {
     /// Parses a batch from its canonical encoding, taking a share of `encoded` (no copy).
     pub fn from_encoded(encoded: Bytes) -> Result<Self, CodecError> {
         if encoded.len() > MESSAGE_BYTES_MAX {
-            return Err(CodecError::TooLarge {
-                size: encoded.len(),
-                limit: MESSAGE_BYTES_MAX,
-            });
+            return Err(CodecError::TooLarge { size: encoded.len(), limit: MESSAGE_BYTES_MAX });
         }
         let (count, mut rest) = postcard::take_from_bytes::<u64>(&encoded)?;
         if encoded.len() - rest.len() != varint_len(count) {
@@ -141,11 +127,7 @@ impl Batch {
 
     fn from_checked(encoded: Bytes, transactions: Vec<Transaction>) -> Self {
         let digest = domain::BATCH.hash(&encoded);
-        Self(Arc::new(BatchInner {
-            encoded,
-            transactions,
-            digest,
-        }))
+        Self(Arc::new(BatchInner { encoded, transactions, digest }))
     }
 
     /// The payload digest: what a block header commits to.
@@ -233,15 +215,8 @@ mod tests {
     fn payloads_share_the_batch_buffer() {
         let batch = Batch::new(txs(10)).unwrap();
         let buffer = batch.encoded().as_ptr_range();
-        for tx in batch
-            .transactions()
-            .iter()
-            .filter(|t| !t.payload().is_empty())
-        {
-            assert!(
-                buffer.contains(&tx.payload().as_ptr()),
-                "payload copied out of the buffer"
-            );
+        for tx in batch.transactions().iter().filter(|t| !t.payload().is_empty()) {
+            assert!(buffer.contains(&tx.payload().as_ptr()), "payload copied out of the buffer");
         }
         let copy = batch.clone();
         assert_eq!(copy.encoded().as_ptr(), batch.encoded().as_ptr());
@@ -280,45 +255,24 @@ mod tests {
     #[test]
     fn limits_and_bad_input() {
         let err = Batch::new(vec![txs(1)[0].clone(); BATCH_TXS_MAX + 1]).unwrap_err();
-        assert_eq!(
-            err,
-            BatchError::TooMany {
-                count: BATCH_TXS_MAX + 1,
-                limit: BATCH_TXS_MAX
-            }
-        );
+        assert_eq!(err, BatchError::TooMany { count: BATCH_TXS_MAX + 1, limit: BATCH_TXS_MAX });
         // A count larger than the limit, with no transactions behind it.
         let claim = codec::encode(&(BATCH_TXS_MAX as u64 + 1)).unwrap();
-        assert!(matches!(
-            Batch::from_encoded(claim),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(Batch::from_encoded(claim), Err(CodecError::Malformed(_))));
         // A plausible count and nothing behind it: an error, and no large reservation.
         let claim = codec::encode(&1000u64).unwrap();
-        assert!(matches!(
-            Batch::from_encoded(claim),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(Batch::from_encoded(claim), Err(CodecError::Malformed(_))));
         // Truncations of a valid batch are errors at every length.
         let good = Batch::new(txs(3)).unwrap();
         for cut in 0..good.encoded().len() {
-            assert!(
-                Batch::from_encoded(good.encoded().slice(..cut)).is_err(),
-                "cut at {cut}"
-            );
+            assert!(Batch::from_encoded(good.encoded().slice(..cut)).is_err(), "cut at {cut}");
         }
         let mut trailing = good.encoded().to_vec();
         trailing.push(0);
-        assert_eq!(
-            Batch::from_encoded(Bytes::from(trailing)),
-            Err(CodecError::TrailingBytes(1))
-        );
+        assert_eq!(Batch::from_encoded(Bytes::from(trailing)), Err(CodecError::TrailingBytes(1)));
         // An overlong count varint.
         let mut overlong = vec![0x83, 0x00];
         overlong.extend_from_slice(&good.encoded()[1..]);
-        assert_eq!(
-            Batch::from_encoded(Bytes::from(overlong)),
-            Err(CodecError::NonCanonical)
-        );
+        assert_eq!(Batch::from_encoded(Bytes::from(overlong)), Err(CodecError::NonCanonical));
     }
 }

@@ -90,24 +90,13 @@ impl Block {
             tx_count: u32::try_from(batch.len()).expect("batches are far smaller than u32::MAX"),
             created_at_ns,
         };
-        Self {
-            digest: header.digest(),
-            header,
-            batch,
-        }
+        Self { digest: header.digest(), header, batch }
     }
 
     /// The genesis block: height 0, round 0, no parent, no transactions. Every node starts from
     /// the same one.
     pub fn genesis() -> Self {
-        Self::new(
-            Digest::ZERO,
-            Round(0),
-            Height(0),
-            NodeId(0),
-            0,
-            Batch::empty(),
-        )
+        Self::new(Digest::ZERO, Round(0), Height(0), NodeId(0), 0, Batch::empty())
     }
 
     /// Joins a decoded header and batch, checking that the header commits to the batch.
@@ -124,11 +113,7 @@ impl Block {
                 actual: batch.len(),
             });
         }
-        Ok(Self {
-            digest: header.digest(),
-            header,
-            batch,
-        })
+        Ok(Self { digest: header.digest(), header, batch })
     }
 
     /// The block's identity ([`BlockHeader::digest`], cached).
@@ -220,14 +205,7 @@ mod tests {
     }
 
     fn block(b: Batch) -> Block {
-        Block::new(
-            Block::genesis().digest(),
-            Round(1),
-            Height(1),
-            NodeId(2),
-            1_000,
-            b,
-        )
+        Block::new(Block::genesis().digest(), Round(1), Height(1), NodeId(2), 1_000, b)
     }
 
     #[test]
@@ -244,31 +222,13 @@ mod tests {
         let base = block(batch(&[b"x"]));
         let h = *base.header();
         let variants = [
-            BlockHeader {
-                parent: Digest::ZERO,
-                ..h
-            },
-            BlockHeader {
-                round: Round(2),
-                ..h
-            },
-            BlockHeader {
-                height: Height(2),
-                ..h
-            },
-            BlockHeader {
-                proposer: NodeId(3),
-                ..h
-            },
-            BlockHeader {
-                payload: Digest::ZERO,
-                ..h
-            },
+            BlockHeader { parent: Digest::ZERO, ..h },
+            BlockHeader { round: Round(2), ..h },
+            BlockHeader { height: Height(2), ..h },
+            BlockHeader { proposer: NodeId(3), ..h },
+            BlockHeader { payload: Digest::ZERO, ..h },
             BlockHeader { tx_count: 2, ..h },
-            BlockHeader {
-                created_at_ns: 1_001,
-                ..h
-            },
+            BlockHeader { created_at_ns: 1_001, ..h },
         ];
         for v in variants {
             assert_ne!(v.digest(), base.digest(), "{v:?}");
@@ -289,30 +249,18 @@ mod tests {
             Block::from_parts(*b.header(), other.clone()),
             Err(BlockError::PayloadMismatch { .. })
         ));
-        let lying = BlockHeader {
-            payload: other.digest(),
-            ..*b.header()
-        };
+        let lying = BlockHeader { payload: other.digest(), ..*b.header() };
         let swapped = codec::encode(&(lying, other.clone())).unwrap();
-        assert!(
-            codec::decode::<Block>(&swapped).is_ok(),
-            "a consistent header and batch decode"
-        );
+        assert!(codec::decode::<Block>(&swapped).is_ok(), "a consistent header and batch decode");
         let inconsistent = codec::encode(&(*b.header(), other)).unwrap();
         assert!(matches!(
             codec::decode::<Block>(&inconsistent),
             Err(codec::CodecError::Malformed(_))
         ));
-        let bad_count = BlockHeader {
-            tx_count: 5,
-            ..*b.header()
-        };
+        let bad_count = BlockHeader { tx_count: 5, ..*b.header() };
         assert_eq!(
             Block::from_parts(bad_count, b.batch().clone()),
-            Err(BlockError::CountMismatch {
-                claimed: 5,
-                actual: 2
-            })
+            Err(BlockError::CountMismatch { claimed: 5, actual: 2 })
         );
     }
 

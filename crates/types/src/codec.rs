@@ -55,10 +55,7 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
     let size = out.len() - start;
     if size > MESSAGE_BYTES_MAX {
         out.truncate(start);
-        return Err(CodecError::TooLarge {
-            size,
-            limit: MESSAGE_BYTES_MAX,
-        });
+        return Err(CodecError::TooLarge { size, limit: MESSAGE_BYTES_MAX });
     }
     Ok(())
 }
@@ -87,10 +84,7 @@ pub fn decode_with_limit<T: DeserializeOwned + Serialize>(
     limit: usize,
 ) -> Result<T, CodecError> {
     if bytes.len() > limit {
-        return Err(CodecError::TooLarge {
-            size: bytes.len(),
-            limit,
-        });
+        return Err(CodecError::TooLarge { size: bytes.len(), limit });
     }
     let (value, rest) = postcard::take_from_bytes::<T>(bytes)?;
     if !rest.is_empty() {
@@ -156,22 +150,13 @@ mod tests {
 
         let mut trailing = bytes.to_vec();
         trailing.push(0);
-        assert_eq!(
-            decode::<(u64, String)>(&trailing),
-            Err(CodecError::TrailingBytes(1))
-        );
+        assert_eq!(decode::<(u64, String)>(&trailing), Err(CodecError::TrailingBytes(1)));
 
         // 300 with a redundant continuation byte: postcard accepts it, agora does not.
         let overlong = [0xac, 0x82, 0x00, 2, b'h', b'i'];
-        assert_eq!(
-            decode::<(u64, String)>(&overlong),
-            Err(CodecError::NonCanonical)
-        );
+        assert_eq!(decode::<(u64, String)>(&overlong), Err(CodecError::NonCanonical));
 
-        assert!(matches!(
-            decode::<(u64, String)>(&bytes[..3]),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(decode::<(u64, String)>(&bytes[..3]), Err(CodecError::Malformed(_))));
         assert_eq!(
             decode_with_limit::<(u64, String)>(&bytes, 4),
             Err(CodecError::TooLarge { size: 5, limit: 4 })

@@ -55,37 +55,25 @@ impl Committee {
             return Err(CommitteeError::Empty);
         }
         if keys.len() > COMMITTEE_SIZE_MAX {
-            return Err(CommitteeError::TooLarge {
-                size: keys.len(),
-                limit: COMMITTEE_SIZE_MAX,
-            });
+            return Err(CommitteeError::TooLarge { size: keys.len(), limit: COMMITTEE_SIZE_MAX });
         }
         let mut sorted: Vec<(PublicKey, usize)> = keys.iter().copied().zip(0..).collect();
         sorted.sort();
         if let Some(pair) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
             let (a, b) = (pair[0].1.min(pair[1].1), pair[0].1.max(pair[1].1));
-            return Err(CommitteeError::DuplicateKey {
-                first: node(a),
-                second: node(b),
-            });
+            return Err(CommitteeError::DuplicateKey { first: node(a), second: node(b) });
         }
-        Ok(Self {
-            keys: KeyRegistry::new(keys),
-        })
+        Ok(Self { keys: KeyRegistry::new(keys) })
     }
 
     /// A committee of `n` members whose keys derive from `seed`, with their secret keys, for
     /// simulations and tests. The same `(seed, n)` always gives the same committee.
     pub fn deterministic(seed: u64, n: usize) -> Result<(Self, Vec<SecretKey>), CommitteeError> {
         if n > COMMITTEE_SIZE_MAX {
-            return Err(CommitteeError::TooLarge {
-                size: n,
-                limit: COMMITTEE_SIZE_MAX,
-            });
+            return Err(CommitteeError::TooLarge { size: n, limit: COMMITTEE_SIZE_MAX });
         }
-        let secrets: Vec<SecretKey> = (0..n as u64)
-            .map(|i| SecretKey::from_seed(seed, i))
-            .collect();
+        let secrets: Vec<SecretKey> =
+            (0..n as u64).map(|i| SecretKey::from_seed(seed, i)).collect();
         let committee = Self::new(secrets.iter().map(|s| *s.public_key()).collect())?;
         Ok((committee, secrets))
     }
@@ -157,8 +145,7 @@ impl Committee {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), VerifyError> {
-        self.keys
-            .verify_with(checker, node.index(), domain, message, signature)
+        self.keys.verify_with(checker, node.index(), domain, message, signature)
     }
 }
 
@@ -189,13 +176,7 @@ mod tests {
         for (n, f, notarization, byzantine, one_honest) in table {
             let (c, _) = Committee::deterministic(0, n).unwrap();
             assert_eq!(
-                (
-                    c.n(),
-                    c.f(),
-                    c.notarization_quorum(),
-                    c.byzantine_quorum(),
-                    c.one_honest()
-                ),
+                (c.n(), c.f(), c.notarization_quorum(), c.byzantine_quorum(), c.one_honest()),
                 (n, f, notarization, byzantine, one_honest),
                 "n = {n}"
             );
@@ -211,10 +192,7 @@ mod tests {
         let other = *SecretKey::from_seed(0, 1).public_key();
         assert_eq!(
             Committee::new(vec![other, k, other]),
-            Err(CommitteeError::DuplicateKey {
-                first: NodeId(0),
-                second: NodeId(2)
-            })
+            Err(CommitteeError::DuplicateKey { first: NodeId(0), second: NodeId(2) })
         );
         assert!(matches!(
             Committee::deterministic(0, COMMITTEE_SIZE_MAX + 1),
@@ -233,17 +211,8 @@ mod tests {
         assert_eq!(c.member_of(secrets[2].public_key()), Some(NodeId(2)));
         assert_eq!(c.key(NodeId(9)), None);
         let sig = secrets[1].sign(&agora_crypto::domain::MESSAGE, b"m");
-        assert!(
-            c.verify(NodeId(1), &agora_crypto::domain::MESSAGE, b"m", &sig)
-                .is_ok()
-        );
-        assert!(
-            c.verify(NodeId(0), &agora_crypto::domain::MESSAGE, b"m", &sig)
-                .is_err()
-        );
-        assert!(
-            c.verify(NodeId(4), &agora_crypto::domain::MESSAGE, b"m", &sig)
-                .is_err()
-        );
+        assert!(c.verify(NodeId(1), &agora_crypto::domain::MESSAGE, b"m", &sig).is_ok());
+        assert!(c.verify(NodeId(0), &agora_crypto::domain::MESSAGE, b"m", &sig).is_err());
+        assert!(c.verify(NodeId(4), &agora_crypto::domain::MESSAGE, b"m", &sig).is_err());
     }
 }

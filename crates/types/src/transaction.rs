@@ -60,13 +60,7 @@ impl Transaction {
         check_payload(&payload)?;
         let id = identity(&sender, nonce, &payload);
         let signature = key.sign(&domain::TX_SIGNATURE, id.as_bytes());
-        Ok(Self {
-            sender,
-            nonce,
-            payload,
-            signature,
-            id,
-        })
+        Ok(Self { sender, nonce, payload, signature, id })
     }
 
     /// Assembles a transaction from its parts, without verifying the signature.
@@ -78,13 +72,7 @@ impl Transaction {
     ) -> Result<Self, TransactionError> {
         check_payload(&payload)?;
         let id = identity(&sender, nonce, &payload);
-        Ok(Self {
-            sender,
-            nonce,
-            payload,
-            signature,
-            id,
-        })
+        Ok(Self { sender, nonce, payload, signature, id })
     }
 
     /// The identity digest (sender, nonce, payload). Two transactions with the same identity are
@@ -121,12 +109,7 @@ impl Transaction {
     /// [`Transaction::verify`] through `checker`.
     pub fn verify_with(&self, checker: &mut dyn SignatureCheck) -> Result<(), TransactionError> {
         self.sender
-            .verify_with(
-                checker,
-                &domain::TX_SIGNATURE,
-                self.id.as_bytes(),
-                &self.signature,
-            )
+            .verify_with(checker, &domain::TX_SIGNATURE, self.id.as_bytes(), &self.signature)
             .map_err(TransactionError::BadSignature)
     }
 
@@ -145,10 +128,7 @@ impl Transaction {
     /// bytes (used to point payloads into a shared batch buffer).
     pub(crate) fn with_shared_payload(&self, payload: Bytes) -> Self {
         debug_assert_eq!(payload, self.payload);
-        Self {
-            payload,
-            ..self.clone()
-        }
+        Self { payload, ..self.clone() }
     }
 }
 
@@ -233,12 +213,8 @@ mod tests {
     use crate::codec;
 
     fn tx(nonce: u64, payload: &'static [u8]) -> Transaction {
-        Transaction::new_signed(
-            &SecretKey::from_seed(1, 1),
-            nonce,
-            Bytes::from_static(payload),
-        )
-        .unwrap()
+        Transaction::new_signed(&SecretKey::from_seed(1, 1), nonce, Bytes::from_static(payload))
+            .unwrap()
     }
 
     #[test]
@@ -286,10 +262,7 @@ mod tests {
             *t.signature(),
         )
         .unwrap();
-        assert_eq!(
-            garbage.verify(),
-            Err(TransactionError::BadSignature(SignatureError::Invalid))
-        );
+        assert_eq!(garbage.verify(), Err(TransactionError::BadSignature(SignatureError::Invalid)));
     }
 
     #[test]

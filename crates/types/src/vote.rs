@@ -69,11 +69,7 @@ impl Vote {
     pub fn sign(statement: Statement, voter: NodeId, key: &SecretKey) -> Self {
         let mut buf = [0u8; SIGNED_BYTES_MAX];
         let signature = key.sign(&domain::VOTE, statement.signed_bytes(voter, &mut buf));
-        Self {
-            statement,
-            voter,
-            signature,
-        }
+        Self { statement, voter, signature }
     }
 
     /// Checks that the voter is a member and signed this statement.
@@ -87,13 +83,7 @@ impl Vote {
         committee: &Committee,
         checker: &mut dyn SignatureCheck,
     ) -> Result<(), VoteError> {
-        verify_signature(
-            committee,
-            checker,
-            &self.statement,
-            self.voter,
-            &self.signature,
-        )?;
+        verify_signature(committee, checker, &self.statement, self.voter, &self.signature)?;
         Ok(())
     }
 }
@@ -163,10 +153,7 @@ impl Certificate {
         let mut signatures: Vec<(NodeId, Signature)> = signatures.into_iter().collect();
         signatures.sort_by_key(|(node, _)| *node);
         signatures.dedup_by_key(|(node, _)| *node);
-        Self {
-            statement,
-            signatures,
-        }
+        Self { statement, signatures }
     }
 
     /// What is certified.
@@ -207,18 +194,12 @@ impl Certificate {
                 return Err(CertificateError::Unordered(b));
             }
         }
-        if let Some((node, _)) = self
-            .signatures
-            .iter()
-            .find(|(node, _)| !committee.contains(*node))
+        if let Some((node, _)) = self.signatures.iter().find(|(node, _)| !committee.contains(*node))
         {
             return Err(CertificateError::NonMember(*node));
         }
         if self.signatures.len() < quorum {
-            return Err(CertificateError::TooFewSigners {
-                signers: self.signatures.len(),
-                quorum,
-            });
+            return Err(CertificateError::TooFewSigners { signers: self.signatures.len(), quorum });
         }
         for (node, signature) in &self.signatures {
             verify_signature(committee, checker, &self.statement, *node, signature)
@@ -264,12 +245,7 @@ mod tests {
 
     fn votes(secrets: &[SecretKey], s: Statement, who: &[u16]) -> Vec<(NodeId, Signature)> {
         who.iter()
-            .map(|&i| {
-                (
-                    NodeId(i),
-                    Vote::sign(s, NodeId(i), &secrets[usize::from(i)]).signature,
-                )
-            })
+            .map(|&i| (NodeId(i), Vote::sign(s, NodeId(i), &secrets[usize::from(i)]).signature))
             .collect()
     }
 
@@ -279,40 +255,14 @@ mod tests {
         let v = Vote::sign(statement(b"b"), NodeId(1), &secrets[1]);
         assert_eq!(v.verify(&c), Ok(()));
         // Claimed by another member, or a non-member.
-        assert!(
-            Vote {
-                voter: NodeId(2),
-                ..v
-            }
-            .verify(&c)
-            .is_err()
-        );
-        assert!(
-            Vote {
-                voter: NodeId(7),
-                ..v
-            }
-            .verify(&c)
-            .is_err()
-        );
+        assert!(Vote { voter: NodeId(2), ..v }.verify(&c).is_err());
+        assert!(Vote { voter: NodeId(7), ..v }.verify(&c).is_err());
         // Any change to the statement.
         for s in [
-            Statement {
-                phase: Phase::Commit,
-                ..v.statement
-            },
-            Statement {
-                round: Round(2),
-                ..v.statement
-            },
-            Statement {
-                height: Height(6),
-                ..v.statement
-            },
-            Statement {
-                value: domain::BLOCK.hash(b"c"),
-                ..v.statement
-            },
+            Statement { phase: Phase::Commit, ..v.statement },
+            Statement { round: Round(2), ..v.statement },
+            Statement { height: Height(6), ..v.statement },
+            Statement { value: domain::BLOCK.hash(b"c"), ..v.statement },
         ] {
             assert!(Vote { statement: s, ..v }.verify(&c).is_err(), "{s:?}");
         }
@@ -326,16 +276,10 @@ mod tests {
         let s = statement(b"b");
         let q = c.byzantine_quorum();
         let good = Certificate::new(s, votes(&secrets, s, &[2, 0, 1]));
-        assert_eq!(
-            good.signers().collect::<Vec<_>>(),
-            vec![NodeId(0), NodeId(1), NodeId(2)]
-        );
+        assert_eq!(good.signers().collect::<Vec<_>>(), vec![NodeId(0), NodeId(1), NodeId(2)]);
         let other = statement(b"other");
         let forged_sig = votes(&secrets, other, &[1])[0].1;
-        let raw = |sigs: Vec<(NodeId, Signature)>| Certificate {
-            statement: s,
-            signatures: sigs,
-        };
+        let raw = |sigs: Vec<(NodeId, Signature)>| Certificate { statement: s, signatures: sigs };
         let v = votes(&secrets, s, &[0, 1, 2, 3]);
 
         let cases: Vec<(&str, Certificate, Result<(), CertificateError>)> = vec![
@@ -344,21 +288,14 @@ mod tests {
             (
                 "too few",
                 raw(v[..2].to_vec()),
-                Err(CertificateError::TooFewSigners {
-                    signers: 2,
-                    quorum: q,
-                }),
+                Err(CertificateError::TooFewSigners { signers: 2, quorum: q }),
             ),
             (
                 "duplicate signer",
                 raw(vec![v[0], v[1], v[1]]),
                 Err(CertificateError::DuplicateSigner(NodeId(1))),
             ),
-            (
-                "unordered",
-                raw(vec![v[1], v[0], v[2]]),
-                Err(CertificateError::Unordered(NodeId(0))),
-            ),
+            ("unordered", raw(vec![v[1], v[0], v[2]]), Err(CertificateError::Unordered(NodeId(0)))),
             (
                 "non-member",
                 raw(vec![v[0], v[1], (NodeId(4), v[2].1)]),
@@ -381,10 +318,7 @@ mod tests {
         // A valid certificate presented for another statement.
         assert_eq!(
             good.verify_for(&c, q, &other),
-            Err(CertificateError::WrongStatement {
-                found: s,
-                expected: other
-            })
+            Err(CertificateError::WrongStatement { found: s, expected: other })
         );
         assert_eq!(good.verify_for(&c, q, &s), Ok(()));
         // The constructor dedups and sorts.

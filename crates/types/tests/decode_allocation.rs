@@ -31,22 +31,13 @@ fn allocated_while(f: impl FnOnce()) -> usize {
 fn decoding_allocation_is_bounded_by_input() {
     // Adversarial shapes: a valid prefix that brings the decoder to a length it must read (a
     // certificate's signature list, a block's batch), a claimed length, then random bytes.
-    let statement = Statement {
-        phase: Phase::Vote,
-        round: Round(1),
-        height: Height(1),
-        value: Digest::ZERO,
-    };
+    let statement =
+        Statement { phase: Phase::Vote, round: Round(1), height: Height(1), value: Digest::ZERO };
     let header = *Block::genesis().header();
     let prefixes: Vec<Vec<u8>> = vec![
         Vec::new(),
         codec::encode(&statement).unwrap().to_vec(),
-        codec::encode(&BlockHeader {
-            proposer: NodeId(1),
-            ..header
-        })
-        .unwrap()
-        .to_vec(),
+        codec::encode(&BlockHeader { proposer: NodeId(1), ..header }).unwrap().to_vec(),
     ];
     let input = (
         prop::sample::select(prefixes),
@@ -56,20 +47,13 @@ fn decoding_allocation_is_bounded_by_input() {
     )
         .prop_map(|(prefix, claim, small, tail)| {
             // Half the claims fit the tail's length, which a decoder could be tempted to reserve.
-            let claim = if small {
-                claim % (tail.len() as u64 + 1)
-            } else {
-                claim
-            };
+            let claim = if small { claim % (tail.len() as u64 + 1) } else { claim };
             let mut bytes = prefix;
             bytes.extend_from_slice(&codec::encode(&claim).unwrap());
             bytes.extend_from_slice(&tail);
             bytes
         });
-    let mut runner = TestRunner::new(Config {
-        cases: 2000,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(Config { cases: 2000, ..Config::default() });
     runner
         .run(&input, |bytes| {
             let owned = Bytes::copy_from_slice(&bytes);

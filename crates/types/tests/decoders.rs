@@ -38,12 +38,8 @@ fn certificate(seed: u64) -> Certificate {
     };
     Certificate::new(
         s,
-        (0..3u16).map(|i| {
-            (
-                NodeId(i),
-                Vote::sign(s, NodeId(i), &secrets[usize::from(i)]).signature,
-            )
-        }),
+        (0..3u16)
+            .map(|i| (NodeId(i), Vote::sign(s, NodeId(i), &secrets[usize::from(i)]).signature)),
     )
 }
 
