@@ -1,9 +1,11 @@
 //! Shared fixtures for agora's criterion benchmarks (the benchmarks themselves are in
 //! `benches/benches/`).
 
+use agora_consensus::{Ctx, Message, Protocol};
 use agora_crypto::SecretKey;
 use agora_types::{Batch, Block, Height, NodeId, Round, Transaction};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// A block of `txs` signed order-sized transactions (about 40-byte payloads) from 100 clients,
 /// the shape a market's block has.
@@ -19,4 +21,38 @@ pub fn order_block(txs: usize) -> Block {
         .collect();
     let batch = Batch::new(txs).expect("the fixture stays within batch limits");
     Block::new(Block::genesis().digest(), Round(1), Height(1), NodeId(0), 0, batch)
+}
+
+/// An engine that does nothing but broadcast a 9-byte message every `every_ns`: it measures the
+/// simulator's own cost per delivery, with the engine's work as close to zero as it gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Flood {
+    /// Broadcast period.
+    pub every_ns: u64,
+}
+
+/// [`Flood`]'s message.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Splash(pub u64);
+
+impl Message for Splash {
+    fn kind(&self) -> &'static str {
+        "splash"
+    }
+}
+
+impl Protocol for Flood {
+    type Message = Splash;
+    type Timer = ();
+
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
+        ctx.set_timer((), self.every_ns);
+    }
+
+    fn on_message(&mut self, _: &mut Ctx<'_, Self>, _: NodeId, _: Splash) {}
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, _: ()) {
+        ctx.broadcast(Splash(ctx.now_ns()));
+        ctx.set_timer((), self.every_ns);
+    }
 }
