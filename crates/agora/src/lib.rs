@@ -6,14 +6,19 @@
 //! - [`crypto`] (`agora-crypto`): domain-separated blake3 digests, secp256k1 signatures.
 //! - [`types`] (`agora-types`): transactions, batches, blocks, votes, certificates, committee,
 //!   and the canonical codec.
+//! - [`consensus`] (`agora-consensus`): the sans-IO engine interface, mempool, application,
+//!   vote keeper, leader election.
+//! - [`netsim`] (`agora-netsim`): the deterministic network simulator.
 //!
-//! Crates for the consensus interface, the simulator, the engines, the order book and the
-//! runtimes join as they are built; see `docs/ARCHITECTURE.md`.
+//! The engines, the order book and the runtimes join as they are built; see
+//! `docs/ARCHITECTURE.md`.
 //!
 //! [`walkthrough`] runs the foundation end to end (what `agora` runs by default until the
 //! simulator exists).
 
+pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
+pub use agora_netsim as netsim;
 pub use agora_types as types;
 
 pub mod walkthrough;

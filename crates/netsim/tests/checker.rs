@@ -169,7 +169,8 @@ fn the_checker_catches_broken_engines() {
     let b_unknown = block(genesis, 1, 0, vec![tx(99)]);
 
     type Script = Box<dyn Fn(u16) -> Vec<(u64, Block)>>;
-    let cases: Vec<(&str, Script, fn(&Violation) -> bool)> = vec![
+    type Case = (&'static str, Script, fn(&Violation) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "node 3 commits a different block at height 1",
             Box::new(move |n| {
@@ -208,4 +209,80 @@ fn the_checker_catches_broken_engines() {
     let good = block(genesis, 1, 0, vec![tx(0)]);
     let report = run_scripted(move |_| vec![(10 * MS, good.clone())]);
     assert!(report.safety_ok, "{:?}", report.violations);
+}
+
+#[test]
+fn an_equivocating_leader_breaks_the_reference_engine_and_the_checker_says_so() {
+    use agora_consensus::reference::RefMessage;
+    use agora_netsim::{AdversaryEnv, Emission, Payload};
+
+    // The leader (node 0) shows node 1 a rewritten proposal (same height, another block) and
+    // tells everyone it is committed at once: the reference engine trusts its leader.
+    let equivocate = |_: &mut AdversaryEnv<'_>,
+                      to: NodeId,
+                      message: RefMessage,
+                      out: &mut Vec<Emission<RefMessage>>| {
+        let RefMessage::Propose { block, committed } = message else {
+            out.push(Emission::now(to, Payload::Message(message)));
+            return;
+        };
+        let height = block.height();
+        let block = if to == NodeId(1) {
+            let h = block.header();
+            Block::new(
+                h.parent,
+                h.round,
+                h.height,
+                h.proposer,
+                h.created_at_ns + 1,
+                block.batch().clone(),
+            )
+        } else {
+            block
+        };
+        out.push(Emission::now(to, Payload::Message(RefMessage::Propose { block, committed })));
+        out.push(Emission::now(to, Payload::Message(RefMessage::Commit { height })));
+    };
+    let mut config = hostile(4, 5);
+    config.network.loss = 0.0;
+    let mut sim = Simulation::new(
+        config,
+        |_, _, _| ReferenceEngine::new(RefConfig::new(4)),
+        |_| Box::new(TxLog::new(true)),
+    )
+    .unwrap();
+    sim.set_adversary(NodeId(0), Box::new(equivocate));
+    let report = sim.run();
+    assert!(
+        matches!(report.violations.first(), Some(Violation::Conflict { height: 1, .. })),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn a_whole_report_is_deterministic_and_the_trace_writes_as_json_lines() {
+    let run = || {
+        let mut config = hostile(4, 21);
+        config.trace = agora_netsim::TraceMode::Record;
+        let mut sim = Simulation::new(
+            config,
+            |_, _, _| ReferenceEngine::new(RefConfig::new(4)),
+            |_| Box::new(TxLog::new(true)),
+        )
+        .unwrap();
+        let mut report = sim.run();
+        report.speed = Default::default();
+        let mut jsonl = Vec::new();
+        sim.trace().write_jsonl(&mut jsonl).unwrap();
+        (report.to_json(), jsonl)
+    };
+    let (a, trace_a) = run();
+    let (b, trace_b) = run();
+    assert_eq!(a, b);
+    assert_eq!(trace_a, trace_b);
+    let text = String::from_utf8(trace_a).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first.get("event").is_some() && first.get("t_ns").is_some());
+    assert!(text.lines().count() > 1_000);
 }
