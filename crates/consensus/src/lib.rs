@@ -15,8 +15,10 @@
 //!
 //! These are written once, for every protocol:
 //! - [`VoteKeeper`]: distinct signers per statement, non-members and duplicates refused,
-//!   equivocation caught with evidence, a certificate emitted exactly once at the quorum.
+//!   equivocation caught with evidence (an equivocator's votes count for each value it signed),
+//!   a certificate emitted exactly once at the quorum.
 //! - [`LeaderElection`]: [`RoundRobin`] and [`HashedLeader`].
+//! - [`ChainView`]: the block tree one node saw, protocol-neutral, for pictures and reports.
 //!
 //! [`reference::ReferenceEngine`] is a deliberately simple engine, not fault tolerant, that
 //! tests drivers. Here it is driven by hand, the way a driver does it:
@@ -53,6 +55,7 @@
 //! ```
 
 mod application;
+mod chain;
 mod leader;
 mod mempool;
 mod protocol;
@@ -60,7 +63,8 @@ pub mod reference;
 mod votes;
 
 pub use application::{Application, Applied, TxLog};
+pub use chain::{BlockStatus, BlockView, ChainView};
 pub use leader::{HashedLeader, LeaderElection, RoundRobin};
 pub use mempool::{BatchLimits, InMemoryMempool, Mempool, MempoolError, MempoolLimits, Submitted};
 pub use protocol::{Action, Context, Ctx, Message, Protocol, Timer};
-pub use votes::{Equivocation, VoteKeeper, VoteOutcome};
+pub use votes::{Equivocation, VALUES_PER_SLOT_MAX, VoteKeeper, VoteOutcome};

@@ -1,6 +1,12 @@
 //! Vote keeping, written once for every protocol: count distinct signers per statement, refuse
 //! non-members and duplicates, catch equivocation with both signed votes as evidence, and emit a
 //! certificate exactly once, when the quorum is reached.
+//!
+//! A member that votes for two values in one slot has its vote counted for *each* value: a
+//! quorum is a count of signers per value, and protocols' safety arguments already allow
+//! Byzantine members to sign anything. Counting only the first vote would let an equivocator
+//! starve honest nodes of a quorum that others reached. The keeper records the equivocation as
+//! evidence and counts at most [`VALUES_PER_SLOT_MAX`] values per member and slot.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +25,12 @@ pub struct Equivocation {
     pub second: Vote,
 }
 
+/// Distinct values one member may have counted in one slot; further ones are dropped.
+pub const VALUES_PER_SLOT_MAX: usize = 4;
+
+/// Evidence records kept (the count goes on beyond).
+const EVIDENCE_MAX: usize = 1_024;
+
 /// What adding a vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoteOutcome {
@@ -32,11 +44,10 @@ pub enum VoteOutcome {
     Certified(Certificate),
     /// This member's vote for this statement was already counted (an echo or a replay).
     Duplicate,
-    /// The member already voted for another value in this slot; the new vote is not counted.
-    Equivocation(Box<Equivocation>),
     /// The vote's round is below the pruning horizon.
     Stale,
-    /// The keeper holds its maximum number of votes; this one was dropped.
+    /// The keeper holds its maximum number of votes (or this member's maximum of values in this
+    /// slot); this one was dropped.
     Full,
 }
 
@@ -54,7 +65,10 @@ pub struct VoteKeeper {
     stored: usize,
     horizon: Round,
     tallies: BTreeMap<Statement, Tally>,
-    first_votes: BTreeMap<Slot, Vote>,
+    /// Each member's votes per slot, first one first.
+    cast: BTreeMap<Slot, Vec<Vote>>,
+    evidence: Vec<Equivocation>,
+    equivocations: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -73,7 +87,9 @@ impl VoteKeeper {
             stored: 0,
             horizon: Round(0),
             tallies: BTreeMap::new(),
-            first_votes: BTreeMap::new(),
+            cast: BTreeMap::new(),
+            evidence: Vec::new(),
+            equivocations: 0,
         }
     }
 
@@ -107,19 +123,20 @@ impl VoteKeeper {
             return VoteOutcome::Stale;
         }
         let slot = (vote.voter, s.phase, s.round, s.height);
-        if let Some(first) = self.first_votes.get(&slot) {
-            if first.statement == s {
-                return VoteOutcome::Duplicate;
-            }
-            return VoteOutcome::Equivocation(Box::new(Equivocation {
-                first: *first,
-                second: *vote,
-            }));
+        let earlier = self.cast.get(&slot).map_or(&[][..], Vec::as_slice);
+        if earlier.iter().any(|v| v.statement == s) {
+            return VoteOutcome::Duplicate;
         }
-        if self.stored >= self.votes_max {
+        if self.stored >= self.votes_max || earlier.len() >= VALUES_PER_SLOT_MAX {
             return VoteOutcome::Full;
         }
-        self.first_votes.insert(slot, *vote);
+        if let Some(first) = earlier.first() {
+            self.equivocations += 1;
+            if self.evidence.len() < EVIDENCE_MAX {
+                self.evidence.push(Equivocation { first: *first, second: *vote });
+            }
+        }
+        self.cast.entry(slot).or_default().push(*vote);
         self.stored += 1;
         let tally = self.tallies.entry(s).or_default();
         tally.signatures.insert(vote.voter, vote.signature);
@@ -134,9 +151,20 @@ impl VoteKeeper {
 
     fn is_counted(&self, vote: &Vote) -> bool {
         let s = vote.statement;
-        self.first_votes
-            .get(&(vote.voter, s.phase, s.round, s.height))
-            .is_some_and(|first| first.statement == s && first.signature == vote.signature)
+        self.cast.get(&(vote.voter, s.phase, s.round, s.height)).is_some_and(|votes| {
+            votes.iter().any(|v| v.statement == s && v.signature == vote.signature)
+        })
+    }
+
+    /// Equivocations seen: each time a member's vote arrived for a second (third, …) value in
+    /// one slot.
+    pub fn equivocations(&self) -> u64 {
+        self.equivocations
+    }
+
+    /// Evidence of the first equivocations seen (both signed votes), at most 1,024 records.
+    pub fn evidence(&self) -> &[Equivocation] {
+        &self.evidence
     }
 
     /// Distinct signers of `statement` so far.
@@ -156,8 +184,8 @@ impl VoteKeeper {
         }
         self.horizon = round;
         self.tallies.retain(|s, _| s.round >= round);
-        self.first_votes.retain(|(_, _, r, _), _| *r >= round);
-        self.stored = self.first_votes.len();
+        self.cast.retain(|(_, _, r, _), _| *r >= round);
+        self.stored = self.cast.values().map(Vec::len).sum();
     }
 
     /// Votes held.
@@ -236,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn equivocation_is_caught_with_evidence() {
+    fn equivocation_is_caught_with_evidence_and_both_votes_count() {
         let (c, secrets) = setup();
         let mut keeper = VoteKeeper::new(3, 1_000);
         let a = statement(2, b"a");
@@ -246,9 +274,24 @@ mod tests {
         keeper.add(&first, &c, &mut DirectCheck).unwrap();
         assert_eq!(
             keeper.add(&second, &c, &mut DirectCheck),
-            Ok(VoteOutcome::Equivocation(Box::new(Equivocation { first, second })))
+            Ok(VoteOutcome::Counted { signers: 1 })
         );
-        assert_eq!(keeper.signers(&b), 0, "the conflicting vote is not counted");
+        assert_eq!(keeper.equivocations(), 1);
+        assert_eq!(keeper.evidence(), &[Equivocation { first, second }]);
+        assert_eq!(
+            (keeper.signers(&a), keeper.signers(&b)),
+            (1, 1),
+            "a vote counts for each value"
+        );
+        // Replays of either vote are duplicates, not new equivocations.
+        assert_eq!(keeper.add(&second, &c, &mut DirectCheck), Ok(VoteOutcome::Duplicate));
+        assert_eq!(keeper.equivocations(), 1);
+        // A member cannot flood one slot with values.
+        for i in 0..10u8 {
+            let _ = keeper.add(&vote(&secrets, 1, statement(2, &[i])), &c, &mut DirectCheck);
+        }
+        let values = (0..10u8).filter(|i| keeper.signers(&statement(2, &[*i])) > 0).count();
+        assert_eq!(values + 2, VALUES_PER_SLOT_MAX);
         // Another round is another slot.
         assert!(matches!(
             keeper.add(&vote(&secrets, 1, statement(3, b"b")), &c, &mut DirectCheck),
