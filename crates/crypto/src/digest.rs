@@ -178,6 +178,8 @@ pub mod domain {
     pub static STATE: Domain = Domain::new("agora/state/v1");
     /// Deterministic key derivation for simulations.
     pub static KEYGEN: Domain = Domain::new("agora/keygen/v1");
+    /// What a leader signs to propose a block: the block digest.
+    pub static PROPOSAL: Domain = Domain::new("agora/proposal/v1");
     /// Leader election by a public hash of the round.
     pub static LEADER: Domain = Domain::new("agora/leader/v1");
     /// Simulation traces, for determinism checks.
@@ -202,6 +204,7 @@ mod tests {
             &domain::KEYGEN,
             &domain::LEADER,
             &domain::TRACE,
+            &domain::PROPOSAL,
         ];
         let mut digests: Vec<Digest> = all.iter().map(|d| d.hash(bytes)).collect();
         digests.push(Digest(*blake3::hash(bytes).as_bytes()));

@@ -1,0 +1,666 @@
+//! Streamlet (Chan & Shi, "Streamlet: Textbook Streamlined Blockchains", AFT 2020) as a sans-IO
+//! engine for agora.
+//!
+//! Time is divided into epochs of 2Δ; epoch `e` starts at `t_e = 2Δ(e − 1)` (epoch 0 belongs to
+//! genesis). Each epoch has a leader, chosen by a public hash of the epoch number (default) or
+//! round robin. The paper's rules, and where they live here:
+//!
+//! - **Propose** ([`Streamlet::propose`]): "at the start of its epoch, the leader proposes a
+//!   block extending one of the longest notarized chains it has seen", carrying a batch from the
+//!   mempool (bounded by count and bytes). The leader signs the block digest, so that echoed
+//!   copies stay attributable.
+//! - **Vote** ([`Streamlet::try_vote`]): "every node votes for the first proposal it sees from
+//!   the epoch's leader, as long as the proposed block extends one of the longest notarized
+//!   chains it has seen". A node votes at most once per epoch, only in the current epoch.
+//! - **Notarize**: a block with votes from at least ⌈2n/3⌉ distinct members is notarized (the
+//!   shared [`VoteKeeper`]; echoed copies of a vote never count twice).
+//! - **Finalize** (the block tree): "if in any notarized chain there are three adjacent blocks
+//!   with consecutive epoch numbers, the prefix of the chain up to the second of the three is
+//!   final". Newly final blocks are committed in log order, exactly once.
+//! - **Echo**: "every node forwards each message it receives for the first time to all others"
+//!   (on by default; without it liveness fails even in synchrony, Cohen & Malkhi 2020). Echoed
+//!   copies have their own message kinds, so their cost shows in the metrics.
+//!
+//! Beyond the paper, for a system that runs: transactions are forwarded to the next two leaders
+//! on arrival and re-forwarded at mid-epoch while still pending and not on the chain being
+//! extended; blocks whose parent is unknown wait (bounded) for it; messages for epochs far in the
+//! future are dropped; every drop is counted by reason ([`StreamletStats`]).
+
+mod tree;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use agora_consensus::{
+    BatchLimits, BlockStatus, BlockView, ChainView, Ctx, HashedLeader, LeaderElection,
+    MempoolError, Message, Protocol, RoundRobin, Submitted, VoteKeeper, VoteOutcome,
+};
+use agora_crypto::{Digest, SecretKey, Signature, domain};
+use agora_types::{
+    Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, Statement, Transaction, Vote,
+};
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+use crate::tree::BlockTree;
+
+/// How epoch leaders are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderRule {
+    /// A public hash of the epoch number (and this seed), reduced mod n: the paper's choice.
+    Hashed {
+        /// Public seed of the hash.
+        seed: u64,
+    },
+    /// Epoch `e` is led by node `e mod n`.
+    RoundRobin,
+}
+
+impl LeaderRule {
+    /// The leader of `epoch` in a committee of `n`.
+    pub fn leader(&self, n: u16, epoch: Epoch) -> NodeId {
+        match *self {
+            LeaderRule::Hashed { seed } => HashedLeader::new(n, seed).leader(Round(epoch.0)),
+            LeaderRule::RoundRobin => RoundRobin::new(n).leader(Round(epoch.0)),
+        }
+    }
+}
+
+/// Settings of a Streamlet node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamletConfig {
+    /// Δ: the assumed bound on message delay after GST. An epoch lasts 2Δ.
+    pub delta_ns: u64,
+    /// Leader schedule.
+    pub leader: LeaderRule,
+    /// Forward every message seen for the first time to all others.
+    pub echo: bool,
+    /// Bounds of a proposed batch (and of a re-forward).
+    pub batch: BatchLimits,
+    /// Proposals held while their parent is unknown, at most.
+    pub orphans_max: usize,
+    /// Messages for epochs more than this ahead of the current one are dropped.
+    pub future_epochs_max: u64,
+    /// Votes held by the vote keeper, at most.
+    pub votes_max: usize,
+    /// Finalized blocks kept for [`ChainView`], at most.
+    pub history_max: usize,
+    /// Finalized transaction ids remembered to refuse proposals that repeat them.
+    pub finalized_memory: usize,
+}
+
+impl StreamletConfig {
+    /// Streamlet with the given Δ, hashed leaders (seed 0), echo on, and default bounds.
+    pub fn new(delta_ns: u64) -> Self {
+        Self {
+            delta_ns,
+            leader: LeaderRule::Hashed { seed: 0 },
+            echo: true,
+            batch: BatchLimits::default(),
+            orphans_max: 1_024,
+            future_epochs_max: 64,
+            votes_max: 1 << 20,
+            history_max: 100_000,
+            finalized_memory: 1_000_000,
+        }
+    }
+
+    /// Start of `epoch`: `2Δ(e − 1)`.
+    pub fn epoch_start_ns(&self, epoch: Epoch) -> u64 {
+        epoch.0.saturating_sub(1).saturating_mul(2 * self.delta_ns)
+    }
+
+    /// The epoch in progress at `now_ns`.
+    pub fn epoch_at(&self, now_ns: u64) -> Epoch {
+        Epoch(now_ns / (2 * self.delta_ns) + 1)
+    }
+}
+
+/// A block proposal, signed by its proposer over the block digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The proposed block (its round is the epoch).
+    pub block: Block,
+    /// The proposer's signature over the block digest under `agora/proposal/v1`.
+    pub signature: Signature,
+}
+
+/// Streamlet's messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StreamletMessage {
+    /// A leader's proposal.
+    Propose(Proposal),
+    /// A node's vote.
+    Vote(Vote),
+    /// A proposal forwarded by a node that received it (the echo rule).
+    EchoPropose(Proposal),
+    /// A vote forwarded by a node that received it.
+    EchoVote(Vote),
+    /// Client transactions on their way to upcoming leaders.
+    Forward(Vec<Transaction>),
+}
+
+impl Message for StreamletMessage {
+    fn kind(&self) -> &'static str {
+        match self {
+            StreamletMessage::Propose(_) => "propose",
+            StreamletMessage::Vote(_) => "vote",
+            StreamletMessage::EchoPropose(_) => "echo-propose",
+            StreamletMessage::EchoVote(_) => "echo-vote",
+            StreamletMessage::Forward(_) => "forward",
+        }
+    }
+}
+
+/// Streamlet's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamletTimer {
+    /// The start of an epoch.
+    EpochStart(Epoch),
+    /// The middle of an epoch: pending transactions are re-forwarded.
+    MidEpoch(Epoch),
+}
+
+/// What a node dropped or noticed, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StreamletStats {
+    /// Messages dropped, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// Equivocations detected (two votes of one member in one epoch).
+    pub equivocations: u64,
+    /// Finalizations refused because they would fork the finalized log (needs > f Byzantine).
+    pub conflicting_finality: u64,
+    /// Votes this node cast.
+    pub votes_cast: u64,
+    /// Blocks this node proposed.
+    pub proposals: u64,
+}
+
+/// Identity of a message for the echo rule's "first time".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Seen {
+    Proposal(Digest),
+    Vote(NodeId, Statement),
+}
+
+/// One Streamlet node; see the crate docs.
+#[derive(Debug)]
+pub struct Streamlet {
+    config: StreamletConfig,
+    committee: Committee,
+    n: u16,
+    me: NodeId,
+    key: SecretKey,
+    epoch: Epoch,
+    tree: BlockTree,
+    keeper: VoteKeeper,
+    /// The first valid proposal of each epoch's leader seen (only that one may get a vote).
+    first_proposal: BTreeMap<Epoch, Digest>,
+    last_voted: Epoch,
+    orphans: BTreeMap<Digest, Vec<Proposal>>,
+    orphan_count: usize,
+    seen: BTreeMap<Epoch, BTreeSet<Seen>>,
+    finalized_txs: FxHashSet<Digest>,
+    finalized_txs_order: VecDeque<Digest>,
+    stats: StreamletStats,
+}
+
+impl Streamlet {
+    /// Node `me` of `committee`, signing with `key`.
+    pub fn new(config: StreamletConfig, committee: Committee, me: NodeId, key: SecretKey) -> Self {
+        assert!(config.delta_ns > 0, "Δ must be positive");
+        let n = u16::try_from(committee.n()).expect("committees have at most 1024 members");
+        let keeper = VoteKeeper::new(committee.notarization_quorum(), config.votes_max);
+        Self {
+            tree: BlockTree::new(config.history_max),
+            config,
+            committee,
+            n,
+            me,
+            key,
+            epoch: Epoch(0),
+            keeper,
+            first_proposal: BTreeMap::new(),
+            last_voted: Epoch(0),
+            orphans: BTreeMap::new(),
+            orphan_count: 0,
+            seen: BTreeMap::new(),
+            finalized_txs: FxHashSet::default(),
+            finalized_txs_order: VecDeque::new(),
+            stats: StreamletStats::default(),
+        }
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The leader of `epoch`.
+    pub fn leader_of(&self, epoch: Epoch) -> NodeId {
+        self.config.leader.leader(self.n, epoch)
+    }
+
+    /// The last finalized block.
+    pub fn finalized_tip(&self) -> &Block {
+        self.tree.finalized_tip()
+    }
+
+    /// Length of the longest notarized chain this node has seen.
+    pub fn notarized_height(&self) -> Height {
+        self.tree.longest()
+    }
+
+    /// Drops and events, by reason.
+    pub fn stats(&self) -> &StreamletStats {
+        &self.stats
+    }
+
+    fn drop_message(&mut self, reason: &'static str) {
+        *self.stats.dropped.entry(reason).or_default() += 1;
+    }
+
+    fn enter_epoch(&mut self, ctx: &mut Ctx<'_, Self>, epoch: Epoch) {
+        self.epoch = epoch;
+        let next = Epoch(epoch.0 + 1);
+        let now = ctx.now_ns();
+        ctx.set_timer(
+            StreamletTimer::EpochStart(next),
+            self.config.epoch_start_ns(next).saturating_sub(now),
+        );
+        let mid = self.config.epoch_start_ns(epoch) + self.config.delta_ns;
+        if mid > now {
+            ctx.set_timer(StreamletTimer::MidEpoch(epoch), mid - now);
+        }
+        self.first_proposal.retain(|e, _| *e >= epoch);
+        if self.leader_of(epoch) == self.me {
+            self.propose(ctx);
+        }
+        self.try_vote_current(ctx);
+    }
+
+    /// The leader's rule: extend a longest notarized chain with a batch of pending transactions
+    /// that are not already on that chain.
+    fn propose(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let parent = self.tree.best_tip().clone();
+        let in_chain = self.ids_on_unfinalized_chain(&parent.digest());
+        let txs = ctx.mempool().select(&self.config.batch, &|id| in_chain.contains(id));
+        let batch = Batch::new(txs).expect("batch limits are within the type's limits");
+        let height = Height(parent.height().0 + 1);
+        let block =
+            Block::new(parent.digest(), Round(self.epoch.0), height, self.me, ctx.now_ns(), batch);
+        let signature = self.key.sign(&domain::PROPOSAL, block.digest().as_bytes());
+        let proposal = Proposal { block, signature };
+        self.stats.proposals += 1;
+        ctx.broadcast(StreamletMessage::Propose(proposal.clone()));
+        self.on_proposal(ctx, self.me, proposal);
+    }
+
+    fn ids_on_unfinalized_chain(&self, tip: &Digest) -> FxHashSet<Digest> {
+        self.tree
+            .unfinalized_ancestry(tip)
+            .into_iter()
+            .flat_map(|b| b.batch().transactions().iter().map(Transaction::id))
+            .collect()
+    }
+
+    /// First sight of a message: remember it (bounded by epoch) and say whether it is new.
+    fn first_sight(&mut self, epoch: Epoch, seen: Seen) -> bool {
+        self.seen.entry(epoch).or_default().insert(seen)
+    }
+
+    fn echo(
+        &self,
+        ctx: &mut Ctx<'_, Self>,
+        from: NodeId,
+        author: NodeId,
+        message: StreamletMessage,
+    ) {
+        if !self.config.echo || from == self.me {
+            return;
+        }
+        for to in
+            (0..self.n).map(NodeId).filter(|to| *to != self.me && *to != from && *to != author)
+        {
+            ctx.send(to, message.clone());
+        }
+    }
+
+    fn epoch_acceptable(&mut self, epoch: Epoch) -> bool {
+        if epoch.0 > self.epoch.0.saturating_add(self.config.future_epochs_max) {
+            self.drop_message("far-future epoch");
+            return false;
+        }
+        if epoch < self.tree.finalized_tip().round().into_epoch() && epoch.0 > 0 {
+            self.drop_message("epoch below finality");
+            return false;
+        }
+        true
+    }
+
+    fn on_proposal(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, proposal: Proposal) {
+        let block = &proposal.block;
+        let epoch = Epoch(block.round().0);
+        let digest = block.digest();
+        if epoch.0 == 0 || block.proposer() != self.leader_of(epoch) {
+            return self.drop_message("proposer is not the epoch's leader");
+        }
+        if !self.epoch_acceptable(epoch) {
+            return;
+        }
+        if self.seen.get(&epoch).is_some_and(|s| s.contains(&Seen::Proposal(digest))) {
+            return;
+        }
+        let signed = self.committee.verify_with(
+            ctx.checker(),
+            block.proposer(),
+            &domain::PROPOSAL,
+            digest.as_bytes(),
+            &proposal.signature,
+        );
+        if signed.is_err() {
+            return self.drop_message("bad proposal signature");
+        }
+        self.first_sight(epoch, Seen::Proposal(digest));
+        self.echo(ctx, from, block.proposer(), StreamletMessage::EchoPropose(proposal.clone()));
+        self.first_proposal.entry(epoch).or_insert(digest);
+        if !self.tree.contains(&block.parent()) {
+            if self.orphan_count >= self.config.orphans_max {
+                return self.drop_message("orphan limit");
+            }
+            self.orphan_count += 1;
+            self.orphans.entry(block.parent()).or_default().push(proposal);
+            return;
+        }
+        self.adopt(ctx, proposal);
+    }
+
+    /// A proposal whose parent is known: check it, add it to the tree, vote if the rule allows,
+    /// and adopt any orphans waiting for it.
+    fn adopt(&mut self, ctx: &mut Ctx<'_, Self>, proposal: Proposal) {
+        let mut queue = VecDeque::from([proposal]);
+        while let Some(Proposal { block, .. }) = queue.pop_front() {
+            let digest = block.digest();
+            if let Err(reason) = self.check_block(&block) {
+                self.drop_message(reason);
+                continue;
+            }
+            let finalized = self.tree.insert(block.clone(), ctx.now_ns());
+            let statement = vote_statement(&block);
+            self.tree.set_votes(&digest, self.keeper.signers(&statement));
+            self.commit_finalized(ctx, finalized);
+            self.try_vote(ctx, &block);
+            if let Some(waiting) = self.orphans.remove(&digest) {
+                self.orphan_count -= waiting.len();
+                queue.extend(waiting);
+            }
+        }
+    }
+
+    /// Validity of a block's content, whoever proposed it.
+    fn check_block(&self, block: &Block) -> Result<(), &'static str> {
+        let parent = &self.tree.get(&block.parent()).ok_or("unknown parent")?.block;
+        if block.height().0 != parent.height().0 + 1 {
+            return Err("height is not parent + 1");
+        }
+        if block.round() <= parent.round() {
+            return Err("epoch not after the parent's");
+        }
+        if block.batch().len() > self.config.batch.txs_max
+            || block.batch().encoded().len() > self.config.batch.bytes_max.saturating_add(8)
+        {
+            return Err("batch over the limits");
+        }
+        let on_chain = self.ids_on_unfinalized_chain(&block.parent());
+        let mut in_block = FxHashSet::default();
+        for tx in block.batch().transactions() {
+            let id = tx.id();
+            if !in_block.insert(id) || on_chain.contains(&id) || self.finalized_txs.contains(&id) {
+                return Err("repeats a transaction");
+            }
+        }
+        Ok(())
+    }
+
+    /// The vote rule, for the block just adopted.
+    fn try_vote(&mut self, ctx: &mut Ctx<'_, Self>, block: &Block) {
+        let epoch = Epoch(block.round().0);
+        let digest = block.digest();
+        if epoch != self.epoch
+            || self.last_voted >= epoch
+            || self.first_proposal.get(&epoch) != Some(&digest)
+            || !self.tree.extends_longest(&block.parent())
+        {
+            return;
+        }
+        self.last_voted = epoch;
+        self.stats.votes_cast += 1;
+        let vote = Vote::sign(vote_statement(block), self.me, &self.key);
+        ctx.broadcast(StreamletMessage::Vote(vote));
+        self.on_vote(ctx, self.me, vote);
+    }
+
+    /// The current epoch's first proposal may become votable when a notarization arrives after
+    /// it (its parent becomes the tip of a longest notarized chain).
+    fn try_vote_current(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if self.last_voted >= self.epoch {
+            return;
+        }
+        let Some(digest) = self.first_proposal.get(&self.epoch).copied() else { return };
+        if let Some(entry) = self.tree.get(&digest) {
+            let block = entry.block.clone();
+            self.try_vote(ctx, &block);
+        }
+    }
+
+    fn on_vote(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, vote: Vote) {
+        let s = vote.statement;
+        let epoch = Epoch(s.round.0);
+        if s.phase != Phase::Vote || epoch.0 == 0 {
+            return self.drop_message("not a Streamlet vote");
+        }
+        if !self.epoch_acceptable(epoch) {
+            return;
+        }
+        if self.seen.get(&epoch).is_some_and(|seen| seen.contains(&Seen::Vote(vote.voter, s))) {
+            return;
+        }
+        let outcome = match self.keeper.add(&vote, &self.committee, ctx.checker()) {
+            Ok(outcome) => outcome,
+            Err(_) => return self.drop_message("bad vote"),
+        };
+        self.first_sight(epoch, Seen::Vote(vote.voter, s));
+        self.stats.equivocations = self.keeper.equivocations();
+        self.echo(ctx, from, vote.voter, StreamletMessage::EchoVote(vote));
+        match outcome {
+            VoteOutcome::Counted { signers } => self.tree.set_votes(&s.value, signers),
+            VoteOutcome::Certified(cert) => {
+                self.tree.set_votes(&s.value, cert.signers().len());
+                let finalized = self.tree.notarize(s.value, ctx.now_ns());
+                self.commit_finalized(ctx, finalized);
+                self.try_vote_current(ctx);
+            }
+            VoteOutcome::Duplicate => {}
+            VoteOutcome::Stale => self.drop_message("stale vote"),
+            VoteOutcome::Full => self.drop_message("vote limit"),
+        }
+    }
+
+    fn commit_finalized(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        finalized: Result<Vec<Block>, tree::ConflictingFinality>,
+    ) {
+        let blocks = match finalized {
+            Ok(blocks) => blocks,
+            Err(_) => {
+                self.stats.conflicting_finality += 1;
+                return;
+            }
+        };
+        if blocks.is_empty() {
+            return;
+        }
+        for block in blocks {
+            for tx in block.batch().transactions() {
+                self.remember_finalized(tx.id());
+            }
+            ctx.commit(block);
+        }
+        let horizon = Epoch(self.tree.finalized_tip().round().0);
+        self.keeper.prune_below(Round(horizon.0));
+        self.seen.retain(|e, _| *e >= horizon);
+        self.prune_orphans();
+    }
+
+    fn remember_finalized(&mut self, id: Digest) {
+        if self.finalized_txs.insert(id) {
+            self.finalized_txs_order.push_back(id);
+            if self.finalized_txs_order.len() > self.config.finalized_memory
+                && let Some(old) = self.finalized_txs_order.pop_front()
+            {
+                self.finalized_txs.remove(&old);
+            }
+        }
+    }
+
+    fn prune_orphans(&mut self) {
+        let horizon = self.tree.finalized_tip().round();
+        let before = self.orphan_count;
+        for waiting in self.orphans.values_mut() {
+            waiting.retain(|p| p.block.round() > horizon);
+        }
+        self.orphans.retain(|_, w| !w.is_empty());
+        self.orphan_count = self.orphans.values().map(Vec::len).sum();
+        if self.orphan_count < before {
+            *self.stats.dropped.entry("orphan below finality").or_default() +=
+                (before - self.orphan_count) as u64;
+        }
+    }
+
+    /// At mid-epoch: pending transactions not on the chain being extended go to the next leader
+    /// again (a forward may have been lost, or its leader may have crashed).
+    fn reforward(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let next_leader = self.leader_of(Epoch(self.epoch.0 + 1));
+        if next_leader == self.me || ctx.mempool().is_empty() {
+            return;
+        }
+        let tip = self.tree.best_tip().digest();
+        let in_chain = self.ids_on_unfinalized_chain(&tip);
+        let txs = ctx.mempool().select(&self.config.batch, &|id| in_chain.contains(id));
+        if !txs.is_empty() {
+            ctx.send(next_leader, StreamletMessage::Forward(txs));
+        }
+    }
+}
+
+fn vote_statement(block: &Block) -> Statement {
+    Statement {
+        phase: Phase::Vote,
+        round: block.round(),
+        height: block.height(),
+        value: block.digest(),
+    }
+}
+
+trait IntoEpoch {
+    fn into_epoch(self) -> Epoch;
+}
+
+impl IntoEpoch for Round {
+    fn into_epoch(self) -> Epoch {
+        Epoch(self.0)
+    }
+}
+
+impl Protocol for Streamlet {
+    type Message = StreamletMessage;
+    type Timer = StreamletTimer;
+
+    /// Epochs run in lock-step from time 0: a node (re)starting at `now` joins the epoch in
+    /// progress, acting on it at once only if `now` is its start.
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let now = ctx.now_ns();
+        let epoch = self.config.epoch_at(now);
+        if now == self.config.epoch_start_ns(epoch) {
+            self.enter_epoch(ctx, epoch);
+        } else {
+            self.epoch = epoch;
+            let next = Epoch(epoch.0 + 1);
+            ctx.set_timer(StreamletTimer::EpochStart(next), self.config.epoch_start_ns(next) - now);
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, message: StreamletMessage) {
+        match message {
+            StreamletMessage::Propose(p) | StreamletMessage::EchoPropose(p) => {
+                self.on_proposal(ctx, from, p)
+            }
+            StreamletMessage::Vote(v) | StreamletMessage::EchoVote(v) => self.on_vote(ctx, from, v),
+            StreamletMessage::Forward(txs) => {
+                for tx in txs.into_iter().take(self.config.batch.txs_max) {
+                    if let Err(MempoolError::Full { .. }) = ctx.mempool().insert(tx) {
+                        self.drop_message("mempool full");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: StreamletTimer) {
+        match timer {
+            StreamletTimer::EpochStart(epoch) => self.enter_epoch(ctx, epoch),
+            StreamletTimer::MidEpoch(epoch) if epoch == self.epoch => self.reforward(ctx),
+            StreamletTimer::MidEpoch(_) => {}
+        }
+    }
+
+    fn on_transaction(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        tx: Transaction,
+    ) -> Result<Submitted, MempoolError> {
+        let outcome = ctx.mempool().insert(tx.clone())?;
+        if outcome == Submitted::Accepted {
+            // The next two leaders: the next proposal, and the one after in case that leader is down.
+            let leaders: BTreeSet<NodeId> = (1..=2)
+                .map(|k| self.leader_of(Epoch(self.epoch.0 + k)))
+                .filter(|l| *l != self.me)
+                .collect();
+            for leader in leaders {
+                ctx.send(leader, StreamletMessage::Forward(vec![tx.clone()]));
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+impl ChainView for Streamlet {
+    fn block_views(&self) -> Vec<BlockView> {
+        let mut views: Vec<BlockView> = self
+            .tree
+            .entries()
+            .map(|e| BlockView {
+                digest: e.block.digest(),
+                parent: e.block.parent(),
+                round: e.block.round(),
+                height: e.block.height(),
+                proposer: e.block.proposer(),
+                txs: e.block.batch().len(),
+                status: if e.finalized_at.is_some() {
+                    BlockStatus::Finalized
+                } else if e.notarized_at.is_some() {
+                    BlockStatus::Notarized
+                } else {
+                    BlockStatus::Proposed
+                },
+                votes: e.votes,
+                proposed_at_ns: e.block.header().created_at_ns,
+                notarized_at_ns: e.notarized_at,
+                finalized_at_ns: e.finalized_at,
+            })
+            .collect();
+        views.sort_by_key(|v| (v.round, v.height, v.digest));
+        views
+    }
+}
