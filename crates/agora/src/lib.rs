@@ -10,15 +10,22 @@
 //!   vote keeper, leader election.
 //! - [`netsim`] (`agora-netsim`): the deterministic network simulator.
 //!
-//! The engines, the order book and the runtimes join as they are built; see
-//! `docs/ARCHITECTURE.md`.
+//! - [`streamlet`] (`agora-streamlet`): the Streamlet engine.
 //!
-//! [`walkthrough`] runs the foundation end to end (what `agora` runs by default until the
-//! simulator exists).
+//! PBFT, the order book and the runtimes join as they are built; see `docs/ARCHITECTURE.md`.
+//!
+//! On top of them the facade offers:
+//! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
+//!   does), with a JSON-ready summary;
+//! - [`render`]: the block tree a node saw, as SVG or Graphviz DOT;
+//! - [`walkthrough`]: one block's life through the foundation, with sizes and timings.
 
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
 pub use agora_netsim as netsim;
+pub use agora_streamlet as streamlet;
 pub use agora_types as types;
 
+pub mod render;
+pub mod simulate;
 pub mod walkthrough;

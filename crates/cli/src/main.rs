@@ -1,13 +1,20 @@
 //! The `agora` command.
 //!
-//! With no subcommand it runs the default job. Until the simulator exists that is
-//! `agora walkthrough`: one block's life through agora's foundation, with sizes and timings.
+//! - `agora simulate …`: run a consensus protocol in the deterministic simulator, print a summary
+//!   (or one JSON object with `--json`), and optionally draw the block tree.
+//! - `agora walkthrough …`: one block's life through the foundation, with sizes and timings.
+//!
+//! With no subcommand it runs `agora simulate` with its defaults.
 
+use std::fs;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agora::simulate::{self, LeaderChoice, ProtocolChoice, SimulateOptions};
+use agora::types::NodeId;
 use agora::walkthrough::{self, WalkthroughConfig, WalkthroughReport};
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// agora: a market's orders, put in one agreed order by BFT consensus.
 #[derive(Parser)]
@@ -19,9 +26,130 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a consensus protocol in the deterministic network simulator and summarise the run.
+    /// Unless options say otherwise the network is ideal (fixed latency, no jitter or loss,
+    /// unlimited bandwidth, no processing cost), so results can be checked against the paper.
+    Simulate(SimulateArgs),
     /// Sign orders, batch them into a block, encode and decode it, verify every signature, and
     /// certify it with the committee's votes; print sizes and timings.
     Walkthrough(WalkthroughArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    /// Streamlet (Chan & Shi, AFT 2020).
+    Streamlet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LeaderArg {
+    /// A public hash of the epoch number.
+    Hashed,
+    /// Epoch e led by node e mod n.
+    RoundRobin,
+}
+
+/// `NODE@MS`: a node that crashes at a time and stays down.
+#[derive(Clone, Copy, Debug)]
+struct CrashAt {
+    node: u16,
+    at_ms: f64,
+}
+
+fn parse_crash(s: &str) -> Result<CrashAt, String> {
+    let (node, at) = s.split_once('@').ok_or_else(|| format!("expected NODE@MS, got `{s}`"))?;
+    let node = node.trim().parse::<u16>().map_err(|_| format!("`{node}` is not a node number"))?;
+    let at_ms =
+        at.trim().parse::<f64>().map_err(|_| format!("`{at}` is not a time in milliseconds"))?;
+    if !at_ms.is_finite() || at_ms < 0.0 {
+        return Err(format!("`{at}` is not a non-negative time in milliseconds"));
+    }
+    Ok(CrashAt { node, at_ms })
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// The protocol to run.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Streamlet)]
+    protocol: ProtocolArg,
+    /// Number of nodes (1 to 1024).
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Seed of the run: network randomness, keys, workload, hashed leaders.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Simulated time to run, in milliseconds.
+    #[arg(long, default_value_t = 2_000.0)]
+    duration_ms: f64,
+    /// One-way message latency δ, in milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    latency_ms: f64,
+    /// Extra uniform delay per message, up to this many milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// Δ, in milliseconds (a Streamlet epoch lasts 2Δ).
+    #[arg(long, default_value_t = 50.0)]
+    delta_ms: f64,
+    /// Uplink bandwidth of every node, in Mbit/s (default: unlimited).
+    #[arg(long)]
+    bandwidth_mbps: Option<f64>,
+    /// Transactions per simulated second, each to a replica chosen at random. Submissions stop
+    /// 8Δ before the end so that the pipeline drains.
+    #[arg(long, default_value_t = 100.0)]
+    tx_rate: f64,
+    /// Largest batch a leader proposes.
+    #[arg(long, default_value_t = 1_000)]
+    batch_max: usize,
+    /// Crash a node at a time and keep it down: NODE@MS (repeatable).
+    #[arg(long, value_parser = parse_crash, value_name = "NODE@MS")]
+    crash: Vec<CrashAt>,
+    /// Take the leader of epoch E down for exactly that epoch, then let it carry on (repeatable).
+    #[arg(long, value_name = "E")]
+    crash_leader_of_epoch: Vec<u64>,
+    /// How epoch leaders are chosen.
+    #[arg(long, value_enum, default_value_t = LeaderArg::Hashed)]
+    leader: LeaderArg,
+    /// Switch off Streamlet's echo rule (for experiments).
+    #[arg(long)]
+    no_echo: bool,
+    /// Draw the block tree of the first honest node as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    render: Option<PathBuf>,
+    /// Write the block tree as Graphviz DOT.
+    #[arg(long, value_name = "FILE.dot")]
+    dot: Option<PathBuf>,
+    /// Write every simulator event as JSON lines.
+    #[arg(long, value_name = "FILE.jsonl")]
+    trace: Option<PathBuf>,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        let d = SimulateOptions::default();
+        Self {
+            protocol: ProtocolArg::Streamlet,
+            nodes: d.nodes,
+            seed: d.seed,
+            duration_ms: d.duration_ms,
+            latency_ms: d.latency_ms,
+            jitter_ms: d.jitter_ms,
+            delta_ms: d.delta_ms,
+            bandwidth_mbps: d.bandwidth_mbps,
+            tx_rate: d.tx_rate,
+            batch_max: d.batch_max,
+            crash: Vec::new(),
+            crash_leader_of_epoch: Vec::new(),
+            leader: LeaderArg::Hashed,
+            no_echo: false,
+            render: None,
+            dot: None,
+            trace: None,
+            json: false,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -43,24 +171,26 @@ struct WalkthroughArgs {
     json: bool,
 }
 
-impl Default for WalkthroughArgs {
-    fn default() -> Self {
-        let d = WalkthroughConfig::default();
-        Self {
-            seed: d.seed,
-            nodes: d.nodes as u16,
-            txs: d.txs as u32,
-            clients: d.clients as u32,
-            json: false,
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let first =
+                message.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("agora: {first} (see `agora --help`)");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
+        Some(Command::Simulate(args)) => run_simulate(&args),
         Some(Command::Walkthrough(args)) => run_walkthrough(&args),
-        None => run_walkthrough(&WalkthroughArgs::default()),
+        None => run_simulate(&SimulateArgs::default()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +199,50 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_simulate(args: &SimulateArgs) -> Result<()> {
+    let options = SimulateOptions {
+        protocol: match args.protocol {
+            ProtocolArg::Streamlet => ProtocolChoice::Streamlet,
+        },
+        nodes: args.nodes,
+        seed: args.seed,
+        duration_ms: args.duration_ms,
+        latency_ms: args.latency_ms,
+        jitter_ms: args.jitter_ms,
+        delta_ms: args.delta_ms,
+        bandwidth_mbps: args.bandwidth_mbps,
+        tx_rate: args.tx_rate,
+        batch_max: args.batch_max,
+        crashes: args.crash.iter().map(|c| (NodeId(c.node), c.at_ms)).collect(),
+        crash_leader_of_epoch: args.crash_leader_of_epoch.clone(),
+        leader: match args.leader {
+            LeaderArg::Hashed => LeaderChoice::Hashed,
+            LeaderArg::RoundRobin => LeaderChoice::RoundRobin,
+        },
+        echo: !args.no_echo,
+        record_trace: args.trace.is_some(),
+    };
+    let run = simulate::run(&options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run.summary)?);
+    } else {
+        print!("{}", run.summary);
+    }
+    if let Some(path) = &args.render {
+        fs::write(path, run.svg()).with_context(|| format!("cannot write {}", path.display()))?;
+        if !args.json {
+            println!("  picture         {} (view of node {})", path.display(), run.view_node);
+        }
+    }
+    if let Some(path) = &args.dot {
+        fs::write(path, run.dot()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let (Some(path), Some(trace)) = (&args.trace, &run.trace_jsonl) {
+        fs::write(path, trace).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn run_walkthrough(args: &WalkthroughArgs) -> Result<()> {

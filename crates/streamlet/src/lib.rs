@@ -636,10 +636,12 @@ impl Protocol for Streamlet {
 }
 
 impl ChainView for Streamlet {
+    /// The live tree and the most recent pruned forks (so pictures show forks that lost).
     fn block_views(&self) -> Vec<BlockView> {
         let mut views: Vec<BlockView> = self
             .tree
             .entries()
+            .chain(self.tree.dead_forks())
             .map(|e| BlockView {
                 digest: e.block.digest(),
                 parent: e.block.parent(),

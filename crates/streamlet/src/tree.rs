@@ -43,6 +43,8 @@ pub(crate) struct BlockTree {
     /// Finalized blocks kept for views, oldest first; older ones are forgotten.
     history_max: usize,
     finalized_order: std::collections::VecDeque<Digest>,
+    /// Pruned forks, newest last, kept (bounded by `history_max`) only so views can show them.
+    dead: std::collections::VecDeque<Entry>,
 }
 
 impl BlockTree {
@@ -65,6 +67,7 @@ impl BlockTree {
             finalized_tip: digest,
             history_max: history_max.max(1),
             finalized_order: std::collections::VecDeque::from([digest]),
+            dead: std::collections::VecDeque::new(),
         }
     }
 
@@ -78,6 +81,11 @@ impl BlockTree {
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
+    }
+
+    /// Forks pruned because they left the finalized chain (the most recent, bounded).
+    pub(crate) fn dead_forks(&self) -> impl Iterator<Item = &Entry> {
+        self.dead.iter()
     }
 
     pub(crate) fn finalized_tip(&self) -> &Block {
@@ -275,24 +283,29 @@ impl BlockTree {
             .map(|(d, _)| *d)
             .collect();
         for d in dead {
-            self.remove(&d);
+            if let Some(entry) = self.remove(&d) {
+                self.dead.push_back(entry);
+                if self.dead.len() > self.history_max {
+                    self.dead.pop_front();
+                }
+            }
         }
         while self.finalized_order.len() > self.history_max {
             let Some(old) = self.finalized_order.pop_front() else { break };
-            self.remove(&old);
+            let _ = self.remove(&old);
         }
     }
 
-    fn remove(&mut self, d: &Digest) {
-        if let Some(e) = self.entries.remove(d)
-            && let Some(siblings) = self.children.get_mut(&e.block.parent())
-        {
+    fn remove(&mut self, d: &Digest) -> Option<Entry> {
+        let entry = self.entries.remove(d)?;
+        if let Some(siblings) = self.children.get_mut(&entry.block.parent()) {
             siblings.remove(d);
             if siblings.is_empty() {
-                self.children.remove(&e.block.parent());
+                self.children.remove(&entry.block.parent());
             }
         }
         self.longest_tips.remove(d);
+        Some(entry)
     }
 
     fn descends_from(&self, d: &Digest, ancestor: &Digest, ancestor_height: Height) -> bool {
@@ -431,6 +444,10 @@ mod tests {
         t.insert(b4.clone(), 0).unwrap();
         assert_eq!(heights(&t.notarize(b4.digest(), 0).unwrap()), vec![1, 2, 3]);
         assert!(!t.contains(&fork.digest()), "the fork leaves the finalized chain");
+        assert_eq!(
+            t.dead_forks().map(|e| e.block.digest()).collect::<Vec<_>>(),
+            vec![fork.digest()]
+        );
         assert!(t.contains(&b4.digest()));
     }
 }

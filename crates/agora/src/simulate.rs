@@ -1,0 +1,613 @@
+//! `agora simulate`: run a protocol in the simulator from a handful of options and summarise it.
+//!
+//! Unless the options say otherwise the network is ideal: fixed latency, no jitter, no loss,
+//! unlimited bandwidth and zero processing cost, so results can be checked against the papers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use agora_consensus::{BlockView, ChainView, TxLog};
+use agora_crypto::Digest;
+use agora_netsim::{
+    Fault, FaultKind, Jitter, SimConfig, SimError, SimReport, Simulation, Targets, TraceMode,
+    Violation, Workload,
+};
+use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
+use agora_types::{Epoch, NodeId, Round};
+use serde::Serialize;
+
+use crate::render::{self, ChainPicture};
+
+const MS: f64 = 1_000_000.0;
+
+/// Which protocol to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// Streamlet (Chan & Shi 2020).
+    Streamlet,
+}
+
+impl ProtocolChoice {
+    /// The protocol's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolChoice::Streamlet => "streamlet",
+        }
+    }
+}
+
+/// How leaders are chosen (for protocols with rotating leaders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderChoice {
+    /// A public hash of the round.
+    Hashed,
+    /// Round `r` led by node `r mod n`.
+    RoundRobin,
+}
+
+/// Everything `agora simulate` can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulateOptions {
+    /// The protocol.
+    pub protocol: ProtocolChoice,
+    /// Committee size.
+    pub nodes: usize,
+    /// Seed of the run (network randomness, keys, workload).
+    pub seed: u64,
+    /// Simulated duration in milliseconds.
+    pub duration_ms: f64,
+    /// One-way latency δ in milliseconds.
+    pub latency_ms: f64,
+    /// Uniform jitter added to each message, at most this many milliseconds.
+    pub jitter_ms: f64,
+    /// Δ in milliseconds (Streamlet epochs last 2Δ).
+    pub delta_ms: f64,
+    /// Uplink bandwidth per node in Mbit/s; `None` is unlimited.
+    pub bandwidth_mbps: Option<f64>,
+    /// Transactions per simulated second, each to a replica chosen at random. Submission stops
+    /// eight Δ before the end, so that what was submitted can be finalized.
+    pub tx_rate: f64,
+    /// Largest batch a leader proposes.
+    pub batch_max: usize,
+    /// Nodes that crash at a time (in ms) and stay down.
+    pub crashes: Vec<(NodeId, f64)>,
+    /// Epochs whose leader is down for exactly that epoch (it neither sends nor receives from
+    /// the epoch's start to its end), then carries on.
+    pub crash_leader_of_epoch: Vec<u64>,
+    /// Leader schedule.
+    pub leader: LeaderChoice,
+    /// Streamlet's echo rule.
+    pub echo: bool,
+    /// Keep the whole trace (for `--trace`).
+    pub record_trace: bool,
+}
+
+impl Default for SimulateOptions {
+    fn default() -> Self {
+        Self {
+            protocol: ProtocolChoice::Streamlet,
+            nodes: 4,
+            seed: 0,
+            duration_ms: 2_000.0,
+            latency_ms: 10.0,
+            jitter_ms: 0.0,
+            delta_ms: 50.0,
+            bandwidth_mbps: None,
+            tx_rate: 100.0,
+            batch_max: 1_000,
+            crashes: Vec::new(),
+            crash_leader_of_epoch: Vec::new(),
+            leader: LeaderChoice::Hashed,
+            echo: true,
+            record_trace: false,
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// An option is out of range.
+    #[error("{0}")]
+    Option(String),
+    /// The simulator refused the configuration.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+fn ns(name: &str, ms: f64) -> Result<u64, SimulateError> {
+    if !ms.is_finite() || ms < 0.0 || ms * MS > u64::MAX as f64 / 4.0 {
+        return Err(SimulateError::Option(format!(
+            "--{name} must be a non-negative number of milliseconds, got {ms}"
+        )));
+    }
+    Ok((ms * MS).round() as u64)
+}
+
+/// Finalization latency summary in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencyMs {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Messages and bytes of one kind.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct KindCount {
+    /// Messages.
+    pub messages: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// All traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageSummary {
+    /// Messages sent (each recipient counts once).
+    pub total: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// By message kind.
+    pub by_kind: BTreeMap<String, KindCount>,
+}
+
+/// One node at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSummary {
+    /// Which.
+    pub node: u16,
+    /// Not Byzantine.
+    pub honest: bool,
+    /// Last finalized height.
+    pub finalized_height: u64,
+    /// Digest of its finalized log.
+    pub log_digest: Digest,
+}
+
+/// One block of the agreed log, with times as the first honest node saw them.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockSummary {
+    /// Height.
+    pub height: u64,
+    /// Epoch (or view).
+    pub round: u64,
+    /// Proposer.
+    pub proposer: u16,
+    /// Digest.
+    pub digest: Digest,
+    /// Transactions.
+    pub txs: u64,
+    /// When it was proposed, in simulated ms.
+    pub proposed_at_ms: f64,
+    /// When it was notarized, in simulated ms.
+    pub notarized_at_ms: Option<f64>,
+    /// When it was finalized, in simulated ms.
+    pub finalized_at_ms: f64,
+}
+
+/// The result of `agora simulate`, as printed with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationSummary {
+    /// Protocol name.
+    pub protocol: &'static str,
+    /// Committee size.
+    pub nodes: usize,
+    /// Seed.
+    pub seed: u64,
+    /// No invariant broken.
+    pub safety_ok: bool,
+    /// What was broken, one sentence each.
+    pub violations: Vec<String>,
+    /// Transactions accepted by a replica that was up and honest when it received them.
+    pub txs_submitted: u64,
+    /// Distinct transactions finalized.
+    pub txs_finalized: u64,
+    /// Finalized transactions per simulated second.
+    pub tps_sim: f64,
+    /// Submission → finalization at the replica it was submitted to.
+    pub latency_ms: LatencyMs,
+    /// Traffic.
+    pub messages: MessageSummary,
+    /// Per node.
+    pub nodes_detail: Vec<NodeSummary>,
+    /// The agreed finalized log.
+    pub finalized_blocks: Vec<BlockSummary>,
+}
+
+/// A finished run: the summary, the full simulator report, and the block tree of the first honest
+/// node for pictures.
+pub struct SimulationRun {
+    /// What `--json` prints.
+    pub summary: SimulationSummary,
+    /// Everything the simulator measured.
+    pub report: SimReport,
+    /// The node whose view is kept.
+    pub view_node: NodeId,
+    /// Its block tree.
+    pub views: Vec<BlockView>,
+    /// The trace as JSON lines, when asked for.
+    pub trace_jsonl: Option<Vec<u8>>,
+    options: SimulateOptions,
+    leader_rule: LeaderRule,
+}
+
+impl SimulationRun {
+    /// The leader of a round under this run's schedule.
+    pub fn leader_of(&self, round: Round) -> NodeId {
+        self.leader_rule.leader(self.options.nodes as u16, Epoch(round.0))
+    }
+
+    /// Builds the picture of the kept view and hands it to `draw`.
+    fn with_picture<T>(&self, draw: impl FnOnce(&ChainPicture<'_>) -> T) -> T {
+        let crashes: Vec<String> = self
+            .options
+            .crash_leader_of_epoch
+            .iter()
+            .map(|e| format!("leader of epoch {e} down"))
+            .collect();
+        let title = format!(
+            "{} · n = {} · seed {} · view of node {}{}",
+            self.options.protocol.name(),
+            self.options.nodes,
+            self.options.seed,
+            self.view_node,
+            if crashes.is_empty() { String::new() } else { format!(" · {}", crashes.join(", ")) }
+        );
+        let leader = |r: Round| self.leader_of(r);
+        draw(&ChainPicture {
+            title,
+            blocks: &self.views,
+            nodes: self.options.nodes,
+            leader_of: &leader,
+            last_round: self.views.iter().map(|v| v.round.0).max().unwrap_or(0),
+            round_name: "epoch",
+        })
+    }
+
+    /// The block tree as SVG.
+    pub fn svg(&self) -> String {
+        self.with_picture(render::svg)
+    }
+
+    /// The block tree as Graphviz DOT.
+    pub fn dot(&self) -> String {
+        self.with_picture(render::dot)
+    }
+}
+
+impl SimulateOptions {
+    /// The simulator configuration these options describe.
+    pub fn sim_config(&self) -> Result<SimConfig, SimulateError> {
+        if self.nodes == 0 || self.nodes > agora_types::COMMITTEE_SIZE_MAX {
+            return Err(SimulateError::Option(format!(
+                "--nodes must be between 1 and {}, got {}",
+                agora_types::COMMITTEE_SIZE_MAX,
+                self.nodes
+            )));
+        }
+        if !(self.tx_rate.is_finite() && self.tx_rate >= 0.0) {
+            return Err(SimulateError::Option(format!(
+                "--tx-rate must be a non-negative number, got {}",
+                self.tx_rate
+            )));
+        }
+        if self.batch_max == 0 || self.batch_max > agora_types::BATCH_TXS_MAX {
+            return Err(SimulateError::Option(format!(
+                "--batch-max must be between 1 and {}",
+                agora_types::BATCH_TXS_MAX
+            )));
+        }
+        let delta = ns("delta-ms", self.delta_ms)?;
+        if delta == 0 {
+            return Err(SimulateError::Option("--delta-ms must be positive".into()));
+        }
+        let latency = ns("latency-ms", self.latency_ms)?;
+        let mut c = SimConfig::new(self.nodes);
+        c.seed = self.seed;
+        c.duration_ns = ns("duration-ms", self.duration_ms)?;
+        c.network.latency_ns = latency;
+        let jitter = ns("jitter-ms", self.jitter_ms)?;
+        if jitter > 0 {
+            c.network.jitter = Jitter::Uniform { max_ns: jitter };
+        }
+        if let Some(mbps) = self.bandwidth_mbps {
+            if !(mbps.is_finite() && mbps > 0.0) {
+                return Err(SimulateError::Option(format!(
+                    "--bandwidth-mbps must be positive, got {mbps}"
+                )));
+            }
+            c.network.bandwidth_bps = Some((mbps * 1e6).round().max(1.0) as u64);
+        }
+        c.batch.txs_max = self.batch_max;
+        let drain = 8 * delta;
+        if self.tx_rate > 0.0 && c.duration_ns > drain {
+            c.workload = Some(Workload {
+                rate_per_sec: self.tx_rate,
+                start_ns: 0,
+                end_ns: c.duration_ns - drain,
+                clients: 64,
+                payload_bytes: 48,
+                targets: Targets::Random,
+            });
+        }
+        for (node, at_ms) in &self.crashes {
+            c.faults.push(Fault {
+                at_ns: ns("crash", *at_ms)?,
+                node: *node,
+                kind: FaultKind::Crash,
+            });
+        }
+        let streamlet = self.streamlet_config(delta);
+        for &e in &self.crash_leader_of_epoch {
+            if e == 0 {
+                return Err(SimulateError::Option(
+                    "--crash-leader-of-epoch counts epochs from 1".into(),
+                ));
+            }
+            let leader = streamlet.leader.leader(self.nodes as u16, Epoch(e));
+            c.faults.push(Fault {
+                at_ns: streamlet.epoch_start_ns(Epoch(e)),
+                node: leader,
+                kind: FaultKind::Crash,
+            });
+            c.faults.push(Fault {
+                at_ns: streamlet.epoch_start_ns(Epoch(e + 1)),
+                node: leader,
+                kind: FaultKind::Restart,
+            });
+        }
+        c.trace = if self.record_trace { TraceMode::Record } else { TraceMode::Digest };
+        Ok(c)
+    }
+
+    fn streamlet_config(&self, delta_ns: u64) -> StreamletConfig {
+        let mut s = StreamletConfig::new(delta_ns.max(1));
+        s.leader = match self.leader {
+            LeaderChoice::Hashed => LeaderRule::Hashed { seed: self.seed },
+            LeaderChoice::RoundRobin => LeaderRule::RoundRobin,
+        };
+        s.echo = self.echo;
+        s.batch.txs_max = self.batch_max;
+        s
+    }
+}
+
+/// Runs the simulation the options describe.
+pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
+    let config = options.sim_config()?;
+    let streamlet = options.streamlet_config(ns("delta-ms", options.delta_ms)?);
+    let record = config.trace == TraceMode::Record;
+    match options.protocol {
+        ProtocolChoice::Streamlet => {
+            let mut sim = Simulation::new(
+                config,
+                |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
+                |_| Box::new(TxLog::new(true)),
+            )?;
+            let report = sim.run();
+            let view_node =
+                report.nodes_detail.iter().find(|d| d.honest).map_or(NodeId(0), |d| d.node);
+            let views = sim.engine(view_node).block_views();
+            let trace_jsonl = record.then(|| {
+                let mut out = Vec::new();
+                sim.trace().write_jsonl(&mut out).expect("writing to memory cannot fail");
+                out
+            });
+            let summary = summarise(options, &report, &views);
+            Ok(SimulationRun {
+                summary,
+                report,
+                view_node,
+                views,
+                trace_jsonl,
+                options: options.clone(),
+                leader_rule: streamlet.leader,
+            })
+        }
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / MS
+}
+
+fn summarise(options: &SimulateOptions, r: &SimReport, views: &[BlockView]) -> SimulationSummary {
+    let notarized: BTreeMap<Digest, u64> =
+        views.iter().filter_map(|v| v.notarized_at_ns.map(|t| (v.digest, t))).collect();
+    SimulationSummary {
+        protocol: options.protocol.name(),
+        nodes: r.nodes,
+        seed: r.seed,
+        safety_ok: r.safety_ok,
+        violations: r.violations.iter().map(|v| Describe(v).to_string()).collect(),
+        txs_submitted: r.submissions.accepted,
+        txs_finalized: r.txs_finalized,
+        tps_sim: r.tps_sim,
+        latency_ms: LatencyMs {
+            p50: ms(r.latency.p50_ns),
+            p99: ms(r.latency.p99_ns),
+            max: ms(r.latency.max_ns),
+        },
+        messages: MessageSummary {
+            total: r.messages.messages,
+            bytes: r.messages.bytes,
+            by_kind: r
+                .by_kind
+                .iter()
+                .map(|(k, t)| ((*k).to_owned(), KindCount { messages: t.messages, bytes: t.bytes }))
+                .collect(),
+        },
+        nodes_detail: r
+            .nodes_detail
+            .iter()
+            .map(|d| NodeSummary {
+                node: d.node.0,
+                honest: d.honest,
+                finalized_height: d.finalized_height,
+                log_digest: d.log_digest,
+            })
+            .collect(),
+        finalized_blocks: r
+            .finalized_blocks
+            .iter()
+            .map(|b| BlockSummary {
+                height: b.height,
+                round: b.round,
+                proposer: b.proposer.0,
+                digest: b.digest,
+                txs: b.txs,
+                proposed_at_ms: ms(b.proposed_at_ns),
+                notarized_at_ms: notarized.get(&b.digest).map(|t| ms(*t)),
+                finalized_at_ms: ms(b.finalized_at_ns),
+            })
+            .collect(),
+    }
+}
+
+/// One sentence for a violation.
+struct Describe<'a>(&'a Violation);
+
+impl fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |t: &u64| ms(*t);
+        match self.0 {
+            Violation::Conflict { t_ns, height, first, second, .. } => write!(
+                f,
+                "at {:.3} ms node {} finalized {} at height {height}, but node {} had finalized {}",
+                at(t_ns),
+                second.0,
+                second.1.short(),
+                first.0,
+                first.1.short()
+            ),
+            Violation::Gap { t_ns, node, expected, got } => {
+                write!(
+                    f,
+                    "at {:.3} ms node {node} finalized height {got}, expected {expected}",
+                    at(t_ns)
+                )
+            }
+            Violation::Unsubmitted { t_ns, tx, height } => {
+                write!(
+                    f,
+                    "at {:.3} ms transaction {} finalized at height {height} was never submitted",
+                    at(t_ns),
+                    tx.short()
+                )
+            }
+            Violation::Duplicate { t_ns, tx, first_height, again_height } => write!(
+                f,
+                "at {:.3} ms transaction {} finalized again at height {again_height} (first at {first_height})",
+                at(t_ns),
+                tx.short()
+            ),
+            Violation::StateDivergence { t_ns, height, first, second } => write!(
+                f,
+                "at {:.3} ms after height {height} node {} has state {} but node {} has {}",
+                at(t_ns),
+                second.0,
+                second.1.short(),
+                first.0,
+                first.1.short()
+            ),
+            Violation::NotFinalized { tx, submitted_ns, deadline_ns } => write!(
+                f,
+                "transaction {} submitted at {:.3} ms was not final by {:.3} ms",
+                tx.short(),
+                at(submitted_ns),
+                at(deadline_ns)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for SimulationSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} · {} nodes · seed {}", self.protocol, self.nodes, self.seed)?;
+        writeln!(f, "  safety          {}", if self.safety_ok { "ok" } else { "VIOLATED" })?;
+        for v in &self.violations {
+            writeln!(f, "    - {v}")?;
+        }
+        writeln!(
+            f,
+            "  transactions    {} submitted, {} finalized",
+            self.txs_submitted, self.txs_finalized
+        )?;
+        writeln!(f, "  throughput      {:.1} tx/s (simulated)", self.tps_sim)?;
+        writeln!(
+            f,
+            "  finality        p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.max
+        )?;
+        writeln!(f, "  blocks          {} finalized", self.finalized_blocks.len())?;
+        writeln!(f, "  messages        {} ({} bytes)", self.messages.total, self.messages.bytes)?;
+        for (kind, c) in &self.messages.by_kind {
+            writeln!(f, "    {kind:<14} {:>8} msgs {:>12} bytes", c.messages, c.bytes)?;
+        }
+        writeln!(f, "  nodes")?;
+        for n in &self.nodes_detail {
+            writeln!(
+                f,
+                "    n{:<3} {:<9} height {:>4}  log {}",
+                n.node,
+                if n.honest { "honest" } else { "byzantine" },
+                n.finalized_height,
+                n.log_digest.short()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_safely_and_finalize_everything() {
+        let run =
+            run(&SimulateOptions { duration_ms: 1_000.0, ..SimulateOptions::default() }).unwrap();
+        let s = &run.summary;
+        assert!(s.safety_ok);
+        assert!(s.txs_submitted > 0);
+        assert_eq!(s.txs_submitted, s.txs_finalized);
+        let b = &s.finalized_blocks[0];
+        // Ideal network, δ = 10 ms, Δ = 50 ms: epoch 1 notarized at 20 ms, final at 120 ms.
+        assert_eq!((b.round, b.notarized_at_ms, b.finalized_at_ms), (1, Some(20.0), 120.0));
+        assert!(run.svg().contains("<svg") && run.dot().contains("digraph"));
+    }
+
+    #[test]
+    fn crashing_the_leader_of_an_epoch_leaves_a_gap() {
+        let options = SimulateOptions {
+            crash_leader_of_epoch: vec![5],
+            duration_ms: 1_500.0,
+            ..SimulateOptions::default()
+        };
+        let run = run(&options).unwrap();
+        assert!(run.summary.safety_ok);
+        assert!(run.summary.finalized_blocks.iter().all(|b| b.round != 5));
+        assert!(run.summary.finalized_blocks.iter().any(|b| b.round == 6));
+        assert!(run.svg().contains("no block"));
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        for bad in [
+            SimulateOptions { latency_ms: -1.0, ..SimulateOptions::default() },
+            SimulateOptions { delta_ms: 0.0, ..SimulateOptions::default() },
+            SimulateOptions { tx_rate: f64::NAN, ..SimulateOptions::default() },
+            SimulateOptions { batch_max: 0, ..SimulateOptions::default() },
+            SimulateOptions { bandwidth_mbps: Some(0.0), ..SimulateOptions::default() },
+            SimulateOptions { nodes: 0, ..SimulateOptions::default() },
+            SimulateOptions { crashes: vec![(NodeId(9), 10.0)], ..SimulateOptions::default() },
+            SimulateOptions { crash_leader_of_epoch: vec![0], ..SimulateOptions::default() },
+        ] {
+            assert!(run(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
