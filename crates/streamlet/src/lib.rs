@@ -5,11 +5,11 @@
 //! genesis). Each epoch has a leader, chosen by a public hash of the epoch number (default) or
 //! round robin. The paper's rules, and where they live here:
 //!
-//! - **Propose** ([`Streamlet::propose`]): "at the start of its epoch, the leader proposes a
+//! - **Propose** (`Streamlet::propose`): "at the start of its epoch, the leader proposes a
 //!   block extending one of the longest notarized chains it has seen", carrying a batch from the
 //!   mempool (bounded by count and bytes). The leader signs the block digest, so that echoed
 //!   copies stay attributable.
-//! - **Vote** ([`Streamlet::try_vote`]): "every node votes for the first proposal it sees from
+//! - **Vote** (`Streamlet::try_vote`): "every node votes for the first proposal it sees from
 //!   the epoch's leader, as long as the proposed block extends one of the longest notarized
 //!   chains it has seen". A node votes at most once per epoch, only in the current epoch.
 //! - **Notarize**: a block with votes from at least ⌈2n/3⌉ distinct members is notarized (the

@@ -1,0 +1,143 @@
+//! The `agora` binary as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn agora(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agora")).args(args).output().expect("the binary runs")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("agora-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn simulate_json_has_the_documented_fields() {
+    let out = agora(&[
+        "simulate",
+        "--protocol",
+        "streamlet",
+        "--nodes",
+        "4",
+        "--seed",
+        "3",
+        "--duration-ms",
+        "1200",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "protocol",
+        "nodes",
+        "seed",
+        "safety_ok",
+        "violations",
+        "txs_submitted",
+        "txs_finalized",
+        "tps_sim",
+        "latency_ms",
+        "messages",
+        "nodes_detail",
+        "finalized_blocks",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(v["protocol"], "streamlet");
+    assert_eq!(v["safety_ok"], true);
+    assert_eq!(v["txs_submitted"], v["txs_finalized"]);
+    for field in ["p50", "p99", "max"] {
+        assert!(v["latency_ms"][field].is_number());
+    }
+    for field in ["total", "bytes", "by_kind"] {
+        assert!(v["messages"].get(field).is_some());
+    }
+    let node = &v["nodes_detail"][0];
+    for field in ["node", "honest", "finalized_height", "log_digest"] {
+        assert!(node.get(field).is_some(), "nodes_detail lacks {field}");
+    }
+    let block = &v["finalized_blocks"][0];
+    for field in [
+        "height",
+        "round",
+        "proposer",
+        "digest",
+        "txs",
+        "proposed_at_ms",
+        "notarized_at_ms",
+        "finalized_at_ms",
+    ] {
+        assert!(block.get(field).is_some(), "finalized_blocks lacks {field}");
+    }
+    // Ideal network, δ = 10 ms, Δ = 50 ms: the paper's timings.
+    assert_eq!(block["notarized_at_ms"], 20.0);
+    assert_eq!(block["finalized_at_ms"], 120.0);
+}
+
+#[test]
+fn same_seed_same_json() {
+    let args = ["simulate", "--seed", "9", "--duration-ms", "800", "--jitter-ms", "5", "--json"];
+    assert_eq!(agora(&args).stdout, agora(&args).stdout);
+}
+
+#[test]
+fn pictures_and_traces_are_written() {
+    let (svg, dot, trace) = (temp("chain.svg"), temp("chain.dot"), temp("trace.jsonl"));
+    let out = agora(&[
+        "simulate",
+        "--crash-leader-of-epoch",
+        "5",
+        "--duration-ms",
+        "1400",
+        "--render",
+        svg.to_str().unwrap(),
+        "--dot",
+        dot.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("no block")
+            && svg.contains("leader of epoch 5 down")
+    );
+    assert!(std::fs::read_to_string(dot).unwrap().starts_with("digraph"));
+    let trace = std::fs::read_to_string(trace).unwrap();
+    assert!(trace.lines().count() > 100);
+    assert!(trace.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+}
+
+#[test]
+fn bad_options_give_one_line_and_a_non_zero_exit() {
+    for args in [
+        &["simulate", "--nodes", "0"][..],
+        &["simulate", "--crash", "3"],
+        &["simulate", "--crash", "9@10"],
+        &["simulate", "--latency-ms", "-5"],
+        &["simulate", "--protocol", "paxos"],
+        &["simulate", "--bogus"],
+        &["simulate", "--delta-ms", "abc"],
+        &["simulate", "--render", "/nonexistent-dir/x.svg", "--duration-ms", "100"],
+    ] {
+        let out = agora(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("agora: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_and_walkthrough_work() {
+    let out = agora(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().contains("simulate"));
+    let out = agora(&["walkthrough", "--txs", "20", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["all_signatures_valid"], true);
+}
