@@ -1,0 +1,193 @@
+//! The vote rule, one node driven by hand: "vote for the first proposal of the epoch's leader
+//! that extends one of the longest notarized chains; at most one vote per epoch".
+
+use agora_consensus::{Action, Context, InMemoryMempool, MempoolLimits, Protocol};
+use agora_crypto::{DirectCheck, domain};
+use agora_streamlet::{
+    LeaderRule, Proposal, Streamlet, StreamletConfig, StreamletMessage, StreamletTimer,
+};
+use agora_types::{
+    Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, SecretKey, Statement, Vote,
+};
+
+const DELTA: u64 = 50_000_000;
+
+/// Node 3 of 4 under round robin (epoch e led by node e mod 4), with helpers to feed it.
+struct Harness {
+    node: Streamlet,
+    keys: Vec<SecretKey>,
+    mempool: InMemoryMempool,
+    actions: Vec<Action<StreamletMessage, StreamletTimer>>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let (committee, keys) = Committee::deterministic(1, 4).unwrap();
+        let mut config = StreamletConfig::new(DELTA);
+        config.leader = LeaderRule::RoundRobin;
+        let node = Streamlet::new(config, committee, NodeId(3), keys[3].clone());
+        Self {
+            node,
+            keys,
+            mempool: InMemoryMempool::new(MempoolLimits::default()),
+            actions: Vec::new(),
+        }
+    }
+
+    fn enter(&mut self, epoch: u64) {
+        let now = 2 * DELTA * (epoch - 1);
+        let mut check = DirectCheck;
+        let mut ctx =
+            Context::new(now, NodeId(3), &mut self.actions, &mut self.mempool, &mut check);
+        self.node.on_timer(&mut ctx, StreamletTimer::EpochStart(Epoch(epoch)));
+    }
+
+    fn proposal(&self, parent: &Block, epoch: u64, proposer: u16, stamp: u64) -> Proposal {
+        let block = Block::new(
+            parent.digest(),
+            Round(epoch),
+            Height(parent.height().0 + 1),
+            NodeId(proposer),
+            stamp,
+            Batch::empty(),
+        );
+        let signature =
+            self.keys[usize::from(proposer)].sign(&domain::PROPOSAL, block.digest().as_bytes());
+        Proposal { block, signature }
+    }
+
+    fn deliver(&mut self, message: StreamletMessage) {
+        let now = self.node.epoch().0.saturating_sub(1) * 2 * DELTA + 1;
+        let mut check = DirectCheck;
+        let mut ctx =
+            Context::new(now, NodeId(3), &mut self.actions, &mut self.mempool, &mut check);
+        self.node.on_message(&mut ctx, NodeId(0), message);
+    }
+
+    /// Votes from nodes 0, 1 and 2 notarize `block` (⌈2n/3⌉ = 3).
+    fn notarize(&mut self, block: &Block) {
+        let s = Statement {
+            phase: Phase::Vote,
+            round: block.round(),
+            height: block.height(),
+            value: block.digest(),
+        };
+        for voter in 0..3u16 {
+            let vote = Vote::sign(s, NodeId(voter), &self.keys[usize::from(voter)]);
+            self.deliver(StreamletMessage::Vote(vote));
+        }
+    }
+
+    /// The digests node 3 broadcast a vote for since the last call.
+    fn votes_cast(&mut self) -> Vec<(u64, agora_crypto::Digest)> {
+        let votes = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Broadcast { message: StreamletMessage::Vote(v) }
+                    if v.voter == NodeId(3) =>
+                {
+                    Some((v.statement.round.0, v.statement.value))
+                }
+                _ => None,
+            })
+            .collect();
+        self.actions.clear();
+        votes
+    }
+}
+
+#[test]
+fn votes_for_the_leaders_proposal_extending_the_longest_notarized_chain() {
+    let mut h = Harness::new();
+    h.enter(1);
+    let p = h.proposal(&Block::genesis(), 1, 1, 0);
+    h.deliver(StreamletMessage::Propose(p.clone()));
+    assert_eq!(h.votes_cast(), vec![(1, p.block.digest())]);
+}
+
+#[test]
+fn the_vote_rule_refuses() {
+    type Case = (&'static str, fn(&mut Harness) -> Vec<Proposal>);
+    let cases: Vec<Case> = vec![
+        ("a proposer that is not the epoch's leader", |h| {
+            h.enter(1);
+            vec![h.proposal(&Block::genesis(), 1, 2, 0)]
+        }),
+        ("a proposal of a past epoch", |h| {
+            h.enter(2);
+            vec![h.proposal(&Block::genesis(), 1, 1, 0)]
+        }),
+        ("a proposal of a future epoch", |h| {
+            h.enter(1);
+            vec![h.proposal(&Block::genesis(), 2, 2, 0)]
+        }),
+        ("a second proposal of the same leader in one epoch", |h| {
+            h.enter(1);
+            let first = h.proposal(&Block::genesis(), 1, 1, 0);
+            h.deliver(StreamletMessage::Propose(first));
+            h.actions.clear();
+            vec![h.proposal(&Block::genesis(), 1, 1, 1)]
+        }),
+        ("a proposal that does not extend the longest notarized chain", |h| {
+            // b1 is notarized, so the longest notarized chain has length 1; a block on genesis
+            // no longer extends it.
+            h.enter(1);
+            let b1 = h.proposal(&Block::genesis(), 1, 1, 0);
+            h.deliver(StreamletMessage::Propose(b1.clone()));
+            h.notarize(&b1.block);
+            h.enter(2);
+            h.actions.clear();
+            vec![h.proposal(&Block::genesis(), 2, 2, 0)]
+        }),
+        ("a proposal whose signature is not the leader's", |h| {
+            h.enter(1);
+            let mut p = h.proposal(&Block::genesis(), 1, 1, 0);
+            p.signature = h.keys[2].sign(&domain::PROPOSAL, p.block.digest().as_bytes());
+            vec![p]
+        }),
+    ];
+    for (name, setup) in cases {
+        let mut h = Harness::new();
+        let proposals = setup(&mut h);
+        for p in proposals {
+            h.deliver(StreamletMessage::Propose(p));
+        }
+        assert_eq!(h.votes_cast(), vec![], "{name}: voted");
+    }
+}
+
+#[test]
+fn at_most_one_vote_per_epoch_even_after_a_notarization_changes_the_longest_chain() {
+    let mut h = Harness::new();
+    h.enter(1);
+    let b1 = h.proposal(&Block::genesis(), 1, 1, 0);
+    h.deliver(StreamletMessage::Propose(b1.clone()));
+    assert_eq!(h.votes_cast().len(), 1);
+    h.notarize(&b1.block);
+    // Epoch 2's proposal arrives before b1's notarization is known would be refused; here it
+    // extends b1, which is notarized: one vote, then no second vote for anything in epoch 2.
+    h.enter(2);
+    let b2 = h.proposal(&b1.block, 2, 2, 0);
+    h.deliver(StreamletMessage::Propose(b2.clone()));
+    let other = h.proposal(&b1.block, 2, 2, 1);
+    h.deliver(StreamletMessage::Propose(other));
+    assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())]);
+}
+
+#[test]
+fn a_proposal_waiting_for_its_parents_notarization_gets_the_vote_when_it_comes() {
+    // Epoch 2's proposal arrives while b1 is not yet notarized here: no vote yet. When b1's
+    // notarization arrives within epoch 2, b2 extends the longest notarized chain: vote.
+    let mut h = Harness::new();
+    h.enter(1);
+    let b1 = h.proposal(&Block::genesis(), 1, 1, 0);
+    h.deliver(StreamletMessage::Propose(b1.clone()));
+    h.enter(2);
+    h.actions.clear();
+    let b2 = h.proposal(&b1.block, 2, 2, 0);
+    h.deliver(StreamletMessage::Propose(b2.clone()));
+    assert_eq!(h.votes_cast(), vec![]);
+    h.notarize(&b1.block);
+    assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())]);
+}
