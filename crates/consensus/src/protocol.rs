@@ -20,6 +20,12 @@ pub trait Message: Clone + Debug + Serialize + DeserializeOwned + 'static {
     fn encoded_len(&self) -> usize {
         codec::encoded_len(self)
     }
+
+    /// The protocol instance this message belongs to (a PBFT sequence number, say), if any: traces
+    /// carry it, so that one instance's messages can be drawn on their own.
+    fn instance(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A protocol's timer identifier. Setting a timer that is already set moves it.

@@ -172,6 +172,32 @@ impl VoteKeeper {
         self.tallies.get(statement).map_or(0, |t| t.signatures.len())
     }
 
+    /// True when `node`'s vote for `statement` has been counted.
+    pub fn has_signed(&self, statement: &Statement, node: NodeId) -> bool {
+        self.tallies.get(statement).is_some_and(|t| t.signatures.contains_key(&node))
+    }
+
+    /// The votes counted for `statement` so far, as a certificate (whatever their number), leaving
+    /// out `exclude` (for example a primary whose own vote must not count).
+    pub fn certificate_of(&self, statement: &Statement, exclude: Option<NodeId>) -> Certificate {
+        let signatures = self.tallies.get(statement).into_iter().flat_map(|t| t.signatures.iter());
+        Certificate::new(
+            *statement,
+            signatures.filter(|(n, _)| Some(**n) != exclude).map(|(n, sig)| (*n, *sig)),
+        )
+    }
+
+    /// Keeps only the votes whose statement satisfies `keep` (protocols that retire votes by height
+    /// rather than by round use this).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Statement) -> bool) {
+        self.tallies.retain(|s, _| keep(s));
+        for votes in self.cast.values_mut() {
+            votes.retain(|v| keep(&v.statement));
+        }
+        self.cast.retain(|_, votes| !votes.is_empty());
+        self.stored = self.cast.values().map(Vec::len).sum();
+    }
+
     /// True once `statement` has reached the quorum.
     pub fn is_certified(&self, statement: &Statement) -> bool {
         self.tallies.get(statement).is_some_and(|t| t.certified)
@@ -297,6 +323,22 @@ mod tests {
             keeper.add(&vote(&secrets, 1, statement(3, b"b")), &c, &mut DirectCheck),
             Ok(VoteOutcome::Counted { .. })
         ));
+    }
+
+    #[test]
+    fn certificates_of_partial_tallies_and_retention() {
+        let (c, secrets) = setup();
+        let mut keeper = VoteKeeper::new(3, 1_000);
+        let s = statement(4, b"x");
+        for n in [0, 2, 3] {
+            keeper.add(&vote(&secrets, n, s), &c, &mut DirectCheck).unwrap();
+        }
+        assert!(keeper.has_signed(&s, NodeId(2)) && !keeper.has_signed(&s, NodeId(1)));
+        let without_0 = keeper.certificate_of(&s, Some(NodeId(0)));
+        assert_eq!(without_0.signers().collect::<Vec<_>>(), vec![NodeId(2), NodeId(3)]);
+        assert_eq!(without_0.verify(&c, 2), Ok(()));
+        keeper.retain(|st| st.height.0 > 4);
+        assert!(keeper.is_empty() && keeper.signers(&s) == 0);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Instant;
 
-use agora_consensus::{Action, Application, Context, InMemoryMempool, Protocol, Submitted};
+use agora_consensus::{
+    Action, Application, Context, InMemoryMempool, Message as _, Protocol, Submitted,
+};
 use agora_crypto::{Digest, DomainHasher, SecretKey, domain};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
@@ -43,8 +45,8 @@ pub enum SimError {
 #[derive(Debug)]
 enum Input<M, T> {
     Start,
-    Message { from: NodeId, message: M },
-    Raw { from: NodeId, bytes: Bytes },
+    Message { from: NodeId, message: M, sent_ns: u64 },
+    Raw { from: NodeId, bytes: Bytes, sent_ns: u64 },
     Timer { timer: T, id: u64 },
     Submit { tx: Box<Transaction> },
 }
@@ -52,7 +54,7 @@ enum Input<M, T> {
 #[derive(Debug)]
 enum Event<M, T> {
     /// A message reaches a node's network interface.
-    Arrive { to: NodeId, from: NodeId, payload: Payload<M> },
+    Arrive { to: NodeId, from: NodeId, payload: Payload<M>, sent_ns: u64 },
     /// Something for the node itself (a timer, a submission, its start).
     Input { node: NodeId, input: Input<M, T> },
     /// A busy node is free again: handle the next input in its inbox.
@@ -293,15 +295,15 @@ impl<P: Protocol> Simulation<P> {
 
     fn dispatch(&mut self, event: Event<P::Message, P::Timer>) {
         match event {
-            Event::Arrive { to, from, payload } => {
+            Event::Arrive { to, from, payload, sent_ns } => {
                 if !self.nodes[to.index()].up {
                     self.dropped.receiver_down += 1;
                     self.trace_drop(from, to, DropReason::ReceiverDown);
                     return;
                 }
                 let input = match payload {
-                    Payload::Message(message) => Input::Message { from, message },
-                    Payload::Raw(bytes) => Input::Raw { from, bytes },
+                    Payload::Message(message) => Input::Message { from, message, sent_ns },
+                    Payload::Raw(bytes) => Input::Raw { from, bytes, sent_ns },
                 };
                 self.offer(to, input);
             }
@@ -401,20 +403,34 @@ impl<P: Protocol> Simulation<P> {
         let mut ctx = Context::new(now, node, &mut actions, &mut n.mempool, &mut self.memo);
         match input {
             Input::Start => n.engine.on_start(&mut ctx),
-            Input::Message { from, message } => {
+            Input::Message { from, message, sent_ns } => {
                 self.deliveries += 1;
                 if self.trace.enabled() {
-                    let kind = agora_consensus::Message::kind(&message);
-                    self.trace.push(TraceEvent::Deliver { t_ns: now, from, to: node, kind });
+                    let (kind, instance) = (message.kind(), message.instance());
+                    self.trace.push(TraceEvent::Deliver {
+                        t_ns: now,
+                        from,
+                        to: node,
+                        kind,
+                        sent_ns,
+                        instance,
+                    });
                 }
                 n.engine.on_message(&mut ctx, from, message);
             }
-            Input::Raw { from, bytes } => match codec::decode::<P::Message>(&bytes) {
+            Input::Raw { from, bytes, sent_ns } => match codec::decode::<P::Message>(&bytes) {
                 Ok(message) => {
                     self.deliveries += 1;
                     if self.trace.enabled() {
-                        let kind = agora_consensus::Message::kind(&message);
-                        self.trace.push(TraceEvent::Deliver { t_ns: now, from, to: node, kind });
+                        let (kind, instance) = (message.kind(), message.instance());
+                        self.trace.push(TraceEvent::Deliver {
+                            t_ns: now,
+                            from,
+                            to: node,
+                            kind,
+                            sent_ns,
+                            instance,
+                        });
                     }
                     n.engine.on_message(&mut ctx, from, message);
                 }
@@ -505,7 +521,6 @@ impl<P: Protocol> Simulation<P> {
     }
 
     fn size(&self, message: &P::Message) -> (&'static str, u64) {
-        use agora_consensus::Message;
         (message.kind(), message.encoded_len() as u64)
     }
 
@@ -575,10 +590,14 @@ impl<P: Protocol> Simulation<P> {
         self.by_kind.entry(kind).or_default().add(bytes);
         self.nodes[from.index()].sent.add(bytes);
         if self.trace.enabled() {
-            self.trace.push(TraceEvent::Send { t_ns: depart, from, to, kind, bytes });
+            let instance = match &payload {
+                Payload::Message(m) => m.instance(),
+                Payload::Raw(_) => None,
+            };
+            self.trace.push(TraceEvent::Send { t_ns: depart, from, to, kind, bytes, instance });
         }
         if from == to {
-            self.schedule(depart, Event::Arrive { to, from, payload });
+            self.schedule(depart, Event::Arrive { to, from, payload, sent_ns: depart });
             return;
         }
         let net = &self.config.network;
@@ -636,9 +655,12 @@ impl<P: Protocol> Simulation<P> {
         let duplicate = self.config.network.duplicate;
         if duplicate > 0.0 && self.rng.random_bool(duplicate) {
             let later = arrival + self.rng.random_range(0..=self.config.network.latency_ns);
-            self.schedule(later, Event::Arrive { to, from, payload: payload.clone() });
+            self.schedule(
+                later,
+                Event::Arrive { to, from, payload: payload.clone(), sent_ns: depart },
+            );
         }
-        self.schedule(arrival, Event::Arrive { to, from, payload });
+        self.schedule(arrival, Event::Arrive { to, from, payload, sent_ns: depart });
     }
 
     fn jitter(&mut self) -> u64 {

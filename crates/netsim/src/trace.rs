@@ -36,6 +36,8 @@ pub enum TraceEvent {
         kind: &'static str,
         /// Encoded size.
         bytes: u64,
+        /// The protocol instance it belongs to, if the message says.
+        instance: Option<u64>,
     },
     /// A message was handed to `to`'s engine.
     Deliver {
@@ -47,6 +49,10 @@ pub enum TraceEvent {
         to: NodeId,
         /// Message kind.
         kind: &'static str,
+        /// When it left the sender.
+        sent_ns: u64,
+        /// The protocol instance it belongs to, if the message says.
+        instance: Option<u64>,
     },
     /// A message was dropped.
     Drop {

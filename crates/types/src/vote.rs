@@ -19,6 +19,8 @@ pub enum Phase {
     Commit,
     /// A checkpoint: the value is an application state digest at a height.
     Checkpoint,
+    /// PBFT's PRE-PREPARE: the primary's assignment of a value to a sequence number in a view.
+    PrePrepare,
 }
 
 /// What a vote is about: a value (usually a block digest) at a round, height and phase.
