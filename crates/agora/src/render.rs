@@ -288,6 +288,206 @@ pub fn dot(p: &ChainPicture<'_>) -> String {
     s
 }
 
+/// Colour of a message kind in sequence charts.
+fn kind_colour(kind: &str) -> &'static str {
+    match kind {
+        "pre-prepare" => "#e53935",
+        "prepare" => "#00897b",
+        "commit" => "#1e88e5",
+        "reply" => "#43a047",
+        "view-change" => "#fb8c00",
+        "new-view" => "#8e24aa",
+        _ => "#757575",
+    }
+}
+
+/// A message sequence chart of one protocol instance (a PBFT sequence number): one column per
+/// replica, time downward, one arrow per delivered message of the instance, coloured by phase,
+/// with the view-change messages of the same time span, executions and crashes. Long quiet
+/// stretches (a timeout running out) are compressed and labelled with their real length.
+/// `None` when the trace has no message of the instance.
+pub fn sequence_chart(
+    events: &[agora_netsim::TraceEvent],
+    nodes: usize,
+    instance: u64,
+    title: &str,
+) -> Option<String> {
+    use agora_netsim::TraceEvent as E;
+    struct Arrow {
+        from: usize,
+        to: usize,
+        sent: u64,
+        at: u64,
+        kind: &'static str,
+    }
+    let mine = |i: &Option<u64>| *i == Some(instance);
+    let span: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            E::Deliver { t_ns, sent_ns, instance: i, .. } if mine(i) => Some([*sent_ns, *t_ns]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let (first, last) = (*span.iter().min()?, *span.iter().max()?);
+    // If a crash came before the instance, start there: the view change it caused belongs to
+    // the picture.
+    let start = events
+        .iter()
+        .filter_map(|e| match e {
+            E::Crash { t_ns, .. } if *t_ns <= first => Some(*t_ns),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(first);
+    let mut arrows = Vec::new();
+    let mut marks: Vec<(usize, u64, String, &'static str)> = Vec::new();
+    for e in events {
+        match e {
+            E::Deliver { t_ns, from, to, kind, sent_ns, instance: i } => {
+                let view_change = matches!(*kind, "view-change" | "new-view")
+                    && *sent_ns >= start
+                    && *t_ns <= last;
+                if mine(i) || view_change {
+                    arrows.push(Arrow {
+                        from: from.index(),
+                        to: to.index(),
+                        sent: *sent_ns,
+                        at: *t_ns,
+                        kind,
+                    });
+                }
+            }
+            E::Commit { t_ns, node, height, .. } if *height == instance => {
+                marks.push((node.index(), *t_ns, format!("executed #{instance}"), "#1b5e20"));
+            }
+            E::Crash { t_ns, node } if *t_ns <= last => {
+                marks.push((node.index(), *t_ns, "crashed".into(), "#c62828"))
+            }
+            E::Restart { t_ns, node } if *t_ns <= last => {
+                marks.push((node.index(), *t_ns, "restarted".into(), "#2e7d32"))
+            }
+            _ => {}
+        }
+    }
+    // Time → y: 4 px per ms, but a gap longer than 25 ms takes 50 px and is labelled.
+    let mut times: Vec<u64> =
+        arrows.iter().flat_map(|a| [a.sent, a.at]).chain(marks.iter().map(|m| m.1)).collect();
+    times.sort_unstable();
+    times.dedup();
+    let top = 110.0;
+    let mut y_of = BTreeMap::new();
+    let mut breaks = Vec::new();
+    let mut y = top;
+    let mut prev: Option<u64> = None;
+    for &t in &times {
+        if let Some(p) = prev {
+            let gap_ms = (t - p) as f64 / 1e6;
+            if gap_ms > 25.0 {
+                breaks.push((y + 25.0, gap_ms));
+                y += 50.0;
+            } else {
+                y += (gap_ms * 4.0).max(8.0);
+            }
+        }
+        y_of.insert(t, y);
+        prev = Some(t);
+    }
+    let col_w = 150.0;
+    let left = 110.0;
+    let x = |node: usize| left + node as f64 * col_w;
+    let width = left + nodes as f64 * col_w + 40.0;
+    let height = y + 110.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
+    );
+    out.push_str(r#"<defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="context-stroke"/></marker></defs>"#);
+    out.push('\n');
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="20" y="30" font-size="18" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    for node in 0..nodes {
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.0}" y="80" font-size="13" text-anchor="middle">replica {node}</text><line x1="{:.0}" y1="90" x2="{:.0}" y2="{:.0}" stroke="#bdbdbd" stroke-width="2"/>"##,
+            x(node),
+            x(node),
+            x(node),
+            y + 20.0
+        );
+    }
+    for (by, gap_ms) in &breaks {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left:.0}" y1="{by:.0}" x2="{:.0}" y2="{by:.0}" stroke="#9e9e9e" stroke-dasharray="3 5"/><text x="12" y="{:.0}" font-size="11" fill="#616161">… {gap_ms:.0} ms …</text>"##,
+            left + (nodes - 1) as f64 * col_w,
+            by + 4.0
+        );
+    }
+    let mut last_label = f64::NEG_INFINITY;
+    for (t, ty) in &y_of {
+        if *ty - last_label < 12.0 {
+            continue;
+        }
+        last_label = *ty;
+        let _ = writeln!(
+            out,
+            r##"<text x="12" y="{:.0}" font-size="10" fill="#9e9e9e">{:.1} ms</text>"##,
+            ty + 3.0,
+            *t as f64 / 1e6
+        );
+    }
+    // View-change traffic is drawn last and dashed, so it stays visible over the phases.
+    arrows.sort_by_key(|a| matches!(a.kind, "view-change" | "new-view"));
+    for a in &arrows {
+        let (x1, y1, x2, y2) = (x(a.from), y_of[&a.sent], x(a.to), y_of[&a.at]);
+        let colour = kind_colour(a.kind);
+        if a.from == a.to {
+            continue;
+        }
+        let dash = if matches!(a.kind, "view-change" | "new-view") {
+            r#" stroke-dasharray="7 4""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            r#"<line x1="{x1:.0}" y1="{y1:.1}" x2="{x2:.0}" y2="{y2:.1}" stroke="{colour}" stroke-width="1.6"{dash} marker-end="url(#head)"/>"#
+        );
+    }
+    for (node, t, label, colour) in &marks {
+        let (cx, cy) = (x(*node), y_of[t]);
+        let _ = writeln!(
+            out,
+            r#"<circle cx="{cx:.0}" cy="{cy:.1}" r="5" fill="{colour}"/><text x="{:.0}" y="{:.1}" font-size="11" fill="{colour}" paint-order="stroke" stroke="white" stroke-width="3">{}</text>"#,
+            cx + 8.0,
+            cy + 4.0,
+            escape(label)
+        );
+    }
+    let mut lx = 20.0;
+    let ly = height - 30.0;
+    for kind in ["pre-prepare", "prepare", "commit", "reply", "view-change", "new-view"] {
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.0}" y1="{:.0}" x2="{:.0}" y2="{:.0}" stroke="{}" stroke-width="3"/><text x="{:.0}" y="{ly:.0}" font-size="12">{kind}</text>"#,
+            ly - 4.0,
+            lx + 22.0,
+            ly - 4.0,
+            kind_colour(kind),
+            lx + 28.0
+        );
+        lx += 118.0;
+    }
+    out.push_str("</svg>\n");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use agora_consensus::{BlockView, ChainView, TxLog};
+use agora_consensus::{BlockView, ChainView, Protocol, TxLog};
 use agora_crypto::Digest;
 use agora_netsim::{
-    Fault, FaultKind, Jitter, SimConfig, SimError, SimReport, Simulation, Targets, TraceMode,
-    Violation, Workload,
+    Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport, Simulation, Targets,
+    TraceEvent, TraceMode, Violation, Workload,
 };
+use agora_pbft::{Pbft, PbftConfig};
 use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
-use agora_types::{Epoch, NodeId, Round};
+use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
 use serde::Serialize;
 
 use crate::render::{self, ChainPicture};
@@ -25,6 +26,8 @@ const MS: f64 = 1_000_000.0;
 pub enum ProtocolChoice {
     /// Streamlet (Chan & Shi 2020).
     Streamlet,
+    /// PBFT (Castro & Liskov 1999).
+    Pbft,
 }
 
 impl ProtocolChoice {
@@ -32,6 +35,15 @@ impl ProtocolChoice {
     pub fn name(self) -> &'static str {
         match self {
             ProtocolChoice::Streamlet => "streamlet",
+            ProtocolChoice::Pbft => "pbft",
+        }
+    }
+
+    /// What the protocol calls a round.
+    pub fn round_name(self) -> &'static str {
+        match self {
+            ProtocolChoice::Streamlet => "epoch",
+            ProtocolChoice::Pbft => "view",
         }
     }
 }
@@ -78,7 +90,14 @@ pub struct SimulateOptions {
     pub leader: LeaderChoice,
     /// Streamlet's echo rule.
     pub echo: bool,
-    /// Keep the whole trace (for `--trace`).
+    /// PBFT: a checkpoint every K sequence numbers (the log window is 4K).
+    pub checkpoint_interval: u64,
+    /// PBFT: the view-change timeout T, in milliseconds.
+    pub view_timeout_ms: f64,
+    /// PBFT: the primary of each of these views (replica v mod n) crashes a quarter of the way
+    /// into the run and stays down.
+    pub crash_primary_of_view: Vec<u64>,
+    /// Keep the whole trace (for `--trace` and sequence charts).
     pub record_trace: bool,
 }
 
@@ -99,6 +118,9 @@ impl Default for SimulateOptions {
             crash_leader_of_epoch: Vec::new(),
             leader: LeaderChoice::Hashed,
             echo: true,
+            checkpoint_interval: 16,
+            view_timeout_ms: 500.0,
+            crash_primary_of_view: Vec::new(),
             record_trace: false,
         }
     }
@@ -216,6 +238,12 @@ pub struct SimulationSummary {
     pub nodes_detail: Vec<NodeSummary>,
     /// The agreed finalized log.
     pub finalized_blocks: Vec<BlockSummary>,
+    /// PBFT: the highest view any honest replica reached (view changes that took place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_changes: Option<u64>,
+    /// PBFT: client-side finality (submission → f+1 matching replies), over all replicas' clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_client_ms: Option<LatencyMs>,
 }
 
 /// A finished run: the summary, the full simulator report, and the block tree of the first honest
@@ -229,8 +257,8 @@ pub struct SimulationRun {
     pub view_node: NodeId,
     /// Its block tree.
     pub views: Vec<BlockView>,
-    /// The trace as JSON lines, when asked for.
-    pub trace_jsonl: Option<Vec<u8>>,
+    /// Every simulator event, when the trace was recorded.
+    pub trace: Option<Vec<TraceEvent>>,
     options: SimulateOptions,
     leader_rule: LeaderRule,
 }
@@ -238,7 +266,39 @@ pub struct SimulationRun {
 impl SimulationRun {
     /// The leader of a round under this run's schedule.
     pub fn leader_of(&self, round: Round) -> NodeId {
-        self.leader_rule.leader(self.options.nodes as u16, Epoch(round.0))
+        match self.options.protocol {
+            ProtocolChoice::Streamlet => {
+                self.leader_rule.leader(self.options.nodes as u16, Epoch(round.0))
+            }
+            ProtocolChoice::Pbft => {
+                agora_pbft::primary(agora_types::View(round.0), self.options.nodes)
+            }
+        }
+    }
+
+    /// The trace as JSON lines, when it was recorded.
+    pub fn trace_jsonl(&self) -> Option<Vec<u8>> {
+        self.trace.as_ref().map(|events| {
+            let mut out = Vec::new();
+            for e in events {
+                serde_json::to_writer(&mut out, e).expect("trace events serialize");
+                out.push(b'\n');
+            }
+            out
+        })
+    }
+
+    /// The message sequence chart of one instance (a PBFT sequence number), when the trace was
+    /// recorded and the instance has messages.
+    pub fn sequence_chart(&self, instance: u64) -> Option<String> {
+        let events = self.trace.as_ref()?;
+        let title = format!(
+            "{} · n = {} · seed {} · sequence number {instance}",
+            self.options.protocol.name(),
+            self.options.nodes,
+            self.options.seed
+        );
+        render::sequence_chart(events, self.options.nodes, instance, &title)
     }
 
     /// Builds the picture of the kept view and hands it to `draw`.
@@ -264,7 +324,7 @@ impl SimulationRun {
             nodes: self.options.nodes,
             leader_of: &leader,
             last_round: self.views.iter().map(|v| v.round.0).max().unwrap_or(0),
-            round_name: "epoch",
+            round_name: self.options.protocol.round_name(),
         })
     }
 
@@ -360,6 +420,19 @@ impl SimulateOptions {
                 kind: FaultKind::Restart,
             });
         }
+        if !self.crash_primary_of_view.is_empty() {
+            let at = c.duration_ns / 4;
+            for v in &self.crash_primary_of_view {
+                let node = agora_pbft::primary(agora_types::View(*v), self.nodes);
+                c.faults.push(Fault { at_ns: at, node, kind: FaultKind::Crash });
+            }
+        }
+        if self.checkpoint_interval == 0 {
+            return Err(SimulateError::Option("--checkpoint-interval must be positive".into()));
+        }
+        if ns("view-timeout-ms", self.view_timeout_ms)? == 0 {
+            return Err(SimulateError::Option("--view-timeout-ms must be positive".into()));
+        }
         c.trace = if self.record_trace { TraceMode::Record } else { TraceMode::Digest };
         Ok(c)
     }
@@ -374,41 +447,88 @@ impl SimulateOptions {
         s.batch.txs_max = self.batch_max;
         s
     }
+
+    fn pbft_config(&self) -> Result<PbftConfig, SimulateError> {
+        let mut p = PbftConfig::new(ns("view-timeout-ms", self.view_timeout_ms)?);
+        p.checkpoint_interval = self.checkpoint_interval;
+        p.log_window = self.checkpoint_interval.saturating_mul(4);
+        p.batch.txs_max = self.batch_max;
+        Ok(p)
+    }
+}
+
+/// What a protocol adds to the common summary.
+#[derive(Debug, Default)]
+struct Extras {
+    view_changes: Option<u64>,
+    client_latencies_ns: Option<Vec<u64>>,
 }
 
 /// Runs the simulation the options describe.
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let config = options.sim_config()?;
     let streamlet = options.streamlet_config(ns("delta-ms", options.delta_ms)?);
-    let record = config.trace == TraceMode::Record;
     match options.protocol {
-        ProtocolChoice::Streamlet => {
-            let mut sim = Simulation::new(
+        ProtocolChoice::Streamlet => simulate(
+            options,
+            config,
+            streamlet.leader,
+            |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
+            |_| Extras::default(),
+        ),
+        ProtocolChoice::Pbft => {
+            let pbft = options.pbft_config()?;
+            simulate(
+                options,
                 config,
-                |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
-                |_| Box::new(TxLog::new(true)),
-            )?;
-            let report = sim.run();
-            let view_node =
-                report.nodes_detail.iter().find(|d| d.honest).map_or(NodeId(0), |d| d.node);
-            let views = sim.engine(view_node).block_views();
-            let trace_jsonl = record.then(|| {
-                let mut out = Vec::new();
-                sim.trace().write_jsonl(&mut out).expect("writing to memory cannot fail");
-                out
-            });
-            let summary = summarise(options, &report, &views);
-            Ok(SimulationRun {
-                summary,
-                report,
-                view_node,
-                views,
-                trace_jsonl,
-                options: options.clone(),
-                leader_rule: streamlet.leader,
-            })
+                streamlet.leader,
+                |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
+                |sim| {
+                    let honest = sim.honest_nodes();
+                    Extras {
+                        view_changes: honest.iter().map(|n| sim.engine(*n).view().0).max(),
+                        client_latencies_ns: Some(
+                            honest
+                                .iter()
+                                .flat_map(|n| sim.engine(*n).client_latencies_ns().iter().copied())
+                                .collect(),
+                        ),
+                    }
+                },
+            )
         }
     }
+}
+
+fn simulate<P: Protocol + ChainView>(
+    options: &SimulateOptions,
+    config: SimConfig,
+    leader_rule: LeaderRule,
+    engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
+    extras: impl FnOnce(&Simulation<P>) -> Extras,
+) -> Result<SimulationRun, SimulateError> {
+    let record = config.trace == TraceMode::Record;
+    let mut sim = Simulation::new(config, engine, |_| Box::new(TxLog::new(true)))?;
+    let report = sim.run();
+    let view_node = report.nodes_detail.iter().find(|d| d.honest).map_or(NodeId(0), |d| d.node);
+    let views = sim.engine(view_node).block_views();
+    let trace = record.then(|| sim.trace().events().to_vec());
+    let extras = extras(&sim);
+    let mut summary = summarise(options, &report, &views);
+    summary.view_changes = extras.view_changes;
+    summary.latency_client_ms = extras.client_latencies_ns.map(|mut l| {
+        let s = LatencySummary::of(&mut l);
+        LatencyMs { p50: ms(s.p50_ns), p99: ms(s.p99_ns), max: ms(s.max_ns) }
+    });
+    Ok(SimulationRun {
+        summary,
+        report,
+        view_node,
+        views,
+        trace,
+        options: options.clone(),
+        leader_rule,
+    })
 }
 
 fn ms(ns: u64) -> f64 {
@@ -451,6 +571,8 @@ fn summarise(options: &SimulateOptions, r: &SimReport, views: &[BlockView]) -> S
                 log_digest: d.log_digest,
             })
             .collect(),
+        view_changes: None,
+        latency_client_ms: None,
         finalized_blocks: r
             .finalized_blocks
             .iter()
@@ -543,7 +665,17 @@ impl fmt::Display for SimulationSummary {
             "  finality        p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.max
         )?;
+        if let Some(c) = &self.latency_client_ms {
+            writeln!(
+                f,
+                "  client finality p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (f+1 replies)",
+                c.p50, c.p99, c.max
+            )?;
+        }
         writeln!(f, "  blocks          {} finalized", self.finalized_blocks.len())?;
+        if let Some(v) = self.view_changes {
+            writeln!(f, "  view changes    {v} (final view {v})")?;
+        }
         writeln!(f, "  messages        {} ({} bytes)", self.messages.total, self.messages.bytes)?;
         for (kind, c) in &self.messages.by_kind {
             writeln!(f, "    {kind:<14} {:>8} msgs {:>12} bytes", c.messages, c.bytes)?;
@@ -596,6 +728,46 @@ mod tests {
     }
 
     #[test]
+    fn pbft_runs_with_the_paper_timings_and_charts() {
+        let options = SimulateOptions {
+            protocol: ProtocolChoice::Pbft,
+            duration_ms: 800.0,
+            record_trace: true,
+            ..SimulateOptions::default()
+        };
+        let run = run(&options).unwrap();
+        let s = &run.summary;
+        assert!(s.safety_ok);
+        assert_eq!(s.txs_submitted, s.txs_finalized);
+        assert_eq!(s.view_changes, Some(0));
+        // δ = 10 ms: prepared 2δ and committed 3δ after the pre-prepare; clients 4δ after it.
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        for b in &s.finalized_blocks {
+            assert!(close(b.notarized_at_ms.unwrap() - b.proposed_at_ms, 20.0), "{b:?}");
+            assert!(close(b.finalized_at_ms - b.proposed_at_ms, 30.0), "{b:?}");
+        }
+        let chart = run.sequence_chart(1).unwrap();
+        assert!(chart.contains("executed #1") && chart.contains("pre-prepare"));
+        assert!(run.sequence_chart(10_000).is_none());
+    }
+
+    #[test]
+    fn pbft_replaces_a_crashed_primary() {
+        let options = SimulateOptions {
+            protocol: ProtocolChoice::Pbft,
+            duration_ms: 2_000.0,
+            view_timeout_ms: 200.0,
+            crash_primary_of_view: vec![0],
+            ..SimulateOptions::default()
+        };
+        let s = run(&options).unwrap().summary;
+        assert!(s.safety_ok, "{:?}", s.violations);
+        assert_eq!(s.view_changes, Some(1));
+        assert!(s.finalized_blocks.iter().any(|b| b.round == 1));
+        assert!(s.latency_client_ms.is_some());
+    }
+
+    #[test]
     fn bad_options_are_errors() {
         for bad in [
             SimulateOptions { latency_ms: -1.0, ..SimulateOptions::default() },
@@ -606,6 +778,8 @@ mod tests {
             SimulateOptions { nodes: 0, ..SimulateOptions::default() },
             SimulateOptions { crashes: vec![(NodeId(9), 10.0)], ..SimulateOptions::default() },
             SimulateOptions { crash_leader_of_epoch: vec![0], ..SimulateOptions::default() },
+            SimulateOptions { checkpoint_interval: 0, ..SimulateOptions::default() },
+            SimulateOptions { view_timeout_ms: 0.0, ..SimulateOptions::default() },
         ] {
             assert!(run(&bad).is_err(), "{bad:?}");
         }

@@ -29,7 +29,7 @@ enum Command {
     /// Run a consensus protocol in the deterministic network simulator and summarise the run.
     /// Unless options say otherwise the network is ideal (fixed latency, no jitter or loss,
     /// unlimited bandwidth, no processing cost), so results can be checked against the paper.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Sign orders, batch them into a block, encode and decode it, verify every signature, and
     /// certify it with the committee's votes; print sizes and timings.
     Walkthrough(WalkthroughArgs),
@@ -39,6 +39,8 @@ enum Command {
 enum ProtocolArg {
     /// Streamlet (Chan & Shi, AFT 2020).
     Streamlet,
+    /// PBFT (Castro & Liskov, OSDI 1999).
+    Pbft,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,6 +114,19 @@ struct SimulateArgs {
     /// Switch off Streamlet's echo rule (for experiments).
     #[arg(long)]
     no_echo: bool,
+    /// PBFT: a checkpoint every K sequence numbers (the log window is 4K).
+    #[arg(long, default_value_t = 16, value_name = "K")]
+    checkpoint_interval: u64,
+    /// PBFT: the view-change timeout T in milliseconds (NEW-VIEW waits back off T, 2T, 4T, …).
+    #[arg(long, default_value_t = 500.0, value_name = "T")]
+    view_timeout_ms: f64,
+    /// PBFT: the primary of view V crashes a quarter of the way into the run and stays down
+    /// (repeatable).
+    #[arg(long, value_name = "V")]
+    crash_primary_of_view: Vec<u64>,
+    /// Draw the message sequence chart of sequence number N (PBFT) as SVG.
+    #[arg(long, num_args = 2, value_names = ["N", "FILE.svg"])]
+    render_seq: Option<Vec<String>>,
     /// Draw the block tree of the first honest node as SVG.
     #[arg(long, value_name = "FILE.svg")]
     render: Option<PathBuf>,
@@ -144,6 +159,10 @@ impl Default for SimulateArgs {
             crash_leader_of_epoch: Vec::new(),
             leader: LeaderArg::Hashed,
             no_echo: false,
+            checkpoint_interval: d.checkpoint_interval,
+            view_timeout_ms: d.view_timeout_ms,
+            crash_primary_of_view: Vec::new(),
+            render_seq: None,
             render: None,
             dot: None,
             trace: None,
@@ -202,9 +221,19 @@ fn main() -> ExitCode {
 }
 
 fn run_simulate(args: &SimulateArgs) -> Result<()> {
+    let render_seq = match &args.render_seq {
+        Some(pair) => {
+            let seq = pair[0].parse::<u64>().map_err(|_| {
+                anyhow::anyhow!("--render-seq needs a sequence number, got `{}`", pair[0])
+            })?;
+            Some((seq, PathBuf::from(&pair[1])))
+        }
+        None => None,
+    };
     let options = SimulateOptions {
         protocol: match args.protocol {
             ProtocolArg::Streamlet => ProtocolChoice::Streamlet,
+            ProtocolArg::Pbft => ProtocolChoice::Pbft,
         },
         nodes: args.nodes,
         seed: args.seed,
@@ -222,7 +251,10 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
             LeaderArg::RoundRobin => LeaderChoice::RoundRobin,
         },
         echo: !args.no_echo,
-        record_trace: args.trace.is_some(),
+        checkpoint_interval: args.checkpoint_interval,
+        view_timeout_ms: args.view_timeout_ms,
+        crash_primary_of_view: args.crash_primary_of_view.clone(),
+        record_trace: args.trace.is_some() || render_seq.is_some(),
     };
     let run = simulate::run(&options)?;
     if args.json {
@@ -239,8 +271,17 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
     if let Some(path) = &args.dot {
         fs::write(path, run.dot()).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if let (Some(path), Some(trace)) = (&args.trace, &run.trace_jsonl) {
+    if let (Some(path), Some(trace)) = (&args.trace, run.trace_jsonl()) {
         fs::write(path, trace).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some((seq, path)) = &render_seq {
+        let chart = run
+            .sequence_chart(*seq)
+            .with_context(|| format!("sequence number {seq} has no messages in this run"))?;
+        fs::write(path, chart).with_context(|| format!("cannot write {}", path.display()))?;
+        if !args.json {
+            println!("  sequence chart  {} (sequence number {seq})", path.display());
+        }
     }
     Ok(())
 }

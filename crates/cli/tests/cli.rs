@@ -77,6 +77,42 @@ fn simulate_json_has_the_documented_fields() {
 }
 
 #[test]
+fn pbft_json_has_views_and_client_latency_and_a_sequence_chart() {
+    let chart = temp("seq.svg");
+    let out = agora(&[
+        "simulate",
+        "--protocol",
+        "pbft",
+        "--nodes",
+        "4",
+        "--duration-ms",
+        "2000",
+        "--view-timeout-ms",
+        "200",
+        "--checkpoint-interval",
+        "8",
+        "--crash-primary-of-view",
+        "0",
+        "--render-seq",
+        "3",
+        chart.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["protocol"], "pbft");
+    assert_eq!(v["safety_ok"], true);
+    assert_eq!(v["view_changes"], 1);
+    assert!(v["latency_client_ms"]["p50"].is_number());
+    let block = &v["finalized_blocks"][0];
+    assert_eq!(block["height"], 1);
+    assert_eq!(block["round"], 0, "the round of a PBFT block is its view");
+    assert!(std::fs::read_to_string(chart).unwrap().contains("executed #3"));
+    let out = agora(&["simulate", "--protocol", "pbft", "--render-seq", "x", "s.svg"]);
+    assert!(!out.status.success());
+}
+
+#[test]
 fn same_seed_same_json() {
     let args = ["simulate", "--seed", "9", "--duration-ms", "800", "--jitter-ms", "5", "--json"];
     assert_eq!(agora(&args).stdout, agora(&args).stdout);

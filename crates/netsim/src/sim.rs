@@ -218,6 +218,11 @@ impl<P: Protocol> Simulation<P> {
         &self.nodes[node.index()].engine
     }
 
+    /// The nodes without an adversary, in order.
+    pub fn honest_nodes(&self) -> Vec<NodeId> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].honest).map(|i| NodeId(i as u16)).collect()
+    }
+
     /// The current simulated time.
     pub fn now_ns(&self) -> u64 {
         self.now
