@@ -8,10 +8,9 @@
 
 use std::hint::black_box;
 
+use agora_benches::TrustAll;
 use agora_consensus::{Action, Context, InMemoryMempool, MempoolLimits, Protocol};
-use agora_crypto::{
-    DirectCheck, Domain, PublicKey, Signature, SignatureCheck, SignatureError, domain,
-};
+use agora_crypto::{DirectCheck, SignatureCheck, domain};
 use agora_streamlet::{
     LeaderRule, Proposal, Streamlet, StreamletConfig, StreamletMessage, StreamletTimer,
 };
@@ -21,21 +20,6 @@ use agora_types::{
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const DELTA: u64 = 50_000_000;
-
-/// Accepts every signature: isolates the engine's own cost.
-struct TrustAll;
-
-impl SignatureCheck for TrustAll {
-    fn check(
-        &mut self,
-        _: &PublicKey,
-        _: &Domain,
-        _: &[u8],
-        _: &Signature,
-    ) -> Result<(), SignatureError> {
-        Ok(())
-    }
-}
 
 enum Input {
     Epoch(u64, Epoch),

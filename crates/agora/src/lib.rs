@@ -11,18 +11,20 @@
 //! - [`netsim`] (`agora-netsim`): the deterministic network simulator.
 //!
 //! - [`streamlet`] (`agora-streamlet`): the Streamlet engine.
+//! - [`pbft`] (`agora-pbft`): the PBFT engine.
 //!
-//! PBFT, the order book and the runtimes join as they are built; see `docs/ARCHITECTURE.md`.
+//! The order book and the runtimes join as they are built; see `docs/ARCHITECTURE.md`.
 //!
 //! On top of them the facade offers:
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
 //!   does), with a JSON-ready summary;
-//! - [`render`]: the block tree a node saw, as SVG or Graphviz DOT;
+//! - [`render`]: the block tree a node saw, as SVG or Graphviz DOT, and message sequence charts;
 //! - [`walkthrough`]: one block's life through the foundation, with sizes and timings.
 
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
 pub use agora_netsim as netsim;
+pub use agora_pbft as pbft;
 pub use agora_streamlet as streamlet;
 pub use agora_types as types;
 
