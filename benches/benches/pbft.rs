@@ -4,16 +4,14 @@
 //! the timed pass replays them into a fresh replica, with k256 verification ("verified") and
 //! with signatures accepted unchecked ("engine").
 
-use std::hint::black_box;
-
-use agora_benches::TrustAll;
+use agora_benches::bench_votes;
 use agora_consensus::{Context, InMemoryMempool, MempoolLimits, Protocol};
 use agora_crypto::{DirectCheck, SignatureCheck};
 use agora_pbft::{Pbft, PbftConfig, PbftMessage, PrePrepare, statement};
 use agora_types::{
     Batch, Block, Committee, Digest, Height, NodeId, Phase, Round, SecretKey, SeqNo, View, Vote,
 };
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 
 const ME: NodeId = NodeId(1);
 
@@ -73,25 +71,22 @@ fn replay(
 }
 
 fn votes(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pbft_votes");
-    g.sample_size(10);
-    for (n, seqs) in [(4usize, 48u64), (64, 16)] {
-        let (committee, keys, inputs) = record(n, seqs);
-        // Every recorded sequence number executes (the window holds them all).
-        assert_eq!(replay(&committee, &keys, &inputs, &mut DirectCheck), SeqNo(seqs));
-        let votes = inputs
-            .iter()
-            .filter(|(_, m)| matches!(m, PbftMessage::Prepare(_) | PbftMessage::Commit(_)))
-            .count();
-        g.throughput(Throughput::Elements(votes as u64));
-        g.bench_with_input(BenchmarkId::new("verified", n), &inputs, |b, inputs| {
-            b.iter(|| black_box(replay(&committee, &keys, inputs, &mut DirectCheck)))
-        });
-        g.bench_with_input(BenchmarkId::new("engine", n), &inputs, |b, inputs| {
-            b.iter(|| black_box(replay(&committee, &keys, inputs, &mut TrustAll)))
-        });
-    }
-    g.finish();
+    let runs: Vec<_> = [(4usize, 48u64), (64, 16)]
+        .into_iter()
+        .map(|(n, seqs)| {
+            let (committee, keys, inputs) = record(n, seqs);
+            // Every recorded sequence number executes (the window holds them all).
+            assert_eq!(replay(&committee, &keys, &inputs, &mut DirectCheck), SeqNo(seqs));
+            let votes = inputs
+                .iter()
+                .filter(|(_, m)| matches!(m, PbftMessage::Prepare(_) | PbftMessage::Commit(_)))
+                .count() as u64;
+            (n, (committee, keys, inputs), votes)
+        })
+        .collect();
+    bench_votes(c, "pbft_votes", &runs, |(committee, keys, inputs), checker| {
+        replay(committee, keys, inputs, checker).0
+    });
 }
 
 criterion_group!(benches, votes);

@@ -6,9 +6,7 @@
 //! signatures unchecked, measuring the engine's own work (vote keeping, notarization, finality,
 //! echo).
 
-use std::hint::black_box;
-
-use agora_benches::TrustAll;
+use agora_benches::bench_votes;
 use agora_consensus::{Action, Context, InMemoryMempool, MempoolLimits, Protocol};
 use agora_crypto::{DirectCheck, SignatureCheck, domain};
 use agora_streamlet::{
@@ -17,7 +15,7 @@ use agora_streamlet::{
 use agora_types::{
     Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, SecretKey, Statement, Vote,
 };
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 
 const DELTA: u64 = 50_000_000;
 
@@ -124,23 +122,21 @@ fn replay(
 }
 
 fn votes(c: &mut Criterion) {
-    let mut g = c.benchmark_group("streamlet_votes");
-    g.sample_size(10);
-    for (n, epochs) in [(4usize, 400u64), (64, 40)] {
-        let (committee, keys, inputs) = record(n, epochs);
-        let votes = inputs
-            .iter()
-            .filter(|i| matches!(i, Input::Message(_, _, m) if matches!(**m, StreamletMessage::Vote(_))))
-            .count();
-        g.throughput(Throughput::Elements(votes as u64));
-        g.bench_with_input(BenchmarkId::new("verified", n), &inputs, |b, inputs| {
-            b.iter(|| black_box(replay(&committee, &keys, inputs, &mut DirectCheck)))
-        });
-        g.bench_with_input(BenchmarkId::new("engine", n), &inputs, |b, inputs| {
-            b.iter(|| black_box(replay(&committee, &keys, inputs, &mut TrustAll)))
-        });
-    }
-    g.finish();
+    let runs: Vec<_> = [(4usize, 400u64), (64, 40)]
+        .into_iter()
+        .map(|(n, epochs)| {
+            let recorded = record(n, epochs);
+            let votes = recorded
+                .2
+                .iter()
+                .filter(|i| matches!(i, Input::Message(_, _, m) if matches!(**m, StreamletMessage::Vote(_))))
+                .count() as u64;
+            (n, recorded, votes)
+        })
+        .collect();
+    bench_votes(c, "streamlet_votes", &runs, |(committee, keys, inputs), checker| {
+        replay(committee, keys, inputs, checker).0
+    });
 }
 
 criterion_group!(benches, votes);

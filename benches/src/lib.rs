@@ -3,9 +3,10 @@
 
 use agora_consensus::{Ctx, Message, Protocol};
 use agora_crypto::SecretKey;
-use agora_crypto::{Domain, PublicKey, Signature, SignatureCheck, SignatureError};
+use agora_crypto::{DirectCheck, Domain, PublicKey, Signature, SignatureCheck, SignatureError};
 use agora_types::{Batch, Block, Height, NodeId, Round, Transaction};
 use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
 
 /// A block of `txs` signed order-sized transactions (about 40-byte payloads) from 100 clients,
@@ -72,4 +73,27 @@ impl SignatureCheck for TrustAll {
     ) -> Result<(), SignatureError> {
         Ok(())
     }
+}
+
+/// Benchmarks an engine's vote handling: for each `(n, inputs, votes)`, `replay` runs the recorded
+/// inputs through a fresh node, once with k256 verification ("verified") and once with
+/// signatures unchecked ("engine"); throughput is in votes.
+pub fn bench_votes<I>(
+    c: &mut Criterion,
+    group: &str,
+    runs: &[(usize, I, u64)],
+    replay: impl Fn(&I, &mut dyn SignatureCheck) -> u64,
+) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10);
+    for (n, inputs, votes) in runs {
+        g.throughput(Throughput::Elements(*votes));
+        g.bench_with_input(BenchmarkId::new("verified", n), inputs, |b, inputs| {
+            b.iter(|| std::hint::black_box(replay(inputs, &mut DirectCheck)))
+        });
+        g.bench_with_input(BenchmarkId::new("engine", n), inputs, |b, inputs| {
+            b.iter(|| std::hint::black_box(replay(inputs, &mut TrustAll)))
+        });
+    }
+    g.finish();
 }
