@@ -1,0 +1,63 @@
+//! A multi-market limit order book: accounts, holds, settlement, fees and self-trade
+//! prevention, with price-time priority. It knows nothing about consensus or cryptography: it is
+//! a deterministic state machine over [`Command`]s that emits [`Event`]s, usable on its own.
+//!
+//! **Units.** Each market is a base/quote pair with a tick and a lot size, in integer units of
+//! the assets. A quantity of q lots is q × lot base units; a price of p ticks is p × tick quote
+//! units per lot, so a fill of q lots at p costs p × q × tick quote units. There is no floating
+//! point, and arithmetic is checked: an overflow is a rejection, never a wrap or a panic.
+//!
+//! **Orders.** Limit good-till-cancelled, immediate-or-cancel, fill-or-kill, post-only, and
+//! market orders bounded by a worst price or a quote budget; cancel, cancel-all, and amend (a
+//! smaller quantity keeps priority, a new price or a larger quantity loses it, and an amended
+//! order that crosses trades like a new taker). Trades execute at the resting order's price.
+//! Self-trade prevention per order: cancel resting (default), cancel incoming, cancel both, or
+//! decrement both.
+//!
+//! **Money.** Placing an order holds what it could spend (a bid: price × quantity in quote plus
+//! the highest fee it could pay; an ask: its quantity in base); fills settle both sides; cancels
+//! release holds. Fees are maker and taker rates in basis points of notional, charged in the quote
+//! asset (a taker fee rounds up, a maker rebate down) and collected in [`FEE_ACCOUNT`]. Money is
+//! conserved per asset, fees included ([`Exchange::conservation`]).
+//!
+//! **Determinism.** Identical command streams give identical events and an identical
+//! [`Snapshot`]; restoring a snapshot gives the same snapshot back.
+//!
+//! ```
+//! use agora_orderbook::{AccountId, Command, Event, Exchange, MarketSpec, NewOrder, Side};
+//!
+//! let mut ex: Exchange = Exchange::new();
+//! let mut events = Vec::new();
+//! let spec = MarketSpec {
+//!     market: "ETH-USD".into(), base: "ETH".into(), quote: "USD".into(),
+//!     tick: 1, lot: 1, maker_fee_bps: 0, taker_fee_bps: 10,
+//! };
+//! ex.apply(&Command::Market(spec), &mut events);
+//! for (account, asset) in [(1, "USD"), (2, "ETH")] {
+//!     ex.apply(&Command::Deposit { account: AccountId(account), asset: asset.into(), amount: 1_000_000 }, &mut events);
+//! }
+//! let order = |account, id, side, price| Command::Place(NewOrder {
+//!     account: AccountId(account), market: "ETH-USD".into(), id, side,
+//!     order_type: agora_orderbook::OrderType::Limit, tif: agora_orderbook::TimeInForce::Gtc,
+//!     price: Some(price), qty: 10, budget: None, stp: Default::default(),
+//! });
+//! ex.apply(&order(2, 1, Side::Sell, 2_000), &mut events);
+//! ex.apply(&order(1, 1, Side::Buy, 2_100), &mut events);
+//! // The trade is at the resting ask's price; the buyer pays 20,000 + 20 in fees.
+//! assert!(events.iter().any(|e| matches!(e, Event::Trade { price: 2_000, qty: 10, taker_fee: 20, .. })));
+//! assert_eq!(ex.balance(AccountId(1), "USD").available, 1_000_000 - 20_020);
+//! assert_eq!(ex.balance(AccountId(1), "ETH").available, 10);
+//! ```
+
+mod book;
+mod exchange;
+mod types;
+
+pub use book::{Book, FastBook, NaiveBook, Resting};
+pub use exchange::{
+    Balance, Bbo, Depth, Exchange, OPEN_ORDERS_MAX, OpenOrder, SUPPLY_MAX, Snapshot, StateView,
+};
+pub use types::{
+    AccountId, Command, Event, FEE_ACCOUNT, MarketSpec, NewOrder, OrderId, OrderType, Reject,
+    SelfTrade, Side, TimeInForce,
+};
