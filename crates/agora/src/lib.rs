@@ -12,8 +12,9 @@
 //!
 //! - [`streamlet`] (`agora-streamlet`): the Streamlet engine.
 //! - [`pbft`] (`agora-pbft`): the PBFT engine.
+//! - [`orderbook`] (`agora-orderbook`): the multi-market limit order book.
 //!
-//! The order book and the runtimes join as they are built; see `docs/ARCHITECTURE.md`.
+//! The real-time runtimes join as they are built; see `docs/ARCHITECTURE.md`.
 //!
 //! On top of them the facade offers:
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
@@ -24,6 +25,7 @@
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
 pub use agora_netsim as netsim;
+pub use agora_orderbook as orderbook;
 pub use agora_pbft as pbft;
 pub use agora_streamlet as streamlet;
 pub use agora_types as types;

@@ -2,6 +2,7 @@
 //!
 //! - `agora simulate …`: run a consensus protocol in the deterministic simulator, print a summary
 //!   (or one JSON object with `--json`), and optionally draw the block tree.
+//! - `agora book --input FILE.jsonl [--state]`: the order book alone, JSON lines in and out.
 //! - `agora walkthrough …`: one block's life through the foundation, with sizes and timings.
 //!
 //! With no subcommand it runs `agora simulate` with its defaults.
@@ -30,9 +31,26 @@ enum Command {
     /// Unless options say otherwise the network is ideal (fixed latency, no jitter or loss,
     /// unlimited bandwidth, no processing cost), so results can be checked against the paper.
     Simulate(Box<SimulateArgs>),
+    /// Run the order book alone: apply one JSON command per line, print one JSON event per
+    /// line. Commands: market, deposit, withdraw, place, cancel, amend, cancel_all (see the
+    /// README). A malformed line is reported with its line number and skipped.
+    Book(BookArgs),
     /// Sign orders, batch them into a block, encode and decode it, verify every signature, and
     /// certify it with the committee's votes; print sizes and timings.
     Walkthrough(WalkthroughArgs),
+}
+
+#[derive(Args)]
+struct BookArgs {
+    /// The commands, one JSON object per line (`-` for standard input).
+    #[arg(long, value_name = "FILE.jsonl")]
+    input: PathBuf,
+    /// At the end, print the balances, open orders and depth as one JSON object.
+    #[arg(long)]
+    state: bool,
+    /// Price levels per side in the final depth.
+    #[arg(long, default_value_t = 50)]
+    depth: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -208,6 +226,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Simulate(args)) => run_simulate(&args),
+        Some(Command::Book(args)) => run_book(&args),
         Some(Command::Walkthrough(args)) => run_walkthrough(&args),
         None => run_simulate(&SimulateArgs::default()),
     };
@@ -283,6 +302,74 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
             println!("  sequence chart  {} (sequence number {seq})", path.display());
         }
     }
+    Ok(())
+}
+
+/// The longest command line accepted; a longer one is reported and skipped.
+const BOOK_LINE_BYTES_MAX: usize = 64 * 1024;
+
+fn run_book(args: &BookArgs) -> Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let reader: Box<dyn Read> = if args.input.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            fs::File::open(&args.input)
+                .with_context(|| format!("cannot open {}", args.input.display()))?,
+        )
+    };
+    let mut reader = BufReader::new(reader);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut exchange: agora::orderbook::Exchange = agora::orderbook::Exchange::new();
+    let mut events = Vec::new();
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        // Read one line, but never keep more than the limit of it.
+        let read =
+            (&mut reader).take(BOOK_LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut line)?;
+        if read == 0 {
+            break;
+        }
+        let complete = line.last() == Some(&b'\n');
+        if !complete && line.len() > BOOK_LINE_BYTES_MAX {
+            // Skip the rest of the oversized line.
+            let mut rest = Vec::new();
+            reader.read_until(b'\n', &mut rest)?;
+            malformed(&mut out, number, "line longer than 64 KiB")?;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<agora::orderbook::Command>(text) {
+            Ok(command) => {
+                exchange.apply(&command, &mut events);
+                for event in events.drain(..) {
+                    serde_json::to_writer(&mut out, &event)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Err(e) => malformed(&mut out, number, &e.to_string())?,
+        }
+    }
+    if args.state {
+        serde_json::to_writer(&mut out, &exchange.state_view(args.depth))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn malformed(out: &mut impl std::io::Write, line: u64, error: &str) -> Result<()> {
+    serde_json::to_writer(
+        &mut *out,
+        &serde_json::json!({ "event": "malformed", "line": line, "error": error }),
+    )?;
+    out.write_all(b"\n")?;
     Ok(())
 }
 

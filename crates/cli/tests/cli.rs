@@ -177,3 +177,58 @@ fn help_and_walkthrough_work() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["all_signatures_valid"], true);
 }
+
+#[test]
+fn book_applies_json_lines_and_reports_malformed_ones() {
+    let input = temp("commands.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"cmd":"market","market":"ETH-USD","base":"ETH","quote":"USD","tick":1,"lot":1,"maker_fee_bps":0,"taker_fee_bps":10}"#,
+            "\n",
+            r#"{"cmd":"deposit","account":1,"asset":"USD","amount":1000000}"#,
+            "\n",
+            r#"{"cmd":"deposit","account":2,"asset":"ETH","amount":500}"#,
+            "\n",
+            r#"{"cmd":"place","account":2,"market":"ETH-USD","id":1,"side":"sell","type":"limit","tif":"gtc","price":2000,"qty":100}"#,
+            "\n",
+            "{not json\n",
+            r#"{"cmd":"place","account":1,"market":"ETH-USD","id":7,"side":"buy","type":"limit","tif":"ioc","price":2001,"qty":40}"#,
+            "\n",
+            r#"{"cmd":"cancel_all","account":2}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = agora(&["book", "--input", input.to_str().unwrap(), "--state"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "market_opened",
+            "deposited",
+            "deposited",
+            "accepted",
+            "malformed",
+            "accepted",
+            "trade",
+            "cancelled"
+        ]
+    );
+    assert_eq!(lines[4]["line"], 5);
+    let trade = &lines[6];
+    assert_eq!(
+        (trade["price"].as_u64(), trade["qty"].as_u64(), trade["taker_fee"].as_i64()),
+        (Some(2000), Some(40), Some(80))
+    );
+    let state = lines.last().unwrap();
+    assert_eq!(state["balances"]["1"]["ETH"]["available"], 40);
+    assert_eq!(state["balances"]["2"]["ETH"]["held"], 0, "cancel_all released the hold");
+    assert_eq!(state["depth"]["ETH-USD"]["asks"], serde_json::json!([]));
+}
