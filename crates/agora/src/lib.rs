@@ -17,6 +17,7 @@
 //! The real-time runtimes join as they are built; see `docs/ARCHITECTURE.md`.
 //!
 //! On top of them the facade offers:
+//! - [`market`]: the replicated exchange (order payloads, the market application, agents);
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
 //!   does), with a JSON-ready summary;
 //! - [`render`]: the block tree a node saw, as SVG or Graphviz DOT, and message sequence charts;
@@ -30,6 +31,7 @@ pub use agora_pbft as pbft;
 pub use agora_streamlet as streamlet;
 pub use agora_types as types;
 
+pub mod market;
 pub mod render;
 pub mod simulate;
 pub mod walkthrough;

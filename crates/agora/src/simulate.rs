@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use agora_consensus::{BlockView, ChainView, Protocol, TxLog};
+use std::sync::Arc;
+
+use agora_consensus::{Application, BlockView, ChainView, Protocol, TxLog};
 use agora_crypto::Digest;
 use agora_netsim::{
     Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport, Simulation, Targets,
@@ -17,6 +19,7 @@ use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
 use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
 use serde::Serialize;
 
+use crate::market::{MarketApp, MarketCounters, MarketGenesis, agents};
 use crate::render::{self, ChainPicture};
 
 const MS: f64 = 1_000_000.0;
@@ -46,6 +49,16 @@ impl ProtocolChoice {
             ProtocolChoice::Pbft => "view",
         }
     }
+}
+
+/// What the clients submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadChoice {
+    /// Opaque transactions at `tx_rate`, applied by a transaction log.
+    Random,
+    /// Trading agents (random traders, market makers, a liquidator) sending signed orders to
+    /// the replicated exchange ([`crate::market`]).
+    Market,
 }
 
 /// How leaders are chosen (for protocols with rotating leaders).
@@ -99,6 +112,8 @@ pub struct SimulateOptions {
     pub crash_primary_of_view: Vec<u64>,
     /// Keep the whole trace (for `--trace` and sequence charts).
     pub record_trace: bool,
+    /// What the clients submit.
+    pub workload: WorkloadChoice,
 }
 
 impl Default for SimulateOptions {
@@ -122,6 +137,7 @@ impl Default for SimulateOptions {
             view_timeout_ms: 500.0,
             crash_primary_of_view: Vec::new(),
             record_trace: false,
+            workload: WorkloadChoice::Random,
         }
     }
 }
@@ -244,6 +260,16 @@ pub struct SimulationSummary {
     /// PBFT: client-side finality (submission → f+1 matching replies), over all replicas' clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_client_ms: Option<LatencyMs>,
+    /// Market workload: every honest replica at the final height has the same state digest (and
+    /// the checker compared every height on the way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_digest_agree: Option<bool>,
+    /// Market workload: trades executed (at the first honest replica).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trades: Option<u64>,
+    /// Market workload: order actions that reached the book (at the first honest replica).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orders_applied: Option<u64>,
 }
 
 /// A finished run: the summary, the full simulator report, and the block tree of the first honest
@@ -384,7 +410,7 @@ impl SimulateOptions {
         }
         c.batch.txs_max = self.batch_max;
         let drain = 8 * delta;
-        if self.tx_rate > 0.0 && c.duration_ns > drain {
+        if self.tx_rate > 0.0 && c.duration_ns > drain && self.workload == WorkloadChoice::Random {
             c.workload = Some(Workload {
                 rate_per_sec: self.tx_rate,
                 start_ns: 0,
@@ -468,11 +494,13 @@ struct Extras {
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let config = options.sim_config()?;
     let streamlet = options.streamlet_config(ns("delta-ms", options.delta_ms)?);
+    let clients = Clients::new(options, &config);
     match options.protocol {
         ProtocolChoice::Streamlet => simulate(
             options,
             config,
             streamlet.leader,
+            &clients,
             |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
             |_| Extras::default(),
         ),
@@ -482,6 +510,7 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
                 options,
                 config,
                 streamlet.leader,
+                &clients,
                 |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
                 |sim| {
                     let honest = sim.honest_nodes();
@@ -500,15 +529,57 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     }
 }
 
+/// The client side of a run: nothing extra for the random workload; for the market, the agents'
+/// orders, the genesis every replica starts from, and each replica's counters.
+struct Clients {
+    market: Option<(MarketGenesis, Vec<agents::Submission>, Vec<Arc<MarketCounters>>)>,
+}
+
+impl Clients {
+    fn new(options: &SimulateOptions, config: &SimConfig) -> Self {
+        if options.workload != WorkloadChoice::Market {
+            return Self { market: None };
+        }
+        let drain = 8 * (options.delta_ms * MS) as u64;
+        let traders = 8;
+        let agents_config = agents::AgentsConfig {
+            traders,
+            market_makers: 2,
+            liquidators: 1,
+            trader_rate: (options.tx_rate / traders as f64).max(0.1),
+            quote_every_ns: 250_000_000,
+            end_ns: config.duration_ns.saturating_sub(drain),
+        };
+        let (genesis, orders) = agents::generate(&agents_config, options.seed, options.nodes);
+        let counters = (0..options.nodes).map(|_| Arc::new(MarketCounters::default())).collect();
+        Self { market: Some((genesis, orders, counters)) }
+    }
+
+    fn application(&self, node: NodeId) -> Box<dyn Application> {
+        match &self.market {
+            None => Box::new(TxLog::new(true)),
+            Some((genesis, _, counters)) => {
+                Box::new(MarketApp::new(genesis, Arc::clone(&counters[node.index()])))
+            }
+        }
+    }
+}
+
 fn simulate<P: Protocol + ChainView>(
     options: &SimulateOptions,
     config: SimConfig,
     leader_rule: LeaderRule,
+    clients: &Clients,
     engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
     extras: impl FnOnce(&Simulation<P>) -> Extras,
 ) -> Result<SimulationRun, SimulateError> {
     let record = config.trace == TraceMode::Record;
-    let mut sim = Simulation::new(config, engine, |_| Box::new(TxLog::new(true)))?;
+    let mut sim = Simulation::new(config, engine, |node| clients.application(node))?;
+    if let Some((_, orders, _)) = &clients.market {
+        for order in orders {
+            sim.submit_at(order.at_ns, order.node, order.tx.clone());
+        }
+    }
     let report = sim.run();
     let view_node = report.nodes_detail.iter().find(|d| d.honest).map_or(NodeId(0), |d| d.node);
     let views = sim.engine(view_node).block_views();
@@ -516,6 +587,26 @@ fn simulate<P: Protocol + ChainView>(
     let extras = extras(&sim);
     let mut summary = summarise(options, &report, &views);
     summary.view_changes = extras.view_changes;
+    if let Some((_, _, counters)) = &clients.market {
+        let top = report
+            .nodes_detail
+            .iter()
+            .filter(|d| d.honest)
+            .map(|d| d.finalized_height)
+            .max()
+            .unwrap_or(0);
+        let mut digests = report
+            .nodes_detail
+            .iter()
+            .filter(|d| d.honest && d.finalized_height == top)
+            .map(|d| d.state_digest);
+        let first = digests.next();
+        summary.state_digest_agree =
+            Some(first.is_some() && digests.all(|d| Some(d) == first) && report.safety_ok);
+        let c = &counters[view_node.index()];
+        summary.trades = Some(c.trades.load(std::sync::atomic::Ordering::Relaxed));
+        summary.orders_applied = Some(c.orders_applied.load(std::sync::atomic::Ordering::Relaxed));
+    }
     summary.latency_client_ms = extras.client_latencies_ns.map(|mut l| {
         let s = LatencySummary::of(&mut l);
         LatencyMs { p50: ms(s.p50_ns), p99: ms(s.p99_ns), max: ms(s.max_ns) }
@@ -573,6 +664,9 @@ fn summarise(options: &SimulateOptions, r: &SimReport, views: &[BlockView]) -> S
             .collect(),
         view_changes: None,
         latency_client_ms: None,
+        state_digest_agree: None,
+        trades: None,
+        orders_applied: None,
         finalized_blocks: r
             .finalized_blocks
             .iter()
@@ -673,6 +767,15 @@ impl fmt::Display for SimulationSummary {
             )?;
         }
         writeln!(f, "  blocks          {} finalized", self.finalized_blocks.len())?;
+        if let (Some(agree), Some(trades), Some(orders)) =
+            (self.state_digest_agree, self.trades, self.orders_applied)
+        {
+            writeln!(
+                f,
+                "  market          {orders} orders applied, {trades} trades, state digests {}",
+                if agree { "agree" } else { "DIFFER" }
+            )?;
+        }
         if let Some(v) = self.view_changes {
             writeln!(f, "  view changes    {v} (final view {v})")?;
         }
@@ -765,6 +868,25 @@ mod tests {
         assert_eq!(s.view_changes, Some(1));
         assert!(s.finalized_blocks.iter().any(|b| b.round == 1));
         assert!(s.latency_client_ms.is_some());
+    }
+
+    #[test]
+    fn a_market_over_each_protocol_ends_with_agreeing_state_digests() {
+        for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+            let options = SimulateOptions {
+                protocol,
+                workload: WorkloadChoice::Market,
+                duration_ms: 3_000.0,
+                tx_rate: 200.0,
+                ..SimulateOptions::default()
+            };
+            let s = run(&options).unwrap().summary;
+            assert!(s.safety_ok, "{protocol:?}: {:?}", s.violations);
+            assert_eq!(s.state_digest_agree, Some(true), "{protocol:?}");
+            assert!(s.trades.unwrap() > 20, "{protocol:?}: {:?} trades", s.trades);
+            assert!(s.orders_applied.unwrap() > 300, "{protocol:?}: {:?} orders", s.orders_applied);
+            assert_eq!(s.txs_submitted, s.txs_finalized, "{protocol:?}");
+        }
     }
 
     #[test]

@@ -62,6 +62,14 @@ enum ProtocolArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    /// Opaque transactions at --tx-rate, applied by a transaction log.
+    Random,
+    /// Trading agents sending signed orders to the replicated exchange.
+    Market,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LeaderArg {
     /// A public hash of the epoch number.
     Hashed,
@@ -120,6 +128,10 @@ struct SimulateArgs {
     /// Largest batch a leader proposes.
     #[arg(long, default_value_t = 1_000)]
     batch_max: usize,
+    /// What clients submit: opaque transactions, or a market of trading agents (the JSON then
+    /// adds state_digest_agree, trades and orders_applied).
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Random)]
+    workload: WorkloadArg,
     /// Crash a node at a time and keep it down: NODE@MS (repeatable).
     #[arg(long, value_parser = parse_crash, value_name = "NODE@MS")]
     crash: Vec<CrashAt>,
@@ -173,6 +185,7 @@ impl Default for SimulateArgs {
             bandwidth_mbps: d.bandwidth_mbps,
             tx_rate: d.tx_rate,
             batch_max: d.batch_max,
+            workload: WorkloadArg::Random,
             crash: Vec::new(),
             crash_leader_of_epoch: Vec::new(),
             leader: LeaderArg::Hashed,
@@ -274,6 +287,10 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         view_timeout_ms: args.view_timeout_ms,
         crash_primary_of_view: args.crash_primary_of_view.clone(),
         record_trace: args.trace.is_some() || render_seq.is_some(),
+        workload: match args.workload {
+            WorkloadArg::Random => agora::simulate::WorkloadChoice::Random,
+            WorkloadArg::Market => agora::simulate::WorkloadChoice::Market,
+        },
     };
     let run = simulate::run(&options)?;
     if args.json {

@@ -1,0 +1,609 @@
+//! The replicated exchange: the order book driven only by the finalized log.
+//!
+//! A transaction's payload is an encoded [`OrderAction`]; the account is the one bound to the
+//! transaction's signing key in the [`MarketGenesis`], and a per-account nonce window refuses
+//! replays. [`MarketApp`] is the consensus [`Application`]: for each final block, in order, it
+//! verifies each transaction's signature, decodes the action, checks the nonce, applies it to
+//! its [`Exchange`], and publishes the state digest. Every honest replica applies the same log,
+//! so every honest replica ends in the same state.
+//!
+//! [`agents`] makes the order flow: random traders, market makers and a liquidator, each signing
+//! its own orders and submitting them to its local replica.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agora_consensus::{Application, Applied};
+use agora_crypto::{Digest, PublicKeyBytes, SignatureCheck, domain};
+use agora_orderbook::{
+    AccountId, Command, Event, Exchange, MarketSpec, NewOrder, OrderType, SelfTrade, Side,
+    TimeInForce,
+};
+use agora_types::{Block, Height, Transaction, codec};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// What a market transaction asks for. The account is not in it: it is the signer's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderAction {
+    /// Place an order.
+    Place {
+        /// Market.
+        market: String,
+        /// Client id.
+        id: u64,
+        /// Side.
+        side: Side,
+        /// Limit or market.
+        order_type: OrderType,
+        /// Time in force.
+        tif: TimeInForce,
+        /// Limit (or worst) price in ticks.
+        price: Option<u64>,
+        /// Lots.
+        qty: u64,
+        /// Quote budget (market buys).
+        budget: Option<u64>,
+        /// Self-trade prevention.
+        stp: SelfTrade,
+    },
+    /// Cancel an order.
+    Cancel {
+        /// Market.
+        market: String,
+        /// Client id.
+        id: u64,
+    },
+    /// Amend an order.
+    Amend {
+        /// Market.
+        market: String,
+        /// Client id.
+        id: u64,
+        /// New price.
+        price: Option<u64>,
+        /// New open quantity.
+        qty: Option<u64>,
+    },
+    /// Cancel all of the signer's orders (in one market, or all).
+    CancelAll {
+        /// Market, if one.
+        market: Option<String>,
+    },
+}
+
+impl OrderAction {
+    /// The payload bytes.
+    pub fn encode(&self) -> Bytes {
+        codec::encode(self).expect("an order action is far below the message limit")
+    }
+
+    /// The order-book command for `account`.
+    pub fn command(self, account: AccountId) -> Command {
+        match self {
+            OrderAction::Place { market, id, side, order_type, tif, price, qty, budget, stp } => {
+                Command::Place(NewOrder {
+                    account,
+                    market,
+                    id,
+                    side,
+                    order_type,
+                    tif,
+                    price,
+                    qty,
+                    budget,
+                    stp,
+                })
+            }
+            OrderAction::Cancel { market, id } => Command::Cancel { account, market, id },
+            OrderAction::Amend { market, id, price, qty } => {
+                Command::Amend { account, market, id, price, qty }
+            }
+            OrderAction::CancelAll { market } => Command::CancelAll { account, market },
+        }
+    }
+}
+
+/// An account known at genesis: its key, its number, and what it starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisAccount {
+    /// The key that signs its transactions.
+    pub key: PublicKeyBytes,
+    /// Its account number (not 0, the fee account).
+    pub account: AccountId,
+    /// Initial balances.
+    pub deposits: Vec<(String, u64)>,
+}
+
+/// The market's starting point, the same at every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MarketGenesis {
+    /// Markets.
+    pub markets: Vec<MarketSpec>,
+    /// Accounts.
+    pub accounts: Vec<GenesisAccount>,
+}
+
+/// How far back an account's nonces are remembered: a nonce is accepted once, and refused once
+/// it is this far below the highest seen.
+pub const NONCE_WINDOW: u64 = 4_096;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+struct Nonces {
+    highest: Option<u64>,
+    seen: BTreeSet<u64>,
+}
+
+impl Nonces {
+    /// Accepts `nonce` once: not seen before and not older than the window. Transactions of one
+    /// account may be finalized out of nonce order (different leaders), so this is a window, not
+    /// a strict sequence.
+    fn accept(&mut self, nonce: u64) -> bool {
+        if let Some(h) = self.highest
+            && (nonce.saturating_add(NONCE_WINDOW) <= h || self.seen.contains(&nonce))
+        {
+            return false;
+        }
+        self.seen.insert(nonce);
+        let highest = self.highest.map_or(nonce, |h| h.max(nonce));
+        self.highest = Some(highest);
+        let floor = highest.saturating_sub(NONCE_WINDOW);
+        while self.seen.first().is_some_and(|n| *n < floor) {
+            self.seen.pop_first();
+        }
+        true
+    }
+}
+
+/// Counters a replica's market keeps, shared so a driver can read them.
+#[derive(Debug, Default)]
+pub struct MarketCounters {
+    /// Order actions applied to the book (accepted or rejected by it).
+    pub orders_applied: AtomicU64,
+    /// Trades.
+    pub trades: AtomicU64,
+    /// Transactions refused before the book: bad signature, unknown signer, replayed nonce or
+    /// undecodable payload.
+    pub refused: AtomicU64,
+}
+
+/// The replicated exchange as a consensus [`Application`].
+#[derive(Debug)]
+pub struct MarketApp {
+    exchange: Exchange,
+    accounts: BTreeMap<PublicKeyBytes, AccountId>,
+    nonces: BTreeMap<AccountId, Nonces>,
+    height: Height,
+    digest: Digest,
+    events: Vec<Event>,
+    counters: Arc<MarketCounters>,
+}
+
+impl MarketApp {
+    /// A replica's market at genesis.
+    pub fn new(genesis: &MarketGenesis, counters: Arc<MarketCounters>) -> Self {
+        let mut exchange = Exchange::new();
+        let mut events = Vec::new();
+        for spec in &genesis.markets {
+            exchange.apply(&Command::Market(spec.clone()), &mut events);
+        }
+        let mut accounts = BTreeMap::new();
+        for a in &genesis.accounts {
+            accounts.insert(a.key, a.account);
+            for (asset, amount) in &a.deposits {
+                exchange.apply(
+                    &Command::Deposit { account: a.account, asset: asset.clone(), amount: *amount },
+                    &mut events,
+                );
+            }
+        }
+        let mut app = Self {
+            exchange,
+            accounts,
+            nonces: BTreeMap::new(),
+            height: Height(0),
+            digest: Digest::ZERO,
+            events: Vec::new(),
+            counters,
+        };
+        app.digest = app.compute_digest();
+        app
+    }
+
+    /// The exchange, to read balances, books and market data.
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// The state digest: blake3 (`agora/state/v1`) of the canonical encoding of the exchange's
+    /// snapshot and the nonce windows.
+    fn compute_digest(&self) -> Digest {
+        let bytes = postcard::to_stdvec(&(self.exchange.snapshot(), &self.nonces))
+            .expect("the market state always encodes");
+        domain::STATE.hash(&bytes)
+    }
+
+    /// Applies one transaction; `true` when it reached the book.
+    fn apply_tx(&mut self, tx: &Transaction, checker: &mut dyn SignatureCheck) -> bool {
+        if tx.verify_with(checker).is_err() {
+            return false;
+        }
+        let Some(account) = self.accounts.get(tx.sender()).copied() else { return false };
+        let Ok(action) = codec::decode::<OrderAction>(tx.payload()) else { return false };
+        if !self.nonces.entry(account).or_default().accept(tx.nonce()) {
+            return false;
+        }
+        self.exchange.apply(&action.command(account), &mut self.events);
+        let trades = self.events.iter().filter(|e| matches!(e, Event::Trade { .. })).count();
+        self.counters.trades.fetch_add(trades as u64, Ordering::Relaxed);
+        self.events.clear();
+        true
+    }
+}
+
+impl Application for MarketApp {
+    fn apply(&mut self, block: &Block, checker: &mut dyn SignatureCheck) -> Applied {
+        let (mut executed, mut rejected) = (0, 0);
+        for tx in block.batch().transactions() {
+            if self.apply_tx(tx, checker) {
+                executed += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        self.counters.orders_applied.fetch_add(executed as u64, Ordering::Relaxed);
+        self.counters.refused.fetch_add(rejected as u64, Ordering::Relaxed);
+        self.height = block.height();
+        self.digest = self.compute_digest();
+        Applied { executed, rejected, state_digest: self.digest }
+    }
+
+    fn state_digest(&self) -> Digest {
+        self.digest
+    }
+
+    fn height(&self) -> Height {
+        self.height
+    }
+}
+
+pub mod agents {
+    //! Agents that trade: each has a key and an account, signs its own orders with increasing
+    //! nonces, and submits them to its local replica. Their order flow is generated up front
+    //! from the seed (a fair price that follows a random walk), so it does not depend on what
+    //! consensus finalizes.
+
+    use agora_crypto::SecretKey;
+    use agora_types::NodeId;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// The market the agents trade in.
+    pub const MARKET: &str = "ETH-USD";
+
+    /// Who trades, and how much.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct AgentsConfig {
+        /// Random traders (limit, market, cancel, amend).
+        pub traders: usize,
+        /// Market makers quoting both sides.
+        pub market_makers: usize,
+        /// Liquidators sending urgent market orders.
+        pub liquidators: usize,
+        /// Orders per simulated second of each trader.
+        pub trader_rate: f64,
+        /// How often market makers re-quote, in nanoseconds.
+        pub quote_every_ns: u64,
+        /// Orders stop at this time.
+        pub end_ns: u64,
+    }
+
+    /// One agent transaction: when, to which replica, what.
+    #[derive(Debug, Clone)]
+    pub struct Submission {
+        /// Simulated time.
+        pub at_ns: u64,
+        /// The agent's local replica.
+        pub node: NodeId,
+        /// The signed order.
+        pub tx: Transaction,
+    }
+
+    struct Agent {
+        key: SecretKey,
+        nonce: u64,
+        next_id: u64,
+        open: Vec<u64>,
+        node: NodeId,
+    }
+
+    impl Agent {
+        fn sign(&mut self, at_ns: u64, action: &OrderAction) -> Submission {
+            let tx = Transaction::new_signed(&self.key, self.nonce, action.encode())
+                .expect("small payload");
+            self.nonce += 1;
+            Submission { at_ns, node: self.node, tx }
+        }
+    }
+
+    fn limit(id: u64, side: Side, price: u64, qty: u64, tif: TimeInForce) -> OrderAction {
+        OrderAction::Place {
+            market: MARKET.into(),
+            id,
+            side,
+            order_type: OrderType::Limit,
+            tif,
+            price: Some(price),
+            qty,
+            budget: None,
+            stp: SelfTrade::CancelResting,
+        }
+    }
+
+    /// The genesis (market and funded accounts) and every agent transaction, in time order.
+    pub fn generate(
+        config: &AgentsConfig,
+        seed: u64,
+        nodes: usize,
+    ) -> (MarketGenesis, Vec<Submission>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6167_656e_7473); // "agents"
+        let count = config.traders + config.market_makers + config.liquidators;
+        let mut agents: Vec<Agent> = (0..count)
+            .map(|i| Agent {
+                key: SecretKey::from_seed(seed ^ 0x6d61_726b_6574, i as u64), // "market"
+                nonce: 0,
+                next_id: 1,
+                open: Vec::new(),
+                node: NodeId((i % nodes.max(1)) as u16),
+            })
+            .collect();
+        let genesis = MarketGenesis {
+            markets: vec![MarketSpec {
+                market: MARKET.into(),
+                base: "ETH".into(),
+                quote: "USD".into(),
+                tick: 1,
+                lot: 1,
+                maker_fee_bps: -1,
+                taker_fee_bps: 5,
+            }],
+            accounts: agents
+                .iter()
+                .enumerate()
+                .map(|(i, a)| GenesisAccount {
+                    key: PublicKeyBytes::from(a.key.public_key()),
+                    account: AccountId(i as u64 + 1),
+                    deposits: vec![("USD".into(), 1_000_000_000), ("ETH".into(), 1_000_000)],
+                })
+                .collect(),
+        };
+        // The fair price: a random walk in ticks, one step per 10 ms.
+        let steps = (config.end_ns / 10_000_000) as usize + 1;
+        let mut fair = Vec::with_capacity(steps);
+        let mut p: i64 = 2_000;
+        for _ in 0..steps {
+            p = (p + rng.random_range(-2..=2)).clamp(1_000, 3_000);
+            fair.push(p as u64);
+        }
+        let fair_at = |t: u64| fair[((t / 10_000_000) as usize).min(steps - 1)];
+        let mut out = Vec::new();
+        let (traders, makers) = (config.traders, config.market_makers);
+        // Market makers: cancel and re-quote both sides around the fair price.
+        for m in 0..makers {
+            let agent = &mut agents[traders + m];
+            let mut t = rng.random_range(0..config.quote_every_ns.max(1));
+            while t < config.end_ns {
+                let mid = fair_at(t);
+                out.push(agent.sign(t, &OrderAction::CancelAll { market: Some(MARKET.into()) }));
+                for (side, price) in
+                    [(Side::Buy, mid - 1 - m as u64), (Side::Sell, mid + 1 + m as u64)]
+                {
+                    let id = agent.next_id;
+                    agent.next_id += 1;
+                    out.push(agent.sign(t, &limit(id, side, price, 50, TimeInForce::PostOnly)));
+                }
+                t += config.quote_every_ns.max(1);
+            }
+        }
+        // Random traders: limits near the fair price, market orders, cancels and amends.
+        for agent in agents.iter_mut().take(traders) {
+            let mut t = 0.0f64;
+            loop {
+                t += -(1.0 - rng.random::<f64>()).ln() * 1e9 / config.trader_rate.max(1e-9);
+                let at = t as u64;
+                if at >= config.end_ns {
+                    break;
+                }
+                let mid = fair_at(at);
+                let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+                let action = match rng.random_range(0..100) {
+                    0..=54 => {
+                        let offset = rng.random_range(0..8);
+                        let price = if side == Side::Buy { mid - offset } else { mid + offset };
+                        let id = agent.next_id;
+                        agent.next_id += 1;
+                        agent.open.push(id);
+                        limit(id, side, price.max(1), rng.random_range(1..20), TimeInForce::Gtc)
+                    }
+                    55..=69 => {
+                        let id = agent.next_id;
+                        agent.next_id += 1;
+                        OrderAction::Place {
+                            market: MARKET.into(),
+                            id,
+                            side,
+                            order_type: OrderType::Market,
+                            tif: TimeInForce::Ioc,
+                            price: Some(if side == Side::Buy {
+                                mid + 10
+                            } else {
+                                mid.saturating_sub(10).max(1)
+                            }),
+                            qty: rng.random_range(1..10),
+                            budget: None,
+                            stp: SelfTrade::CancelResting,
+                        }
+                    }
+                    70..=84 if !agent.open.is_empty() => {
+                        let id = agent.open.swap_remove(rng.random_range(0..agent.open.len()));
+                        OrderAction::Cancel { market: MARKET.into(), id }
+                    }
+                    _ if !agent.open.is_empty() => {
+                        let id = agent.open[rng.random_range(0..agent.open.len())];
+                        OrderAction::Amend {
+                            market: MARKET.into(),
+                            id,
+                            price: None,
+                            qty: Some(rng.random_range(1..20)),
+                        }
+                    }
+                    _ => continue,
+                };
+                out.push(agent.sign(at, &action));
+            }
+        }
+        // Liquidators: urgent market sells (or buys) of larger size, about once a second.
+        for l in 0..config.liquidators {
+            let agent = &mut agents[traders + makers + l];
+            let mut t = 500_000_000 + rng.random_range(0..500_000_000);
+            while t < config.end_ns {
+                let mid = fair_at(t);
+                let side = if rng.random_bool(0.7) { Side::Sell } else { Side::Buy };
+                let id = agent.next_id;
+                agent.next_id += 1;
+                let action = OrderAction::Place {
+                    market: MARKET.into(),
+                    id,
+                    side,
+                    order_type: OrderType::Market,
+                    tif: TimeInForce::Ioc,
+                    price: Some(if side == Side::Buy {
+                        mid + 50
+                    } else {
+                        mid.saturating_sub(50).max(1)
+                    }),
+                    qty: 100,
+                    budget: None,
+                    stp: SelfTrade::CancelResting,
+                };
+                out.push(agent.sign(t, &action));
+                t += 700_000_000 + rng.random_range(0..600_000_000);
+            }
+        }
+        out.sort_by_key(|s| (s.at_ns, s.node, s.tx.id()));
+        (genesis, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_crypto::{DirectCheck, SecretKey};
+    use agora_types::{Batch, NodeId, Round};
+
+    fn setup() -> (MarketApp, SecretKey, Arc<MarketCounters>) {
+        let key = SecretKey::from_seed(1, 1);
+        let genesis = MarketGenesis {
+            markets: vec![MarketSpec {
+                market: "ETH-USD".into(),
+                base: "ETH".into(),
+                quote: "USD".into(),
+                tick: 1,
+                lot: 1,
+                maker_fee_bps: 0,
+                taker_fee_bps: 0,
+            }],
+            accounts: vec![GenesisAccount {
+                key: PublicKeyBytes::from(key.public_key()),
+                account: AccountId(7),
+                deposits: vec![("USD".into(), 1_000_000)],
+            }],
+        };
+        let counters = Arc::new(MarketCounters::default());
+        (MarketApp::new(&genesis, Arc::clone(&counters)), key, counters)
+    }
+
+    fn bid(id: u64) -> OrderAction {
+        OrderAction::Place {
+            market: "ETH-USD".into(),
+            id,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: Some(100),
+            qty: 1,
+            budget: None,
+            stp: SelfTrade::CancelResting,
+        }
+    }
+
+    fn block(height: u64, txs: Vec<Transaction>) -> Block {
+        Block::new(
+            Digest::ZERO,
+            Round(height),
+            Height(height),
+            NodeId(0),
+            0,
+            Batch::new(txs).unwrap(),
+        )
+    }
+
+    #[test]
+    fn orders_bind_to_the_signer_and_replays_unknown_signers_and_garbage_are_refused() {
+        let (mut app, key, counters) = setup();
+        let stranger = SecretKey::from_seed(9, 9);
+        let good = Transaction::new_signed(&key, 0, bid(1).encode()).unwrap();
+        let txs = vec![
+            good.clone(),
+            // The same nonce again (a replay, even with other content).
+            Transaction::new_signed(&key, 0, bid(2).encode()).unwrap(),
+            // A key with no account.
+            Transaction::new_signed(&stranger, 0, bid(3).encode()).unwrap(),
+            // Not an order action.
+            Transaction::new_signed(&key, 1, Bytes::from_static(b"garbage")).unwrap(),
+            // A forged signature: the right sender, someone else's signature.
+            Transaction::from_parts(*good.sender(), 2, bid(4).encode(), *good.signature()).unwrap(),
+            Transaction::new_signed(&key, 3, bid(5).encode()).unwrap(),
+        ];
+        let before = app.state_digest();
+        let applied = app.apply(&block(1, txs), &mut DirectCheck);
+        assert_eq!((applied.executed, applied.rejected), (2, 4));
+        assert_ne!(applied.state_digest, before);
+        let ex = app.exchange();
+        assert!(
+            ex.order("ETH-USD", AccountId(7), 1).is_some()
+                && ex.order("ETH-USD", AccountId(7), 5).is_some()
+        );
+        assert_eq!(ex.open_orders(), 2);
+        assert_eq!(counters.refused.load(Ordering::Relaxed), 4);
+        // The replayed transaction in a later block is refused too.
+        let again = app.apply(&block(2, vec![good]), &mut DirectCheck);
+        assert_eq!((again.executed, again.rejected), (0, 1));
+    }
+
+    #[test]
+    fn nonces_are_accepted_once_within_a_window() {
+        let mut n = Nonces::default();
+        assert!(n.accept(5) && n.accept(3) && n.accept(100));
+        assert!(!n.accept(5) && !n.accept(100));
+        assert!(n.accept(NONCE_WINDOW + 50));
+        assert!(!n.accept(10), "below the window");
+        assert!(n.seen.len() <= NONCE_WINDOW as usize + 1);
+    }
+
+    #[test]
+    fn same_log_same_digest() {
+        let (mut a, key, _) = setup();
+        let (mut b, _, _) = setup();
+        let txs: Vec<Transaction> =
+            (0..20).map(|i| Transaction::new_signed(&key, i, bid(i).encode()).unwrap()).collect();
+        let blk = block(1, txs);
+        assert_eq!(
+            a.apply(&blk, &mut DirectCheck).state_digest,
+            b.apply(&blk, &mut DirectCheck).state_digest
+        );
+    }
+}
