@@ -3,7 +3,9 @@
 
 use agora_consensus::{Ctx, Message, Protocol};
 use agora_crypto::SecretKey;
-use agora_crypto::{DirectCheck, Domain, PublicKey, Signature, SignatureCheck, SignatureError};
+use agora_crypto::{
+    DirectCheck, Domain, PublicKey, PublicKeyBytes, Signature, SignatureCheck, SignatureError,
+};
 use agora_types::{Batch, Block, Height, NodeId, Round, Transaction};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -67,6 +69,16 @@ impl SignatureCheck for TrustAll {
     fn check(
         &mut self,
         _: &PublicKey,
+        _: &Domain,
+        _: &[u8],
+        _: &Signature,
+    ) -> Result<(), SignatureError> {
+        Ok(())
+    }
+
+    fn check_bytes(
+        &mut self,
+        _: &PublicKeyBytes,
         _: &Domain,
         _: &[u8],
         _: &Signature,

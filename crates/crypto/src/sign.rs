@@ -53,6 +53,21 @@ pub trait SignatureCheck {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError>;
+
+    /// [`SignatureCheck::check`] for a key that has not been parsed yet (a transaction's
+    /// sender). The default parses it (a point decompression, a few µs) and checks; a checker
+    /// that already knows the verdict (a memo, a cache of signatures verified on arrival)
+    /// overrides it to skip the parse.
+    fn check_bytes(
+        &mut self,
+        key: &PublicKeyBytes,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        let key = key.parse().map_err(|_| SignatureError::Invalid)?;
+        self.check(&key, domain, message, signature)
+    }
 }
 
 /// Checks every signature with k256, each time.
@@ -281,8 +296,7 @@ impl PublicKeyBytes {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        let key = self.parse().map_err(|_| SignatureError::Invalid)?;
-        checker.check(&key, domain, message, signature)
+        checker.check_bytes(self, domain, message, signature)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Signature checking for simulations: memoized across nodes, counted per node.
 
-use agora_crypto::{Domain, PublicKey, Signature, SignatureCheck, SignatureError};
+use agora_crypto::{Domain, PublicKey, PublicKeyBytes, Signature, SignatureCheck, SignatureError};
 use rustc_hash::FxHashMap;
 
 static MEMO: Domain = Domain::new("agora/netsim-verify-memo/v1");
@@ -30,6 +30,37 @@ impl MemoCheck {
     }
 }
 
+impl MemoCheck {
+    /// The memo key of one verification, and whether it is remembered.
+    fn lookup(
+        &mut self,
+        key: &[u8],
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> ([u8; 32], Option<bool>) {
+        self.calls += 1;
+        let mut h = MEMO.hasher();
+        h.update(key)
+            .update_u64(domain.tag().len() as u64)
+            .update(domain.tag().as_bytes())
+            .update_u64(message.len() as u64)
+            .update(message)
+            .update(signature.as_bytes());
+        let id = *h.finalize().as_bytes();
+        (id, self.results.get(&id).copied())
+    }
+
+    fn remember(&mut self, id: [u8; 32], valid: bool) -> Result<(), SignatureError> {
+        self.computed += 1;
+        if self.results.len() >= MEMO_ENTRIES_MAX {
+            self.results.clear();
+        }
+        self.results.insert(id, valid);
+        if valid { Ok(()) } else { Err(SignatureError::Invalid) }
+    }
+}
+
 impl SignatureCheck for MemoCheck {
     fn check(
         &mut self,
@@ -38,28 +69,32 @@ impl SignatureCheck for MemoCheck {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        self.calls += 1;
-        let mut h = MEMO.hasher();
-        h.update(key.as_bytes())
-            .update_u64(domain.tag().len() as u64)
-            .update(domain.tag().as_bytes())
-            .update_u64(message.len() as u64)
-            .update(message)
-            .update(signature.as_bytes());
-        let id = *h.finalize().as_bytes();
-        let valid = match self.results.get(&id) {
-            Some(valid) => *valid,
-            None => {
-                self.computed += 1;
+        match self.lookup(key.as_bytes(), domain, message, signature) {
+            (_, Some(true)) => Ok(()),
+            (_, Some(false)) => Err(SignatureError::Invalid),
+            (id, None) => {
                 let valid = key.verify(domain, message, signature).is_ok();
-                if self.results.len() >= MEMO_ENTRIES_MAX {
-                    self.results.clear();
-                }
-                self.results.insert(id, valid);
-                valid
+                self.remember(id, valid)
             }
-        };
-        if valid { Ok(()) } else { Err(SignatureError::Invalid) }
+        }
+    }
+
+    /// Remembered verdicts need no parse of the key at all.
+    fn check_bytes(
+        &mut self,
+        key: &PublicKeyBytes,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        match self.lookup(key.as_bytes(), domain, message, signature) {
+            (_, Some(true)) => Ok(()),
+            (_, Some(false)) => Err(SignatureError::Invalid),
+            (id, None) => {
+                let valid = key.verify(domain, message, signature).is_ok();
+                self.remember(id, valid)
+            }
+        }
     }
 }
 
