@@ -31,14 +31,15 @@ impl MemoCheck {
 }
 
 impl MemoCheck {
-    /// The memo key of one verification, and whether it is remembered.
-    fn lookup(
+    /// Answers from memory, or runs `verify` once and remembers; every call is counted.
+    fn memoized(
         &mut self,
         key: &[u8],
         domain: &Domain,
         message: &[u8],
         signature: &Signature,
-    ) -> ([u8; 32], Option<bool>) {
+        verify: impl FnOnce() -> bool,
+    ) -> Result<(), SignatureError> {
         self.calls += 1;
         let mut h = MEMO.hasher();
         h.update(key)
@@ -48,15 +49,18 @@ impl MemoCheck {
             .update(message)
             .update(signature.as_bytes());
         let id = *h.finalize().as_bytes();
-        (id, self.results.get(&id).copied())
-    }
-
-    fn remember(&mut self, id: [u8; 32], valid: bool) -> Result<(), SignatureError> {
-        self.computed += 1;
-        if self.results.len() >= MEMO_ENTRIES_MAX {
-            self.results.clear();
-        }
-        self.results.insert(id, valid);
+        let valid = match self.results.get(&id) {
+            Some(valid) => *valid,
+            None => {
+                self.computed += 1;
+                let valid = verify();
+                if self.results.len() >= MEMO_ENTRIES_MAX {
+                    self.results.clear();
+                }
+                self.results.insert(id, valid);
+                valid
+            }
+        };
         if valid { Ok(()) } else { Err(SignatureError::Invalid) }
     }
 }
@@ -69,14 +73,9 @@ impl SignatureCheck for MemoCheck {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        match self.lookup(key.as_bytes(), domain, message, signature) {
-            (_, Some(true)) => Ok(()),
-            (_, Some(false)) => Err(SignatureError::Invalid),
-            (id, None) => {
-                let valid = key.verify(domain, message, signature).is_ok();
-                self.remember(id, valid)
-            }
-        }
+        self.memoized(key.as_bytes(), domain, message, signature, || {
+            key.verify(domain, message, signature).is_ok()
+        })
     }
 
     /// Remembered verdicts need no parse of the key at all.
@@ -87,14 +86,9 @@ impl SignatureCheck for MemoCheck {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        match self.lookup(key.as_bytes(), domain, message, signature) {
-            (_, Some(true)) => Ok(()),
-            (_, Some(false)) => Err(SignatureError::Invalid),
-            (id, None) => {
-                let valid = key.verify(domain, message, signature).is_ok();
-                self.remember(id, valid)
-            }
-        }
+        self.memoized(key.as_bytes(), domain, message, signature, || {
+            key.verify(domain, message, signature).is_ok()
+        })
     }
 }
 
