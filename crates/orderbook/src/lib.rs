@@ -23,6 +23,27 @@
 //! **Determinism.** Identical command streams give identical events and an identical
 //! [`Snapshot`]; restoring a snapshot gives the same snapshot back.
 //!
+//! **JSON.** [`Command`] and [`Event`] are serde types; one JSON object per line is the format of
+//! `agora book`. Accounts are integers; prices are in ticks and quantities in lots.
+//!
+//! ```text
+//! {"cmd":"market","market":"ETH-USD","base":"ETH","quote":"USD","tick":1,"lot":1,"maker_fee_bps":-1,"taker_fee_bps":5}
+//! {"cmd":"deposit","account":1,"asset":"USD","amount":1000000}
+//! {"cmd":"withdraw","account":1,"asset":"USD","amount":500}
+//! {"cmd":"place","account":1,"market":"ETH-USD","id":7,"side":"buy","type":"limit","tif":"gtc","price":2001,"qty":40}
+//! {"cmd":"place","account":1,"market":"ETH-USD","id":8,"side":"buy","type":"market","budget":50000,"qty":40}
+//! {"cmd":"cancel","account":1,"market":"ETH-USD","id":7}
+//! {"cmd":"amend","account":1,"market":"ETH-USD","id":7,"price":2000,"qty":30}
+//! {"cmd":"cancel_all","account":1}
+//! ```
+//!
+//! `type` is `limit` (default) or `market`; `tif` is `gtc` (default), `ioc`, `fok` or
+//! `post_only`; `stp` is `cancel_resting` (default), `cancel_incoming`, `cancel_both` or
+//! `decrement_both`; a market order's `price` is its worst price, and a market buy needs a
+//! worst price or a `budget`. Events are `market_opened`, `deposited`, `withdrawn`, `accepted`,
+//! `rejected` (with a `reason`), `trade` (market, maker and taker ids and accounts, taker side,
+//! price, qty, maker and taker fees), `cancelled` (with the open quantity) and `amended`.
+//!
 //! ```
 //! use agora_orderbook::{AccountId, Command, Event, Exchange, MarketSpec, NewOrder, Side};
 //!
