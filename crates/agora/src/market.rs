@@ -266,15 +266,25 @@ impl Application for MarketApp {
     fn height(&self) -> Height {
         self.height
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 pub mod agents {
     //! Agents that trade: each has a key and an account, signs its own orders with increasing
-    //! nonces, and submits them to its local replica. Their order flow is generated up front
-    //! from the seed (a fair price that follows a random walk), so it does not depend on what
-    //! consensus finalizes.
+    //! nonces, and submits them to its local replica. A public fair price follows a random walk
+    //! drawn from the seed.
+    //!
+    //! - Random traders and the liquidator act on their own schedule (open loop): their orders
+    //!   are generated up front.
+    //! - Market makers close the loop through [`agora_netsim::ClientHook`]: after each block their
+    //!   replica finalizes, they look at their quotes in that replica's book (finalized state
+    //!   only) and, when a quote was filled or the fair price has moved, cancel and re-quote.
 
     use agora_crypto::SecretKey;
+    use agora_netsim::ClientHook;
     use agora_types::NodeId;
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -343,12 +353,123 @@ pub mod agents {
         }
     }
 
-    /// The genesis (market and funded accounts) and every agent transaction, in time order.
+    /// Lots per market-maker quote.
+    pub const QUOTE_LOTS: u64 = 50;
+
+    /// The fair price (ticks) at a time, from a random walk with one step per 10 ms.
+    #[derive(Debug, Clone)]
+    pub struct FairPrice(Vec<u64>);
+
+    impl FairPrice {
+        /// The fair price at `t_ns`.
+        pub fn at(&self, t_ns: u64) -> u64 {
+            self.0[((t_ns / 10_000_000) as usize).min(self.0.len() - 1)]
+        }
+    }
+
+    /// The market makers, reacting to what their replicas finalize.
+    pub struct MarketMakers {
+        makers: Vec<Maker>,
+        fair: FairPrice,
+        end_ns: u64,
+        requotes: Arc<AtomicU64>,
+    }
+
+    struct Maker {
+        agent: Agent,
+        account: AccountId,
+        spread: u64,
+        /// The ids of the live bid and ask, and the fair price they were made at.
+        quotes: Option<(u64, u64, u64)>,
+        /// The nonce of the last transaction of a quote not yet seen final.
+        waiting_for: Option<u64>,
+    }
+
+    impl Maker {
+        /// Cancel everything, then a post-only bid and ask around `mid`.
+        fn quote(&mut self, at_ns: u64, mid: u64, out: &mut Vec<Submission>) {
+            out.push(
+                self.agent.sign(at_ns, &OrderAction::CancelAll { market: Some(MARKET.into()) }),
+            );
+            let (bid, ask) = (self.agent.next_id, self.agent.next_id + 1);
+            self.agent.next_id += 2;
+            let (low, high) = (mid.saturating_sub(self.spread).max(1), mid + self.spread);
+            out.push(
+                self.agent
+                    .sign(at_ns, &limit(bid, Side::Buy, low, QUOTE_LOTS, TimeInForce::PostOnly)),
+            );
+            out.push(
+                self.agent
+                    .sign(at_ns, &limit(ask, Side::Sell, high, QUOTE_LOTS, TimeInForce::PostOnly)),
+            );
+            self.quotes = Some((bid, ask, mid));
+            self.waiting_for = Some(self.agent.nonce - 1);
+        }
+    }
+
+    impl std::fmt::Debug for MarketMakers {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("MarketMakers").field("makers", &self.makers.len()).finish()
+        }
+    }
+
+    impl MarketMakers {
+        /// Counts the re-quotes made after the first quotes (shared, to read after a run).
+        pub fn requotes(&self) -> Arc<AtomicU64> {
+            Arc::clone(&self.requotes)
+        }
+    }
+
+    impl ClientHook for MarketMakers {
+        fn on_commit(
+            &mut self,
+            now_ns: u64,
+            node: NodeId,
+            block: &Block,
+            app: &dyn Application,
+            submit: &mut Vec<(u64, NodeId, Transaction)>,
+        ) {
+            let Some(market) = app.as_any().and_then(|a| a.downcast_ref::<MarketApp>()) else {
+                return;
+            };
+            let mid = self.fair.at(now_ns);
+            let mut out = Vec::new();
+            for maker in self.makers.iter_mut().filter(|m| m.agent.node == node) {
+                let me = PublicKeyBytes::from(maker.agent.key.public_key());
+                if let Some(n) = maker.waiting_for {
+                    // Until its last quote is final here, the maker's view of its quotes is stale.
+                    if !block
+                        .batch()
+                        .transactions()
+                        .iter()
+                        .any(|t| *t.sender() == me && t.nonce() == n)
+                    {
+                        continue;
+                    }
+                    maker.waiting_for = None;
+                }
+                let Some((bid, ask, quoted_at)) = maker.quotes else { continue };
+                let ex = market.exchange();
+                let filled =
+                    |id| ex.order(MARKET, maker.account, id).is_none_or(|o| o.qty < QUOTE_LOTS);
+                if now_ns < self.end_ns
+                    && (filled(bid) || filled(ask) || mid.abs_diff(quoted_at) >= 3)
+                {
+                    maker.quote(now_ns + 1_000_000, mid, &mut out);
+                    self.requotes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            submit.extend(out.into_iter().map(|s| (s.at_ns, s.node, s.tx)));
+        }
+    }
+
+    /// The genesis (market and funded accounts), the open-loop agents' transactions (with the
+    /// market makers' first quotes) in time order, and the market makers for the client hook.
     pub fn generate(
         config: &AgentsConfig,
         seed: u64,
         nodes: usize,
-    ) -> (MarketGenesis, Vec<Submission>) {
+    ) -> (MarketGenesis, Vec<Submission>, MarketMakers) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6167_656e_7473); // "agents"
         let count = config.traders + config.market_makers + config.liquidators;
         let mut agents: Vec<Agent> = (0..count)
@@ -388,26 +509,10 @@ pub mod agents {
             p = (p + rng.random_range(-2..=2)).clamp(1_000, 3_000);
             fair.push(p as u64);
         }
-        let fair_at = |t: u64| fair[((t / 10_000_000) as usize).min(steps - 1)];
+        let fair = FairPrice(fair);
+        let fair_at = |t: u64| fair.at(t);
         let mut out = Vec::new();
         let (traders, makers) = (config.traders, config.market_makers);
-        // Market makers: cancel and re-quote both sides around the fair price.
-        for m in 0..makers {
-            let agent = &mut agents[traders + m];
-            let mut t = rng.random_range(0..config.quote_every_ns.max(1));
-            while t < config.end_ns {
-                let mid = fair_at(t);
-                out.push(agent.sign(t, &OrderAction::CancelAll { market: Some(MARKET.into()) }));
-                for (side, price) in
-                    [(Side::Buy, mid - 1 - m as u64), (Side::Sell, mid + 1 + m as u64)]
-                {
-                    let id = agent.next_id;
-                    agent.next_id += 1;
-                    out.push(agent.sign(t, &limit(id, side, price, 50, TimeInForce::PostOnly)));
-                }
-                t += config.quote_every_ns.max(1);
-            }
-        }
         // Random traders: limits near the fair price, market orders, cancels and amends.
         for agent in agents.iter_mut().take(traders) {
             let mut t = 0.0f64;
@@ -493,8 +598,31 @@ pub mod agents {
                 t += 700_000_000 + rng.random_range(0..600_000_000);
             }
         }
+        // Market makers: their first quotes now; after that they react to what is final.
+        let makers: Vec<Maker> = agents
+            .drain(traders..traders + makers)
+            .enumerate()
+            .map(|(m, agent)| Maker {
+                account: AccountId((traders + m) as u64 + 1),
+                agent,
+                spread: 1 + m as u64,
+                quotes: None,
+                waiting_for: None,
+            })
+            .collect();
+        let mut makers = MarketMakers {
+            makers,
+            fair: fair.clone(),
+            end_ns: config.end_ns,
+            requotes: Arc::new(AtomicU64::new(0)),
+        };
+        for maker in &mut makers.makers {
+            let at = 1_000_000 + rng.random_range(0..config.quote_every_ns.max(1));
+            let mid = makers.fair.at(at);
+            maker.quote(at, mid, &mut out);
+        }
         out.sort_by_key(|s| (s.at_ns, s.node, s.tx.id()));
-        (genesis, out)
+        (genesis, out, makers)
     }
 }
 

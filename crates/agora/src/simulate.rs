@@ -270,6 +270,10 @@ pub struct SimulationSummary {
     /// Market workload: order actions that reached the book (at the first honest replica).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orders_applied: Option<u64>,
+    /// Market workload: times the market makers re-quoted after seeing a fill or a price move in
+    /// their replica's finalized book.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market_maker_requotes: Option<u64>,
 }
 
 /// A finished run: the summary, the full simulator report, and the block tree of the first honest
@@ -533,12 +537,14 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
 /// orders, the genesis every replica starts from, and each replica's counters.
 struct Clients {
     market: Option<(MarketGenesis, Vec<agents::Submission>, Vec<Arc<MarketCounters>>)>,
+    makers: std::cell::RefCell<Option<agents::MarketMakers>>,
+    requotes: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Clients {
     fn new(options: &SimulateOptions, config: &SimConfig) -> Self {
         if options.workload != WorkloadChoice::Market {
-            return Self { market: None };
+            return Self { market: None, makers: std::cell::RefCell::new(None), requotes: None };
         }
         let drain = 8 * (options.delta_ms * MS) as u64;
         let traders = 8;
@@ -550,9 +556,15 @@ impl Clients {
             quote_every_ns: 250_000_000,
             end_ns: config.duration_ns.saturating_sub(drain),
         };
-        let (genesis, orders) = agents::generate(&agents_config, options.seed, options.nodes);
+        let (genesis, orders, makers) =
+            agents::generate(&agents_config, options.seed, options.nodes);
         let counters = (0..options.nodes).map(|_| Arc::new(MarketCounters::default())).collect();
-        Self { market: Some((genesis, orders, counters)) }
+        let requotes = Some(makers.requotes());
+        Self {
+            market: Some((genesis, orders, counters)),
+            makers: std::cell::RefCell::new(Some(makers)),
+            requotes,
+        }
     }
 
     fn application(&self, node: NodeId) -> Box<dyn Application> {
@@ -580,6 +592,9 @@ fn simulate<P: Protocol + ChainView>(
             sim.submit_at(order.at_ns, order.node, order.tx.clone());
         }
     }
+    if let Some(makers) = clients.makers.borrow_mut().take() {
+        sim.set_client_hook(Box::new(makers));
+    }
     let report = sim.run();
     let view_node = report.nodes_detail.iter().find(|d| d.honest).map_or(NodeId(0), |d| d.node);
     let views = sim.engine(view_node).block_views();
@@ -606,6 +621,8 @@ fn simulate<P: Protocol + ChainView>(
         let c = &counters[view_node.index()];
         summary.trades = Some(c.trades.load(std::sync::atomic::Ordering::Relaxed));
         summary.orders_applied = Some(c.orders_applied.load(std::sync::atomic::Ordering::Relaxed));
+        summary.market_maker_requotes =
+            clients.requotes.as_ref().map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
     }
     summary.latency_client_ms = extras.client_latencies_ns.map(|mut l| {
         let s = LatencySummary::of(&mut l);
@@ -667,6 +684,7 @@ fn summarise(options: &SimulateOptions, r: &SimReport, views: &[BlockView]) -> S
         state_digest_agree: None,
         trades: None,
         orders_applied: None,
+        market_maker_requotes: None,
         finalized_blocks: r
             .finalized_blocks
             .iter()
@@ -775,6 +793,12 @@ impl fmt::Display for SimulationSummary {
                 "  market          {orders} orders applied, {trades} trades, state digests {}",
                 if agree { "agree" } else { "DIFFER" }
             )?;
+            if let Some(r) = self.market_maker_requotes {
+                writeln!(
+                    f,
+                    "                  market makers re-quoted {r} times after fills or price moves"
+                )?;
+            }
         }
         if let Some(v) = self.view_changes {
             writeln!(f, "  view changes    {v} (final view {v})")?;
@@ -885,6 +909,10 @@ mod tests {
             assert_eq!(s.state_digest_agree, Some(true), "{protocol:?}");
             assert!(s.trades.unwrap() > 20, "{protocol:?}: {:?} trades", s.trades);
             assert!(s.orders_applied.unwrap() > 300, "{protocol:?}: {:?} orders", s.orders_applied);
+            assert!(
+                s.market_maker_requotes.unwrap() > 5,
+                "{protocol:?}: makers never reacted to fills"
+            );
             assert_eq!(s.txs_submitted, s.txs_finalized, "{protocol:?}");
         }
     }

@@ -25,6 +25,12 @@ pub trait Application {
 
     /// The height of the last block applied (0 before any).
     fn height(&self) -> Height;
+
+    /// The application as `Any`, for drivers and clients that know its concrete type and want to
+    /// read its state (a market maker reading its replica's book). `None` unless overridden.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// The simplest application: it verifies every transaction's signature and folds the ids of the

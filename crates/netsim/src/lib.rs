@@ -72,5 +72,5 @@ pub use memo::MemoCheck;
 pub use report::{
     Drops, FinalizedBlock, LatencySummary, NodeDetail, SimReport, SimSpeed, Submissions, Traffic,
 };
-pub use sim::{SimError, Simulation};
+pub use sim::{ClientHook, SimError, Simulation};
 pub use trace::{DropReason, Trace, TraceEvent};

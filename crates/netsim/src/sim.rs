@@ -30,6 +30,22 @@ const WORKLOAD_STREAM: u64 = 0x776f_726b_6c6f_6164; // "workload"
 const CLIENT_KEYS: u64 = 0x636c_6965_6e74; // "client"
 const ADVERSARY_STREAM: u64 = 0x6164_7665_7273; // "advers"
 
+/// Clients outside the replicas that react to what a replica finalizes: after each final block
+/// at an honest replica, the hook sees the block and the replica's application, and may submit
+/// new transactions (each with the time it is submitted, never before now, and the replica it goes
+/// to). Market makers re-quoting after fills are built this way; they see only finalized state.
+pub trait ClientHook {
+    /// `node` finalized `block` at `now_ns`, leaving `app` in its new state.
+    fn on_commit(
+        &mut self,
+        now_ns: u64,
+        node: NodeId,
+        block: &Block,
+        app: &dyn Application,
+        submit: &mut Vec<(u64, NodeId, Transaction)>,
+    );
+}
+
 /// Why a simulation could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -109,6 +125,8 @@ pub struct Simulation<P: Protocol> {
     declared: Vec<Transaction>,
     link_last_arrival: Vec<u64>,
     accepted: FxHashMap<Digest, (u64, NodeId)>,
+    client_hook: Option<Box<dyn ClientHook>>,
+    hook_out: Vec<(u64, NodeId, Transaction)>,
     latencies: Vec<u64>,
     finalized_blocks: Vec<FinalizedBlock>,
     traffic: Traffic,
@@ -173,6 +191,8 @@ impl<P: Protocol> Simulation<P> {
             emissions: Vec::new(),
             declared: Vec::new(),
             accepted: FxHashMap::default(),
+            client_hook: None,
+            hook_out: Vec::new(),
             latencies: Vec::new(),
             finalized_blocks: Vec::new(),
             traffic: Traffic::default(),
@@ -195,6 +215,11 @@ impl<P: Protocol> Simulation<P> {
     pub fn set_adversary(&mut self, node: NodeId, adversary: Box<dyn Adversary<P::Message>>) {
         self.nodes[node.index()].honest = false;
         self.adversaries[node.index()] = Some(adversary);
+    }
+
+    /// Installs clients that react to finalized blocks (see [`ClientHook`]).
+    pub fn set_client_hook(&mut self, hook: Box<dyn ClientHook>) {
+        self.client_hook = Some(hook);
     }
 
     /// A client submits `tx` to `node` at `at_ns`.
@@ -705,6 +730,16 @@ impl<P: Protocol> Simulation<P> {
         }
         if !honest {
             return;
+        }
+        if let Some(hook) = self.client_hook.as_mut() {
+            let mut out = std::mem::take(&mut self.hook_out);
+            hook.on_commit(at, node, &block, self.nodes[node.index()].app.as_ref(), &mut out);
+            for (when, to, tx) in out.drain(..) {
+                if to.index() < self.nodes.len() {
+                    self.submit_at(when.max(at), to, tx);
+                }
+            }
+            self.hook_out = out;
         }
         let first_at_height = self.checker.canonical().count() < block.height().0 as usize;
         self.checker.on_commit(at, node, &block, applied.state_digest);
