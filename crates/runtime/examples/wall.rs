@@ -1,0 +1,75 @@
+//! Wall-clock runs of a 4-replica cluster, Streamlet and PBFT, as fast as the cluster takes
+//! transactions, beside this machine's signature-verification limit:
+//! `cargo run --release -p agora-runtime --example wall [TXS]`.
+
+use std::time::Duration;
+
+use agora_consensus::TxLog;
+use agora_crypto::SecretKey;
+use agora_pbft::{Pbft, PbftConfig};
+use agora_runtime::{ClusterConfig, Load, WallReport, run, verify_rate};
+use agora_streamlet::{Streamlet, StreamletConfig};
+use agora_types::{NodeId, Transaction};
+use bytes::Bytes;
+
+fn load(txs: usize, nodes: usize) -> Load {
+    let clients: Vec<SecretKey> = (0..64).map(|i| SecretKey::from_seed(3, i)).collect();
+    let txs = (0..txs)
+        .map(|i| {
+            let tx = Transaction::new_signed(
+                &clients[i % 64],
+                (i / 64) as u64,
+                Bytes::from(vec![7; 48]),
+            )
+            .expect("small");
+            (NodeId((i % nodes) as u16), tx)
+        })
+        .collect();
+    Load { txs, rate_per_sec: None, window: 8_000 }
+}
+
+fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
+    println!(
+        "{name:<10} n={} tps {:>8.0} (limit {:>6.0}, {:>4.0}%)  p50 {:>7.1} ms  p99 {:>7.1} ms  replica-core {:>8.0} tx/s ({:>4.0}% of {:.0})  msgs/tx {:.1}  agree {}",
+        r.nodes,
+        r.tps,
+        limit_all / r.nodes as f64,
+        100.0 * r.tps / (limit_all / r.nodes as f64),
+        r.latency_ms_p50,
+        r.latency_ms_p99,
+        r.replica_core_tps.unwrap_or(0.0),
+        100.0 * r.replica_core_tps.unwrap_or(0.0) / limit_one,
+        limit_one,
+        r.messages as f64 / r.txs_finalized.max(1) as f64,
+        r.state_digests_agree
+    );
+}
+
+fn main() {
+    let txs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (one, all) = verify_rate(cores, Duration::from_millis(500));
+    println!("k256 verifications/s: one core {one:.0}, all {cores} cores {all:.0}");
+    let mut config = ClusterConfig::new(4);
+    config.timeout = Duration::from_secs(300);
+    let mut streamlet = StreamletConfig::new(20_000_000);
+    streamlet.batch.txs_max = 2_000;
+    let r = run(
+        config,
+        |me, c, k| Streamlet::new(streamlet, c.clone(), me, k.clone()),
+        |_| Box::new(TxLog::new(true)),
+        load(txs, 4),
+    )
+    .expect("streamlet run");
+    print("streamlet", &r, one, all);
+    let mut pbft = PbftConfig::new(2_000_000_000);
+    pbft.batch.txs_max = 500;
+    let r = run(
+        config,
+        |me, c, k| Pbft::new(pbft, c.clone(), me, k.clone()),
+        |_| Box::new(TxLog::new(true)),
+        load(txs, 4),
+    )
+    .expect("pbft run");
+    print("pbft", &r, one, all);
+}

@@ -1,0 +1,516 @@
+//! A real-time cluster in one process: the same sans-IO engines the simulator drives, each replica
+//! on its own thread with a real clock, linked by bounded crossbeam channels.
+//!
+//! - **Links.** Each replica has one bounded inbox. A message is encoded once with the project
+//!   codec into [`bytes::Bytes`]; a broadcast hands every recipient a clone of the same buffer.
+//!   A full inbox blocks the sender: backpressure, measured ([`ReplicaReport::send_blocked_ns`]),
+//!   never a silent loss.
+//! - **Time.** A replica sleeps in `recv_timeout` until its next timer or its next message; timers
+//!   live in a per-replica deadline map. No busy-waiting.
+//! - **Work.** Each replica runs its engine, its mempool and its own application, and therefore
+//!   verifies every transaction it applies. Undecodable bytes are counted and dropped.
+//! - **Load.** [`Load`] submits pre-signed transactions (signing is done before the clock starts)
+//!   open loop at a rate, or as fast as the cluster takes them (a bounded window of transactions in
+//!   flight).
+//! - **Measures.** [`WallReport`] gives wall-clock throughput (transactions applied at every
+//!   replica per second, from the first submission to the last replica applying the last one),
+//!   finality latency (submission to finalization at the replica it was submitted to), messages and
+//!   bytes, the process's CPU seconds, and replica-core capacity (finalized transactions per
+//!   replica-CPU-second). [`verify_rate`] measures the physical limit they are compared with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use agora_consensus::{
+    Action, Application, Context, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted,
+};
+use agora_crypto::{Digest, DirectCheck, SecretKey, domain};
+use agora_types::{Committee, CommitteeError, NodeId, Transaction, codec};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+/// Settings of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Replicas.
+    pub nodes: usize,
+    /// Seed of the replicas' keys.
+    pub seed: u64,
+    /// Messages an inbox holds at most.
+    pub inbox_capacity: usize,
+    /// Each replica's mempool bounds.
+    pub mempool: MempoolLimits,
+    /// The run gives up after this long (wall clock).
+    pub timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// `nodes` replicas, seed 0, inboxes of 65,536 messages, default mempools, 60 s timeout.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            seed: 0,
+            inbox_capacity: 65_536,
+            mempool: MempoolLimits::default(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Transactions to submit, each to a replica, and how fast.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Pre-signed transactions and the replica each goes to, in submission order.
+    pub txs: Vec<(NodeId, Transaction)>,
+    /// Transactions per second (open loop); `None`: as fast as the cluster takes them.
+    pub rate_per_sec: Option<f64>,
+    /// With `rate_per_sec: None`: transactions submitted but not yet final at their replica, at most.
+    pub window: u64,
+}
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The committee could not be formed.
+    #[error(transparent)]
+    Committee(#[from] CommitteeError),
+    /// Not every accepted transaction was final everywhere within the timeout.
+    #[error("timed out after {0:?} with transactions still not final everywhere")]
+    Timeout(Duration),
+    /// A replica thread panicked.
+    #[error("replica {0} stopped unexpectedly")]
+    ReplicaPanicked(NodeId),
+}
+
+/// What one replica did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplicaReport {
+    /// Last finalized height.
+    pub height: u64,
+    /// Its application's state digest.
+    pub state_digest: Digest,
+    /// Transactions finalized (in committed blocks).
+    pub finalized_txs: u64,
+    /// Messages sent.
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Messages sent by kind.
+    pub by_kind: BTreeMap<&'static str, (u64, u64)>,
+    /// Time spent blocked on full inboxes (backpressure), in nanoseconds.
+    pub send_blocked_ns: u64,
+    /// Received bytes that did not decode.
+    pub decode_errors: u64,
+    /// Submissions its mempool refused as full.
+    pub mempool_full: u64,
+    /// Finality latencies (submission → finalization here) of the transactions submitted here, ns.
+    #[serde(skip)]
+    pub latencies_ns: Vec<u64>,
+    /// When it applied its last block.
+    #[serde(skip)]
+    pub last_commit: Option<Instant>,
+}
+
+/// Everything a wall-clock run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct WallReport {
+    /// Replicas.
+    pub nodes: usize,
+    /// Transactions accepted by a replica.
+    pub txs_submitted: u64,
+    /// Transactions finalized and applied at every replica.
+    pub txs_finalized: u64,
+    /// Seconds from the first submission to the last replica applying the last transaction.
+    pub wall_seconds: f64,
+    /// `txs_finalized / wall_seconds`.
+    pub tps: f64,
+    /// Finality latency, ms: p50.
+    pub latency_ms_p50: f64,
+    /// p99.
+    pub latency_ms_p99: f64,
+    /// Largest.
+    pub latency_ms_max: f64,
+    /// Messages sent, all replicas.
+    pub messages: u64,
+    /// Bytes sent, all replicas.
+    pub bytes: u64,
+    /// CPU seconds the process used during the run (all threads), if the platform tells.
+    pub cpu_seconds: Option<f64>,
+    /// Finalized transactions ÷ (CPU seconds ÷ replicas): what one replica could sustain on one
+    /// core of this machine.
+    pub replica_core_tps: Option<f64>,
+    /// Every replica ended at the same height with the same state digest.
+    pub state_digests_agree: bool,
+    /// Per replica.
+    pub replicas: Vec<ReplicaReport>,
+}
+
+enum Input {
+    Message { from: NodeId, bytes: Bytes },
+    Submit { tx: Box<Transaction>, at: Instant },
+    Stop,
+}
+
+/// Counters the load generator and the run's end condition read.
+#[derive(Default)]
+struct Shared {
+    /// Submissions a replica has handled (accepted, duplicate or refused).
+    handled: AtomicU64,
+    /// Of those, accepted.
+    accepted: AtomicU64,
+    /// Accepted transactions final at the replica they were submitted to.
+    final_at_entry: AtomicU64,
+}
+
+struct Replica<P: Protocol> {
+    me: NodeId,
+    engine: P,
+    mempool: InMemoryMempool,
+    app: Box<dyn Application + Send>,
+    peers: Arc<Vec<Sender<Input>>>,
+    start: Instant,
+    timers: BTreeMap<(Instant, u64), P::Timer>,
+    armed: FxHashMap<P::Timer, (Instant, u64)>,
+    timer_seq: u64,
+    submitted_at: FxHashMap<Digest, Instant>,
+    finalized: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    report: ReplicaReport,
+}
+
+impl<P: Protocol> Replica<P> {
+    fn now_ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_nanos() as u64
+    }
+
+    fn run(mut self, inbox: Receiver<Input>) -> ReplicaReport {
+        self.step(Instant::now(), |engine, ctx| engine.on_start(ctx));
+        loop {
+            let now = Instant::now();
+            self.fire_timers(now);
+            let wait = self
+                .timers
+                .keys()
+                .next()
+                .map_or(Duration::from_millis(100), |(d, _)| d.saturating_duration_since(now));
+            match inbox.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(input) => {
+                    if !self.handle(input) {
+                        break;
+                    }
+                    // Drain what is already waiting before looking at the clock again.
+                    while let Ok(input) = inbox.try_recv() {
+                        if !self.handle(input) {
+                            return self.report;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.report
+    }
+
+    /// Handles one input; `false` to stop.
+    fn handle(&mut self, input: Input) -> bool {
+        let now = Instant::now();
+        match input {
+            Input::Stop => return false,
+            Input::Message { from, bytes } => match codec::decode::<P::Message>(&bytes) {
+                Ok(message) => self.step(now, |engine, ctx| engine.on_message(ctx, from, message)),
+                Err(_) => self.report.decode_errors += 1,
+            },
+            Input::Submit { tx, at } => {
+                let id = tx.id();
+                let mut outcome = None;
+                self.step(now, |engine, ctx| outcome = Some(engine.on_transaction(ctx, *tx)));
+                self.shared.handled.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Some(Ok(Submitted::Accepted)) => {
+                        self.submitted_at.insert(id, at);
+                        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(_)) => self.report.mempool_full += 1,
+                    _ => {}
+                }
+            }
+        }
+        true
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some((&(deadline, seq), _)) = self.timers.first_key_value() {
+            if deadline > now {
+                break;
+            }
+            let timer = self.timers.remove(&(deadline, seq)).expect("just seen");
+            if self.armed.get(&timer) == Some(&(deadline, seq)) {
+                self.armed.remove(&timer);
+                self.step(now, |engine, ctx| engine.on_timer(ctx, timer));
+            }
+        }
+    }
+
+    /// Runs one engine handler, then carries out its actions.
+    fn step(&mut self, now: Instant, f: impl FnOnce(&mut P, &mut agora_consensus::Ctx<'_, P>)) {
+        let mut actions = Vec::new();
+        let mut checker = DirectCheck;
+        let now_ns = self.now_ns(now);
+        let mut ctx = Context::new(now_ns, self.me, &mut actions, &mut self.mempool, &mut checker);
+        f(&mut self.engine, &mut ctx);
+        for action in actions {
+            match action {
+                Action::Send { to, message } => self.send(&[to], &message),
+                Action::Broadcast { message } => {
+                    let all: Vec<NodeId> = (0..self.peers.len() as u16)
+                        .map(NodeId)
+                        .filter(|n| *n != self.me)
+                        .collect();
+                    self.send(&all, &message);
+                }
+                Action::SetTimer { timer, after_ns } => {
+                    let deadline = now + Duration::from_nanos(after_ns);
+                    self.timer_seq += 1;
+                    if let Some(old) = self.armed.insert(timer.clone(), (deadline, self.timer_seq))
+                    {
+                        self.timers.remove(&old);
+                    }
+                    self.timers.insert((deadline, self.timer_seq), timer);
+                }
+                Action::CancelTimer { timer } => {
+                    if let Some(old) = self.armed.remove(&timer) {
+                        self.timers.remove(&old);
+                    }
+                }
+                Action::Commit { block } => {
+                    let applied = self.app.apply(&block, &mut DirectCheck);
+                    let at = Instant::now();
+                    let txs = block.batch().len() as u64;
+                    for tx in block.batch().transactions() {
+                        if let Some(t0) = self.submitted_at.remove(&tx.id()) {
+                            self.report
+                                .latencies_ns
+                                .push(at.saturating_duration_since(t0).as_nanos() as u64);
+                            self.shared.final_at_entry.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.report.height = block.height().0;
+                    self.report.state_digest = applied.state_digest;
+                    self.report.finalized_txs += txs;
+                    self.report.last_commit = Some(at);
+                    self.finalized.fetch_add(txs, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured).
+    fn send(&mut self, to: &[NodeId], message: &P::Message) {
+        let Ok(bytes) = codec::encode(message) else { return };
+        let kind = message.kind();
+        for recipient in to {
+            let input = Input::Message { from: self.me, bytes: bytes.clone() };
+            let link = &self.peers[recipient.index()];
+            match link.try_send(input) {
+                Ok(()) => {}
+                Err(TrySendError::Full(input)) => {
+                    let t0 = Instant::now();
+                    let _ = link.send(input);
+                    self.report.send_blocked_ns += t0.elapsed().as_nanos() as u64;
+                }
+                Err(TrySendError::Disconnected(_)) => continue,
+            }
+            self.report.messages += 1;
+            self.report.bytes += bytes.len() as u64;
+            let k = self.report.by_kind.entry(kind).or_default();
+            k.0 += 1;
+            k.1 += bytes.len() as u64;
+        }
+    }
+}
+
+/// Runs a cluster of `config.nodes` replicas of engine `P` until every accepted transaction of
+/// `load` is final at every replica (or the timeout), and reports.
+pub fn run<P>(
+    config: ClusterConfig,
+    engine: impl Fn(NodeId, &Committee, &SecretKey) -> P,
+    app: impl Fn(NodeId) -> Box<dyn Application + Send>,
+    load: Load,
+) -> Result<WallReport, RuntimeError>
+where
+    P: Protocol + Send + 'static,
+    P::Timer: Send,
+{
+    let (committee, keys) = Committee::deterministic(config.seed, config.nodes)?;
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..config.nodes).map(|_| bounded::<Input>(config.inbox_capacity)).unzip();
+    let peers = Arc::new(senders);
+    let shared = Arc::new(Shared::default());
+    let finalized: Vec<Arc<AtomicU64>> =
+        (0..config.nodes).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let cpu_before = process_cpu_seconds();
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for (i, inbox) in receivers.into_iter().enumerate() {
+        let me = NodeId(i as u16);
+        let replica = Replica {
+            me,
+            engine: engine(me, &committee, &keys[i]),
+            mempool: InMemoryMempool::new(config.mempool),
+            app: app(me),
+            peers: Arc::clone(&peers),
+            start,
+            timers: BTreeMap::new(),
+            armed: FxHashMap::default(),
+            timer_seq: 0,
+            submitted_at: FxHashMap::default(),
+            finalized: Arc::clone(&finalized[i]),
+            shared: Arc::clone(&shared),
+            report: ReplicaReport::default(),
+        };
+        let handle = thread::Builder::new()
+            .name(format!("replica-{i}"))
+            .spawn(move || replica.run(inbox))
+            .expect("threads can be spawned");
+        handles.push(handle);
+    }
+    // The load, open loop at its rate, or as fast as the window allows.
+    let first_submission = Instant::now();
+    let total = load.txs.len() as u64;
+    for (k, (node, tx)) in load.txs.into_iter().enumerate() {
+        match load.rate_per_sec {
+            Some(rate) => {
+                let due = first_submission + Duration::from_secs_f64(k as f64 / rate.max(1e-9));
+                let now = Instant::now();
+                if due > now {
+                    thread::sleep(due - now);
+                }
+            }
+            None => {
+                while (k as u64).saturating_sub(shared.final_at_entry.load(Ordering::Relaxed))
+                    > load.window.max(1)
+                {
+                    thread::sleep(Duration::from_micros(200));
+                    if first_submission.elapsed() > config.timeout {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = peers[node.index() % config.nodes]
+            .send(Input::Submit { tx: Box::new(tx), at: Instant::now() });
+    }
+    // Wait until every accepted transaction is final at every replica.
+    let deadline = first_submission + config.timeout;
+    let mut timed_out = false;
+    loop {
+        let handled = shared.handled.load(Ordering::Relaxed);
+        let accepted = shared.accepted.load(Ordering::Relaxed);
+        let settled = finalized.iter().all(|f| f.load(Ordering::Relaxed) >= accepted);
+        if handled == total && settled {
+            break;
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    for p in peers.iter() {
+        let _ = p.send(Input::Stop);
+    }
+    let mut replicas = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        replicas.push(h.join().map_err(|_| RuntimeError::ReplicaPanicked(NodeId(i as u16)))?);
+    }
+    if timed_out {
+        return Err(RuntimeError::Timeout(config.timeout));
+    }
+    let cpu_seconds = match (cpu_before, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let end = replicas.iter().filter_map(|r| r.last_commit).max().unwrap_or_else(Instant::now);
+    let wall_seconds = end.saturating_duration_since(first_submission).as_secs_f64();
+    let txs_finalized = replicas.iter().map(|r| r.finalized_txs).min().unwrap_or(0);
+    let mut latencies: Vec<u64> =
+        replicas.iter().flat_map(|r| r.latencies_ns.iter().copied()).collect();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i] as f64 / 1e6
+    };
+    let first = &replicas[0];
+    let state_digests_agree =
+        replicas.iter().all(|r| r.height == first.height && r.state_digest == first.state_digest);
+    Ok(WallReport {
+        nodes: config.nodes,
+        txs_submitted: shared.accepted.load(Ordering::Relaxed),
+        txs_finalized,
+        wall_seconds,
+        tps: if wall_seconds > 0.0 { txs_finalized as f64 / wall_seconds } else { 0.0 },
+        latency_ms_p50: pct(0.50),
+        latency_ms_p99: pct(0.99),
+        latency_ms_max: latencies.last().map_or(0.0, |l| *l as f64 / 1e6),
+        messages: replicas.iter().map(|r| r.messages).sum(),
+        bytes: replicas.iter().map(|r| r.bytes).sum(),
+        cpu_seconds,
+        replica_core_tps: cpu_seconds
+            .filter(|c| *c > 0.0)
+            .map(|c| txs_finalized as f64 / (c / config.nodes as f64)),
+        state_digests_agree,
+        replicas,
+    })
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` on Linux.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports them in USER_HZ, which is 100 on every mainstream configuration.
+    Some((utime + stime) / 100.0)
+}
+
+/// k256 signature verifications per second on this machine: on one core, and on `threads`
+/// cores at once (the physical limit wall-clock figures are compared with).
+pub fn verify_rate(threads: usize, duration: Duration) -> (f64, f64) {
+    let key = SecretKey::from_seed(1, 1);
+    let message = [9u8; 32];
+    let signature = key.sign(&domain::TX_SIGNATURE, &message);
+    let public = *key.public_key();
+    let one = |d: Duration| {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < d {
+            for _ in 0..16 {
+                let _ = std::hint::black_box(public.verify(
+                    &domain::TX_SIGNATURE,
+                    &message,
+                    &signature,
+                ));
+            }
+            n += 16;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let single = one(duration);
+    let all: f64 = thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| one(duration))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+    });
+    (single, all)
+}

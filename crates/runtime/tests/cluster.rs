@@ -1,0 +1,65 @@
+//! Real-time clusters of the same engines the simulator drives: every transaction final at every
+//! replica, equal state digests. (Behaviour only: no timing thresholds; speed is for benches.)
+
+use agora_consensus::TxLog;
+use agora_crypto::SecretKey;
+use agora_pbft::{Pbft, PbftConfig};
+use agora_runtime::{ClusterConfig, Load, run, verify_rate};
+use agora_streamlet::{Streamlet, StreamletConfig};
+use agora_types::{NodeId, Transaction};
+use bytes::Bytes;
+
+fn load(txs: usize, nodes: usize, rate: Option<f64>) -> Load {
+    let clients: Vec<SecretKey> = (0..16).map(|i| SecretKey::from_seed(3, i)).collect();
+    let txs = (0..txs)
+        .map(|i| {
+            let tx = Transaction::new_signed(
+                &clients[i % 16],
+                (i / 16) as u64,
+                Bytes::from(vec![i as u8; 40]),
+            )
+            .unwrap();
+            (NodeId((i % nodes) as u16), tx)
+        })
+        .collect();
+    Load { txs, rate_per_sec: rate, window: 2_000 }
+}
+
+#[test]
+fn a_streamlet_cluster_finalizes_everything_everywhere() {
+    let config = StreamletConfig::new(20_000_000);
+    let report = run(
+        ClusterConfig::new(4),
+        |me, committee, key| Streamlet::new(config, committee.clone(), me, key.clone()),
+        |_| Box::new(TxLog::new(true)),
+        load(400, 4, Some(2_000.0)),
+    )
+    .unwrap();
+    assert_eq!(report.txs_submitted, 400);
+    assert_eq!(report.txs_finalized, 400);
+    assert!(report.state_digests_agree, "{report:?}");
+    assert!(report.messages > 0 && report.bytes > 0);
+    assert!(report.replicas.iter().all(|r| r.decode_errors == 0));
+}
+
+#[test]
+fn a_pbft_cluster_finalizes_everything_everywhere_as_fast_as_it_can() {
+    let config = PbftConfig::new(1_000_000_000);
+    let report = run(
+        ClusterConfig::new(4),
+        |me, committee, key| Pbft::new(config, committee.clone(), me, key.clone()),
+        |_| Box::new(TxLog::new(true)),
+        load(2_000, 4, None),
+    )
+    .unwrap();
+    assert_eq!(report.txs_finalized, 2_000);
+    assert!(report.state_digests_agree, "{report:?}");
+    assert!(report.tps > 0.0 && report.latency_ms_p50 > 0.0);
+    assert!(report.cpu_seconds.is_some_and(|c| c > 0.0));
+}
+
+#[test]
+fn the_verification_limit_is_measured() {
+    let (one, all) = verify_rate(2, std::time::Duration::from_millis(50));
+    assert!(one > 0.0 && all > 0.0);
+}
