@@ -23,12 +23,23 @@ enum Task {
     /// warnings denied, the whole test suite (doc tests included), and the docs with warnings
     /// denied.
     Ci,
+    /// Compare the protocols and write target/agora-report/ (report.md, report.json, SVG
+    /// plots): `agora bench` built in release mode.
+    Bench {
+        /// The short matrix (under two minutes on this machine).
+        #[arg(long)]
+        quick: bool,
+        /// Skip the wall-clock runs.
+        #[arg(long)]
+        no_wall: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Ci => ci(),
+        Task::Bench { quick, no_wall } => bench(quick, no_wall),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +91,27 @@ fn ci() -> Result<()> {
     run_steps(&steps)
 }
 
+fn bench(quick: bool, no_wall: bool) -> Result<()> {
+    let mut args = vec![
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "agora-cli",
+        "--",
+        "bench",
+        "--out",
+        "target/agora-report",
+    ];
+    if quick {
+        args.push("--quick");
+    }
+    if no_wall {
+        args.push("--no-wall");
+    }
+    run_steps(&[Step::new("bench", &args)])
+}
+
 fn has_nextest() -> bool {
     Command::new(cargo())
         .args(["nextest", "--version"])
@@ -123,7 +155,7 @@ fn run_steps(steps: &[Step]) -> Result<()> {
         eprintln!("  {:<18} {:>9}  skipped", step.name, "");
     }
     match failure {
-        Some(name) => bail!("step `{name}` failed; fix it and run `cargo xtask ci` again"),
+        Some(name) => bail!("step `{name}` failed; fix it and run the task again"),
         None => {
             eprintln!("all {} steps passed", done.len());
             Ok(())

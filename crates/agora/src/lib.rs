@@ -17,6 +17,7 @@
 //! The real-time runtimes join as they are built; see `docs/ARCHITECTURE.md`.
 //!
 //! On top of them the facade offers:
+//! - [`bench`]: protocol comparison reports (Markdown, JSON, SVG plots);
 //! - [`market`]: the replicated exchange (order payloads, the market application, agents);
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
 //!   does), with a JSON-ready summary;
@@ -28,9 +29,11 @@ pub use agora_crypto as crypto;
 pub use agora_netsim as netsim;
 pub use agora_orderbook as orderbook;
 pub use agora_pbft as pbft;
+pub use agora_runtime as runtime;
 pub use agora_streamlet as streamlet;
 pub use agora_types as types;
 
+pub mod bench;
 pub mod market;
 pub mod render;
 pub mod simulate;

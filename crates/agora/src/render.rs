@@ -320,11 +320,15 @@ pub fn sequence_chart(
         at: u64,
         kind: &'static str,
     }
-    let mine = |i: &Option<u64>| *i == Some(instance);
+    // Messages of the instance itself; view-change traffic carries a view, not a sequence number.
+    let view_traffic = |kind: &str| matches!(kind, "view-change" | "new-view");
+    let mine = |i: &Option<u64>, kind: &str| *i == Some(instance) && !view_traffic(kind);
     let span: Vec<u64> = events
         .iter()
         .filter_map(|e| match e {
-            E::Deliver { t_ns, sent_ns, instance: i, .. } if mine(i) => Some([*sent_ns, *t_ns]),
+            E::Deliver { t_ns, sent_ns, instance: i, kind, .. } if mine(i, kind) => {
+                Some([*sent_ns, *t_ns])
+            }
             _ => None,
         })
         .flatten()
@@ -348,7 +352,7 @@ pub fn sequence_chart(
                 let view_change = matches!(*kind, "view-change" | "new-view")
                     && *sent_ns >= start
                     && *t_ns <= last;
-                if mine(i) || view_change {
+                if mine(i, kind) || view_change {
                     arrows.push(Arrow {
                         from: from.index(),
                         to: to.index(),

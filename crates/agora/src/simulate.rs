@@ -114,6 +114,11 @@ pub struct SimulateOptions {
     pub record_trace: bool,
     /// What the clients submit.
     pub workload: WorkloadChoice,
+    /// Split the committee in two halves from the first to the second time (ms); then heal.
+    pub partition_ms: Option<(f64, f64)>,
+    /// Node 0 is Byzantine and equivocates: as leader or primary it sends one block to half of
+    /// the nodes and another, signed too, to the rest.
+    pub equivocator: bool,
 }
 
 impl Default for SimulateOptions {
@@ -138,6 +143,8 @@ impl Default for SimulateOptions {
             crash_primary_of_view: Vec::new(),
             record_trace: false,
             workload: WorkloadChoice::Random,
+            partition_ms: None,
+            equivocator: false,
         }
     }
 }
@@ -457,6 +464,18 @@ impl SimulateOptions {
                 c.faults.push(Fault { at_ns: at, node, kind: FaultKind::Crash });
             }
         }
+        if let Some((from, to)) = self.partition_ms {
+            let (start_ns, end_ns) = (ns("partition", from)?, ns("partition", to)?);
+            if end_ns <= start_ns {
+                return Err(SimulateError::Option("a partition must end after it starts".into()));
+            }
+            let half: Vec<NodeId> = (0..self.nodes / 2).map(|i| NodeId(i as u16)).collect();
+            c.network.partitions.push(agora_netsim::Partition {
+                start_ns,
+                end_ns,
+                groups: vec![half],
+            });
+        }
         if self.checkpoint_interval == 0 {
             return Err(SimulateError::Option("--checkpoint-interval must be positive".into()));
         }
@@ -487,6 +506,81 @@ impl SimulateOptions {
     }
 }
 
+mod adversaries {
+    //! The equivocating leader (Streamlet) and primary (PBFT): to the upper half of the nodes
+    //! they send a second block for the same round, signed with their own key.
+
+    use agora_crypto::domain;
+    use agora_netsim::{Adversary, AdversaryEnv, Emission, Payload};
+    use agora_pbft::{PbftMessage, PrePrepare};
+    use agora_streamlet::{Proposal, StreamletMessage};
+    use agora_types::{Block, NodeId, Phase, Vote};
+
+    fn other(block: &Block) -> Block {
+        let h = block.header();
+        Block::new(
+            h.parent,
+            h.round,
+            h.height,
+            h.proposer,
+            h.created_at_ns + 1,
+            block.batch().clone(),
+        )
+    }
+
+    fn upper_half(env: &AdversaryEnv<'_>, to: NodeId) -> bool {
+        to.index() * 2 >= env.committee.n()
+    }
+
+    /// A Streamlet leader that proposes two blocks per epoch.
+    pub(super) fn streamlet() -> Box<dyn Adversary<StreamletMessage>> {
+        Box::new(
+            |env: &mut AdversaryEnv<'_>,
+             to: NodeId,
+             message: StreamletMessage,
+             out: &mut Vec<Emission<StreamletMessage>>| {
+                let message = match message {
+                    StreamletMessage::Propose(p) if upper_half(env, to) => {
+                        let block = other(&p.block);
+                        let signature = env.key.sign(&domain::PROPOSAL, block.digest().as_bytes());
+                        StreamletMessage::Propose(Proposal { block, signature })
+                    }
+                    m => m,
+                };
+                out.push(Emission::now(to, Payload::Message(message)));
+            },
+        )
+    }
+
+    /// A PBFT primary that pre-prepares two batches per sequence number.
+    pub(super) fn pbft() -> Box<dyn Adversary<PbftMessage>> {
+        Box::new(
+            |env: &mut AdversaryEnv<'_>,
+             to: NodeId,
+             message: PbftMessage,
+             out: &mut Vec<Emission<PbftMessage>>| {
+                let message = match message {
+                    PbftMessage::PrePrepare(pp) if upper_half(env, to) => {
+                        let block = other(&pp.block);
+                        let statement = agora_pbft::statement(
+                            Phase::PrePrepare,
+                            pp.view(),
+                            pp.seq(),
+                            block.digest(),
+                        );
+                        PbftMessage::PrePrepare(PrePrepare {
+                            vote: Vote::sign(statement, env.me, env.key),
+                            block,
+                        })
+                    }
+                    m => m,
+                };
+                out.push(Emission::now(to, Payload::Message(message)));
+            },
+        )
+    }
+}
+
 /// What a protocol adds to the common summary.
 #[derive(Debug, Default)]
 struct Extras {
@@ -506,6 +600,7 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
             streamlet.leader,
             &clients,
             |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
+            options.equivocator.then(adversaries::streamlet),
             |_| Extras::default(),
         ),
         ProtocolChoice::Pbft => {
@@ -516,6 +611,7 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
                 streamlet.leader,
                 &clients,
                 |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
+                options.equivocator.then(adversaries::pbft),
                 |sim| {
                     let honest = sim.honest_nodes();
                     Extras {
@@ -583,10 +679,14 @@ fn simulate<P: Protocol + ChainView>(
     leader_rule: LeaderRule,
     clients: &Clients,
     engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
+    adversary: Option<Box<dyn agora_netsim::Adversary<P::Message>>>,
     extras: impl FnOnce(&Simulation<P>) -> Extras,
 ) -> Result<SimulationRun, SimulateError> {
     let record = config.trace == TraceMode::Record;
     let mut sim = Simulation::new(config, engine, |node| clients.application(node))?;
+    if let Some(adversary) = adversary {
+        sim.set_adversary(NodeId(0), adversary);
+    }
     if let Some((_, orders, _)) = &clients.market {
         for order in orders {
             sim.submit_at(order.at_ns, order.node, order.tx.clone());

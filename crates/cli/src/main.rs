@@ -31,6 +31,9 @@ enum Command {
     /// Unless options say otherwise the network is ideal (fixed latency, no jitter or loss,
     /// unlimited bandwidth, no processing cost), so results can be checked against the paper.
     Simulate(Box<SimulateArgs>),
+    /// Compare the protocols: a matrix of simulated runs (n, scenarios) and wall-clock runs of
+    /// the real-time cluster; writes report.md, report.json and SVG plots.
+    Bench(BenchArgs),
     /// Run the order book alone: apply one JSON command per line, print one JSON event per
     /// line. Commands: market, deposit, withdraw, place, cancel, amend, cancel_all (see the
     /// README). A malformed line is reported with its line number and skipped.
@@ -38,6 +41,22 @@ enum Command {
     /// Sign orders, batch them into a block, encode and decode it, verify every signature, and
     /// certify it with the committee's votes; print sizes and timings.
     Walkthrough(WalkthroughArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The short matrix (n = 4 and 7, shorter runs).
+    #[arg(long)]
+    quick: bool,
+    /// Skip the wall-clock runs.
+    #[arg(long)]
+    no_wall: bool,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/agora-report")]
+    out: PathBuf,
+    /// Seed of every simulated run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -154,6 +173,12 @@ struct SimulateArgs {
     /// (repeatable).
     #[arg(long, value_name = "V")]
     crash_primary_of_view: Vec<u64>,
+    /// Node 0 is Byzantine and equivocates (two blocks per round, to different halves).
+    #[arg(long)]
+    equivocator: bool,
+    /// Split the committee in two halves from FROM to TO (ms), then heal.
+    #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+    partition_ms: Option<Vec<f64>>,
     /// Draw the message sequence chart of sequence number N (PBFT) as SVG.
     #[arg(long, num_args = 2, value_names = ["N", "FILE.svg"])]
     render_seq: Option<Vec<String>>,
@@ -194,6 +219,8 @@ impl Default for SimulateArgs {
             view_timeout_ms: d.view_timeout_ms,
             crash_primary_of_view: Vec::new(),
             render_seq: None,
+            equivocator: false,
+            partition_ms: None,
             render: None,
             dot: None,
             trace: None,
@@ -239,6 +266,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Simulate(args)) => run_simulate(&args),
+        Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::Book(args)) => run_book(&args),
         Some(Command::Walkthrough(args)) => run_walkthrough(&args),
         None => run_simulate(&SimulateArgs::default()),
@@ -287,6 +315,8 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         view_timeout_ms: args.view_timeout_ms,
         crash_primary_of_view: args.crash_primary_of_view.clone(),
         record_trace: args.trace.is_some() || render_seq.is_some(),
+        equivocator: args.equivocator,
+        partition_ms: args.partition_ms.as_ref().map(|p| (p[0], p[1])),
         workload: match args.workload {
             WorkloadArg::Random => agora::simulate::WorkloadChoice::Random,
             WorkloadArg::Market => agora::simulate::WorkloadChoice::Market,
@@ -318,6 +348,44 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         if !args.json {
             println!("  sequence chart  {} (sequence number {seq})", path.display());
         }
+    }
+    Ok(())
+}
+
+fn run_bench(args: &BenchArgs) -> Result<()> {
+    use agora::bench;
+    let options = bench::BenchOptions { quick: args.quick, wall: !args.no_wall, seed: args.seed };
+    let plan = bench::plan(&options);
+    eprintln!("measuring this machine's signature-verification limit…");
+    let machine = bench::machine();
+    let bar = indicatif::ProgressBar::new(plan.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut runs = Vec::new();
+    for planned in &plan {
+        bar.set_message(planned.label());
+        runs.push(
+            bench::run_one(planned, &options, &machine)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", planned.label()))?,
+        );
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = bench::Report {
+        machine,
+        git_commit: bench::git_commit(),
+        quick: args.quick,
+        seed: args.seed,
+        network: bench::network(args.quick),
+        runs,
+    };
+    let written = bench::write(&report, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    print!("{}", bench::markdown(&report));
+    for path in written {
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -117,6 +117,9 @@ pub enum PbftTimer {
     NewView(View),
     /// Retry state transfer.
     Fetch,
+    /// While a view change to this view is pending, send this replica's VIEW-CHANGE again (a
+    /// partition or loss may have dropped it; the paper's retransmission).
+    ResendViewChange(View),
 }
 
 /// What a replica dropped or did, by reason.
@@ -183,6 +186,8 @@ pub struct Pbft {
     executed_order: VecDeque<Digest>,
     view_changes: BTreeMap<View, BTreeMap<NodeId, ViewChange>>,
     new_view_sent: Option<View>,
+    /// This replica's latest VIEW-CHANGE, resent until its view is installed.
+    my_view_change: Option<ViewChange>,
     attempts: u32,
     request_timer: bool,
     fetch_target: Option<CheckpointProof>,
@@ -229,6 +234,7 @@ impl Pbft {
             executed_order: VecDeque::new(),
             view_changes: BTreeMap::new(),
             new_view_sent: None,
+            my_view_change: None,
             attempts: 0,
             request_timer: false,
             fetch_target: None,
@@ -772,6 +778,8 @@ impl Pbft {
             self.prepared.range(self.stable.seq.0 + 1..).map(|(_, p)| p.clone()).collect();
         let vc = ViewChange::new(target, self.stable.clone(), prepared, self.me, &self.key);
         ctx.broadcast(PbftMessage::ViewChange(Box::new(vc.clone())));
+        self.my_view_change = Some(vc.clone());
+        ctx.set_timer(PbftTimer::ResendViewChange(target), self.config.view_timeout_ns);
         self.record_view_change(ctx, vc);
     }
 
@@ -1013,6 +1021,14 @@ impl Protocol for Pbft {
                 self.start_view_change(ctx, View(view.0 + 1));
             }
             PbftTimer::Fetch if self.fetch_target.is_some() => self.start_fetch(ctx),
+            PbftTimer::ResendViewChange(view)
+                if view == self.view && self.status == Status::ViewChanging =>
+            {
+                if let Some(vc) = &self.my_view_change {
+                    ctx.broadcast(PbftMessage::ViewChange(Box::new(vc.clone())));
+                }
+                ctx.set_timer(PbftTimer::ResendViewChange(view), self.config.view_timeout_ns);
+            }
             _ => {}
         }
     }

@@ -341,6 +341,9 @@ impl Message for PbftMessage {
             PbftMessage::PrePrepare(p) => Some(p.seq().0),
             PbftMessage::Prepare(v) | PbftMessage::Commit(v) => Some(v.statement.height.0),
             PbftMessage::Reply(r) => Some(r.seq.0),
+            // View-change traffic is labelled with the view it moves to.
+            PbftMessage::ViewChange(vc) => Some(vc.new_view.0),
+            PbftMessage::NewView(nv) => Some(nv.view.0),
             _ => None,
         }
     }

@@ -1,0 +1,497 @@
+//! Protocol comparison reports: one matrix of runs (protocols × committee sizes × scenarios in
+//! the simulator, plus wall-clock runs of the real-time cluster), written as `report.md` for
+//! people, `report.json` for programs, and SVG plots.
+//!
+//! Every simulated run uses the same seeds, the same WAN-like network (latency, jitter,
+//! bandwidth) and the same market workload, so protocols differ only in themselves. A theory
+//! check runs each protocol on an ideal network and compares the finality time with the paper's:
+//! PBFT commits 3δ after the pre-prepare, Streamlet finalizes 2Δ + 2δ after the proposal.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agora_consensus::TxLog;
+use agora_crypto::SecretKey;
+use agora_pbft::{Pbft, PbftConfig};
+use agora_runtime::{ClusterConfig, Load, verify_rate};
+use agora_streamlet::{Streamlet, StreamletConfig};
+use agora_types::{NodeId, Transaction};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// The short matrix (n = 4 and 7, shorter runs): under two minutes on this machine.
+    pub quick: bool,
+    /// Include wall-clock runs of the real-time cluster.
+    pub wall: bool,
+    /// Seed of every simulated run.
+    pub seed: u64,
+}
+
+/// The simulated network every matrix run shares.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct NetworkSettings {
+    /// One-way latency, ms.
+    pub latency_ms: f64,
+    /// Uniform jitter, ms.
+    pub jitter_ms: f64,
+    /// Uplink per node, Mbit/s.
+    pub bandwidth_mbps: f64,
+    /// Δ, ms.
+    pub delta_ms: f64,
+    /// Offered load, transactions per second.
+    pub tx_rate: f64,
+    /// Simulated duration per run, ms.
+    pub duration_ms: f64,
+}
+
+/// One run of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// `streamlet` or `pbft`.
+    pub protocol: &'static str,
+    /// Committee size.
+    pub nodes: usize,
+    /// `no-faults`, `leader-crash`, `partition-heals`, `equivocator`, or `theory`.
+    pub scenario: &'static str,
+    /// `sim` or `wall`.
+    pub mode: &'static str,
+    /// Finalized transactions per (simulated or wall) second.
+    pub tps: f64,
+    /// Finality latency p50, ms.
+    pub latency_ms_p50: f64,
+    /// Finality latency p99, ms.
+    pub latency_ms_p99: f64,
+    /// Messages per finalized block.
+    pub messages_per_block: f64,
+    /// Bytes sent per finalized transaction.
+    pub bytes_per_tx: f64,
+    /// Wall runs: finalized transactions per replica-CPU-second.
+    pub replica_core_tps: Option<f64>,
+    /// The most this run could reach: the offered load (sim), or all cores' k256 verifications
+    /// divided by the replicas (wall).
+    pub limit_tps: f64,
+    /// No invariant broken.
+    pub safety_ok: bool,
+    /// Every honest replica ended with the same state digest.
+    pub state_digest_agree: bool,
+    /// Theory runs: the paper's finality time after proposal, ms.
+    pub theory_ms: Option<f64>,
+    /// Theory runs: the measured mean, ms.
+    pub measured_ms: Option<f64>,
+}
+
+/// The machine the report was made on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Cores available.
+    pub cores: usize,
+    /// k256 verifications per second on one core.
+    pub verify_one_core: f64,
+    /// On all cores at once.
+    pub verify_all_cores: f64,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// The git commit of the code measured, if known.
+    pub git_commit: Option<String>,
+    /// Quick or full matrix.
+    pub quick: bool,
+    /// The seed of every simulated run.
+    pub seed: u64,
+    /// The simulated network.
+    pub network: NetworkSettings,
+    /// Every run.
+    pub runs: Vec<RunRecord>,
+}
+
+/// One planned run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// Protocol.
+    pub protocol: ProtocolChoice,
+    /// Committee size.
+    pub nodes: usize,
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Simulated or wall clock.
+    pub wall: bool,
+}
+
+impl Planned {
+    /// A short label for progress output.
+    pub fn label(&self) -> String {
+        format!(
+            "{} n={} {} {}",
+            self.protocol.name(),
+            self.nodes,
+            self.scenario,
+            if self.wall { "wall" } else { "sim" }
+        )
+    }
+}
+
+const SCENARIOS: [&str; 4] = ["no-faults", "leader-crash", "partition-heals", "equivocator"];
+
+/// The simulated network of the matrix.
+pub fn network(quick: bool) -> NetworkSettings {
+    NetworkSettings {
+        latency_ms: 20.0,
+        jitter_ms: 10.0,
+        bandwidth_mbps: 1_000.0,
+        delta_ms: 60.0,
+        tx_rate: 300.0,
+        duration_ms: if quick { 4_000.0 } else { 8_000.0 },
+    }
+}
+
+/// The runs of the matrix, in order.
+pub fn plan(options: &BenchOptions) -> Vec<Planned> {
+    let sizes: &[usize] = if options.quick { &[4, 7] } else { &[4, 7, 16, 31] };
+    let mut out = Vec::new();
+    for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+        out.push(Planned { protocol, nodes: 4, scenario: "theory", wall: false });
+        for &nodes in sizes {
+            for scenario in SCENARIOS {
+                out.push(Planned { protocol, nodes, scenario, wall: false });
+            }
+        }
+        if options.wall {
+            let wall_sizes: &[usize] = if options.quick { &[4] } else { &[4, 7] };
+            for &nodes in wall_sizes {
+                out.push(Planned { protocol, nodes, scenario: "no-faults", wall: true });
+            }
+        }
+    }
+    out
+}
+
+/// Runs one planned run.
+pub fn run_one(
+    planned: &Planned,
+    options: &BenchOptions,
+    machine: &Machine,
+) -> Result<RunRecord, String> {
+    if planned.wall {
+        return run_wall(planned, options, machine);
+    }
+    let net = network(options.quick);
+    let mut o = SimulateOptions {
+        protocol: planned.protocol,
+        nodes: planned.nodes,
+        seed: options.seed,
+        duration_ms: net.duration_ms,
+        latency_ms: net.latency_ms,
+        jitter_ms: net.jitter_ms,
+        delta_ms: net.delta_ms,
+        bandwidth_mbps: Some(net.bandwidth_mbps),
+        tx_rate: net.tx_rate,
+        workload: WorkloadChoice::Market,
+        view_timeout_ms: 400.0,
+        ..SimulateOptions::default()
+    };
+    let mut theory = None;
+    match planned.scenario {
+        "theory" => {
+            // The ideal network of the papers: fixed δ, no jitter, unlimited bandwidth.
+            o.latency_ms = 10.0;
+            o.jitter_ms = 0.0;
+            o.delta_ms = 50.0;
+            o.bandwidth_mbps = None;
+            o.duration_ms = 2_000.0;
+            theory = Some(match planned.protocol {
+                ProtocolChoice::Pbft => 3.0 * o.latency_ms,
+                ProtocolChoice::Streamlet => 2.0 * o.delta_ms + 2.0 * o.latency_ms,
+            });
+        }
+        "leader-crash" => match planned.protocol {
+            ProtocolChoice::Streamlet => o.crash_leader_of_epoch = vec![5],
+            ProtocolChoice::Pbft => o.crash_primary_of_view = vec![0],
+        },
+        "partition-heals" => o.partition_ms = Some((1_000.0, 2_000.0)),
+        "equivocator" => o.equivocator = true,
+        _ => {}
+    }
+    let run = simulate::run(&o).map_err(|e| e.to_string())?;
+    let s = &run.summary;
+    let blocks = s.finalized_blocks.len().max(1) as f64;
+    let measured = theory.map(|_| {
+        let gaps: Vec<f64> =
+            s.finalized_blocks.iter().map(|b| b.finalized_at_ms - b.proposed_at_ms).collect();
+        gaps.iter().sum::<f64>() / gaps.len().max(1) as f64
+    });
+    Ok(RunRecord {
+        protocol: planned.protocol.name(),
+        nodes: planned.nodes,
+        scenario: planned.scenario,
+        mode: "sim",
+        tps: s.tps_sim,
+        latency_ms_p50: s.latency_ms.p50,
+        latency_ms_p99: s.latency_ms.p99,
+        messages_per_block: s.messages.total as f64 / blocks,
+        bytes_per_tx: s.messages.bytes as f64 / s.txs_finalized.max(1) as f64,
+        replica_core_tps: None,
+        limit_tps: o.tx_rate,
+        safety_ok: s.safety_ok,
+        state_digest_agree: s.state_digest_agree.unwrap_or(false),
+        theory_ms: theory,
+        measured_ms: measured,
+    })
+}
+
+fn run_wall(
+    planned: &Planned,
+    options: &BenchOptions,
+    machine: &Machine,
+) -> Result<RunRecord, String> {
+    let n = planned.nodes;
+    let count = if options.quick { 10_000 } else { 20_000 };
+    let clients: Vec<SecretKey> =
+        (0..64).map(|i| SecretKey::from_seed(options.seed ^ 0x77, i)).collect();
+    // Signed before the clock starts.
+    let txs: Vec<(NodeId, Transaction)> = (0..count)
+        .map(|i| {
+            let tx = Transaction::new_signed(
+                &clients[i % 64],
+                (i / 64) as u64,
+                Bytes::from(vec![7u8; 48]),
+            )
+            .expect("small payload");
+            (NodeId((i % n) as u16), tx)
+        })
+        .collect();
+    let load = Load { txs, rate_per_sec: None, window: 8_000 };
+    let mut config = ClusterConfig::new(n);
+    config.timeout = Duration::from_secs(300);
+    let report = match planned.protocol {
+        ProtocolChoice::Streamlet => {
+            let mut s = StreamletConfig::new(20_000_000);
+            s.batch.txs_max = 2_000;
+            agora_runtime::run(
+                config,
+                |me, c, k| Streamlet::new(s, c.clone(), me, k.clone()),
+                |_| Box::new(TxLog::new(true)),
+                load,
+            )
+        }
+        ProtocolChoice::Pbft => {
+            let mut p = PbftConfig::new(2_000_000_000);
+            p.batch.txs_max = 500;
+            agora_runtime::run(
+                config,
+                |me, c, k| Pbft::new(p, c.clone(), me, k.clone()),
+                |_| Box::new(TxLog::new(true)),
+                load,
+            )
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let blocks = report.replicas.first().map_or(1, |r| r.height.max(1)) as f64;
+    Ok(RunRecord {
+        protocol: planned.protocol.name(),
+        nodes: n,
+        scenario: planned.scenario,
+        mode: "wall",
+        tps: report.tps,
+        latency_ms_p50: report.latency_ms_p50,
+        latency_ms_p99: report.latency_ms_p99,
+        messages_per_block: report.messages as f64 / blocks,
+        bytes_per_tx: report.bytes as f64 / report.txs_finalized.max(1) as f64,
+        replica_core_tps: report.replica_core_tps,
+        limit_tps: machine.verify_all_cores / n as f64,
+        safety_ok: true,
+        state_digest_agree: report.state_digests_agree,
+        theory_ms: None,
+        measured_ms: None,
+    })
+}
+
+/// The machine, with its signature-verification limits measured now.
+pub fn machine() -> Machine {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let (one, all) = verify_rate(cores, Duration::from_millis(400));
+    Machine { cpu, cores, verify_one_core: one, verify_all_cores: all }
+}
+
+/// The git commit of the working tree, if git is there to say.
+pub fn git_commit() -> Option<String> {
+    let out =
+        std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `report.md`: the tables a person reads.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# agora protocol comparison\n");
+    let _ = writeln!(
+        s,
+        "Machine: {} ({} cores); k256 verifications/s: {:.0} on one core, {:.0} on all cores. Commit: {}. Seed: {}. Matrix: {}.\n",
+        r.machine.cpu,
+        r.machine.cores,
+        r.machine.verify_one_core,
+        r.machine.verify_all_cores,
+        r.git_commit.as_deref().unwrap_or("unknown"),
+        r.seed,
+        if r.quick { "quick" } else { "full" }
+    );
+    let n = &r.network;
+    let _ = writeln!(
+        s,
+        "Simulated network: latency {} ms + uniform jitter up to {} ms, uplink {} Mbit/s per node, Δ = {} ms; a market of trading agents at {} orders/s for {} simulated ms. Wall runs: the real-time cluster on this machine, pre-signed transactions as fast as it takes them, every replica verifying every signature.\n",
+        n.latency_ms, n.jitter_ms, n.bandwidth_mbps, n.delta_ms, n.tx_rate, n.duration_ms
+    );
+    let _ = writeln!(s, "## Runs\n");
+    let _ = writeln!(
+        s,
+        "| protocol | mode | n | scenario | TPS | limit | % of limit | p50 ms | p99 ms | msgs/block | bytes/tx | replica-core TPS | safety | digests agree |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for run in r.runs.iter().filter(|x| x.scenario != "theory") {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} |",
+            run.protocol,
+            run.mode,
+            run.nodes,
+            run.scenario,
+            run.tps,
+            run.limit_tps,
+            100.0 * run.tps / run.limit_tps.max(1e-9),
+            run.latency_ms_p50,
+            run.latency_ms_p99,
+            run.messages_per_block,
+            run.bytes_per_tx,
+            run.replica_core_tps.map_or("–".into(), |t| format!(
+                "{t:.0} ({:.0}% of one core)",
+                100.0 * t / r.machine.verify_one_core
+            )),
+            if run.safety_ok { "ok" } else { "VIOLATED" },
+            if run.state_digest_agree { "yes" } else { "no" },
+        );
+    }
+    let _ = writeln!(s, "\n## Theory check (ideal network: δ = 10 ms, Δ = 50 ms)\n");
+    let _ =
+        writeln!(s, "| protocol | finality after proposal, theory | measured mean | deviation |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for run in r.runs.iter().filter(|x| x.scenario == "theory") {
+        if let (Some(t), Some(m)) = (run.theory_ms, run.measured_ms) {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} ms | {:.2} ms | {:.2}% |",
+                run.protocol,
+                t,
+                m,
+                100.0 * (m - t).abs() / t
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n## Plots\n\n![throughput](throughput.svg)\n\n![latency](latency.svg)\n\n![messages](messages.svg)"
+    );
+    s
+}
+
+/// Writes `report.md`, `report.json` and the plots into `dir`; returns the paths written.
+pub fn write(report: &Report, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let md = dir.join("report.md");
+    std::fs::write(&md, markdown(report))?;
+    let json = dir.join("report.json");
+    std::fs::write(&json, serde_json::to_string_pretty(report).map_err(std::io::Error::other)?)?;
+    let mut written = vec![md, json];
+    for (name, title, y_label, value) in [
+        (
+            "throughput.svg",
+            "Throughput against n (simulated, no faults)",
+            "finalized tx/s",
+            (|r: &RunRecord| r.tps) as fn(&RunRecord) -> f64,
+        ),
+        (
+            "latency.svg",
+            "Finality latency p99 against n (simulated, no faults)",
+            "p99 latency, ms",
+            |r: &RunRecord| r.latency_ms_p99,
+        ),
+        (
+            "messages.svg",
+            "Messages per finalized block against n (simulated, no faults)",
+            "messages per block",
+            |r: &RunRecord| r.messages_per_block,
+        ),
+    ] {
+        let path = dir.join(name);
+        plot(report, &path, title, y_label, value)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// One line per protocol of `value` against n, over the simulated no-fault runs.
+fn plot(
+    report: &Report,
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    value: fn(&RunRecord) -> f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+    let series: Vec<Series<'_>> =
+        [("streamlet", RGBColor(30, 136, 229)), ("pbft", RGBColor(229, 57, 53))]
+            .into_iter()
+            .map(|(p, colour)| {
+                let points = report
+                    .runs
+                    .iter()
+                    .filter(|r| r.protocol == p && r.mode == "sim" && r.scenario == "no-faults")
+                    .map(|r| (r.nodes as f64, value(r)))
+                    .collect();
+                (p, colour, points)
+            })
+            .collect();
+    let max_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(4.0, f64::max);
+    let max_y = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.15;
+    let root = SVGBackend::new(path, (760, 460)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..max_x + 2.0, 0.0..max_y)?;
+    chart.configure_mesh().x_desc("committee size n").y_desc(y_label).draw()?;
+    for (name, colour, points) in series {
+        chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(3)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
+            });
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 5, colour.filled())))?;
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+    root.present()?;
+    Ok(())
+}
