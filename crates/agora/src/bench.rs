@@ -73,8 +73,8 @@ pub struct RunRecord {
     pub bytes_per_tx: f64,
     /// Wall runs: finalized transactions per replica-CPU-second.
     pub replica_core_tps: Option<f64>,
-    /// The most this run could reach: the offered load (sim), or all cores' k256 verifications
-    /// divided by the replicas (wall).
+    /// The most this run could reach: the load actually submitted per second (sim), or all
+    /// cores' k256 verifications divided by the replicas (wall).
     pub limit_tps: f64,
     /// No invariant broken.
     pub safety_ok: bool,
@@ -242,7 +242,9 @@ pub fn run_one(
         messages_per_block: s.messages.total as f64 / blocks,
         bytes_per_tx: s.messages.bytes as f64 / s.txs_finalized.max(1) as f64,
         replica_core_tps: None,
-        limit_tps: o.tx_rate,
+        // What was offered: every accepted submission (traders, market makers, liquidator) per
+        // simulated second.
+        limit_tps: s.txs_submitted as f64 / (o.duration_ms / 1e3),
         safety_ok: s.safety_ok,
         state_digest_agree: s.state_digest_agree.unwrap_or(false),
         theory_ms: theory,
@@ -472,6 +474,7 @@ fn plot(
             })
             .collect();
     let max_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(4.0, f64::max);
+    let min_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(max_x, f64::min);
     let max_y = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.15;
     let root = SVGBackend::new(path, (760, 460)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -480,8 +483,16 @@ fn plot(
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..max_x + 2.0, 0.0..max_y)?;
-    chart.configure_mesh().x_desc("committee size n").y_desc(y_label).draw()?;
+        .build_cartesian_2d((min_x - 1.0).max(0.0)..max_x + 1.0, 0.0..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("committee size n")
+        .y_desc(y_label)
+        .x_labels(((max_x - min_x) as usize + 3).min(40))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .light_line_style(RGBColor(245, 245, 245))
+        .draw()?;
     for (name, colour, points) in series {
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(3)))?
@@ -494,4 +505,105 @@ fn plot(
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(protocol: &'static str, nodes: usize, scenario: &'static str) -> RunRecord {
+        RunRecord {
+            protocol,
+            nodes,
+            scenario,
+            mode: "sim",
+            tps: 100.0 * nodes as f64,
+            latency_ms_p50: 10.0,
+            latency_ms_p99: 20.0,
+            messages_per_block: 5.0 * nodes as f64,
+            bytes_per_tx: 300.0,
+            replica_core_tps: None,
+            limit_tps: 1_000.0,
+            safety_ok: true,
+            state_digest_agree: true,
+            theory_ms: None,
+            measured_ms: None,
+        }
+    }
+
+    #[test]
+    fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
+        let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1 });
+        assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1));
+        let full = plan(&BenchOptions { quick: false, wall: true, seed: 1 });
+        assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2));
+        assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
+    }
+
+    #[test]
+    fn the_theory_check_reproduces_the_papers() {
+        let machine =
+            Machine { cpu: "test".into(), cores: 1, verify_one_core: 1.0, verify_all_cores: 1.0 };
+        let options = BenchOptions { quick: true, wall: false, seed: 1 };
+        for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+            let r = run_one(
+                &Planned { protocol, nodes: 4, scenario: "theory", wall: false },
+                &options,
+                &machine,
+            )
+            .unwrap();
+            let (t, m) = (r.theory_ms.unwrap(), r.measured_ms.unwrap());
+            assert!((m - t).abs() / t < 0.01, "{protocol:?}: theory {t} ms, measured {m} ms");
+            assert!(r.safety_ok && r.state_digest_agree);
+        }
+    }
+
+    #[test]
+    fn reports_are_written_as_markdown_json_and_svg() {
+        let runs = vec![
+            record("streamlet", 4, "no-faults"),
+            record("streamlet", 7, "no-faults"),
+            record("pbft", 4, "no-faults"),
+        ];
+        let report = Report {
+            machine: Machine {
+                cpu: "test cpu".into(),
+                cores: 2,
+                verify_one_core: 20_000.0,
+                verify_all_cores: 40_000.0,
+            },
+            git_commit: Some("abc1234".into()),
+            quick: true,
+            seed: 1,
+            network: network(true),
+            runs,
+        };
+        let dir = std::env::temp_dir().join(format!("agora-bench-test-{}", std::process::id()));
+        let written = write(&report, &dir).unwrap();
+        assert_eq!(written.len(), 5);
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(md.contains("| streamlet | sim | 7 | no-faults | 700 |") && md.contains("abc1234"));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        for field in [
+            "protocol",
+            "nodes",
+            "scenario",
+            "mode",
+            "tps",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "messages_per_block",
+            "bytes_per_tx",
+            "replica_core_tps",
+            "limit_tps",
+            "safety_ok",
+            "state_digest_agree",
+        ] {
+            assert!(json["runs"][0].get(field).is_some(), "{field}");
+        }
+        let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("streamlet") && svg.contains("pbft"));
+    }
 }
