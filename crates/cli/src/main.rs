@@ -5,7 +5,10 @@
 //! - `agora book --input FILE.jsonl [--state]`: the order book alone, JSON lines in and out.
 //! - `agora walkthrough …`: one block's life through the foundation, with sizes and timings.
 //!
-//! With no subcommand it runs `agora simulate` with its defaults.
+//! - `agora bench …`: the protocol comparison matrix and its report.
+//!
+//! With no subcommand it runs the short comparison: a 4-replica market over Streamlet and over
+//! PBFT, in the simulator and in real time, printing the table and writing the report.
 
 use std::fs;
 use std::path::PathBuf;
@@ -57,6 +60,10 @@ struct BenchArgs {
     /// Seed of every simulated run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Only the short comparison (n = 4, no faults, simulated and wall clock): what `agora` runs
+    /// with no subcommand.
+    #[arg(long)]
+    main: bool,
 }
 
 #[derive(Args)]
@@ -269,7 +276,13 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::Book(args)) => run_book(&args),
         Some(Command::Walkthrough(args)) => run_walkthrough(&args),
-        None => run_simulate(&SimulateArgs::default()),
+        None => run_bench(&BenchArgs {
+            quick: true,
+            no_wall: false,
+            out: PathBuf::from("target/agora-report"),
+            seed: 1,
+            main: true,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -354,7 +367,12 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
 
 fn run_bench(args: &BenchArgs) -> Result<()> {
     use agora::bench;
-    let options = bench::BenchOptions { quick: args.quick, wall: !args.no_wall, seed: args.seed };
+    let options = bench::BenchOptions {
+        quick: args.quick,
+        wall: !args.no_wall,
+        seed: args.seed,
+        main: args.main,
+    };
     let plan = bench::plan(&options);
     eprintln!("measuring this machine's signature-verification limit…");
     let machine = bench::machine();
