@@ -252,9 +252,11 @@ pub fn run_one(
         messages_per_block: s.messages.total as f64 / blocks,
         bytes_per_tx: s.messages.bytes as f64 / s.txs_finalized.max(1) as f64,
         replica_core_tps: None,
-        // What was offered: every accepted submission (traders, market makers, liquidator) per
+        // What was offered: every submission a replica took (traders, market makers, liquidator;
+        // those sent to a Byzantine replica included, since it may still forward them) per
         // simulated second.
-        limit_tps: s.txs_submitted as f64 / (o.duration_ms / 1e3),
+        limit_tps: (run.report.submissions.accepted + run.report.submissions.to_byzantine) as f64
+            / (o.duration_ms / 1e3),
         safety_ok: s.safety_ok,
         state_digest_agree: s.state_digest_agree.unwrap_or(false),
         theory_ms: theory,

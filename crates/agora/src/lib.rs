@@ -17,7 +17,7 @@
 //! The real-time runtimes join as they are built; see `docs/ARCHITECTURE.md`.
 //!
 //! On top of them the facade offers:
-//! - [`bench`]: protocol comparison reports (Markdown, JSON, SVG plots);
+//! - [`bench`](mod@bench): protocol comparison reports (Markdown, JSON, SVG plots);
 //! - [`market`]: the replicated exchange (order payloads, the market application, agents);
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
 //!   does), with a JSON-ready summary;

@@ -4,7 +4,7 @@ use agora_consensus::Message;
 use agora_crypto::{Digest, SecretKey, Signature, SignatureCheck, domain};
 use agora_types::{
     Block, Certificate, Committee, Height, NodeId, Phase, Round, SeqNo, Statement, Transaction,
-    View, Vote, codec,
+    View, Vote,
 };
 use serde::{Deserialize, Serialize};
 
@@ -161,16 +161,16 @@ pub struct ViewChange {
     pub signature: Signature,
 }
 
+/// The bytes a view change signs: its canonical encoding without the signature. Not bounded by
+/// the message limit (a view change with large batches may exceed it; it is then refused on the
+/// wire, never a panic here).
 fn view_change_bytes(
     new_view: View,
     checkpoint: &CheckpointProof,
     prepared: &[PreparedProof],
     replica: NodeId,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    codec::encode_into(&(new_view, checkpoint, prepared, replica), &mut out)
-        .expect("a view change within the message limit");
-    out
+    postcard::to_stdvec(&(new_view, checkpoint, prepared, replica)).unwrap_or_default()
 }
 
 impl ViewChange {

@@ -106,6 +106,9 @@ pub struct ReplicaReport {
     pub send_blocked_ns: u64,
     /// Received bytes that did not decode.
     pub decode_errors: u64,
+    /// Messages the engine asked to send that could not be encoded (over the message limit):
+    /// counted, not sent.
+    pub encode_errors: u64,
     /// Submissions its mempool refused as full.
     pub mempool_full: u64,
     /// Finality latencies (submission → finalization here) of the transactions submitted here, ns.
@@ -312,7 +315,10 @@ impl<P: Protocol> Replica<P> {
 
     /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured).
     fn send(&mut self, to: &[NodeId], message: &P::Message) {
-        let Ok(bytes) = codec::encode(message) else { return };
+        let Ok(bytes) = codec::encode(message) else {
+            self.report.encode_errors += 1;
+            return;
+        };
         let kind = message.kind();
         for recipient in to {
             let input = Input::Message { from: self.me, bytes: bytes.clone() };
