@@ -56,7 +56,8 @@ pub struct RunRecord {
     pub protocol: &'static str,
     /// Committee size.
     pub nodes: usize,
-    /// `no-faults`, `leader-crash`, `partition-heals`, `equivocator`, or `theory`.
+    /// `no-faults`, `leader-crash`, `partition-heals`, `equivocator`, `theory`, or (wall clock)
+    /// `80%-load`: open loop at 80% of the physical limit.
     pub scenario: &'static str,
     /// `sim` or `wall`.
     pub mode: &'static str,
@@ -182,6 +183,8 @@ pub fn plan(options: &BenchOptions) -> Vec<Planned> {
             for &nodes in wall_sizes {
                 out.push(Planned { protocol, nodes, scenario: "no-faults", wall: true });
             }
+            // Open loop at 80% of the physical limit: the latency a loaded market sees.
+            out.push(Planned { protocol, nodes: 4, scenario: "80%-load", wall: true });
         }
     }
     out
@@ -273,7 +276,13 @@ fn run_wall(
 ) -> Result<RunRecord, String> {
     use crate::market::{MarketApp, MarketCounters, agents};
     let n = planned.nodes;
-    let count = if options.quick || options.main { 10_000.0 } else { 20_000.0 };
+    // At 80% load: open loop at 0.8 × the physical limit for about four seconds.
+    let rate = (planned.scenario == "80%-load").then(|| 0.8 * machine.verify_all_cores / n as f64);
+    let count = match rate {
+        Some(r) => (r * 4.0).max(1_000.0),
+        None if options.quick || options.main => 10_000.0,
+        None => 20_000.0,
+    };
     let traders = 32;
     let agents_config = agents::AgentsConfig {
         traders,
@@ -285,7 +294,7 @@ fn run_wall(
     };
     let (genesis, orders, _) = agents::generate(&agents_config, options.seed, n);
     let txs: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
-    let load = Load { txs, rate_per_sec: None, window: 8_000 };
+    let load = Load { txs, rate_per_sec: rate, window: 8_000 };
     let mut config = ClusterConfig::new(n);
     config.timeout = Duration::from_secs(300);
     let app = |_| -> Box<dyn agora_consensus::Application + Send> {
@@ -549,9 +558,9 @@ mod tests {
     #[test]
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
         let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1, main: false });
-        assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1));
+        assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1));
         let full = plan(&BenchOptions { quick: false, wall: true, seed: 1, main: false });
-        assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2));
+        assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1));
         assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
     }
 
