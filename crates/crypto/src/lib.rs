@@ -35,6 +35,6 @@ mod sign;
 pub use digest::{Digest, Domain, DomainHasher, ParseDigestError, domain};
 pub use registry::{KeyRegistry, VerifyError};
 pub use sign::{
-    DirectCheck, KeyError, PUBLIC_KEY_BYTES, PublicKey, PublicKeyBytes, SIGNATURE_BYTES, SecretKey,
-    Signature, SignatureCheck, SignatureError,
+    DirectCheck, KeyCachingCheck, KeyError, PUBLIC_KEY_BYTES, PublicKey, PublicKeyBytes,
+    SIGNATURE_BYTES, SecretKey, Signature, SignatureCheck, SignatureError,
 };

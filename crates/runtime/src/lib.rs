@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use agora_consensus::{
     Action, Application, Context, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted,
 };
-use agora_crypto::{Digest, DirectCheck, SecretKey, domain};
+use agora_crypto::{Digest, KeyCachingCheck, SecretKey, domain};
 use agora_types::{Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
@@ -183,6 +183,8 @@ struct Replica<P: Protocol> {
     submitted_at: FxHashMap<Digest, Instant>,
     finalized: Arc<AtomicU64>,
     shared: Arc<Shared>,
+    /// Signature checks, with each sender's key parsed once.
+    checker: KeyCachingCheck,
     report: ReplicaReport,
 }
 
@@ -263,9 +265,9 @@ impl<P: Protocol> Replica<P> {
     /// Runs one engine handler, then carries out its actions.
     fn step(&mut self, now: Instant, f: impl FnOnce(&mut P, &mut agora_consensus::Ctx<'_, P>)) {
         let mut actions = Vec::new();
-        let mut checker = DirectCheck;
         let now_ns = self.now_ns(now);
-        let mut ctx = Context::new(now_ns, self.me, &mut actions, &mut self.mempool, &mut checker);
+        let mut ctx =
+            Context::new(now_ns, self.me, &mut actions, &mut self.mempool, &mut self.checker);
         f(&mut self.engine, &mut ctx);
         for action in actions {
             match action {
@@ -292,7 +294,7 @@ impl<P: Protocol> Replica<P> {
                     }
                 }
                 Action::Commit { block } => {
-                    let applied = self.app.apply(&block, &mut DirectCheck);
+                    let applied = self.app.apply(&block, &mut self.checker);
                     let at = Instant::now();
                     let txs = block.batch().len() as u64;
                     for tx in block.batch().transactions() {
@@ -378,6 +380,7 @@ where
             submitted_at: FxHashMap::default(),
             finalized: Arc::clone(&finalized[i]),
             shared: Arc::clone(&shared),
+            checker: KeyCachingCheck::new(65_536),
             report: ReplicaReport::default(),
         };
         let handle = thread::Builder::new()
