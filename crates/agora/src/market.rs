@@ -305,7 +305,8 @@ pub mod agents {
         pub liquidators: usize,
         /// Orders per simulated second of each trader.
         pub trader_rate: f64,
-        /// How often market makers re-quote, in nanoseconds.
+        /// Market makers place their first quotes at a random time within this many nanoseconds
+        /// (after that they re-quote on fills and price moves they see finalized).
         pub quote_every_ns: u64,
         /// Orders stop at this time.
         pub end_ns: u64,
