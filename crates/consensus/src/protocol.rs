@@ -26,6 +26,13 @@ pub trait Message: Clone + Debug + Serialize + DeserializeOwned + 'static {
     fn instance(&self) -> Option<u64> {
         None
     }
+
+    /// The client transactions this message carries (in a proposal, a forward, …). A driver may
+    /// verify their signatures on arrival, off the engine's critical path, so that applying the
+    /// block later finds the verdicts ready. Nothing by default.
+    fn transactions(&self) -> &[Transaction] {
+        &[]
+    }
 }
 
 /// A protocol's timer identifier. Setting a timer that is already set moves it.

@@ -321,6 +321,14 @@ pub enum PbftMessage {
 }
 
 impl Message for PbftMessage {
+    fn transactions(&self) -> &[Transaction] {
+        match self {
+            PbftMessage::PrePrepare(pp) => pp.block.batch().transactions(),
+            PbftMessage::Forward(txs) => txs,
+            _ => &[],
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             PbftMessage::Forward(_) => "forward",

@@ -52,6 +52,7 @@ fn main() {
     println!("k256 verifications/s: one core {one:.0}, all {cores} cores {all:.0}");
     let mut config = ClusterConfig::new(4);
     config.timeout = Duration::from_secs(300);
+    config.verify_ahead = std::env::var("AGORA_VERIFY_AHEAD").is_ok();
     let mut streamlet = StreamletConfig::new(20_000_000);
     streamlet.batch.txs_max = 2_000;
     let r = run(

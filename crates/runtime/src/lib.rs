@@ -8,7 +8,12 @@
 //! - **Time.** A replica sleeps in `recv_timeout` until its next timer or its next message; timers
 //!   live in a per-replica deadline map. No busy-waiting.
 //! - **Work.** Each replica runs its engine, its mempool and its own application, and therefore
-//!   verifies every transaction it applies. Undecodable bytes are counted and dropped.
+//!   verifies every transaction it applies, but off its critical path where it can: a
+//!   transaction arriving at a replica (submitted, forwarded, or inside a proposal) goes to a
+//!   pool of verifier threads, whose verdict waits in that replica's cache, keyed by key, domain,
+//!   message and signature; applying the block then takes the verdict instead of verifying
+//!   ([`ReplicaReport::verdict_hits`]). A full pool queue or a missing verdict means verifying
+//!   inline, never blocking. Undecodable bytes are counted and dropped.
 //! - **Load.** [`Load`] submits pre-signed transactions (signing is done before the clock starts)
 //!   open loop at a rate, or as fast as the cluster takes them (a bounded window of transactions in
 //!   flight).
@@ -19,15 +24,18 @@
 //!   replica-CPU-second). [`verify_rate`] measures the physical limit they are compared with.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use agora_consensus::{
     Action, Application, Context, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted,
 };
-use agora_crypto::{Digest, KeyCachingCheck, SecretKey, domain};
+use agora_crypto::{
+    Digest, Domain, KeyCachingCheck, PublicKey, PublicKeyBytes, SecretKey, Signature,
+    SignatureCheck, SignatureError, domain,
+};
 use agora_types::{Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
@@ -47,6 +55,9 @@ pub struct ClusterConfig {
     pub mempool: MempoolLimits,
     /// The run gives up after this long (wall clock).
     pub timeout: Duration,
+    /// Verify transaction signatures on arrival on a pool of verifier threads, so that applying a
+    /// block finds the verdicts ready (see the crate docs for when this pays).
+    pub verify_ahead: bool,
 }
 
 impl ClusterConfig {
@@ -58,6 +69,7 @@ impl ClusterConfig {
             inbox_capacity: 65_536,
             mempool: MempoolLimits::default(),
             timeout: Duration::from_secs(60),
+            verify_ahead: false,
         }
     }
 }
@@ -94,6 +106,10 @@ pub struct ReplicaReport {
     pub height: u64,
     /// Its application's state digest.
     pub state_digest: Digest,
+    /// State digests of its most recent heights, to compare replicas that stopped at different
+    /// heights.
+    #[serde(skip)]
+    pub recent_digests: BTreeMap<u64, Digest>,
     /// Transactions finalized (in committed blocks).
     pub finalized_txs: u64,
     /// Messages sent.
@@ -111,6 +127,10 @@ pub struct ReplicaReport {
     pub encode_errors: u64,
     /// Submissions its mempool refused as full.
     pub mempool_full: u64,
+    /// Transaction signatures whose verdict was ready when the block was applied.
+    pub verdict_hits: u64,
+    /// Transaction signatures verified inline at apply time (no verdict ready).
+    pub verdict_misses: u64,
     /// Finality latencies (submission → finalization here) of the transactions submitted here, ns.
     #[serde(skip)]
     pub latencies_ns: Vec<u64>,
@@ -147,7 +167,7 @@ pub struct WallReport {
     /// Finalized transactions ÷ (CPU seconds ÷ replicas): what one replica could sustain on one
     /// core of this machine.
     pub replica_core_tps: Option<f64>,
-    /// Every replica ended at the same height with the same state digest.
+    /// Every replica had the same state digest at the highest height all of them reached.
     pub state_digests_agree: bool,
     /// Per replica.
     pub replicas: Vec<ReplicaReport>,
@@ -157,6 +177,122 @@ enum Input {
     Message { from: NodeId, bytes: Bytes },
     Submit { tx: Box<Transaction>, at: Instant },
     Stop,
+}
+
+static VERDICT: Domain = Domain::new("agora/runtime-verdict/v1");
+
+/// Verdicts computed ahead of time lie in a replica's cache at most this many.
+const VERDICTS_MAX: usize = 1 << 20;
+
+fn verdict_key(
+    key: &PublicKeyBytes,
+    domain: &Domain,
+    message: &[u8],
+    signature: &Signature,
+) -> [u8; 32] {
+    let mut h = VERDICT.hasher();
+    h.update(key.as_bytes())
+        .update_u64(domain.tag().len() as u64)
+        .update(domain.tag().as_bytes())
+        .update_u64(message.len() as u64)
+        .update(message)
+        .update(signature.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// One replica's verdicts: `None` while a worker has it, then the result.
+#[derive(Default)]
+struct Verdicts(Mutex<FxHashMap<[u8; 32], Option<bool>>>);
+
+impl Verdicts {
+    /// Claims `key` for a worker; false if it is already claimed or known.
+    fn claim(&self, key: [u8; 32]) -> bool {
+        let Ok(mut map) = self.0.lock() else { return false };
+        if map.len() >= VERDICTS_MAX {
+            map.clear();
+        }
+        map.insert(key, None).is_none()
+    }
+
+    fn record(&self, key: [u8; 32], valid: bool) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(entry) = map.get_mut(&key)
+        {
+            *entry = Some(valid);
+        }
+    }
+
+    /// The verdict, if a worker finished it; otherwise the claim is withdrawn (the caller
+    /// verifies now, and the worker will skip it). Either way the entry is forgotten: a block is
+    /// applied once.
+    fn take(&self, key: &[u8; 32]) -> Option<bool> {
+        self.0.lock().ok()?.remove(key).flatten()
+    }
+
+    /// True while a claimed job is still wanted (not done, not withdrawn).
+    fn wanted(&self, key: &[u8; 32]) -> bool {
+        self.0.lock().is_ok_and(|map| matches!(map.get(key), Some(None)))
+    }
+}
+
+/// A replica's checker: transaction signatures from the verdict cache when ready, anything else
+/// (and misses) verified here, with parsed keys cached.
+struct VerdictCheck {
+    verdicts: Arc<Verdicts>,
+    inline: KeyCachingCheck,
+    hits: u64,
+    misses: u64,
+}
+
+impl SignatureCheck for VerdictCheck {
+    fn check(
+        &mut self,
+        key: &PublicKey,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        self.inline.check(key, domain, message, signature)
+    }
+
+    fn check_bytes(
+        &mut self,
+        key: &PublicKeyBytes,
+        domain: &Domain,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        match self.verdicts.take(&verdict_key(key, domain, message, signature)) {
+            Some(valid) => {
+                self.hits += 1;
+                if valid { Ok(()) } else { Err(SignatureError::Invalid) }
+            }
+            None => {
+                self.misses += 1;
+                self.inline.check_bytes(key, domain, message, signature)
+            }
+        }
+    }
+}
+
+/// A transaction to verify ahead of time for one replica.
+struct Job {
+    verdicts: Arc<Verdicts>,
+    key: [u8; 32],
+    tx: Transaction,
+}
+
+/// A verifier thread: verifies what replicas hand it and leaves the verdicts in their caches.
+fn verifier(jobs: Receiver<Job>) {
+    let mut check = KeyCachingCheck::new(65_536);
+    while let Ok(job) = jobs.recv() {
+        // The replica may have needed it already and verified it itself.
+        if !job.verdicts.wanted(&job.key) {
+            continue;
+        }
+        let valid = job.tx.verify_with(&mut check).is_ok();
+        job.verdicts.record(job.key, valid);
+    }
 }
 
 /// Counters the load generator and the run's end condition read.
@@ -183,12 +319,32 @@ struct Replica<P: Protocol> {
     submitted_at: FxHashMap<Digest, Instant>,
     finalized: Arc<AtomicU64>,
     shared: Arc<Shared>,
-    /// Signature checks, with each sender's key parsed once.
-    checker: KeyCachingCheck,
+    /// Signature checks: verdicts computed ahead, else inline.
+    checker: VerdictCheck,
+    /// Where transactions go to be verified ahead of time, if they do.
+    jobs: Option<Sender<Job>>,
     report: ReplicaReport,
 }
 
 impl<P: Protocol> Replica<P> {
+    /// Hands transactions to the verifier pool (once each); a full queue just means verifying
+    /// them inline later.
+    fn verify_ahead(&self, txs: &[Transaction]) {
+        let Some(jobs) = &self.jobs else { return };
+        for tx in txs {
+            let key =
+                verdict_key(tx.sender(), &domain::TX_SIGNATURE, tx.id().as_bytes(), tx.signature());
+            if self.checker.verdicts.claim(key) {
+                let job = Job { verdicts: Arc::clone(&self.checker.verdicts), key, tx: tx.clone() };
+                if jobs.try_send(job).is_err()
+                    && let Ok(mut map) = self.checker.verdicts.0.lock()
+                {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
     fn now_ns(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.start).as_nanos() as u64
     }
@@ -212,6 +368,8 @@ impl<P: Protocol> Replica<P> {
                     // Drain what is already waiting before looking at the clock again.
                     while let Ok(input) = inbox.try_recv() {
                         if !self.handle(input) {
+                            self.report.verdict_hits = self.checker.hits;
+                            self.report.verdict_misses = self.checker.misses;
                             return self.report;
                         }
                     }
@@ -219,6 +377,8 @@ impl<P: Protocol> Replica<P> {
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
+        self.report.verdict_hits = self.checker.hits;
+        self.report.verdict_misses = self.checker.misses;
         self.report
     }
 
@@ -228,10 +388,14 @@ impl<P: Protocol> Replica<P> {
         match input {
             Input::Stop => return false,
             Input::Message { from, bytes } => match codec::decode::<P::Message>(&bytes) {
-                Ok(message) => self.step(now, |engine, ctx| engine.on_message(ctx, from, message)),
+                Ok(message) => {
+                    self.verify_ahead(message.transactions());
+                    self.step(now, |engine, ctx| engine.on_message(ctx, from, message))
+                }
                 Err(_) => self.report.decode_errors += 1,
             },
             Input::Submit { tx, at } => {
+                self.verify_ahead(std::slice::from_ref(&tx));
                 let id = tx.id();
                 let mut outcome = None;
                 self.step(now, |engine, ctx| outcome = Some(engine.on_transaction(ctx, *tx)));
@@ -307,6 +471,10 @@ impl<P: Protocol> Replica<P> {
                     }
                     self.report.height = block.height().0;
                     self.report.state_digest = applied.state_digest;
+                    self.report.recent_digests.insert(block.height().0, applied.state_digest);
+                    while self.report.recent_digests.len() > 4_096 {
+                        self.report.recent_digests.pop_first();
+                    }
                     self.report.finalized_txs += txs;
                     self.report.last_commit = Some(at);
                     self.finalized.fetch_add(txs, Ordering::Relaxed);
@@ -362,6 +530,22 @@ where
     let shared = Arc::new(Shared::default());
     let finalized: Vec<Arc<AtomicU64>> =
         (0..config.nodes).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let (jobs, job_queue) = bounded::<Job>(65_536);
+    let pool = if config.verify_ahead {
+        thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        0
+    };
+    let workers: Vec<_> = (0..pool)
+        .map(|w| {
+            let queue = job_queue.clone();
+            thread::Builder::new()
+                .name(format!("verifier-{w}"))
+                .spawn(move || verifier(queue))
+                .expect("threads can be spawned")
+        })
+        .collect();
+    drop(job_queue);
     let cpu_before = process_cpu_seconds();
     let start = Instant::now();
     let mut handles = Vec::new();
@@ -380,7 +564,13 @@ where
             submitted_at: FxHashMap::default(),
             finalized: Arc::clone(&finalized[i]),
             shared: Arc::clone(&shared),
-            checker: KeyCachingCheck::new(65_536),
+            checker: VerdictCheck {
+                verdicts: Arc::new(Verdicts::default()),
+                inline: KeyCachingCheck::new(65_536),
+                hits: 0,
+                misses: 0,
+            },
+            jobs: config.verify_ahead.then(|| jobs.clone()),
             report: ReplicaReport::default(),
         };
         let handle = thread::Builder::new()
@@ -438,6 +628,11 @@ where
     for (i, h) in handles.into_iter().enumerate() {
         replicas.push(h.join().map_err(|_| RuntimeError::ReplicaPanicked(NodeId(i as u16)))?);
     }
+    // The replicas held the last senders of the job queue: the workers now stop.
+    drop(jobs);
+    for w in workers {
+        let _ = w.join();
+    }
     if timed_out {
         return Err(RuntimeError::Timeout(config.timeout));
     }
@@ -458,9 +653,12 @@ where
         let i = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[i] as f64 / 1e6
     };
-    let first = &replicas[0];
+    // Replicas stop at slightly different heights: compare them at the highest height all reached.
+    let common = replicas.iter().map(|r| r.height).min().unwrap_or(0);
+    let at_common: Vec<Option<&Digest>> =
+        replicas.iter().map(|r| r.recent_digests.get(&common)).collect();
     let state_digests_agree =
-        replicas.iter().all(|r| r.height == first.height && r.state_digest == first.state_digest);
+        common > 0 && at_common.iter().all(|d| d.is_some() && *d == at_common[0]);
     Ok(WallReport {
         nodes: config.nodes,
         txs_submitted: shared.accepted.load(Ordering::Relaxed),

@@ -45,8 +45,10 @@ fn a_streamlet_cluster_finalizes_everything_everywhere() {
 #[test]
 fn a_pbft_cluster_finalizes_everything_everywhere_as_fast_as_it_can() {
     let config = PbftConfig::new(1_000_000_000);
+    let mut cluster = ClusterConfig::new(4);
+    cluster.verify_ahead = true;
     let report = run(
-        ClusterConfig::new(4),
+        cluster,
         |me, committee, key| Pbft::new(config, committee.clone(), me, key.clone()),
         |_| Box::new(TxLog::new(true)),
         load(2_000, 4, None),
@@ -56,6 +58,11 @@ fn a_pbft_cluster_finalizes_everything_everywhere_as_fast_as_it_can() {
     assert!(report.state_digests_agree, "{report:?}");
     assert!(report.tps > 0.0 && report.latency_ms_p50 > 0.0);
     assert!(report.cpu_seconds.is_some_and(|c| c > 0.0));
+    // Signatures were verified ahead of time by the pool; apply found their verdicts.
+    let hits: u64 = report.replicas.iter().map(|r| r.verdict_hits).sum();
+    let misses: u64 = report.replicas.iter().map(|r| r.verdict_misses).sum();
+    assert_eq!(hits + misses, 4 * 2_000, "every replica checked every transaction once");
+    assert!(hits > 0, "{hits} hits, {misses} misses");
 }
 
 #[test]

@@ -140,6 +140,16 @@ pub enum StreamletMessage {
 }
 
 impl Message for StreamletMessage {
+    fn transactions(&self) -> &[Transaction] {
+        match self {
+            StreamletMessage::Propose(p) | StreamletMessage::EchoPropose(p) => {
+                p.block.batch().transactions()
+            }
+            StreamletMessage::Forward(txs) => txs,
+            _ => &[],
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             StreamletMessage::Propose(_) => "propose",
