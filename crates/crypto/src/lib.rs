@@ -36,5 +36,5 @@ pub use digest::{Digest, Domain, DomainHasher, ParseDigestError, domain};
 pub use registry::{KeyRegistry, VerifyError};
 pub use sign::{
     DirectCheck, KeyCachingCheck, KeyError, PUBLIC_KEY_BYTES, PublicKey, PublicKeyBytes,
-    SIGNATURE_BYTES, SecretKey, Signature, SignatureCheck, SignatureError,
+    SIGNATURE_BYTES, SecretKey, Signature, SignatureCheck, SignatureError, check_id,
 };

@@ -86,6 +86,27 @@ impl SignatureCheck for DirectCheck {
     }
 }
 
+/// The identity of one signature check: key, domain, message and signature together. Caches of
+/// verdicts (a simulator's memo, a runtime's verified-on-arrival cache) key on it, since a check
+/// is a pure function of these four.
+pub fn check_id(
+    key: &[u8],
+    domain: &Domain,
+    message: &[u8],
+    signature: &Signature,
+) -> crate::Digest {
+    static CHECK: Domain = Domain::new("agora/check-id/v1");
+    CHECK
+        .hasher()
+        .update(key)
+        .update_u64(domain.tag().len() as u64)
+        .update(domain.tag().as_bytes())
+        .update_u64(message.len() as u64)
+        .update(message)
+        .update(signature.as_bytes())
+        .finalize()
+}
+
 /// Checks every signature with k256, keeping the most recently parsed public keys so that a
 /// sender's key is decompressed once, not for every transaction it signs (a few µs each, about a
 /// tenth of a verification). Holds at most `capacity` keys; when full it starts over.

@@ -1,9 +1,9 @@
 //! Signature checking for simulations: memoized across nodes, counted per node.
 
-use agora_crypto::{Domain, PublicKey, PublicKeyBytes, Signature, SignatureCheck, SignatureError};
+use agora_crypto::{
+    Domain, PublicKey, PublicKeyBytes, Signature, SignatureCheck, SignatureError, check_id,
+};
 use rustc_hash::FxHashMap;
-
-static MEMO: Domain = Domain::new("agora/netsim-verify-memo/v1");
 
 /// Entries kept before the cache is cleared (memory bound).
 const MEMO_ENTRIES_MAX: usize = 1 << 20;
@@ -41,14 +41,7 @@ impl MemoCheck {
         verify: impl FnOnce() -> bool,
     ) -> Result<(), SignatureError> {
         self.calls += 1;
-        let mut h = MEMO.hasher();
-        h.update(key)
-            .update_u64(domain.tag().len() as u64)
-            .update(domain.tag().as_bytes())
-            .update_u64(message.len() as u64)
-            .update(message)
-            .update(signature.as_bytes());
-        let id = *h.finalize().as_bytes();
+        let id = *check_id(key, domain, message, signature).as_bytes();
         let valid = match self.results.get(&id) {
             Some(valid) => *valid,
             None => {

@@ -34,7 +34,7 @@ use agora_consensus::{
 };
 use agora_crypto::{
     Digest, Domain, KeyCachingCheck, PublicKey, PublicKeyBytes, SecretKey, Signature,
-    SignatureCheck, SignatureError, domain,
+    SignatureCheck, SignatureError, check_id, domain,
 };
 use agora_types::{Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
@@ -179,8 +179,6 @@ enum Input {
     Stop,
 }
 
-static VERDICT: Domain = Domain::new("agora/runtime-verdict/v1");
-
 /// Verdicts computed ahead of time lie in a replica's cache at most this many.
 const VERDICTS_MAX: usize = 1 << 20;
 
@@ -190,14 +188,7 @@ fn verdict_key(
     message: &[u8],
     signature: &Signature,
 ) -> [u8; 32] {
-    let mut h = VERDICT.hasher();
-    h.update(key.as_bytes())
-        .update_u64(domain.tag().len() as u64)
-        .update(domain.tag().as_bytes())
-        .update_u64(message.len() as u64)
-        .update(message)
-        .update(signature.as_bytes());
-    *h.finalize().as_bytes()
+    *check_id(key.as_bytes(), domain, message, signature).as_bytes()
 }
 
 /// One replica's verdicts: `None` while a worker has it, then the result.
