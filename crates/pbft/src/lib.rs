@@ -509,7 +509,8 @@ impl Pbft {
                 return;
             }
             let proof = PreparedProof {
-                pre_prepare: slot.pre_prepare.clone(),
+                pre_prepare: slot.pre_prepare.vote,
+                block: Some(slot.pre_prepare.block.clone()),
                 prepares: self.votes.certificate_of(&prepare, Some(primary)),
             };
             self.prepared.insert(seq, proof);
@@ -792,9 +793,13 @@ impl Pbft {
         if self.view_changes.get(&vc.new_view).is_some_and(|m| m.contains_key(&vc.replica)) {
             return;
         }
-        if let Err(reason) =
-            vc.check(&self.committee, genesis_log_digest(), self.config.log_window, ctx.checker())
-        {
+        if let Err(reason) = vc.check(
+            &self.committee,
+            genesis_log_digest(),
+            self.config.log_window,
+            true,
+            ctx.checker(),
+        ) {
             return self.drop_message(reason);
         }
         self.record_view_change(ctx, vc);
@@ -838,19 +843,20 @@ impl Pbft {
     fn send_new_view(&mut self, ctx: &mut Ctx<'_, Self>, view: View) {
         let view_changes: Vec<ViewChange> =
             self.view_changes[&view].values().take(self.quorum).cloned().collect();
-        let (_, blocks) = compute_o(view, &view_changes, self.n);
-        let pre_prepares = blocks
-            .into_iter()
-            .map(|block| {
-                let seq = SeqNo(block.height().0);
-                let vote = Vote::sign(
-                    statement(Phase::PrePrepare, view, seq, block.digest()),
-                    self.me,
-                    &self.key,
-                );
-                PrePrepare { vote, block }
-            })
-            .collect();
+        let (_, entries) = compute_o(view, &view_changes, self.n);
+        let mut pre_prepares = Vec::with_capacity(entries.len());
+        for (seq, digest, block) in entries {
+            // Every view change this primary accepted carried its proofs' blocks, so each chosen
+            // digest has its block; should one be missing, sending O without it is impossible.
+            let Some(block) = block else {
+                return self.drop_message("new view without the block of a prepared request");
+            };
+            let vote =
+                Vote::sign(statement(Phase::PrePrepare, view, seq, digest), self.me, &self.key);
+            pre_prepares.push(PrePrepare { vote, block });
+        }
+        // V travels without the proofs' blocks: O carries each needed block once.
+        let view_changes = view_changes.iter().map(ViewChange::stripped).collect();
         let nv = NewView { view, view_changes, pre_prepares };
         self.new_view_sent = Some(view);
         ctx.broadcast(PbftMessage::NewView(Box::new(nv.clone())));
@@ -883,17 +889,26 @@ impl Pbft {
             if vc.new_view != nv.view || !replicas.insert(vc.replica) {
                 return Err("new view with a duplicate or foreign view change");
             }
-            vc.check(&self.committee, genesis_log_digest(), self.config.log_window, ctx.checker())?;
+            vc.check(
+                &self.committee,
+                genesis_log_digest(),
+                self.config.log_window,
+                false,
+                ctx.checker(),
+            )?;
         }
         if replicas.len() < self.quorum {
             return Err("new view with too few view changes");
         }
-        let (_, blocks) = compute_o(nv.view, &nv.view_changes, self.n);
-        if blocks.len() != nv.pre_prepares.len() {
+        let (_, entries) = compute_o(nv.view, &nv.view_changes, self.n);
+        if entries.len() != nv.pre_prepares.len() {
             return Err("new view's O is not what V says");
         }
-        for (block, pp) in blocks.iter().zip(&nv.pre_prepares) {
-            if pp.view() != nv.view || pp.digest() != block.digest() || pp.block != *block {
+        for ((seq, digest, null), pp) in entries.iter().zip(&nv.pre_prepares) {
+            // A null request is recomputed whole; a prepared one is bound by its digest, and
+            // the pre-prepare check below ties the carried block to that digest.
+            let same_null = null.as_ref().is_none_or(|block| pp.block == *block);
+            if pp.view() != nv.view || pp.seq() != *seq || pp.digest() != *digest || !same_null {
                 return Err("new view's O is not what V says");
             }
             pp.check(&self.committee, ctx.checker())?;

@@ -65,28 +65,68 @@ impl PrePrepare {
     }
 }
 
-/// Proof that a replica prepared `(v, n, d)`: the pre-prepare (with its block) and 2f prepares from
-/// distinct backups.
+/// Proof that a replica prepared `(v, n, d)`: the primary's signed pre-prepare statement, 2f
+/// prepares from distinct backups, and the block itself when the proof travels in a VIEW-CHANGE
+/// (the new primary needs it to re-issue the request). A NEW-VIEW forwards its view changes with
+/// the blocks stripped: the blocks it needs travel once, in O.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreparedProof {
-    /// The pre-prepare.
-    pub pre_prepare: PrePrepare,
+    /// The primary's signed `(v, n, d)`.
+    pub pre_prepare: Vote,
+    /// The block whose digest is `d`, if carried.
+    pub block: Option<Block>,
     /// Prepares from backups (never the primary) for the same `(v, n, d)`.
     pub prepares: Certificate,
 }
 
 impl PreparedProof {
-    /// Checks the pre-prepare and that the prepares are a quorum of backups for the same statement.
+    /// The view.
+    pub fn view(&self) -> View {
+        View(self.pre_prepare.statement.round.0)
+    }
+
+    /// The sequence number.
+    pub fn seq(&self) -> SeqNo {
+        SeqNo(self.pre_prepare.statement.height.0)
+    }
+
+    /// The digest.
+    pub fn digest(&self) -> Digest {
+        self.pre_prepare.statement.value
+    }
+
+    /// The same proof without its block.
+    pub fn stripped(&self) -> Self {
+        Self { block: None, ..self.clone() }
+    }
+
+    /// Checks the pre-prepare statement, the block if carried (or demands it), and that the
+    /// prepares are a quorum of backups for the same statement.
     pub fn check(
         &self,
         committee: &Committee,
         prepares_needed: usize,
+        require_block: bool,
         checker: &mut dyn SignatureCheck,
     ) -> Result<(), &'static str> {
-        self.pre_prepare.check(committee, checker)?;
-        let pp = &self.pre_prepare;
-        let expected = statement(Phase::Prepare, pp.view(), pp.seq(), pp.digest());
-        if self.prepares.signers().any(|s| s == pp.vote.voter) {
+        let s = &self.pre_prepare.statement;
+        if s.phase != Phase::PrePrepare
+            || self.pre_prepare.voter != primary(self.view(), committee.n())
+        {
+            return Err("prepared proof without the view's pre-prepare");
+        }
+        match &self.block {
+            Some(block) if block.digest() != s.value || block.height().0 != s.height.0 => {
+                return Err("prepared proof block does not match its digest");
+            }
+            None if require_block => return Err("prepared proof without its block"),
+            _ => {}
+        }
+        self.pre_prepare
+            .verify_with(committee, checker)
+            .map_err(|_| "bad pre-prepare signature")?;
+        let expected = statement(Phase::Prepare, self.view(), self.seq(), self.digest());
+        if self.prepares.signers().any(|s| s == self.pre_prepare.voter) {
             return Err("the primary's prepare counted in a prepared proof");
         }
         self.prepares
@@ -161,16 +201,18 @@ pub struct ViewChange {
     pub signature: Signature,
 }
 
-/// The bytes a view change signs: its canonical encoding without the signature. Not bounded by
-/// the message limit (a view change with large batches may exceed it; it is then refused on the
-/// wire, never a panic here).
+/// The bytes a view change signs: its canonical encoding without the signature, with the proofs'
+/// blocks left out (a NEW-VIEW forwards view changes stripped of blocks, and their signatures
+/// must still hold; each proof's block is bound by its signed digest anyway). Not bounded by the
+/// message limit: an oversized message is refused on the wire, never a panic here.
 fn view_change_bytes(
     new_view: View,
     checkpoint: &CheckpointProof,
     prepared: &[PreparedProof],
     replica: NodeId,
 ) -> Vec<u8> {
-    postcard::to_stdvec(&(new_view, checkpoint, prepared, replica)).unwrap_or_default()
+    let stripped: Vec<PreparedProof> = prepared.iter().map(PreparedProof::stripped).collect();
+    postcard::to_stdvec(&(new_view, checkpoint, stripped, replica)).unwrap_or_default()
 }
 
 impl ViewChange {
@@ -187,13 +229,23 @@ impl ViewChange {
         Self { new_view, checkpoint, prepared, replica, signature }
     }
 
+    /// The same view change with its proofs' blocks stripped (as forwarded in a NEW-VIEW).
+    pub fn stripped(&self) -> Self {
+        Self {
+            prepared: self.prepared.iter().map(PreparedProof::stripped).collect(),
+            ..self.clone()
+        }
+    }
+
     /// Checks the signature, the checkpoint proof and every prepared proof (each above the
-    /// checkpoint, within the log window, from a view before the new one).
+    /// checkpoint, within the log window, from a view before the new one). Received directly, a
+    /// view change must carry its proofs' blocks (`require_blocks`); forwarded in a NEW-VIEW, not.
     pub fn check(
         &self,
         committee: &Committee,
         genesis: Digest,
         window: u64,
+        require_blocks: bool,
         checker: &mut dyn SignatureCheck,
     ) -> Result<(), &'static str> {
         let bytes =
@@ -205,14 +257,14 @@ impl ViewChange {
         self.checkpoint.check(committee, quorum, genesis, checker)?;
         let mut last = self.checkpoint.seq;
         for p in &self.prepared {
-            let seq = p.pre_prepare.seq();
+            let seq = p.seq();
             if seq <= last || seq.0 > self.checkpoint.seq.0 + window {
                 return Err("prepared proofs out of order or outside the window");
             }
-            if p.pre_prepare.view() >= self.new_view {
+            if p.view() >= self.new_view {
                 return Err("prepared proof from a view not before the new one");
             }
-            p.check(committee, quorum - 1, checker)?;
+            p.check(committee, quorum - 1, require_blocks, checker)?;
             last = seq;
         }
         Ok(())
@@ -225,7 +277,7 @@ impl ViewChange {
 pub struct NewView {
     /// The new view.
     pub view: View,
-    /// The view changes (V).
+    /// The view changes (V), their proofs' blocks stripped.
     pub view_changes: Vec<ViewChange>,
     /// The pre-prepares (O), one per sequence number from the highest checkpoint in V to the
     /// highest prepared sequence number in V.
@@ -233,39 +285,41 @@ pub struct NewView {
 }
 
 /// What a backup must find in O, recomputed from V: the highest checkpoint, and for each sequence
-/// number above it up to the highest prepared one, the block of the highest-view prepared proof,
-/// or a null (empty) block made deterministically for the gap.
+/// number above it up to the highest prepared one, the digest of the highest-view prepared proof
+/// (with its block when some view change in V carries it), or a null block made deterministically
+/// for the gap.
 pub fn compute_o(
     view: View,
     view_changes: &[ViewChange],
     n: usize,
-) -> (CheckpointProof, Vec<Block>) {
+) -> (CheckpointProof, Vec<(SeqNo, Digest, Option<Block>)>) {
     let checkpoint = view_changes
         .iter()
         .map(|vc| &vc.checkpoint)
         .max_by_key(|c| c.seq)
         .cloned()
         .expect("a new view has view changes");
-    let max_s = view_changes
-        .iter()
-        .flat_map(|vc| vc.prepared.iter().map(|p| p.pre_prepare.seq()))
-        .max()
-        .unwrap_or(checkpoint.seq)
-        .max(checkpoint.seq);
-    let blocks = (checkpoint.seq.0 + 1..=max_s.0)
+    let proofs = || view_changes.iter().flat_map(|vc| vc.prepared.iter());
+    let max_s =
+        proofs().map(PreparedProof::seq).max().unwrap_or(checkpoint.seq).max(checkpoint.seq);
+    let entries = (checkpoint.seq.0 + 1..=max_s.0)
         .map(|s| {
-            let best = view_changes
-                .iter()
-                .flat_map(|vc| vc.prepared.iter())
-                .filter(|p| p.pre_prepare.seq().0 == s)
-                .max_by_key(|p| (p.pre_prepare.view(), p.pre_prepare.digest()));
+            let best = proofs().filter(|p| p.seq().0 == s).max_by_key(|p| (p.view(), p.digest()));
             match best {
-                Some(p) => p.pre_prepare.block.clone(),
-                None => null_block(view, SeqNo(s), n),
+                Some(p) => {
+                    let digest = p.digest();
+                    let block =
+                        proofs().filter(|q| q.digest() == digest).find_map(|q| q.block.clone());
+                    (SeqNo(s), digest, block)
+                }
+                None => {
+                    let null = null_block(view, SeqNo(s), n);
+                    (SeqNo(s), null.digest(), Some(null))
+                }
             }
         })
         .collect();
-    (checkpoint, blocks)
+    (checkpoint, entries)
 }
 
 /// The null request for a gap at `seq` in `view`: empty, and the same at every replica.
@@ -354,5 +408,94 @@ impl Message for PbftMessage {
             PbftMessage::NewView(nv) => Some(nv.view.0),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis_log_digest;
+    use agora_crypto::DirectCheck;
+    use bytes::Bytes;
+
+    /// Four replicas; replica 0 (primary of view 0) pre-prepared a 200-transaction block at
+    /// sequence 1 and replicas 1 and 2 prepared it. Returns the committee, the keys, the block
+    /// and the prepared proof.
+    fn prepared_at_1() -> (Committee, Vec<SecretKey>, Block, PreparedProof) {
+        let keys: Vec<SecretKey> = (0..4).map(|i| SecretKey::from_seed(3, i)).collect();
+        let committee = Committee::new(keys.iter().map(|k| *k.public_key()).collect()).unwrap();
+        let client = SecretKey::from_seed(4, 0);
+        let txs = (0..200)
+            .map(|i| Transaction::new_signed(&client, i, Bytes::from(vec![7u8; 64])).unwrap())
+            .collect();
+        let batch = agora_types::Batch::new(txs).unwrap();
+        let block = Block::new(Digest::ZERO, Round(0), Height(1), NodeId(0), 0, batch);
+        let (view, seq, digest) = (View(0), SeqNo(1), block.digest());
+        let pre_prepare =
+            Vote::sign(statement(Phase::PrePrepare, view, seq, digest), NodeId(0), &keys[0]);
+        let prepare = statement(Phase::Prepare, view, seq, digest);
+        let prepares = Certificate::new(
+            prepare,
+            (1..3)
+                .map(|i| (NodeId(i), Vote::sign(prepare, NodeId(i), &keys[i as usize]).signature)),
+        );
+        let proof = PreparedProof { pre_prepare, block: Some(block.clone()), prepares };
+        (committee, keys, block, proof)
+    }
+
+    #[test]
+    fn a_stripped_view_change_keeps_its_signature_but_is_refused_when_received_directly() {
+        let (committee, keys, _, proof) = prepared_at_1();
+        let checkpoint = CheckpointProof::genesis(genesis_log_digest());
+        let vc = ViewChange::new(View(1), checkpoint, vec![proof], NodeId(2), &keys[2]);
+        let check = |vc: &ViewChange, require| {
+            vc.check(&committee, genesis_log_digest(), 16, require, &mut DirectCheck)
+        };
+        assert_eq!(check(&vc, true), Ok(()));
+        let stripped = vc.stripped();
+        assert_eq!(check(&stripped, false), Ok(()));
+        assert_eq!(check(&stripped, true), Err("prepared proof without its block"));
+        // A block that is not the signed digest's is caught even though the signature skips it.
+        let mut forged = vc.clone();
+        forged.prepared[0].block = Some(null_block(View(0), SeqNo(1), 4));
+        assert_eq!(check(&forged, false), Err("prepared proof block does not match its digest"));
+    }
+
+    #[test]
+    fn o_names_each_prepared_digest_once_and_new_view_carries_each_block_once() {
+        let (_, keys, block, proof) = prepared_at_1();
+        let checkpoint = CheckpointProof::genesis(genesis_log_digest());
+        let vcs: Vec<ViewChange> = (1..4)
+            .map(|i| {
+                ViewChange::new(
+                    View(1),
+                    checkpoint.clone(),
+                    vec![proof.clone()],
+                    NodeId(i),
+                    &keys[i as usize],
+                )
+            })
+            .collect();
+        let (_, full) = compute_o(View(1), &vcs, 4);
+        assert_eq!(full, vec![(SeqNo(1), block.digest(), Some(block.clone()))]);
+        let stripped: Vec<ViewChange> = vcs.iter().map(ViewChange::stripped).collect();
+        let (_, bare) = compute_o(View(1), &stripped, 4);
+        assert_eq!(bare, vec![(SeqNo(1), block.digest(), None)]);
+        let vote = Vote::sign(
+            statement(Phase::PrePrepare, View(1), SeqNo(1), block.digest()),
+            NodeId(1),
+            &keys[1],
+        );
+        let nv = NewView {
+            view: View(1),
+            view_changes: stripped,
+            pre_prepares: vec![PrePrepare { vote, block: block.clone() }],
+        };
+        let size = postcard::to_stdvec(&nv).unwrap().len();
+        let block_size = block.encoded_len();
+        assert!(
+            size < block_size + block_size / 2,
+            "NEW-VIEW of {size} bytes for one {block_size}-byte block"
+        );
     }
 }
