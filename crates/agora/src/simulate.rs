@@ -696,7 +696,13 @@ fn simulate<P: Protocol + ChainView>(
         sim.set_client_hook(Box::new(makers));
     }
     let report = sim.run();
-    let view_node = report.nodes_detail.iter().find(|d| d.honest).map_or(NodeId(0), |d| d.node);
+    // Report from the furthest honest replica: a crashed one is honest but stopped early.
+    let view_node = report
+        .nodes_detail
+        .iter()
+        .filter(|d| d.honest)
+        .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
+        .map_or(NodeId(0), |d| d.node);
     let views = sim.engine(view_node).block_views();
     let trace = record.then(|| sim.trace().events().to_vec());
     let extras = extras(&sim);

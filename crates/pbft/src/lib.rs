@@ -22,12 +22,15 @@
 //!   digest of its executed log; 2f+1 matching CHECKPOINTs make it stable, the log below it is
 //!   garbage-collected, and the watermarks move: h = stable, H = h + L.
 //! - **View change** (`start_view_change`, `on_view_change`, `send_new_view`, `on_new_view`): a
-//!   backup's timer runs while a request it knows of is not executed; on expiry it broadcasts
-//!   VIEW-CHANGE(v+1, stable checkpoint with proof, P = prepared proofs above it). The new
-//!   primary, with 2f+1 view changes, broadcasts NEW-VIEW(v+1, V, O), where O re-issues a
-//!   pre-prepare for every sequence number between the highest stable checkpoint and the highest
-//!   prepared one, with the digest of the highest-view prepared proof or a null request for gaps;
-//!   backups recompute O to check it. The wait for NEW-VIEW backs off (T, 2T, 4T, …); a replica
+//!   backup's timer runs while a request it knows of is not executed; on expiry it sends its
+//!   waiting requests to every replica (as a client without a reply retransmits to all, so that
+//!   f+1 timers run even when only f replicas' clients were ignored) and broadcasts
+//!   VIEW-CHANGE(v+1, stable checkpoint with proof, P = prepared proofs above it, each with its
+//!   block). The new primary, with 2f+1 view changes, broadcasts NEW-VIEW(v+1, V, O), where O
+//!   re-issues a pre-prepare for every sequence number between the highest stable checkpoint and
+//!   the highest prepared one, with the digest of the highest-view prepared proof or a null
+//!   request for gaps; V travels with the proofs' blocks stripped (signatures cover the stripped
+//!   form), so each block is sent once, in O. Backups recompute O's digests to check it. The wait for NEW-VIEW backs off (T, 2T, 4T, …); a replica
 //!   that sees f+1 view changes for higher views joins the smallest.
 //! - **State transfer** (`start_fetch`, `on_blocks`): a replica that learns of a stable
 //!   checkpoint beyond what it executed fetches the executed blocks from its signers, checks them
@@ -318,6 +321,24 @@ impl Pbft {
         to.remove(&self.me);
         for replica in to {
             ctx.send(replica, PbftMessage::Forward(txs.clone()));
+        }
+    }
+
+    /// Sends the requests waiting in the mempool (but those `skip` names), a bounded number in
+    /// batch-sized FORWARD messages.
+    fn send_pending(
+        &self,
+        ctx: &mut Ctx<'_, Self>,
+        skip: &dyn Fn(&Digest) -> bool,
+        send: &mut dyn FnMut(&mut Ctx<'_, Self>, PbftMessage),
+    ) {
+        let limits = BatchLimits {
+            txs_max: self.config.batch.txs_max.saturating_mul(self.config.max_inflight as usize),
+            bytes_max: agora_types::codec::MESSAGE_BYTES_MAX / 2,
+        };
+        let pending = ctx.mempool().select(&limits, skip);
+        for chunk in pending.chunks(self.config.batch.txs_max.max(1)) {
+            send(ctx, PbftMessage::Forward(chunk.to_vec()));
         }
     }
 
@@ -964,18 +985,10 @@ impl Pbft {
                     s.pre_prepare.block.batch().transactions().iter().map(Transaction::id)
                 })
                 .collect();
-            let limits = BatchLimits {
-                txs_max: self
-                    .config
-                    .batch
-                    .txs_max
-                    .saturating_mul(self.config.max_inflight as usize),
-                bytes_max: agora_types::codec::MESSAGE_BYTES_MAX / 2,
-            };
-            let pending = ctx.mempool().select(&limits, &|id| in_o.contains(id));
-            for chunk in pending.chunks(self.config.batch.txs_max.max(1)) {
-                ctx.send(self.primary_of(nv.view), PbftMessage::Forward(chunk.to_vec()));
-            }
+            let to = self.primary_of(nv.view);
+            self.send_pending(ctx, &|id| in_o.contains(id), &mut |ctx, forward| {
+                ctx.send(to, forward);
+            });
         }
         self.request_timer = false;
         self.ensure_request_timer(ctx);
@@ -1027,6 +1040,11 @@ impl Protocol for Pbft {
                 self.request_timer = false;
                 let pending_slot = self.slots.range(self.last_executed + 1..).next().is_some();
                 if pending_slot || !ctx.mempool().is_empty() {
+                    // As a PBFT client that gets no reply retransmits to every replica, this
+                    // replica (standing in for its clients) sends its waiting requests to all:
+                    // their timers start too, so f+1 replicas come to want the view change even
+                    // when only f saw requests the failed primary ignored.
+                    self.send_pending(ctx, &|_| false, &mut |ctx, forward| ctx.broadcast(forward));
                     self.start_view_change(ctx, View(view.0 + 1));
                 }
             }

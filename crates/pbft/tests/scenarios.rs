@@ -118,6 +118,22 @@ fn a_crashed_primary_is_replaced_and_no_request_is_lost() {
     }
 }
 
+#[test]
+fn a_crashed_primary_is_replaced_even_when_only_f_backups_hold_requests() {
+    // n = 7, f = 2: clients reach only replicas 1 and 2. When primary 0 crashes, two view
+    // changes are not f+1, so the others must learn of the requests to time out as well.
+    let mut c = config(7, 3_000);
+    load(&mut c, 200.0, 2_000, Targets::Nodes(vec![NodeId(1), NodeId(2)]));
+    c.faults = vec![Fault { at_ns: 500 * MS, node: NodeId(0), kind: FaultKind::Crash }];
+    let mut sim = simulation(c, PbftConfig::new(T));
+    let report = sim.run();
+    assert_safe_and_complete(&report);
+    assert!(report.txs_finalized > 300, "seed {}: {} final", report.seed, report.txs_finalized);
+    for node in 1..7 {
+        assert_eq!(sim.engine(NodeId(node)).view(), View(1), "seed {}: node {node}", report.seed);
+    }
+}
+
 /// Times at which `node` started each of its view changes (resends of the same view change are
 /// not new ones).
 fn view_change_sends(sim: &Simulation<Pbft>, node: u16) -> Vec<u64> {
