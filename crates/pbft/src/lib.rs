@@ -372,6 +372,16 @@ impl Pbft {
             return;
         }
         self.next_seq = self.next_seq.max(self.last_executed + 1);
+        // Called on every arriving request: while the pipeline is full (the common case under
+        // load) return before collecting the in-flight ids, which costs a hash insert for every
+        // transaction in flight.
+        let room = |me: &Self| {
+            me.next_seq <= me.high_watermark()
+                && me.next_seq - me.last_executed <= me.config.max_inflight
+        };
+        if !room(self) || ctx.mempool().is_empty() {
+            return;
+        }
         let mut in_flight: FxHashSet<Digest> = self
             .slots
             .range(self.last_executed + 1..)
@@ -379,9 +389,7 @@ impl Pbft {
                 s.pre_prepare.block.batch().transactions().iter().map(Transaction::id)
             })
             .collect();
-        while self.next_seq <= self.high_watermark()
-            && self.next_seq - self.last_executed <= self.config.max_inflight
-        {
+        while room(self) {
             let txs = ctx.mempool().select(&self.config.batch, &|id| in_flight.contains(id));
             if txs.is_empty() {
                 return;
