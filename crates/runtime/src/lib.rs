@@ -3,12 +3,15 @@
 //!
 //! - **Links.** Each replica has one bounded inbox. A message is encoded once with the project
 //!   codec into [`bytes::Bytes`]; a broadcast hands every recipient a clone of the same buffer.
-//!   A full inbox blocks the sender: backpressure, measured ([`ReplicaReport::send_blocked_ns`]),
-//!   never a silent loss.
+//!   A full inbox blocks the sender: backpressure, measured ([`ReplicaReport::send_blocked_ns`]).
+//!   The wait is bounded ([`ClusterConfig::send_wait_max`]): two replicas each blocked on the
+//!   other's full inbox would otherwise deadlock. A message still not taken then is dropped and
+//!   counted ([`ReplicaReport::send_dropped`]), a loss the engines handle as network loss.
 //! - **Time.** A replica sleeps in `recv_timeout` until its next timer or its next message; timers
 //!   live in a per-replica deadline map. No busy-waiting.
 //! - **Work.** Each replica runs its engine, its mempool and its own application, and therefore
-//!   verifies every transaction it applies, but off its critical path where it can: a
+//!   verifies every transaction it applies, inline by default (with parsed keys cached). With
+//!   [`ClusterConfig::verify_ahead`] it moves that work off its critical path where it can: a
 //!   transaction arriving at a replica (submitted, forwarded, or inside a proposal) goes to a
 //!   pool of verifier threads, whose verdict waits in that replica's cache, keyed by key, domain,
 //!   message and signature; applying the block then takes the verdict instead of verifying
@@ -38,7 +41,9 @@ use agora_crypto::{
 };
 use agora_types::{Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded,
+};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -58,10 +63,14 @@ pub struct ClusterConfig {
     /// Verify transaction signatures on arrival on a pool of verifier threads, so that applying a
     /// block finds the verdicts ready (see the crate docs for when this pays).
     pub verify_ahead: bool,
+    /// How long a replica waits on a full inbox before dropping the message (see the crate
+    /// docs): long enough that only a stuck peer hits it, short enough to end a deadlock.
+    pub send_wait_max: Duration,
 }
 
 impl ClusterConfig {
-    /// `nodes` replicas, seed 0, inboxes of 65,536 messages, default mempools, 60 s timeout.
+    /// `nodes` replicas, seed 0, inboxes of 65,536 messages, default mempools, 60 s timeout,
+    /// inline verification, sends that wait at most 1 s on a full inbox.
     pub fn new(nodes: usize) -> Self {
         Self {
             nodes,
@@ -70,6 +79,7 @@ impl ClusterConfig {
             mempool: MempoolLimits::default(),
             timeout: Duration::from_secs(60),
             verify_ahead: false,
+            send_wait_max: Duration::from_secs(1),
         }
     }
 }
@@ -120,6 +130,8 @@ pub struct ReplicaReport {
     pub by_kind: BTreeMap<&'static str, (u64, u64)>,
     /// Time spent blocked on full inboxes (backpressure), in nanoseconds.
     pub send_blocked_ns: u64,
+    /// Messages dropped after waiting `send_wait_max` on a full inbox.
+    pub send_dropped: u64,
     /// Received bytes that did not decode.
     pub decode_errors: u64,
     /// Messages the engine asked to send that could not be encoded (over the message limit):
@@ -314,6 +326,8 @@ struct Replica<P: Protocol> {
     checker: VerdictCheck,
     /// Where transactions go to be verified ahead of time, if they do.
     jobs: Option<Sender<Job>>,
+    /// The longest wait on a full inbox.
+    send_wait_max: Duration,
     report: ReplicaReport,
 }
 
@@ -474,7 +488,8 @@ impl<P: Protocol> Replica<P> {
         }
     }
 
-    /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured).
+    /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured),
+    /// for at most `send_wait_max`, then the message to it is dropped (counted).
     fn send(&mut self, to: &[NodeId], message: &P::Message) {
         let Ok(bytes) = codec::encode(message) else {
             self.report.encode_errors += 1;
@@ -488,8 +503,16 @@ impl<P: Protocol> Replica<P> {
                 Ok(()) => {}
                 Err(TrySendError::Full(input)) => {
                     let t0 = Instant::now();
-                    let _ = link.send(input);
+                    let sent = link.send_timeout(input, self.send_wait_max);
                     self.report.send_blocked_ns += t0.elapsed().as_nanos() as u64;
+                    match sent {
+                        Ok(()) => {}
+                        Err(SendTimeoutError::Timeout(_)) => {
+                            self.report.send_dropped += 1;
+                            continue;
+                        }
+                        Err(SendTimeoutError::Disconnected(_)) => continue,
+                    }
                 }
                 Err(TrySendError::Disconnected(_)) => continue,
             }
@@ -562,6 +585,7 @@ where
                 misses: 0,
             },
             jobs: config.verify_ahead.then(|| jobs.clone()),
+            send_wait_max: config.send_wait_max,
             report: ReplicaReport::default(),
         };
         let handle = thread::Builder::new()

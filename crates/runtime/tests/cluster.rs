@@ -66,6 +66,27 @@ fn a_pbft_cluster_finalizes_everything_everywhere_as_fast_as_it_can() {
 }
 
 #[test]
+fn replicas_with_tiny_inboxes_cannot_deadlock_on_each_other() {
+    // Inboxes of 16 messages: broadcasts fill them at once, and replicas block on each other.
+    // With unbounded waits this run hangs for good (seen: every replica blocked in send). Waits
+    // are bounded, so full inboxes cost dropped messages (network loss), never a hang, and
+    // later epochs still finalize everything.
+    let config = StreamletConfig::new(20_000_000);
+    let mut cluster = ClusterConfig::new(4);
+    cluster.inbox_capacity = 16;
+    cluster.send_wait_max = std::time::Duration::from_millis(2);
+    let report = run(
+        cluster,
+        |me, committee, key| Streamlet::new(config, committee.clone(), me, key.clone()),
+        |_| Box::new(TxLog::new(true)),
+        load(400, 4, None),
+    )
+    .unwrap();
+    assert_eq!(report.txs_finalized, 400, "{report:?}");
+    assert!(report.state_digests_agree, "{report:?}");
+}
+
+#[test]
 fn the_verification_limit_is_measured() {
     let (one, all) = verify_rate(2, std::time::Duration::from_millis(50));
     assert!(one > 0.0 && all > 0.0);
