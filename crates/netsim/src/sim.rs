@@ -431,39 +431,13 @@ impl<P: Protocol> Simulation<P> {
         let mut actions = std::mem::take(&mut self.actions);
         let n = &mut self.nodes[node.index()];
         let mut ctx = Context::new(now, node, &mut actions, &mut n.mempool, &mut self.memo);
+        // A message, typed or decoded from raw bytes, is delivered the same way below.
+        let mut delivery = None;
         match input {
             Input::Start => n.engine.on_start(&mut ctx),
-            Input::Message { from, message, sent_ns } => {
-                self.deliveries += 1;
-                if self.trace.enabled() {
-                    let (kind, instance) = (message.kind(), message.instance());
-                    self.trace.push(TraceEvent::Deliver {
-                        t_ns: now,
-                        from,
-                        to: node,
-                        kind,
-                        sent_ns,
-                        instance,
-                    });
-                }
-                n.engine.on_message(&mut ctx, from, message);
-            }
+            Input::Message { from, message, sent_ns } => delivery = Some((from, message, sent_ns)),
             Input::Raw { from, bytes, sent_ns } => match codec::decode::<P::Message>(&bytes) {
-                Ok(message) => {
-                    self.deliveries += 1;
-                    if self.trace.enabled() {
-                        let (kind, instance) = (message.kind(), message.instance());
-                        self.trace.push(TraceEvent::Deliver {
-                            t_ns: now,
-                            from,
-                            to: node,
-                            kind,
-                            sent_ns,
-                            instance,
-                        });
-                    }
-                    n.engine.on_message(&mut ctx, from, message);
-                }
+                Ok(message) => delivery = Some((from, message, sent_ns)),
                 Err(_) => {
                     n.decode_errors += 1;
                     self.dropped.decode_error += 1;
@@ -506,6 +480,21 @@ impl<P: Protocol> Simulation<P> {
                     self.trace.push(TraceEvent::Submit { t_ns: now, node, tx: id, accepted });
                 }
             }
+        }
+        if let Some((from, message, sent_ns)) = delivery {
+            self.deliveries += 1;
+            if self.trace.enabled() {
+                let (kind, instance) = (message.kind(), message.instance());
+                self.trace.push(TraceEvent::Deliver {
+                    t_ns: now,
+                    from,
+                    to: node,
+                    kind,
+                    sent_ns,
+                    instance,
+                });
+            }
+            n.engine.on_message(&mut ctx, from, message);
         }
         let p = self.config.processing;
         let checks = self.memo.calls() - checks_before;

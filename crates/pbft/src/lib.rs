@@ -324,22 +324,22 @@ impl Pbft {
         }
     }
 
-    /// Sends the requests waiting in the mempool (but those `skip` names), a bounded number in
+    /// The requests waiting in the mempool (but those `skip` names), a bounded number, as
     /// batch-sized FORWARD messages.
-    fn send_pending(
+    fn pending_forwards(
         &self,
         ctx: &mut Ctx<'_, Self>,
         skip: &dyn Fn(&Digest) -> bool,
-        send: &mut dyn FnMut(&mut Ctx<'_, Self>, PbftMessage),
-    ) {
+    ) -> Vec<PbftMessage> {
         let limits = BatchLimits {
             txs_max: self.config.batch.txs_max.saturating_mul(self.config.max_inflight as usize),
             bytes_max: agora_types::codec::MESSAGE_BYTES_MAX / 2,
         };
         let pending = ctx.mempool().select(&limits, skip);
-        for chunk in pending.chunks(self.config.batch.txs_max.max(1)) {
-            send(ctx, PbftMessage::Forward(chunk.to_vec()));
-        }
+        pending
+            .chunks(self.config.batch.txs_max.max(1))
+            .map(|chunk| PbftMessage::Forward(chunk.to_vec()))
+            .collect()
     }
 
     /// A backup's timer runs while a request it knows of is not executed: one in its mempool,
@@ -993,10 +993,9 @@ impl Pbft {
                     s.pre_prepare.block.batch().transactions().iter().map(Transaction::id)
                 })
                 .collect();
-            let to = self.primary_of(nv.view);
-            self.send_pending(ctx, &|id| in_o.contains(id), &mut |ctx, forward| {
-                ctx.send(to, forward);
-            });
+            for forward in self.pending_forwards(ctx, &|id| in_o.contains(id)) {
+                ctx.send(self.primary_of(nv.view), forward);
+            }
         }
         self.request_timer = false;
         self.ensure_request_timer(ctx);
@@ -1052,7 +1051,9 @@ impl Protocol for Pbft {
                     // replica (standing in for its clients) sends its waiting requests to all:
                     // their timers start too, so f+1 replicas come to want the view change even
                     // when only f saw requests the failed primary ignored.
-                    self.send_pending(ctx, &|_| false, &mut |ctx, forward| ctx.broadcast(forward));
+                    for forward in self.pending_forwards(ctx, &|_| false) {
+                        ctx.broadcast(forward);
+                    }
                     self.start_view_change(ctx, View(view.0 + 1));
                 }
             }

@@ -97,7 +97,7 @@ impl PreparedProof {
 
     /// The same proof without its block.
     pub fn stripped(&self) -> Self {
-        Self { block: None, ..self.clone() }
+        Self { pre_prepare: self.pre_prepare, block: None, prepares: self.prepares.clone() }
     }
 
     /// Checks the pre-prepare statement, the block if carried (or demands it), and that the
@@ -232,8 +232,11 @@ impl ViewChange {
     /// The same view change with its proofs' blocks stripped (as forwarded in a NEW-VIEW).
     pub fn stripped(&self) -> Self {
         Self {
+            new_view: self.new_view,
+            checkpoint: self.checkpoint.clone(),
             prepared: self.prepared.iter().map(PreparedProof::stripped).collect(),
-            ..self.clone()
+            replica: self.replica,
+            signature: self.signature,
         }
     }
 
