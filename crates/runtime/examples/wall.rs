@@ -1,6 +1,6 @@
 //! Wall-clock runs of a 4-replica cluster, Streamlet and PBFT, as fast as the cluster takes
 //! transactions, beside this machine's signature-verification limit:
-//! `cargo run --release -p agora-runtime --example wall [TXS]`.
+//! `cargo run --release -p agora-runtime --example wall [TXS] [streamlet|pbft]`.
 
 use std::time::Duration;
 
@@ -53,24 +53,30 @@ fn main() {
     let mut config = ClusterConfig::new(4);
     config.timeout = Duration::from_secs(300);
     config.verify_ahead = std::env::var("AGORA_VERIFY_AHEAD").is_ok();
+    let only = std::env::args().nth(2);
+    let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let mut streamlet = StreamletConfig::new(20_000_000);
     streamlet.batch.txs_max = 2_000;
-    let r = run(
-        config,
-        |me, c, k| Streamlet::new(streamlet, c.clone(), me, k.clone()),
-        |_| Box::new(TxLog::new(true)),
-        load(txs, 4),
-    )
-    .expect("streamlet run");
-    print("streamlet", &r, one, all);
-    let mut pbft = PbftConfig::new(2_000_000_000);
-    pbft.batch.txs_max = 500;
-    let r = run(
-        config,
-        |me, c, k| Pbft::new(pbft, c.clone(), me, k.clone()),
-        |_| Box::new(TxLog::new(true)),
-        load(txs, 4),
-    )
-    .expect("pbft run");
-    print("pbft", &r, one, all);
+    if wants("streamlet") {
+        let r = run(
+            config,
+            |me, c, k| Streamlet::new(streamlet, c.clone(), me, k.clone()),
+            |_| Box::new(TxLog::new(true)),
+            load(txs, 4),
+        )
+        .expect("streamlet run");
+        print("streamlet", &r, one, all);
+    }
+    if wants("pbft") {
+        let mut pbft = PbftConfig::new(2_000_000_000);
+        pbft.batch.txs_max = 500;
+        let r = run(
+            config,
+            |me, c, k| Pbft::new(pbft, c.clone(), me, k.clone()),
+            |_| Box::new(TxLog::new(true)),
+            load(txs, 4),
+        )
+        .expect("pbft run");
+        print("pbft", &r, one, all);
+    }
 }

@@ -241,7 +241,8 @@ impl Verdicts {
 /// A replica's checker: transaction signatures from the verdict cache when ready, anything else
 /// (and misses) verified here, with parsed keys cached.
 struct VerdictCheck {
-    verdicts: Arc<Verdicts>,
+    /// `None` when verify-ahead is off: nothing to look up, so no per-transaction key hash.
+    verdicts: Option<Arc<Verdicts>>,
     inline: KeyCachingCheck,
     hits: u64,
     misses: u64,
@@ -265,7 +266,10 @@ impl SignatureCheck for VerdictCheck {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        match self.verdicts.take(&verdict_key(key, domain, message, signature)) {
+        let Some(verdicts) = &self.verdicts else {
+            return self.inline.check_bytes(key, domain, message, signature);
+        };
+        match verdicts.take(&verdict_key(key, domain, message, signature)) {
             Some(valid) => {
                 self.hits += 1;
                 if valid { Ok(()) } else { Err(SignatureError::Invalid) }
@@ -335,14 +339,14 @@ impl<P: Protocol> Replica<P> {
     /// Hands transactions to the verifier pool (once each); a full queue just means verifying
     /// them inline later.
     fn verify_ahead(&self, txs: &[Transaction]) {
-        let Some(jobs) = &self.jobs else { return };
+        let (Some(jobs), Some(verdicts)) = (&self.jobs, &self.checker.verdicts) else { return };
         for tx in txs {
             let key =
                 verdict_key(tx.sender(), &domain::TX_SIGNATURE, tx.id().as_bytes(), tx.signature());
-            if self.checker.verdicts.claim(key) {
-                let job = Job { verdicts: Arc::clone(&self.checker.verdicts), key, tx: tx.clone() };
+            if verdicts.claim(key) {
+                let job = Job { verdicts: Arc::clone(verdicts), key, tx: tx.clone() };
                 if jobs.try_send(job).is_err()
-                    && let Ok(mut map) = self.checker.verdicts.0.lock()
+                    && let Ok(mut map) = verdicts.0.lock()
                 {
                     map.remove(&key);
                 }
@@ -579,7 +583,7 @@ where
             finalized: Arc::clone(&finalized[i]),
             shared: Arc::clone(&shared),
             checker: VerdictCheck {
-                verdicts: Arc::new(Verdicts::default()),
+                verdicts: config.verify_ahead.then(|| Arc::new(Verdicts::default())),
                 inline: KeyCachingCheck::new(65_536),
                 hits: 0,
                 misses: 0,

@@ -22,8 +22,10 @@
 //!   copies have their own message kinds, so their cost shows in the metrics.
 //!
 //! Beyond the paper, for a system that runs: transactions are forwarded to the next two leaders
-//! on arrival and re-forwarded at mid-epoch while still pending and not on the chain being
-//! extended; blocks whose parent is unknown wait (bounded) for it; messages for epochs far in the
+//! in batches (flushed when [`StreamletConfig::forward_batch_max`] are waiting, and after every
+//! message and timer the node handles), and re-forwarded at mid-epoch while still pending, not on
+//! the chain being extended, and not forwarded for
+//! [`StreamletConfig::reforward_after_epochs`]; blocks whose parent is unknown wait (bounded) for it; messages for epochs far in the
 //! future are dropped; every drop is counted by reason ([`StreamletStats`]).
 
 mod tree;
@@ -38,7 +40,7 @@ use agora_crypto::{Digest, SecretKey, Signature, domain};
 use agora_types::{
     Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, Statement, Transaction, Vote,
 };
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::tree::BlockTree;
@@ -86,6 +88,12 @@ pub struct StreamletConfig {
     pub history_max: usize,
     /// Finalized transaction ids remembered to refuse proposals that repeat them.
     pub finalized_memory: usize,
+    /// Submitted transactions wait to be forwarded to the next leaders until this many have
+    /// gathered, or until the node next handles a message or timer: one message carries many.
+    pub forward_batch_max: usize,
+    /// A pending transaction is re-forwarded only once this many epochs have passed since it
+    /// was last forwarded (by this node or to it), so a backlog is not resent every epoch.
+    pub reforward_after_epochs: u64,
 }
 
 impl StreamletConfig {
@@ -101,6 +109,8 @@ impl StreamletConfig {
             votes_max: 1 << 20,
             history_max: 100_000,
             finalized_memory: 1_000_000,
+            forward_batch_max: 256,
+            reforward_after_epochs: 4,
         }
     }
 
@@ -211,6 +221,11 @@ pub struct Streamlet {
     seen: BTreeMap<Epoch, BTreeSet<Seen>>,
     finalized_txs: FxHashSet<Digest>,
     finalized_txs_order: VecDeque<Digest>,
+    /// Submitted here, not yet forwarded to the next leaders.
+    to_forward: Vec<Transaction>,
+    /// When each pending transaction was last forwarded, by this node or to it (bounded by
+    /// `finalized_memory`; forgetting only makes a re-forward come early).
+    forwarded_at: FxHashMap<Digest, Epoch>,
     stats: StreamletStats,
 }
 
@@ -236,6 +251,8 @@ impl Streamlet {
             seen: BTreeMap::new(),
             finalized_txs: FxHashSet::default(),
             finalized_txs_order: VecDeque::new(),
+            to_forward: Vec::new(),
+            forwarded_at: FxHashMap::default(),
             stats: StreamletStats::default(),
         }
     }
@@ -513,6 +530,7 @@ impl Streamlet {
         for block in blocks {
             for tx in block.batch().transactions() {
                 self.remember_finalized(tx.id());
+                self.forwarded_at.remove(&tx.id());
             }
             ctx.commit(block);
         }
@@ -550,16 +568,48 @@ impl Streamlet {
     /// At mid-epoch: pending transactions not on the chain being extended go to the next leader
     /// again (a forward may have been lost, or its leader may have crashed).
     fn reforward(&mut self, ctx: &mut Ctx<'_, Self>) {
+        // What waits to be forwarded goes first, so it is not counted as a backlog.
+        self.flush_forwards(ctx);
         let next_leader = self.leader_of(Epoch(self.epoch.0 + 1));
         if next_leader == self.me || ctx.mempool().is_empty() {
             return;
         }
         let tip = self.tree.best_tip().digest();
         let in_chain = self.ids_on_unfinalized_chain(&tip);
-        let txs = ctx.mempool().select(&self.config.batch, &|id| in_chain.contains(id));
+        let (epoch, after) = (self.epoch, self.config.reforward_after_epochs);
+        let forwarded_at = &self.forwarded_at;
+        let txs = ctx.mempool().select(&self.config.batch, &|id| {
+            in_chain.contains(id)
+                || forwarded_at.get(id).is_some_and(|e| epoch.0.saturating_sub(e.0) < after)
+        });
         if !txs.is_empty() {
+            self.note_forwarded(&txs);
             ctx.send(next_leader, StreamletMessage::Forward(txs));
         }
+    }
+
+    /// Sends the transactions submitted here since the last flush to the next two leaders.
+    fn flush_forwards(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if self.to_forward.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.to_forward);
+        self.note_forwarded(&txs);
+        // The next proposal's leader, and the one after in case that leader is down.
+        let leaders: BTreeSet<NodeId> = (1..=2)
+            .map(|k| self.leader_of(Epoch(self.epoch.0 + k)))
+            .filter(|l| *l != self.me)
+            .collect();
+        for leader in leaders {
+            ctx.send(leader, StreamletMessage::Forward(txs.clone()));
+        }
+    }
+
+    fn note_forwarded(&mut self, txs: &[Transaction]) {
+        if self.forwarded_at.len() + txs.len() > self.config.finalized_memory {
+            self.forwarded_at.clear();
+        }
+        self.forwarded_at.extend(txs.iter().map(|tx| (tx.id(), self.epoch)));
     }
 }
 
@@ -606,15 +656,24 @@ impl Protocol for Streamlet {
                 self.on_proposal(ctx, from, p)
             }
             StreamletMessage::Vote(v) | StreamletMessage::EchoVote(v) => self.on_vote(ctx, from, v),
-            StreamletMessage::Forward(txs) => {
-                for tx in txs.into_iter().take(self.config.batch.txs_max) {
-                    if let Err(MempoolError::Full { .. }) = ctx.mempool().insert(tx) {
-                        self.drop_message("mempool full");
-                        break;
+            StreamletMessage::Forward(mut txs) => {
+                txs.truncate(self.config.batch.txs_max);
+                let mut accepted = Vec::new();
+                for tx in txs {
+                    match ctx.mempool().insert(tx.clone()) {
+                        Ok(Submitted::Accepted) => accepted.push(tx),
+                        Ok(Submitted::Duplicate) => {}
+                        Err(MempoolError::Full { .. }) => {
+                            self.drop_message("mempool full");
+                            break;
+                        }
                     }
                 }
+                // Someone forwarded these just now: no need to resend them soon.
+                self.note_forwarded(&accepted);
             }
         }
+        self.flush_forwards(ctx);
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: StreamletTimer) {
@@ -623,6 +682,7 @@ impl Protocol for Streamlet {
             StreamletTimer::MidEpoch(epoch) if epoch == self.epoch => self.reforward(ctx),
             StreamletTimer::MidEpoch(_) => {}
         }
+        self.flush_forwards(ctx);
     }
 
     fn on_transaction(
@@ -632,13 +692,10 @@ impl Protocol for Streamlet {
     ) -> Result<Submitted, MempoolError> {
         let outcome = ctx.mempool().insert(tx.clone())?;
         if outcome == Submitted::Accepted {
-            // The next two leaders: the next proposal, and the one after in case that leader is down.
-            let leaders: BTreeSet<NodeId> = (1..=2)
-                .map(|k| self.leader_of(Epoch(self.epoch.0 + k)))
-                .filter(|l| *l != self.me)
-                .collect();
-            for leader in leaders {
-                ctx.send(leader, StreamletMessage::Forward(vec![tx.clone()]));
+            self.to_forward.push(tx);
+            if self.to_forward.len() >= self.config.forward_batch_max.min(self.config.batch.txs_max)
+            {
+                self.flush_forwards(ctx);
             }
         }
         Ok(outcome)
