@@ -169,7 +169,8 @@ pub struct Workload {
 /// Whether liveness is checked, and with what bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LivenessCheck {
-    /// Every transaction accepted by an honest node at time `s` must be final at some honest node
+    /// Every transaction accepted at time `s` by an honest node that is up at the end of the run
+    /// must be final at some honest node
     /// by `max(s, GST) + bound_ns`. Only checked for deadlines that fall within the run.
     pub bound_ns: u64,
 }

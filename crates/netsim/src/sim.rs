@@ -788,8 +788,15 @@ impl<P: Protocol> Simulation<P> {
     pub fn finish(&mut self) -> SimReport {
         if let Some(live) = self.config.liveness {
             let gst = self.config.network.gst.map_or(0, |g| g.at_ns);
-            let mut accepted: Vec<(Digest, u64)> =
-                self.accepted.iter().map(|(tx, (t, _))| (*tx, *t)).collect();
+            // A node that is down at the end may have taken its transactions with it: only
+            // those accepted by nodes still up are promised.
+            let nodes = &self.nodes;
+            let mut accepted: Vec<(Digest, u64)> = self
+                .accepted
+                .iter()
+                .filter(|(_, (_, node))| nodes[node.index()].up)
+                .map(|(tx, (t, _))| (*tx, *t))
+                .collect();
             accepted.sort_unstable_by_key(|(tx, t)| (*t, *tx));
             self.checker.check_liveness(accepted.into_iter(), gst, live.bound_ns, self.now);
         }

@@ -88,10 +88,12 @@ fn a_crashed_leader_misses_the_liveness_deadline() {
     let report = run_reference(config);
     assert!(!report.safety_ok);
     assert!(report.violations.iter().all(|v| matches!(v, Violation::NotFinalized { .. })));
-    // What was committed before the crash stays committed; everything after it is missed.
+    // What was committed before the crash stays committed; everything after it is missed,
+    // except what the crashed leader itself accepted: a node down at the end promises nothing.
     assert!(report.txs_finalized > 0);
     let missed = report.violations.len() as u64;
-    assert_eq!(missed + report.txs_finalized, report.submissions.accepted);
+    assert!(missed > 0);
+    assert!(missed + report.txs_finalized <= report.submissions.accepted);
 }
 
 /// A broken engine: each node commits the blocks of its script, at the scripted times.
