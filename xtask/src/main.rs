@@ -33,6 +33,13 @@ enum Task {
         #[arg(long)]
         no_wall: bool,
     },
+    /// Swarm testing: seeded random fault scenarios checked for safety and liveness (`agora
+    /// swarm` built in release mode; every option is passed on, see `agora swarm --help`).
+    Swarm {
+        /// Options for `agora swarm`, for example `--protocol pbft --seeds 1000`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Ci => ci(),
         Task::Bench { quick, no_wall } => bench(quick, no_wall),
+        Task::Swarm { args } => swarm(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +118,18 @@ fn bench(quick: bool, no_wall: bool) -> Result<()> {
         args.push("--no-wall");
     }
     run_steps(&[Step::new("bench", &args)])
+}
+
+fn swarm(args: &[String]) -> Result<()> {
+    let status = Command::new(cargo())
+        .args(["run", "--release", "--locked", "-p", "agora-cli", "--", "swarm"])
+        .args(args)
+        .status()
+        .context("could not start cargo")?;
+    if !status.success() {
+        bail!("the swarm campaign failed");
+    }
+    Ok(())
 }
 
 fn has_nextest() -> bool {

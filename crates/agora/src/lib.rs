@@ -37,4 +37,5 @@ pub mod bench;
 pub mod market;
 pub mod render;
 pub mod simulate;
+pub mod swarm;
 pub mod walkthrough;

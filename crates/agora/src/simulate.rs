@@ -809,7 +809,7 @@ fn summarise(options: &SimulateOptions, r: &SimReport, views: &[BlockView]) -> S
 }
 
 /// One sentence for a violation.
-struct Describe<'a>(&'a Violation);
+pub(crate) struct Describe<'a>(pub(crate) &'a Violation);
 
 impl fmt::Display for Describe<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

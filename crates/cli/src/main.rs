@@ -6,6 +6,8 @@
 //! - `agora walkthrough …`: one block's life through the foundation, with sizes and timings.
 //!
 //! - `agora bench …`: the protocol comparison matrix and its report.
+//! - `agora swarm --protocol P --seeds N …`: seeded random fault scenarios, checked for safety
+//!   and liveness; a failure prints the command that reproduces it and writes its trace.
 //!
 //! With no subcommand it runs the short comparison: a 4-replica market over Streamlet and over
 //! PBFT, in the simulator and in real time, printing the table and writing the report.
@@ -44,6 +46,44 @@ enum Command {
     /// Sign orders, batch them into a block, encode and decode it, verify every signature, and
     /// certify it with the committee's votes; print sizes and timings.
     Walkthrough(WalkthroughArgs),
+    /// Swarm testing: run seeded random scenarios (Byzantine behaviours, crashes, partitions,
+    /// loss, duplication, reordering, GST) and check safety always and liveness after GST.
+    /// Exits non-zero if a scenario breaks what its fault budget promises.
+    Swarm(SwarmArgs),
+}
+
+#[derive(Args)]
+struct SwarmArgs {
+    /// The protocol under test.
+    #[arg(long, value_enum)]
+    protocol: ProtocolArg,
+    /// How many scenarios.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first scenario's seed; the others follow.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// A fixed committee size (default: drawn from 4 to 7 per scenario).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    nodes: Option<u16>,
+    /// f + 1 faulty nodes: safety must hold if they only crash, and may fail if one is Byzantine.
+    #[arg(long)]
+    beyond_budget: bool,
+    /// Run a deliberately broken engine (quorum-one-smaller, vote-extends-finalized,
+    /// pre-prepare-counts-as-prepare): the campaign should fail.
+    #[arg(long, value_parser = parse_weakening)]
+    weaken: Option<agora::swarm::Weakening>,
+    /// Where failing scenarios' traces and pictures go.
+    #[arg(long, default_value = "target/agora-swarm")]
+    out: PathBuf,
+}
+
+fn parse_weakening(s: &str) -> Result<agora::swarm::Weakening, String> {
+    agora::swarm::Weakening::parse(s).ok_or_else(|| {
+        format!(
+            "unknown weakening `{s}`: quorum-one-smaller, vote-extends-finalized or pre-prepare-counts-as-prepare"
+        )
+    })
 }
 
 #[derive(Args)]
@@ -276,6 +316,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::Book(args)) => run_book(&args),
         Some(Command::Walkthrough(args)) => run_walkthrough(&args),
+        Some(Command::Swarm(args)) => run_swarm(&args),
         None => run_bench(&BenchArgs {
             quick: true,
             no_wall: false,
@@ -406,6 +447,78 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn run_swarm(args: &SwarmArgs) -> Result<()> {
+    use agora::swarm::{self, Budget, CampaignOptions};
+    let budget = if args.beyond_budget { Budget::Beyond } else { Budget::Within };
+    let options = CampaignOptions {
+        protocol: match args.protocol {
+            ProtocolArg::Streamlet => ProtocolChoice::Streamlet,
+            ProtocolArg::Pbft => ProtocolChoice::Pbft,
+        },
+        seeds: args.seeds,
+        first_seed: args.first_seed,
+        nodes: args.nodes.map(usize::from),
+        budget,
+        weakening: args.weaken,
+        stop_on_failure: false,
+    };
+    let bar = indicatif::ProgressBar::new(args.seeds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut failed = 0u64;
+    let report = swarm::campaign(&options, |o| {
+        bar.inc(1);
+        if !o.ok() {
+            failed += 1;
+            bar.set_message(format!("{failed} failing"));
+        }
+    });
+    bar.finish_and_clear();
+    for (seed, error) in &report.errors {
+        eprintln!("seed {seed}: could not run: {error}");
+    }
+    let failures = report.safety_failures.iter().chain(&report.liveness_failures);
+    for outcome in failures {
+        let s = &outcome.scenario;
+        let what = if outcome.safety.is_empty() { "LIVENESS" } else { "SAFETY" };
+        println!("{what} FAILURE  {s}");
+        for v in outcome.safety.iter().chain(&outcome.liveness) {
+            println!("    {v}");
+        }
+        if outcome.liveness_missed > outcome.liveness.len() {
+            println!("    … {} transactions missed their deadline in all", outcome.liveness_missed);
+        }
+        println!("    reproduce: {}", s.reproduce());
+        let dir = args.out.join(format!("{}-seed-{}", s.protocol.name(), s.seed));
+        match swarm::run(s, true).map(|r| swarm::write_artifacts(&r, &dir)) {
+            Ok(Ok(_)) => println!("    trace and picture: {}", dir.display()),
+            Ok(Err(e)) => eprintln!("    cannot write {}: {e}", dir.display()),
+            Err(e) => eprintln!("    cannot re-run: {e}"),
+        }
+    }
+    let crash_only_safety =
+        report.safety_failures.iter().filter(|o| !o.scenario.has_byzantine()).count();
+    println!(
+        "{} {}: {} scenarios ({} with a Byzantine node), {} transactions final, {} undecodable messages dropped; {} safety failures ({} without a Byzantine node), {} liveness failures",
+        options.protocol.name(),
+        if args.beyond_budget { "beyond the fault budget" } else { "within the fault budget" },
+        report.runs,
+        report.with_byzantine,
+        report.finalized,
+        report.decode_errors,
+        report.safety_failures.len(),
+        crash_only_safety,
+        report.liveness_failures.len(),
+    );
+    if report.passed(budget) {
+        Ok(())
+    } else {
+        anyhow::bail!("the campaign found failures (see above)")
+    }
 }
 
 /// The longest command line accepted; a longer one is reported and skipped.

@@ -60,6 +60,7 @@ mod leader;
 mod mempool;
 mod protocol;
 pub mod reference;
+mod tamper;
 mod votes;
 
 pub use application::{Application, Applied, TxLog};
@@ -67,4 +68,5 @@ pub use chain::{BlockStatus, BlockView, ChainView};
 pub use leader::{HashedLeader, LeaderElection, RoundRobin};
 pub use mempool::{BatchLimits, InMemoryMempool, Mempool, MempoolError, MempoolLimits, Submitted};
 pub use protocol::{Action, Context, Ctx, Message, Protocol, Timer};
+pub use tamper::Tamper;
 pub use votes::{Equivocation, VALUES_PER_SLOT_MAX, VoteKeeper, VoteOutcome};

@@ -55,6 +55,7 @@
 //! ```
 
 mod adversary;
+mod byzantine;
 mod checker;
 mod config;
 mod memo;
@@ -63,6 +64,7 @@ mod sim;
 mod trace;
 
 pub use adversary::{Adversary, AdversaryEnv, Emission, Garbler, Payload, Silent};
+pub use byzantine::{Behaviour, UnknownBehaviour, adversary, sibling};
 pub use checker::{InvariantChecker, Violation};
 pub use config::{
     BeforeGst, ConfigError, Fault, FaultKind, Gst, Jitter, LivenessCheck, NetworkConfig, Partition,

@@ -92,6 +92,19 @@ pub struct PbftConfig {
     pub fetch_blocks_max: usize,
     /// Executed transaction ids remembered to refuse pre-prepares that repeat them.
     pub executed_memory: usize,
+    /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
+    pub weaken: Option<PbftWeakening>,
+}
+
+/// Deliberate bugs ("mutants") the swarm campaign must catch, kept so that it cannot silently
+/// lose its teeth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PbftWeakening {
+    /// Every quorum (prepared, committed, checkpoint, view change) one vote smaller than
+    /// ⌈(n + f + 1)/2⌉.
+    QuorumOneSmaller,
+    /// The primary's pre-prepare counts as one of the 2f prepares.
+    PrePrepareCountsAsPrepare,
 }
 
 impl PbftConfig {
@@ -107,6 +120,7 @@ impl PbftConfig {
             future_views_max: 16,
             fetch_blocks_max: 64,
             executed_memory: 1_000_000,
+            weaken: None,
         }
     }
 }
@@ -211,7 +225,10 @@ impl Pbft {
         assert!(config.checkpoint_interval > 0 && config.log_window >= config.checkpoint_interval);
         assert!(config.view_timeout_ns > 0, "T must be positive");
         let n = committee.n();
-        let quorum = committee.byzantine_quorum();
+        let quorum = match config.weaken {
+            Some(PbftWeakening::QuorumOneSmaller) => committee.byzantine_quorum() - 1,
+            _ => committee.byzantine_quorum(),
+        };
         let votes_max = (config.log_window as usize + 2) * n * 4;
         Self {
             votes: VoteKeeper::new(quorum.max(2) - 1, votes_max),
@@ -532,8 +549,11 @@ impl Pbft {
         let commit = statement(Phase::Commit, view, SeqNo(seq), digest);
         if slot.prepared_at.is_none() {
             // The pre-prepare is not a prepare, and neither is a prepare signed by the primary.
-            let backups = self.votes.signers(&prepare)
+            let mut backups = self.votes.signers(&prepare)
                 - usize::from(self.votes.has_signed(&prepare, primary));
+            if self.config.weaken == Some(PbftWeakening::PrePrepareCountsAsPrepare) {
+                backups += 1;
+            }
             if backups + 1 < self.quorum {
                 return;
             }

@@ -1,6 +1,6 @@
 //! PBFT's messages, their signatures and their validity checks.
 
-use agora_consensus::Message;
+use agora_consensus::{Message, Tamper};
 use agora_crypto::{Digest, SecretKey, Signature, SignatureCheck, domain};
 use agora_types::{
     Block, Certificate, Committee, Height, NodeId, Phase, Round, SeqNo, Statement, Transaction,
@@ -375,6 +375,50 @@ pub enum PbftMessage {
     },
     /// Executed blocks, in sequence order, answering a fetch.
     Blocks(Vec<Block>),
+}
+
+/// PRE-PREPAREs are proposals; PREPARE, COMMIT and CHECKPOINT carry the sender's own vote.
+impl Tamper for PbftMessage {
+    fn proposed_block(&self) -> Option<&Block> {
+        match self {
+            PbftMessage::PrePrepare(pp) => Some(&pp.block),
+            _ => None,
+        }
+    }
+
+    fn repropose(&self, block: Block, signer: NodeId, key: &SecretKey) -> Option<Self> {
+        let PbftMessage::PrePrepare(pp) = self else { return None };
+        let statement = statement(Phase::PrePrepare, pp.view(), pp.seq(), block.digest());
+        Some(PbftMessage::PrePrepare(PrePrepare {
+            vote: Vote::sign(statement, signer, key),
+            block,
+        }))
+    }
+
+    fn own_vote(&self) -> Option<&Vote> {
+        match self {
+            PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => {
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+
+    fn with_vote(&self, vote: Vote) -> Option<Self> {
+        match self {
+            PbftMessage::Prepare(_) => Some(PbftMessage::Prepare(vote)),
+            PbftMessage::Commit(_) => Some(PbftMessage::Commit(vote)),
+            PbftMessage::Checkpoint(_) => Some(PbftMessage::Checkpoint(vote)),
+            _ => None,
+        }
+    }
+
+    fn round(&self) -> Option<Round> {
+        match self {
+            PbftMessage::PrePrepare(pp) => Some(pp.vote.statement.round),
+            _ => self.own_vote().map(|v| v.statement.round),
+        }
+    }
 }
 
 impl Message for PbftMessage {

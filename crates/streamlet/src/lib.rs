@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_consensus::{
     BatchLimits, BlockStatus, BlockView, ChainView, Ctx, HashedLeader, LeaderElection,
-    MempoolError, Message, Protocol, RoundRobin, Submitted, VoteKeeper, VoteOutcome,
+    MempoolError, Message, Protocol, RoundRobin, Submitted, Tamper, VoteKeeper, VoteOutcome,
 };
 use agora_crypto::{Digest, SecretKey, Signature, domain};
 use agora_types::{
@@ -94,6 +94,18 @@ pub struct StreamletConfig {
     /// A pending transaction is re-forwarded only once this many epochs have passed since it
     /// was last forwarded (by this node or to it), so a backlog is not resent every epoch.
     pub reforward_after_epochs: u64,
+    /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
+    pub weaken: Option<StreamletWeakening>,
+}
+
+/// Deliberate bugs ("mutants") the swarm campaign must catch, kept so that it cannot silently
+/// lose its teeth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamletWeakening {
+    /// Notarization with one vote fewer than ⌈2n/3⌉.
+    QuorumOneSmaller,
+    /// Vote for any proposal that extends the finalized chain, not only a longest notarized one.
+    VoteExtendsFinalized,
 }
 
 impl StreamletConfig {
@@ -111,6 +123,7 @@ impl StreamletConfig {
             finalized_memory: 1_000_000,
             forward_batch_max: 256,
             reforward_after_epochs: 4,
+            weaken: None,
         }
     }
 
@@ -147,6 +160,35 @@ pub enum StreamletMessage {
     EchoVote(Vote),
     /// Client transactions on their way to upcoming leaders.
     Forward(Vec<Transaction>),
+}
+
+/// Proposals (and their echoes) are proposals; a node's own `Vote` is its vote (echoed votes are
+/// other members').
+impl Tamper for StreamletMessage {
+    fn proposed_block(&self) -> Option<&Block> {
+        match self {
+            StreamletMessage::Propose(p) | StreamletMessage::EchoPropose(p) => Some(&p.block),
+            _ => None,
+        }
+    }
+
+    fn repropose(&self, block: Block, _signer: NodeId, key: &SecretKey) -> Option<Self> {
+        // The signer a Streamlet proposal claims is its block's proposer.
+        self.proposed_block()?;
+        let signature = key.sign(&domain::PROPOSAL, block.digest().as_bytes());
+        Some(StreamletMessage::Propose(Proposal { block, signature }))
+    }
+
+    fn own_vote(&self) -> Option<&Vote> {
+        match self {
+            StreamletMessage::Vote(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn with_vote(&self, vote: Vote) -> Option<Self> {
+        self.own_vote().map(|_| StreamletMessage::Vote(vote))
+    }
 }
 
 impl Message for StreamletMessage {
@@ -234,7 +276,11 @@ impl Streamlet {
     pub fn new(config: StreamletConfig, committee: Committee, me: NodeId, key: SecretKey) -> Self {
         assert!(config.delta_ns > 0, "Δ must be positive");
         let n = u16::try_from(committee.n()).expect("committees have at most 1024 members");
-        let keeper = VoteKeeper::new(committee.notarization_quorum(), config.votes_max);
+        let quorum = match config.weaken {
+            Some(StreamletWeakening::QuorumOneSmaller) => committee.notarization_quorum() - 1,
+            _ => committee.notarization_quorum(),
+        };
+        let keeper = VoteKeeper::new(quorum.max(1), config.votes_max);
         Self {
             tree: BlockTree::new(config.history_max),
             config,
@@ -455,7 +501,8 @@ impl Streamlet {
         if epoch != self.epoch
             || self.last_voted >= epoch
             || self.first_proposal.get(&epoch) != Some(&digest)
-            || !self.tree.extends_longest(&block.parent())
+            || !(self.tree.extends_longest(&block.parent())
+                || self.config.weaken == Some(StreamletWeakening::VoteExtendsFinalized))
         {
             return;
         }

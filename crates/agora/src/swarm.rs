@@ -1,0 +1,590 @@
+//! Swarm testing: many seeded random scenarios per protocol, each checked for safety always and
+//! for liveness after GST.
+//!
+//! A seed fixes everything about a scenario ([`Scenario::generate`]): the committee size (unless
+//! given), which nodes are faulty and how (a [`Behaviour`] from the adversary library, or a
+//! crash with or without restart), the network (latency, jitter, loss, duplication,
+//! reordering, partitions before GST, GST itself) and the load. Within the fault budget at most
+//! f = ⌊(n − 1)/3⌋ nodes are faulty; [`Budget::Beyond`] makes f + 1 faulty, where safety must
+//! still hold if they only crash and may fail if one is Byzantine.
+//!
+//! Liveness: every transaction accepted by an honest node that is up at the end must be final
+//! within [`Scenario::liveness_bound_ns`] of `max(submission, GST)`. A failing scenario can be
+//! re-run from its seed alone ([`Scenario::reproduce`]); [`write_artifacts`] stores its trace
+//! and block-tree picture.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use agora_consensus::{BlockView, ChainView, Protocol, Tamper, TxLog};
+use agora_netsim::{
+    BeforeGst, Behaviour, Fault, FaultKind, Gst, Jitter, LivenessCheck, NetworkConfig, Partition,
+    SimConfig, SimReport, Simulation, Targets, TraceEvent, TraceMode, Violation, Workload,
+    adversary,
+};
+use agora_pbft::{Pbft, PbftConfig, PbftWeakening};
+use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig, StreamletWeakening};
+use agora_types::{Epoch, NodeId, Round, View};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::render::{self, ChainPicture};
+use crate::simulate::{Describe, ProtocolChoice};
+
+const MS: u64 = 1_000_000;
+/// Separates the scenario generator's random stream from the simulator's.
+const SCENARIO_STREAM: u64 = 0x5357_4152_4d00_0001;
+
+/// How many nodes may be faulty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// At most f: safety and liveness must hold.
+    Within,
+    /// Exactly f + 1: safety must hold if they all only crash; with a Byzantine one it may fail.
+    Beyond,
+}
+
+/// A deliberately broken engine, to prove the campaign catches it ("teeth").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weakening {
+    /// Quorums one vote smaller than the protocol needs.
+    QuorumOneSmaller,
+    /// Streamlet votes for any proposal that extends the finalized chain, not only a longest
+    /// notarized one.
+    VoteExtendsFinalized,
+    /// PBFT counts the primary's pre-prepare as one of the 2f prepares.
+    PrePrepareCountsAsPrepare,
+}
+
+impl Weakening {
+    /// Name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Weakening::QuorumOneSmaller => "quorum-one-smaller",
+            Weakening::VoteExtendsFinalized => "vote-extends-finalized",
+            Weakening::PrePrepareCountsAsPrepare => "pre-prepare-counts-as-prepare",
+        }
+    }
+
+    /// The weakening named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Weakening::QuorumOneSmaller,
+            Weakening::VoteExtendsFinalized,
+            Weakening::PrePrepareCountsAsPrepare,
+        ]
+        .into_iter()
+        .find(|w| w.name() == s)
+    }
+}
+
+/// What is wrong with one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFault {
+    /// Its messages go through this adversary.
+    Byzantine(Behaviour),
+    /// It stops at `at_ns`, and starts again (with its state) at `restart_ns` if given.
+    Crash {
+        /// When it stops.
+        at_ns: u64,
+        /// When it starts again.
+        restart_ns: Option<u64>,
+    },
+}
+
+/// One random scenario, all drawn from its seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// The protocol under test.
+    pub protocol: ProtocolChoice,
+    /// The seed everything derives from (scenario, simulator, keys, leaders).
+    pub seed: u64,
+    /// Committee size.
+    pub nodes: usize,
+    /// Whether the committee size was given rather than drawn.
+    pub nodes_given: bool,
+    /// The fault budget the scenario was drawn under.
+    pub budget: Budget,
+    /// Faulty nodes.
+    pub faults: Vec<(NodeId, NodeFault)>,
+    /// The network, with GST.
+    pub network: NetworkConfig,
+    /// Δ: the engines' delay bound (Streamlet's epoch is 2Δ; PBFT's view timeout is 10Δ).
+    pub delta_ns: u64,
+    /// Every transaction accepted by an honest node still up at the end is final within this
+    /// long after `max(submission, GST)`.
+    pub liveness_bound_ns: u64,
+    /// Client transactions per second.
+    pub tx_rate: f64,
+    /// Submissions stop here.
+    pub load_end_ns: u64,
+    /// The run ends here.
+    pub duration_ns: u64,
+    /// A deliberately broken engine, if any.
+    pub weakening: Option<Weakening>,
+}
+
+impl Scenario {
+    /// The scenario of `seed`. `nodes` fixes the committee size; otherwise it is drawn from
+    /// 4 to 7.
+    pub fn generate(
+        protocol: ProtocolChoice,
+        seed: u64,
+        nodes: Option<usize>,
+        budget: Budget,
+    ) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SCENARIO_STREAM);
+        let n = nodes.unwrap_or_else(|| [4, 4, 5, 7][rng.random_range(0..4)]).max(1);
+        let f = (n - 1) / 3;
+        let faulty = match budget {
+            Budget::Within => rng.random_range(0..=f),
+            Budget::Beyond => (f + 1).min(n),
+        };
+        let gst_ns = rng.random_range(500..=3_000) * MS;
+        let mut ids: Vec<u16> = (0..n as u16).collect();
+        let mut faults = Vec::new();
+        for _ in 0..faulty {
+            let node = NodeId(ids.swap_remove(rng.random_range(0..ids.len())));
+            let fault = if rng.random_bool(0.6) {
+                NodeFault::Byzantine(Behaviour::ALL[rng.random_range(0..Behaviour::ALL.len())])
+            } else {
+                let at_ns = rng.random_range(0..gst_ns);
+                let restart_ns = rng.random_bool(0.5).then(|| rng.random_range(at_ns..=gst_ns));
+                NodeFault::Crash { at_ns, restart_ns }
+            };
+            faults.push((node, fault));
+        }
+        faults.sort_by_key(|(node, _)| *node);
+        let latency_ns = rng.random_range(5..=40) * MS;
+        let jitter = match rng.random_range(0..3u8) {
+            0 => Jitter::None,
+            1 => Jitter::Uniform { max_ns: rng.random_range(1..=20) * MS },
+            _ => Jitter::Pareto { scale_ns: 2 * MS, cap_ns: rng.random_range(5..=30) * MS },
+        };
+        let jitter_max = match jitter {
+            Jitter::None => 0,
+            Jitter::Uniform { max_ns } => max_ns,
+            Jitter::Pareto { cap_ns, .. } => cap_ns,
+        };
+        let reorder_ns = rng.random_bool(0.3).then(|| rng.random_range(1..=10) * MS);
+        let delta_ns = latency_ns + jitter_max + reorder_ns.unwrap_or(0) + 10 * MS;
+        let partitions = (0..rng.random_range(0..=2u8))
+            .map(|_| {
+                let start_ns = rng.random_range(0..gst_ns);
+                let end_ns = rng.random_range(start_ns..=gst_ns);
+                let side: Vec<NodeId> =
+                    (0..n as u16).filter(|_| rng.random_bool(0.5)).map(NodeId).collect();
+                Partition { start_ns, end_ns, groups: vec![side] }
+            })
+            .collect();
+        let before = if rng.random_bool(0.5) {
+            BeforeGst::Hold
+        } else {
+            BeforeGst::Delay { max_ns: rng.random_range(0..=500) * MS }
+        };
+        let network = NetworkConfig {
+            latency_ns,
+            jitter,
+            bandwidth_bps: Some(100_000_000),
+            loss: rng.random_range(0..=10) as f64 / 100.0,
+            duplicate: rng.random_range(0..=5) as f64 / 100.0,
+            reorder_ns,
+            partitions,
+            gst: Some(Gst { at_ns: gst_ns, delta_ns, before }),
+        };
+        let liveness_bound_ns = match protocol {
+            // Sixty epochs: long enough for three consecutive honest leaders to line up.
+            ProtocolChoice::Streamlet => 120 * delta_ns,
+            // A handful of view changes, each waiting at most a few doubled timeouts.
+            ProtocolChoice::Pbft => 400 * delta_ns,
+        };
+        let load_end_ns = gst_ns + 1_000 * MS;
+        Self {
+            protocol,
+            seed,
+            nodes: n,
+            nodes_given: nodes.is_some(),
+            budget,
+            faults,
+            network,
+            delta_ns,
+            liveness_bound_ns,
+            tx_rate: rng.random_range(20..=100) as f64,
+            load_end_ns,
+            duration_ns: load_end_ns + liveness_bound_ns,
+            weakening: None,
+        }
+    }
+
+    /// True when some faulty node is Byzantine (not only crashed).
+    pub fn has_byzantine(&self) -> bool {
+        self.faults.iter().any(|(_, f)| matches!(f, NodeFault::Byzantine(_)))
+    }
+
+    /// The simulator configuration.
+    pub fn sim_config(&self, trace: TraceMode) -> SimConfig {
+        let mut c = SimConfig::new(self.nodes);
+        c.seed = self.seed;
+        c.duration_ns = self.duration_ns;
+        c.network = self.network.clone();
+        c.trace = trace;
+        c.liveness = Some(LivenessCheck { bound_ns: self.liveness_bound_ns });
+        c.workload = Some(Workload {
+            rate_per_sec: self.tx_rate,
+            start_ns: 0,
+            end_ns: self.load_end_ns,
+            clients: 8,
+            payload_bytes: 32,
+            targets: Targets::Random,
+        });
+        for (node, fault) in &self.faults {
+            if let NodeFault::Crash { at_ns, restart_ns } = *fault {
+                c.faults.push(Fault { at_ns, node: *node, kind: FaultKind::Crash });
+                if let Some(at_ns) = restart_ns {
+                    c.faults.push(Fault { at_ns, node: *node, kind: FaultKind::Restart });
+                }
+            }
+        }
+        c
+    }
+
+    /// The command that runs this scenario again.
+    pub fn reproduce(&self) -> String {
+        let mut cmd = format!(
+            "cargo xtask swarm --protocol {} --first-seed {} --seeds 1",
+            self.protocol.name(),
+            self.seed
+        );
+        if self.nodes_given {
+            cmd += &format!(" --nodes {}", self.nodes);
+        }
+        if self.budget == Budget::Beyond {
+            cmd += " --beyond-budget";
+        }
+        if let Some(w) = self.weakening {
+            cmd += &format!(" --weaken {}", w.name());
+        }
+        cmd
+    }
+
+    fn streamlet_config(&self) -> StreamletConfig {
+        let mut c = StreamletConfig::new(self.delta_ns);
+        c.leader = LeaderRule::Hashed { seed: self.seed };
+        c.weaken = match self.weakening {
+            Some(Weakening::QuorumOneSmaller) => Some(StreamletWeakening::QuorumOneSmaller),
+            Some(Weakening::VoteExtendsFinalized) => Some(StreamletWeakening::VoteExtendsFinalized),
+            _ => None,
+        };
+        c
+    }
+
+    fn pbft_config(&self) -> PbftConfig {
+        let mut c = PbftConfig::new(10 * self.delta_ns);
+        c.weaken = match self.weakening {
+            Some(Weakening::QuorumOneSmaller) => Some(PbftWeakening::QuorumOneSmaller),
+            Some(Weakening::PrePrepareCountsAsPrepare) => {
+                Some(PbftWeakening::PrePrepareCountsAsPrepare)
+            }
+            _ => None,
+        };
+        c
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gst = self.network.gst.map_or(0, |g| g.at_ns);
+        write!(
+            f,
+            "{} seed {} n={} GST {} ms Δ {} ms latency {} ms loss {:.0}% dup {:.0}% partitions {} rate {}/s",
+            self.protocol.name(),
+            self.seed,
+            self.nodes,
+            gst / MS,
+            self.delta_ns / MS,
+            self.network.latency_ns / MS,
+            self.network.loss * 100.0,
+            self.network.duplicate * 100.0,
+            self.network.partitions.len(),
+            self.tx_rate,
+        )?;
+        for (node, fault) in &self.faults {
+            match fault {
+                NodeFault::Byzantine(b) => write!(f, "; node {node} {b}")?,
+                NodeFault::Crash { at_ns, restart_ns: Some(r) } => {
+                    write!(f, "; node {node} down {}–{} ms", at_ns / MS, r / MS)?
+                }
+                NodeFault::Crash { at_ns, restart_ns: None } => {
+                    write!(f, "; node {node} down from {} ms", at_ns / MS)?
+                }
+            }
+        }
+        if let Some(w) = self.weakening {
+            write!(f, "; weakened: {}", w.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// What one scenario did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Safety violations (agreement, validity, duplicates, gaps, state divergence), described.
+    pub safety: Vec<String>,
+    /// Transactions not final in time, described (the first few).
+    pub liveness: Vec<String>,
+    /// How many transactions missed their liveness deadline.
+    pub liveness_missed: usize,
+    /// Transactions final at the furthest honest node.
+    pub finalized: u64,
+    /// Transactions honest nodes accepted.
+    pub accepted: u64,
+    /// Messages an honest node could not decode (garbage) or dropped.
+    pub decode_errors: u64,
+    /// Simulator events processed.
+    pub events: u64,
+}
+
+impl Outcome {
+    /// Neither safety nor liveness failed.
+    pub fn ok(&self) -> bool {
+        self.safety.is_empty() && self.liveness.is_empty()
+    }
+}
+
+/// A run's outcome with, when it was recorded, its trace and the block tree of the furthest
+/// honest node.
+pub struct Recorded {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Every simulator event.
+    pub trace: Vec<TraceEvent>,
+    /// The block tree the furthest honest node saw.
+    pub views: Vec<BlockView>,
+    /// That node.
+    pub view_node: NodeId,
+}
+
+/// Runs `scenario`; with `record`, keeps the trace and the block tree too.
+pub fn run(scenario: &Scenario, record: bool) -> Result<Recorded, agora_netsim::SimError> {
+    let trace = if record { TraceMode::Record } else { TraceMode::Off };
+    let config = scenario.sim_config(trace);
+    match scenario.protocol {
+        ProtocolChoice::Streamlet => {
+            let c = scenario.streamlet_config();
+            run_with(scenario, config, |me, committee, key| {
+                Streamlet::new(c, committee.clone(), me, key.clone())
+            })
+        }
+        ProtocolChoice::Pbft => {
+            let c = scenario.pbft_config();
+            run_with(scenario, config, |me, committee, key| {
+                Pbft::new(c, committee.clone(), me, key.clone())
+            })
+        }
+    }
+}
+
+fn run_with<P>(
+    scenario: &Scenario,
+    config: SimConfig,
+    engine: impl FnMut(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P,
+) -> Result<Recorded, agora_netsim::SimError>
+where
+    P: Protocol + ChainView,
+    P::Message: Tamper,
+{
+    let mut sim = Simulation::new(config, engine, |_| Box::new(TxLog::new(true)))?;
+    for (node, fault) in &scenario.faults {
+        if let NodeFault::Byzantine(b) = fault {
+            sim.set_adversary(*node, adversary::<P::Message>(*b));
+        }
+    }
+    let report = sim.run();
+    let view_node = report
+        .nodes_detail
+        .iter()
+        .filter(|d| d.honest)
+        .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
+        .map_or(NodeId(0), |d| d.node);
+    let outcome = outcome(scenario, &report);
+    Ok(Recorded {
+        outcome,
+        trace: sim.trace().events().to_vec(),
+        views: sim.engine(view_node).block_views(),
+        view_node,
+    })
+}
+
+fn outcome(scenario: &Scenario, report: &SimReport) -> Outcome {
+    let (liveness, safety): (Vec<&Violation>, Vec<&Violation>) =
+        report.violations.iter().partition(|v| matches!(v, Violation::NotFinalized { .. }));
+    Outcome {
+        scenario: scenario.clone(),
+        safety: safety.iter().map(|v| Describe(v).to_string()).collect(),
+        liveness: liveness.iter().take(3).map(|v| Describe(v).to_string()).collect(),
+        liveness_missed: liveness.len(),
+        finalized: report.txs_finalized,
+        accepted: report.submissions.accepted,
+        decode_errors: report
+            .nodes_detail
+            .iter()
+            .filter(|d| d.honest)
+            .map(|d| d.decode_errors)
+            .sum(),
+        events: report.events,
+    }
+}
+
+/// Writes a recorded run's scenario, verdict, trace (JSON lines) and block tree (SVG) into
+/// `dir`; returns the files written.
+pub fn write_artifacts(recorded: &Recorded, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let o = &recorded.outcome;
+    let s = &o.scenario;
+    let mut summary = format!("{s}\n\nreproduce: {}\n\n", s.reproduce());
+    for v in o.safety.iter().chain(&o.liveness) {
+        summary += &format!("{v}\n");
+    }
+    let mut trace = Vec::new();
+    for e in &recorded.trace {
+        serde_json::to_writer(&mut trace, e).map_err(std::io::Error::other)?;
+        trace.push(b'\n');
+    }
+    let leader = |r: Round| match s.protocol {
+        ProtocolChoice::Streamlet => {
+            LeaderRule::Hashed { seed: s.seed }.leader(s.nodes as u16, Epoch(r.0))
+        }
+        ProtocolChoice::Pbft => agora_pbft::primary(View(r.0), s.nodes),
+    };
+    let svg = render::svg(&ChainPicture {
+        title: format!(
+            "{} · seed {} · view of node {}",
+            s.protocol.name(),
+            s.seed,
+            recorded.view_node
+        ),
+        blocks: &recorded.views,
+        nodes: s.nodes,
+        leader_of: &leader,
+        last_round: recorded.views.iter().map(|v| v.round.0).max().unwrap_or(0),
+        round_name: s.protocol.round_name(),
+    });
+    let files = [
+        ("scenario.txt", summary.into_bytes()),
+        ("trace.jsonl", trace),
+        ("tree.svg", svg.into_bytes()),
+    ];
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// What a campaign asks for.
+#[derive(Debug, Clone)]
+pub struct CampaignOptions {
+    /// The protocol.
+    pub protocol: ProtocolChoice,
+    /// How many scenarios.
+    pub seeds: u64,
+    /// The first seed; the others follow it.
+    pub first_seed: u64,
+    /// A fixed committee size, or drawn per scenario.
+    pub nodes: Option<usize>,
+    /// The fault budget.
+    pub budget: Budget,
+    /// A deliberately broken engine, if any.
+    pub weakening: Option<Weakening>,
+    /// Stop at the first scenario that fails.
+    pub stop_on_failure: bool,
+}
+
+/// What a campaign found.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignReport {
+    /// Scenarios run.
+    pub runs: u64,
+    /// Scenarios with at least one Byzantine node.
+    pub with_byzantine: u64,
+    /// Transactions finalized, summed over the scenarios.
+    pub finalized: u64,
+    /// Undecodable messages honest nodes dropped, summed.
+    pub decode_errors: u64,
+    /// Scenarios that broke safety.
+    pub safety_failures: Vec<Outcome>,
+    /// Scenarios that broke liveness (and not safety).
+    pub liveness_failures: Vec<Outcome>,
+    /// Scenarios that could not be set up, with the reason.
+    pub errors: Vec<(u64, String)>,
+}
+
+impl CampaignReport {
+    /// Every scenario upheld what its budget promises: within the budget, safety and liveness;
+    /// beyond it, safety whenever the faults were crashes only.
+    pub fn passed(&self, budget: Budget) -> bool {
+        if !self.errors.is_empty() {
+            return false;
+        }
+        match budget {
+            Budget::Within => self.safety_failures.is_empty() && self.liveness_failures.is_empty(),
+            Budget::Beyond => self.safety_failures.iter().all(|o| o.scenario.has_byzantine()),
+        }
+    }
+}
+
+/// Runs the scenarios of `options`, calling `each` after every one.
+pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> CampaignReport {
+    let mut report = CampaignReport::default();
+    for seed in options.first_seed..options.first_seed.saturating_add(options.seeds) {
+        let mut scenario =
+            Scenario::generate(options.protocol, seed, options.nodes, options.budget);
+        scenario.weakening = options.weakening;
+        // An engine that panics has failed the scenario as surely as one that forks.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&scenario, false)));
+        let outcome = match ran {
+            Ok(Ok(r)) => r.outcome,
+            Ok(Err(e)) => {
+                report.errors.push((seed, e.to_string()));
+                continue;
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Outcome {
+                    scenario: scenario.clone(),
+                    safety: vec![format!("an engine panicked: {message}")],
+                    liveness: Vec::new(),
+                    liveness_missed: 0,
+                    finalized: 0,
+                    accepted: 0,
+                    decode_errors: 0,
+                    events: 0,
+                }
+            }
+        };
+        report.runs += 1;
+        report.with_byzantine += u64::from(scenario.has_byzantine());
+        report.finalized += outcome.finalized;
+        report.decode_errors += outcome.decode_errors;
+        each(&outcome);
+        let failed = !outcome.ok();
+        if !outcome.safety.is_empty() {
+            report.safety_failures.push(outcome);
+        } else if !outcome.liveness.is_empty() {
+            report.liveness_failures.push(outcome);
+        }
+        if failed && options.stop_on_failure {
+            break;
+        }
+    }
+    report
+}

@@ -1,0 +1,101 @@
+//! The adversary library against both engines, and the campaign's teeth: deliberately broken
+//! engines that the swarm must catch.
+
+use agora::netsim::{Behaviour, Jitter};
+use agora::simulate::ProtocolChoice;
+use agora::swarm::{self, Budget, CampaignOptions, NodeFault, Scenario, Weakening};
+use agora::types::NodeId;
+
+const PROTOCOLS: [ProtocolChoice; 2] = [ProtocolChoice::Streamlet, ProtocolChoice::Pbft];
+
+/// n = 4 with one Byzantine node on a lossless network that is synchronous after GST.
+fn one_byzantine(protocol: ProtocolChoice, node: u16, behaviour: Behaviour) -> Scenario {
+    let mut s = Scenario::generate(protocol, 7, Some(4), Budget::Within);
+    s.faults = vec![(NodeId(node), NodeFault::Byzantine(behaviour))];
+    s.network.loss = 0.0;
+    s.network.partitions.clear();
+    s.network.jitter = Jitter::None;
+    s
+}
+
+#[test]
+fn every_behaviour_meets_safety_and_liveness_in_both_engines() {
+    for protocol in PROTOCOLS {
+        for behaviour in Behaviour::ALL {
+            // Node 0 leads PBFT's first view; under Streamlet it leads some epochs too.
+            let s = one_byzantine(protocol, 0, behaviour);
+            let o = swarm::run(&s, false).expect("the scenario runs").outcome;
+            assert!(o.ok(), "{s}: safety {:?} liveness {:?}", o.safety, o.liveness);
+            assert!(o.finalized > 0, "{s}: nothing finalized");
+        }
+    }
+}
+
+#[test]
+fn garbage_is_dropped_and_counted() {
+    for protocol in PROTOCOLS {
+        let s = one_byzantine(protocol, 1, Behaviour::Garble);
+        let o = swarm::run(&s, false).expect("the scenario runs").outcome;
+        assert!(o.ok(), "{s}");
+        assert!(o.decode_errors > 0, "{s}: the garbler's bytes reached nobody");
+    }
+}
+
+/// The campaign over `weakening` at n = 4, seeds `0..seeds`.
+fn campaign(protocol: ProtocolChoice, weakening: Weakening, seeds: u64) -> swarm::CampaignReport {
+    let options = CampaignOptions {
+        protocol,
+        seeds,
+        first_seed: 0,
+        nodes: Some(4),
+        budget: Budget::Within,
+        weakening: Some(weakening),
+        stop_on_failure: false,
+    };
+    swarm::campaign(&options, |_| {})
+}
+
+/// The seed of the first fork the campaign finds in the broken engine.
+fn first_fork(protocol: ProtocolChoice, weakening: Weakening, seeds: u64) -> Option<u64> {
+    let report = campaign(protocol, weakening, seeds);
+    report.safety_failures.first().map(|o| o.scenario.seed)
+}
+
+#[test]
+fn the_campaign_catches_a_streamlet_quorum_one_vote_short() {
+    let fork = first_fork(ProtocolChoice::Streamlet, Weakening::QuorumOneSmaller, 40);
+    assert!(fork.is_some(), "no fork within 40 seeds");
+}
+
+#[test]
+fn the_campaign_catches_streamlet_voting_for_anything_that_extends_the_finalized_chain() {
+    let fork = first_fork(ProtocolChoice::Streamlet, Weakening::VoteExtendsFinalized, 100);
+    assert!(fork.is_some(), "no fork within 100 seeds");
+}
+
+#[test]
+fn the_campaign_catches_a_pbft_quorum_one_vote_short() {
+    let fork = first_fork(ProtocolChoice::Pbft, Weakening::QuorumOneSmaller, 40);
+    assert!(fork.is_some(), "no fork within 40 seeds");
+}
+
+#[test]
+fn the_campaign_catches_pbft_counting_the_pre_prepare_as_a_prepare() {
+    // Prepared certificates one prepare short are refused in view changes: the cluster stalls.
+    let report = campaign(ProtocolChoice::Pbft, Weakening::PrePrepareCountsAsPrepare, 20);
+    assert!(!report.passed(Budget::Within), "not caught within 20 seeds");
+}
+
+#[test]
+fn a_scenario_is_a_function_of_its_seed() {
+    for protocol in PROTOCOLS {
+        let a = Scenario::generate(protocol, 42, None, Budget::Beyond);
+        assert_eq!(a, Scenario::generate(protocol, 42, None, Budget::Beyond));
+        assert_eq!(a.faults.len(), (a.nodes - 1) / 3 + 1, "beyond the budget: f + 1 faulty");
+        let r1 = swarm::run(&a, false).unwrap().outcome;
+        let r2 = swarm::run(&a, false).unwrap().outcome;
+        assert_eq!((r1.finalized, r1.events, r1.safety), (r2.finalized, r2.events, r2.safety));
+        let command = a.reproduce();
+        assert!(command.contains("--first-seed 42") && command.contains("--beyond-budget"));
+    }
+}

@@ -1,0 +1,37 @@
+//! What a protocol tells generic adversaries about its messages, so that one library of
+//! Byzantine behaviours (in `agora-netsim`) serves every engine.
+//!
+//! An engine's message type answers two questions — "is this a proposal, and of which block?"
+//! and "is this the sender's own signed vote?" — and can rebuild the message around a different
+//! block or vote, signed with a key it is handed. That is enough to equivocate, double-vote,
+//! forge, replay into other rounds and flood far-future rounds without the adversary knowing
+//! the protocol.
+
+use agora_crypto::SecretKey;
+use agora_types::{Block, NodeId, Round, Vote};
+
+use crate::Message;
+
+/// A message type that generic adversaries can take apart and rebuild.
+pub trait Tamper: Message {
+    /// The block this message proposes (a proposal, a pre-prepare), if it is one.
+    fn proposed_block(&self) -> Option<&Block>;
+
+    /// The same kind of message proposing `block` instead, signed by `signer` with `key` (which
+    /// need not be `signer`'s: forgers pass their own). `None` when this is not a proposal.
+    fn repropose(&self, block: Block, signer: NodeId, key: &SecretKey) -> Option<Self>;
+
+    /// The sender's own signed statement this message carries (a vote, a prepare, a commit, a
+    /// checkpoint), if it is one.
+    fn own_vote(&self) -> Option<&Vote>;
+
+    /// The same kind of message carrying `vote` instead, as given (valid or not).
+    fn with_vote(&self, vote: Vote) -> Option<Self>;
+
+    /// The round (epoch or view) the message belongs to, if it belongs to one.
+    fn round(&self) -> Option<Round> {
+        self.own_vote()
+            .map(|v| v.statement.round)
+            .or_else(|| self.proposed_block().map(Block::round))
+    }
+}
