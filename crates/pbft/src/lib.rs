@@ -154,6 +154,8 @@ pub struct PbftStats {
     pub transferred_blocks: u64,
     /// Pre-prepares it sent (as primary).
     pub pre_prepares: u64,
+    /// Transactions left out at execution because an earlier sequence number executed them.
+    pub duplicates_skipped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +205,10 @@ pub struct Pbft {
     executed_order: VecDeque<Digest>,
     view_changes: BTreeMap<View, BTreeMap<NodeId, ViewChange>>,
     new_view_sent: Option<View>,
+    /// The NEW-VIEW that started the current view (none in view 0), for replicas that missed it.
+    current_new_view: Option<NewView>,
+    /// When each lagging replica was last sent `current_new_view`.
+    new_view_relayed_at: FxHashMap<NodeId, u64>,
     /// This replica's latest VIEW-CHANGE, resent until its view is installed.
     my_view_change: Option<ViewChange>,
     attempts: u32,
@@ -254,6 +260,8 @@ impl Pbft {
             executed_order: VecDeque::new(),
             view_changes: BTreeMap::new(),
             new_view_sent: None,
+            current_new_view: None,
+            new_view_relayed_at: FxHashMap::default(),
             my_view_change: None,
             attempts: 0,
             request_timer: false,
@@ -361,8 +369,11 @@ impl Pbft {
 
     /// A backup's timer runs while a request it knows of is not executed: one in its mempool,
     /// or one in a pre-prepare it accepted.
+    /// Backups and the primary alike: a primary whose requests do not execute within T is as
+    /// stuck as its backups (it may be the primary of a view everyone else has left, having
+    /// missed the NEW-VIEW), and asking to change view is how it finds out.
     fn ensure_request_timer(&mut self, ctx: &mut Ctx<'_, Self>) {
-        if self.status != Status::Normal || self.is_primary() || self.request_timer {
+        if self.status != Status::Normal || self.request_timer {
             return;
         }
         let pending_slot = self.slots.range(self.last_executed + 1..).next().is_some();
@@ -598,9 +609,16 @@ impl Pbft {
         debug_assert_eq!(block.height().0, seq);
         self.last_executed = seq;
         self.log_digest = chain(&self.log_digest, &block.digest());
+        // PBFT orders requests, not unique ones: two views can each prepare the same request at
+        // different sequence numbers, and a view change then keeps both (a request committed
+        // anywhere must survive). Like the paper's client timestamps, execution keeps the first:
+        // the block committed to the application leaves out what was executed before. Every
+        // replica executes the same log from the same start, so they all leave out the same.
+        let mut fresh = Vec::with_capacity(block.batch().len());
         for tx in block.batch().transactions() {
             let id = tx.id();
             if self.executed_ids.insert(id) {
+                fresh.push(tx.clone());
                 self.executed_order.push_back(id);
                 if self.executed_order.len() > self.config.executed_memory
                     && let Some(old) = self.executed_order.pop_front()
@@ -609,7 +627,14 @@ impl Pbft {
                 }
             }
         }
-        ctx.commit(block.clone());
+        if fresh.len() == block.batch().len() {
+            ctx.commit(block.clone());
+        } else {
+            self.stats.duplicates_skipped += (block.batch().len() - fresh.len()) as u64;
+            let h = block.header();
+            let batch = Batch::new(fresh).expect("a subset of a valid batch is valid");
+            ctx.commit(Block::new(h.parent, h.round, h.height, h.proposer, h.created_at_ns, batch));
+        }
         let digest = block.digest();
         self.executed.insert(seq, Executed { block, prepared_at, executed_at: ctx.now_ns() });
         while self.executed.len() > self.config.retained_blocks {
@@ -912,14 +937,15 @@ impl Pbft {
         self.enter_new_view(ctx, nv);
     }
 
-    fn on_new_view(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, nv: NewView) {
+    fn on_new_view(&mut self, ctx: &mut Ctx<'_, Self>, nv: NewView) {
         if nv.view < self.view || (nv.view == self.view && self.status == Status::Normal) {
             return self.drop_message("new view for an old view");
         }
-        if from != self.primary_of(nv.view)
-            || nv.view.0 > self.view.0 + self.config.future_views_max
-        {
-            return self.drop_message("new view not from its primary");
+        // A NEW-VIEW proves itself (2f+1 signed view changes, O signed by the view's primary and
+        // recomputed here), so it is accepted from whoever relays it: replicas pass it on to
+        // one that missed it.
+        if nv.view.0 > self.view.0 + self.config.future_views_max {
+            return self.drop_message("new view too far ahead");
         }
         if let Err(reason) = self.check_new_view(ctx, &nv) {
             return self.drop_message(reason);
@@ -965,8 +991,30 @@ impl Pbft {
         Ok(())
     }
 
+    /// `from` sent a message of `their_view`, older than ours: it missed the NEW-VIEW that
+    /// started our view (lost before GST, say). Send it, at most once per view timeout per
+    /// replica. Without this a replica that missed it stays behind for good, and when it is
+    /// needed for a quorum, so does everyone.
+    fn help_lagging(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, their_view: View) {
+        if their_view >= self.view || from == self.me || self.status != Status::Normal {
+            return;
+        }
+        let Some(nv) = &self.current_new_view else { return };
+        let now = ctx.now_ns();
+        let due = self
+            .new_view_relayed_at
+            .get(&from)
+            .is_none_or(|t| now.saturating_sub(*t) >= self.config.view_timeout_ns);
+        if due && self.committee.contains(from) {
+            self.new_view_relayed_at.insert(from, now);
+            ctx.send(from, PbftMessage::NewView(Box::new(nv.clone())));
+        }
+    }
+
     fn enter_new_view(&mut self, ctx: &mut Ctx<'_, Self>, nv: NewView) {
         ctx.cancel_timer(PbftTimer::NewView(self.view));
+        self.current_new_view = Some(nv.clone());
+        self.new_view_relayed_at.clear();
         let (checkpoint, _) = compute_o(nv.view, &nv.view_changes, self.n);
         // Install O before anything else may propose: the status stays "view changing" until
         // the log of the new view is in place.
@@ -1049,13 +1097,28 @@ impl Protocol for Pbft {
                 self.ensure_request_timer(ctx);
                 self.propose(ctx);
             }
-            PbftMessage::PrePrepare(pp) => self.on_pre_prepare(ctx, pp),
-            PbftMessage::Prepare(v) => self.on_vote(ctx, v, Phase::Prepare),
-            PbftMessage::Commit(v) => self.on_vote(ctx, v, Phase::Commit),
+            PbftMessage::PrePrepare(pp) => {
+                self.help_lagging(ctx, from, pp.view());
+                self.on_pre_prepare(ctx, pp)
+            }
+            PbftMessage::Prepare(v) => {
+                self.help_lagging(ctx, from, View(v.statement.round.0));
+                self.on_vote(ctx, v, Phase::Prepare)
+            }
+            PbftMessage::Commit(v) => {
+                self.help_lagging(ctx, from, View(v.statement.round.0));
+                self.on_vote(ctx, v, Phase::Commit)
+            }
             PbftMessage::Reply(r) => self.on_reply(ctx, from, r),
             PbftMessage::Checkpoint(v) => self.on_checkpoint(ctx, v),
-            PbftMessage::ViewChange(vc) => self.on_view_change(ctx, *vc),
-            PbftMessage::NewView(nv) => self.on_new_view(ctx, from, *nv),
+            PbftMessage::ViewChange(vc) => {
+                // Asking to move into (or below) our view: it missed how we got here.
+                if vc.new_view <= self.view {
+                    self.help_lagging(ctx, from, View(vc.new_view.0.saturating_sub(1)));
+                }
+                self.on_view_change(ctx, *vc)
+            }
+            PbftMessage::NewView(nv) => self.on_new_view(ctx, *nv),
             PbftMessage::Fetch { from: first, to } => self.on_fetch(ctx, from, first, to),
             PbftMessage::Blocks(blocks) => self.on_blocks(ctx, blocks),
         }
@@ -1088,6 +1151,11 @@ impl Protocol for Pbft {
             {
                 if let Some(vc) = &self.my_view_change {
                     ctx.broadcast(PbftMessage::ViewChange(Box::new(vc.clone())));
+                }
+                // Requests that reached only this replica (their forward lost before GST) must
+                // not wait for a view only it wants: like a client's retransmission, to all.
+                for forward in self.pending_forwards(ctx, &|_| false) {
+                    ctx.broadcast(forward);
                 }
                 ctx.set_timer(PbftTimer::ResendViewChange(view), self.config.view_timeout_ns);
             }
