@@ -94,6 +94,11 @@ pub struct StreamletConfig {
     /// A pending transaction is re-forwarded only once this many epochs have passed since it
     /// was last forwarded (by this node or to it), so a backlog is not resent every epoch.
     pub reforward_after_epochs: u64,
+    /// When nothing has been finalized for this many epochs, the node sends again, to all, the
+    /// proposals it adopted above the finalized tip and its own votes for them (and again every
+    /// this many epochs while the stall lasts). Votes or blocks lost before GST are never sent
+    /// again otherwise, and nodes that disagree about the longest notarized chain stay stuck.
+    pub resync_after_epochs: u64,
     /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
     pub weaken: Option<StreamletWeakening>,
 }
@@ -123,6 +128,7 @@ impl StreamletConfig {
             finalized_memory: 1_000_000,
             forward_batch_max: 256,
             reforward_after_epochs: 4,
+            resync_after_epochs: 8,
             weaken: None,
         }
     }
@@ -235,6 +241,8 @@ pub struct StreamletStats {
     pub votes_cast: u64,
     /// Blocks this node proposed.
     pub proposals: u64,
+    /// Times this node sent its unfinalized proposals and votes again after a stall.
+    pub resyncs: u64,
 }
 
 /// Identity of a message for the echo rule's "first time".
@@ -268,6 +276,14 @@ pub struct Streamlet {
     /// When each pending transaction was last forwarded, by this node or to it (bounded by
     /// `finalized_memory`; forgetting only makes a re-forward come early).
     forwarded_at: FxHashMap<Digest, Epoch>,
+    /// Proposals adopted above the finalized tip (at most `orphans_max`), to send again in a
+    /// stall.
+    adopted: BTreeMap<Epoch, Vec<Proposal>>,
+    adopted_count: usize,
+    /// This node's votes above the finalized tip, to send again in a stall.
+    own_votes: BTreeMap<Epoch, Vote>,
+    /// The epoch of the last finalization (or resync) this node saw.
+    progress_epoch: Epoch,
     stats: StreamletStats,
 }
 
@@ -299,6 +315,10 @@ impl Streamlet {
             finalized_txs_order: VecDeque::new(),
             to_forward: Vec::new(),
             forwarded_at: FxHashMap::default(),
+            adopted: BTreeMap::new(),
+            adopted_count: 0,
+            own_votes: BTreeMap::new(),
+            progress_epoch: Epoch(0),
             stats: StreamletStats::default(),
         }
     }
@@ -345,6 +365,10 @@ impl Streamlet {
             ctx.set_timer(StreamletTimer::MidEpoch(epoch), mid - now);
         }
         self.first_proposal.retain(|e, _| *e >= epoch);
+        let stall = self.config.resync_after_epochs.max(1);
+        if epoch.0 >= self.progress_epoch.0.saturating_add(stall) {
+            self.resync(ctx);
+        }
         if self.leader_of(epoch) == self.me {
             self.propose(ctx);
         }
@@ -433,6 +457,10 @@ impl Streamlet {
         if signed.is_err() {
             return self.drop_message("bad proposal signature");
         }
+        // Before echoing: a signed but oversized proposal must not be multiplied by n echoes.
+        if let Err(reason) = self.within_limits(block) {
+            return self.drop_message(reason);
+        }
         self.first_sight(epoch, Seen::Proposal(digest));
         self.echo(ctx, from, block.proposer(), StreamletMessage::EchoPropose(proposal.clone()));
         self.first_proposal.entry(epoch).or_insert(digest);
@@ -451,11 +479,16 @@ impl Streamlet {
     /// and adopt any orphans waiting for it.
     fn adopt(&mut self, ctx: &mut Ctx<'_, Self>, proposal: Proposal) {
         let mut queue = VecDeque::from([proposal]);
-        while let Some(Proposal { block, .. }) = queue.pop_front() {
+        while let Some(proposal) = queue.pop_front() {
+            let block = proposal.block.clone();
             let digest = block.digest();
             if let Err(reason) = self.check_block(&block) {
                 self.drop_message(reason);
                 continue;
+            }
+            if self.adopted_count < self.config.orphans_max {
+                self.adopted_count += 1;
+                self.adopted.entry(Epoch(block.round().0)).or_default().push(proposal);
             }
             let finalized = self.tree.insert(block.clone(), ctx.now_ns());
             let statement = vote_statement(&block);
@@ -469,6 +502,16 @@ impl Streamlet {
         }
     }
 
+    /// The batch bounds, which need nothing but the block.
+    fn within_limits(&self, block: &Block) -> Result<(), &'static str> {
+        if block.batch().len() > self.config.batch.txs_max
+            || block.batch().encoded().len() > self.config.batch.bytes_max.saturating_add(8)
+        {
+            return Err("batch over the limits");
+        }
+        Ok(())
+    }
+
     /// Validity of a block's content, whoever proposed it.
     fn check_block(&self, block: &Block) -> Result<(), &'static str> {
         let parent = &self.tree.get(&block.parent()).ok_or("unknown parent")?.block;
@@ -478,11 +521,7 @@ impl Streamlet {
         if block.round() <= parent.round() {
             return Err("epoch not after the parent's");
         }
-        if block.batch().len() > self.config.batch.txs_max
-            || block.batch().encoded().len() > self.config.batch.bytes_max.saturating_add(8)
-        {
-            return Err("batch over the limits");
-        }
+        self.within_limits(block)?;
         let on_chain = self.ids_on_unfinalized_chain(&block.parent());
         let mut in_block = FxHashSet::default();
         for tx in block.batch().transactions() {
@@ -509,6 +548,7 @@ impl Streamlet {
         self.last_voted = epoch;
         self.stats.votes_cast += 1;
         let vote = Vote::sign(vote_statement(block), self.me, &self.key);
+        self.own_votes.insert(epoch, vote);
         ctx.broadcast(StreamletMessage::Vote(vote));
         self.on_vote(ctx, self.me, vote);
     }
@@ -582,6 +622,11 @@ impl Streamlet {
             ctx.commit(block);
         }
         let horizon = Epoch(self.tree.finalized_tip().round().0);
+        self.progress_epoch = self.epoch;
+        let kept = self.adopted.split_off(&horizon);
+        self.adopted = kept;
+        self.adopted_count = self.adopted.values().map(Vec::len).sum();
+        self.own_votes = self.own_votes.split_off(&horizon);
         self.keeper.prune_below(Round(horizon.0));
         self.seen.retain(|e, _| *e >= horizon);
         self.prune_orphans();
@@ -632,6 +677,35 @@ impl Streamlet {
         if !txs.is_empty() {
             self.note_forwarded(&txs);
             ctx.send(next_leader, StreamletMessage::Forward(txs));
+        }
+    }
+
+    /// A stall: send again, as echoes, the proposals of the chain this node extends with every
+    /// vote counted for them, and its own votes above the finalized tip, which others may have
+    /// lost (receivers that have them drop them at once, as any echo seen before).
+    fn resync(&mut self, ctx: &mut Ctx<'_, Self>) {
+        self.progress_epoch = self.epoch;
+        self.stats.resyncs += 1;
+        // The chain this node would extend (its longest notarized one): what others need to
+        // agree on the longest notarized chain. Forks that lost are not worth the bandwidth.
+        let tip = self.tree.best_tip().digest();
+        let chain: FxHashSet<Digest> =
+            self.tree.unfinalized_ancestry(&tip).iter().map(|b| b.digest()).collect();
+        for proposal in self.adopted.values().flatten() {
+            if chain.contains(&proposal.block.digest()) {
+                ctx.broadcast(StreamletMessage::EchoPropose(proposal.clone()));
+                // Every vote counted for it, not only ours: a voter that crashed since cannot
+                // send its own again, and its vote may be the one that notarized the block.
+                let statement = vote_statement(&proposal.block);
+                let certificate = self.keeper.certificate_of(&statement, Some(self.me));
+                for (voter, signature) in certificate.signatures() {
+                    let vote = Vote { statement, voter: *voter, signature: *signature };
+                    ctx.broadcast(StreamletMessage::EchoVote(vote));
+                }
+            }
+        }
+        for vote in self.own_votes.values() {
+            ctx.broadcast(StreamletMessage::Vote(*vote));
         }
     }
 
