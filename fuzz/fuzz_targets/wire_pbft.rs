@@ -1,0 +1,13 @@
+//! PBFT wire messages (view changes and new views included): any bytes decode to an error or to
+//! a canonical message.
+#![no_main]
+
+use agora::pbft::PbftMessage;
+use agora::types::codec;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(message) = codec::decode::<PbftMessage>(data) {
+        assert_eq!(&codec::encode(&message).expect("re-encodes")[..], data, "not canonical");
+    }
+});
