@@ -80,6 +80,11 @@ pub struct StreamletConfig {
     pub batch: BatchLimits,
     /// Proposals held while their parent is unknown, at most.
     pub orphans_max: usize,
+    /// Encoded bytes of the proposals held while their parent is unknown, at most.
+    pub orphan_bytes_max: usize,
+    /// Validly signed proposals taken per epoch, at most. An honest leader sends one; a second
+    /// is already evidence of equivocation, and more would only fill memory.
+    pub proposals_per_epoch_max: usize,
     /// Messages for epochs more than this ahead of the current one are dropped.
     pub future_epochs_max: u64,
     /// Votes held by the vote keeper, at most.
@@ -122,6 +127,8 @@ impl StreamletConfig {
             echo: true,
             batch: BatchLimits::default(),
             orphans_max: 1_024,
+            orphan_bytes_max: 32 << 20,
+            proposals_per_epoch_max: 2,
             future_epochs_max: 64,
             votes_max: 1 << 20,
             history_max: 100_000,
@@ -268,6 +275,9 @@ pub struct Streamlet {
     last_voted: Epoch,
     orphans: BTreeMap<Digest, Vec<Proposal>>,
     orphan_count: usize,
+    orphan_bytes: usize,
+    /// Validly signed proposals taken, per epoch (pruned below finality).
+    proposals_taken: BTreeMap<Epoch, usize>,
     seen: BTreeMap<Epoch, BTreeSet<Seen>>,
     finalized_txs: FxHashSet<Digest>,
     finalized_txs_order: VecDeque<Digest>,
@@ -310,6 +320,8 @@ impl Streamlet {
             last_voted: Epoch(0),
             orphans: BTreeMap::new(),
             orphan_count: 0,
+            orphan_bytes: 0,
+            proposals_taken: BTreeMap::new(),
             seen: BTreeMap::new(),
             finalized_txs: FxHashSet::default(),
             finalized_txs_order: VecDeque::new(),
@@ -447,6 +459,13 @@ impl Streamlet {
         if self.seen.get(&epoch).is_some_and(|s| s.contains(&Seen::Proposal(digest))) {
             return;
         }
+        // Before the signature: the epoch's quota is spent only by validly signed proposals,
+        // so checking it first lets a flood of extra ones cost no verification.
+        if self.proposals_taken.get(&epoch).copied().unwrap_or(0)
+            >= self.config.proposals_per_epoch_max
+        {
+            return self.drop_message("too many proposals in the epoch");
+        }
         let signed = self.committee.verify_with(
             ctx.checker(),
             block.proposer(),
@@ -461,14 +480,19 @@ impl Streamlet {
         if let Err(reason) = self.within_limits(block) {
             return self.drop_message(reason);
         }
+        *self.proposals_taken.entry(epoch).or_default() += 1;
         self.first_sight(epoch, Seen::Proposal(digest));
         self.echo(ctx, from, block.proposer(), StreamletMessage::EchoPropose(proposal.clone()));
         self.first_proposal.entry(epoch).or_insert(digest);
         if !self.tree.contains(&block.parent()) {
-            if self.orphan_count >= self.config.orphans_max {
+            let bytes = block.batch().encoded().len();
+            if self.orphan_count >= self.config.orphans_max
+                || self.orphan_bytes + bytes > self.config.orphan_bytes_max
+            {
                 return self.drop_message("orphan limit");
             }
             self.orphan_count += 1;
+            self.orphan_bytes += bytes;
             self.orphans.entry(block.parent()).or_default().push(proposal);
             return;
         }
@@ -497,6 +521,8 @@ impl Streamlet {
             self.try_vote(ctx, &block);
             if let Some(waiting) = self.orphans.remove(&digest) {
                 self.orphan_count -= waiting.len();
+                self.orphan_bytes -=
+                    waiting.iter().map(|p| p.block.batch().encoded().len()).sum::<usize>();
                 queue.extend(waiting);
             }
         }
@@ -629,6 +655,7 @@ impl Streamlet {
         self.own_votes = self.own_votes.split_off(&horizon);
         self.keeper.prune_below(Round(horizon.0));
         self.seen.retain(|e, _| *e >= horizon);
+        self.proposals_taken.retain(|e, _| *e >= horizon);
         self.prune_orphans();
     }
 
@@ -651,6 +678,8 @@ impl Streamlet {
         }
         self.orphans.retain(|_, w| !w.is_empty());
         self.orphan_count = self.orphans.values().map(Vec::len).sum();
+        self.orphan_bytes =
+            self.orphans.values().flatten().map(|p| p.block.batch().encoded().len()).sum();
         if self.orphan_count < before {
             *self.stats.dropped.entry("orphan below finality").or_default() +=
                 (before - self.orphan_count) as u64;

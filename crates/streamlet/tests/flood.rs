@@ -1,0 +1,140 @@
+//! A Byzantine member floods one node with a million hostile messages: proposals with unknown
+//! parents, a stream of equivocating proposals, votes for random values, votes far in the
+//! future, forged and non-member votes. The node drops what it must, counts why, keeps its
+//! state, and the memory it retains stays under a stated bound. One test in this binary, so the
+//! global allocation counter sees only it.
+
+use std::alloc::System;
+
+use agora_consensus::{Context, InMemoryMempool, MempoolLimits, Protocol};
+use agora_crypto::{Digest, domain};
+use agora_netsim::MemoCheck;
+use agora_streamlet::{
+    LeaderRule, Proposal, Streamlet, StreamletConfig, StreamletMessage, StreamletTimer,
+};
+use agora_types::{
+    Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, SecretKey, Statement,
+    Transaction, Vote,
+};
+use bytes::Bytes;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const DELTA: u64 = 50_000_000;
+const MESSAGES: usize = 1_000_000;
+/// What the node may retain, at most, after the whole flood.
+const RETAINED_MAX_BYTES: isize = 48 << 20;
+/// Growth allowed from the end of the first pass over the pool (every distinct message seen
+/// once) to the end of the flood: repeats must cost nothing lasting.
+const REPEAT_GROWTH_MAX_BYTES: isize = 1 << 20;
+
+fn live(region: &Region<'_, System>) -> isize {
+    let c = region.change();
+    c.bytes_allocated as isize - c.bytes_deallocated as isize + c.bytes_reallocated
+}
+
+fn hostile_pool(committee_keys: &[SecretKey]) -> Vec<StreamletMessage> {
+    let evil = &committee_keys[0];
+    // Each proposal carries its own batch of 100 made-up transactions of 1,000 bytes (about
+    // 110 KB): retaining them is what a flood would try to make a node do. Their signatures are
+    // not checked before execution, so one wrong signature serves them all.
+    let client = SecretKey::from_seed(99, 1);
+    let sender = agora_types::PublicKeyBytes::from(client.public_key());
+    let wrong = client.sign(&domain::TX_SIGNATURE, b"not these");
+    let batch = |k: u64| {
+        let txs = (0..100u64).map(|i| {
+            let payload = Bytes::from(vec![(k + i) as u8; 1_000]);
+            Transaction::from_parts(sender, k * 1_000 + i, payload, wrong).unwrap()
+        });
+        Batch::new(txs.collect()).unwrap()
+    };
+    // Node 0 leads epochs 4, 8, …, 60 (round robin), all within the accepted window.
+    let epochs: Vec<u64> = (1..=15).map(|k| 4 * k).collect();
+    let propose = |parent: Digest, epoch: u64, stamp: u64| {
+        let block = Block::new(parent, Round(epoch), Height(1), NodeId(0), stamp, batch(stamp));
+        let signature = evil.sign(&domain::PROPOSAL, block.digest().as_bytes());
+        StreamletMessage::Propose(Proposal { block, signature })
+    };
+    let vote = |epoch: u64, value: Digest, voter: NodeId| {
+        let s = Statement { phase: Phase::Vote, round: Round(epoch), height: Height(1), value };
+        Vote { voter, ..Vote::sign(s, NodeId(0), evil) }
+    };
+    let random = |k: u64| domain::BLOCK.hash(&k.to_le_bytes());
+    let mut pool = Vec::new();
+    for k in 0..1_000u64 {
+        let epoch = epochs[k as usize % epochs.len()];
+        // A proposal whose parent nobody has.
+        pool.push(propose(random(k), epoch, k));
+        // A valid block (parent genesis), one of many for the same epoch: equivocation.
+        pool.push(propose(Block::genesis().digest(), epoch, 1_000_000 + k));
+        // A vote for a value nobody proposed.
+        pool.push(StreamletMessage::Vote(vote(epoch, random(10_000 + k), NodeId(0))));
+    }
+    for k in 0..500u64 {
+        pool.push(StreamletMessage::Vote(vote(1_000 + k, random(k), NodeId(0))));
+        pool.push(StreamletMessage::Vote(vote(4, random(20_000 + k), NodeId(1))));
+        pool.push(StreamletMessage::Vote(vote(4, random(30_000 + k), NodeId(77))));
+    }
+    pool
+}
+
+#[test]
+fn a_million_hostile_messages_leave_state_and_memory_bounded() {
+    let (committee, keys) = Committee::deterministic(1, 4).unwrap();
+    let mut config = StreamletConfig::new(DELTA);
+    config.leader = LeaderRule::RoundRobin;
+    let mut node = Streamlet::new(config, committee, NodeId(3), keys[3].clone());
+    let mut mempool = InMemoryMempool::new(MempoolLimits::default());
+    let mut check = MemoCheck::default();
+    let mut actions = Vec::new();
+    let pool = hostile_pool(&keys);
+    // The first pass delivers each message freshly decoded, as from the network, so what the
+    // node keeps is counted; the repeats are clones of the pool (what they could add is map
+    // and set entries, which are counted too).
+    let wire: Vec<Bytes> = pool.iter().map(|m| agora_types::codec::encode(m).unwrap()).collect();
+
+    let region = Region::new(GLOBAL);
+    {
+        let mut ctx = Context::new(0, NodeId(3), &mut actions, &mut mempool, &mut check);
+        node.on_timer(&mut ctx, StreamletTimer::EpochStart(Epoch(1)));
+    }
+    let mut after_first_pass = 0;
+    for i in 0..MESSAGES {
+        let message = if i < pool.len() {
+            agora_types::codec::decode::<StreamletMessage>(&wire[i]).unwrap()
+        } else {
+            pool[i % pool.len()].clone()
+        };
+        let mut ctx = Context::new(1, NodeId(3), &mut actions, &mut mempool, &mut check);
+        node.on_message(&mut ctx, NodeId(0), message);
+        actions.clear();
+        if i + 1 == pool.len() {
+            after_first_pass = live(&region);
+        }
+    }
+    let retained = live(&region);
+
+    assert_eq!(node.notarized_height(), Height(0), "nothing may be notarized");
+    assert_eq!(node.finalized_tip().digest(), Block::genesis().digest());
+    let dropped = &node.stats().dropped;
+    eprintln!(
+        "retained {} KiB ({} KiB after the first pass); drops {dropped:?}",
+        retained >> 10,
+        after_first_pass >> 10
+    );
+    for reason in ["far-future epoch", "bad vote", "too many proposals in the epoch"] {
+        assert!(dropped.get(reason).copied().unwrap_or(0) > 0, "no drop for {reason}: {dropped:?}");
+    }
+    assert!(
+        retained <= RETAINED_MAX_BYTES,
+        "retained {} MiB after {MESSAGES} hostile messages",
+        retained >> 20
+    );
+    assert!(
+        retained - after_first_pass <= REPEAT_GROWTH_MAX_BYTES,
+        "repeats grew the state by {} KiB",
+        (retained - after_first_pass) >> 10
+    );
+}
