@@ -122,9 +122,88 @@ pub struct Scenario {
     pub duration_ns: u64,
     /// A deliberately broken engine, if any.
     pub weakening: Option<Weakening>,
+    /// Members that run twice (Twins): the twin is instance `nodes + j`.
+    pub twins: Vec<NodeId>,
 }
 
 impl Scenario {
+    /// A Twins scenario (Bano et al., 2020): n = 4 and a second instance of one member, with
+    /// the same key and unmodified engine code. Time is cut into rounds (an epoch, or a third
+    /// of a PBFT view timeout); each round until GST puts the five instances in two random
+    /// groups, or leaves them together, so the twins hear different things, equivocate and
+    /// may lose their locks. The leader schedule is drawn too (Streamlet's hash seed; for PBFT
+    /// the twinned member is often the first primary). After GST the network is whole and
+    /// synchronous. No loss or duplication: the partitions are the adversary.
+    ///
+    /// Beyond the budget, two members are twinned (f + 1 = 2 Byzantine): safety may fail.
+    pub fn twins(protocol: ProtocolChoice, seed: u64, budget: Budget) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SCENARIO_STREAM ^ 0x7717);
+        let n = 4usize;
+        let first = match protocol {
+            ProtocolChoice::Pbft if rng.random_bool(0.5) => NodeId(0),
+            _ => NodeId(rng.random_range(0..n as u16)),
+        };
+        let mut twinned = vec![first];
+        if budget == Budget::Beyond {
+            twinned.push(NodeId((first.0 + 1 + rng.random_range(0..3u16)) % n as u16));
+        }
+        let instances = (n + twinned.len()) as u16;
+        let latency_ns = rng.random_range(5..=20) * MS;
+        let delta_ns = latency_ns + 10 * MS;
+        let round_ns = match protocol {
+            ProtocolChoice::Streamlet => 2 * delta_ns,
+            ProtocolChoice::Pbft => 10 * delta_ns / 3,
+        };
+        let rounds = rng.random_range(6..=24u64);
+        let gst_ns = rounds * round_ns;
+        let partitions = (0..rounds)
+            .filter_map(|r| {
+                // A third of the rounds have everyone together.
+                if rng.random_range(0..3u8) == 0 {
+                    return None;
+                }
+                let side: Vec<NodeId> =
+                    (0..instances).filter(|_| rng.random_bool(0.5)).map(NodeId).collect();
+                Some(Partition {
+                    start_ns: r * round_ns,
+                    end_ns: (r + 1) * round_ns,
+                    groups: vec![side],
+                })
+            })
+            .collect();
+        let network = NetworkConfig {
+            latency_ns,
+            jitter: Jitter::None,
+            bandwidth_bps: Some(100_000_000),
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder_ns: None,
+            partitions,
+            gst: Some(Gst { at_ns: gst_ns, delta_ns, before: BeforeGst::Delay { max_ns: 0 } }),
+        };
+        let liveness_bound_ns = match protocol {
+            ProtocolChoice::Streamlet => 120 * delta_ns,
+            ProtocolChoice::Pbft => 400 * delta_ns,
+        };
+        let load_end_ns = gst_ns + 1_000 * MS;
+        Self {
+            protocol,
+            seed,
+            nodes: n,
+            nodes_given: true,
+            budget,
+            faults: Vec::new(),
+            network,
+            delta_ns,
+            liveness_bound_ns,
+            tx_rate: rng.random_range(20..=100) as f64,
+            load_end_ns,
+            duration_ns: load_end_ns + liveness_bound_ns,
+            weakening: None,
+            twins: twinned,
+        }
+    }
+
     /// The scenario of `seed`. `nodes` fixes the committee size; otherwise it is drawn from
     /// 4 to 7.
     pub fn generate(
@@ -213,12 +292,14 @@ impl Scenario {
             load_end_ns,
             duration_ns: load_end_ns + liveness_bound_ns,
             weakening: None,
+            twins: Vec::new(),
         }
     }
 
     /// True when some faulty node is Byzantine (not only crashed).
     pub fn has_byzantine(&self) -> bool {
-        self.faults.iter().any(|(_, f)| matches!(f, NodeFault::Byzantine(_)))
+        !self.twins.is_empty()
+            || self.faults.iter().any(|(_, f)| matches!(f, NodeFault::Byzantine(_)))
     }
 
     /// The simulator configuration.
@@ -228,6 +309,7 @@ impl Scenario {
         c.duration_ns = self.duration_ns;
         c.network = self.network.clone();
         c.trace = trace;
+        c.twins = self.twins.clone();
         c.liveness = Some(LivenessCheck { bound_ns: self.liveness_bound_ns });
         c.workload = Some(Workload {
             rate_per_sec: self.tx_rate,
@@ -255,7 +337,9 @@ impl Scenario {
             self.protocol.name(),
             self.seed
         );
-        if self.nodes_given {
+        if !self.twins.is_empty() {
+            cmd += " --twins";
+        } else if self.nodes_given {
             cmd += &format!(" --nodes {}", self.nodes);
         }
         if self.budget == Budget::Beyond {
@@ -318,6 +402,9 @@ impl fmt::Display for Scenario {
                     write!(f, "; node {node} down from {} ms", at_ns / MS)?
                 }
             }
+        }
+        for (j, twin) in self.twins.iter().enumerate() {
+            write!(f, "; node {twin} twinned (instance {})", self.nodes + j)?;
         }
         if let Some(w) = self.weakening {
             write!(f, "; weakened: {}", w.name())?;
@@ -501,6 +588,8 @@ pub struct CampaignOptions {
     pub budget: Budget,
     /// A deliberately broken engine, if any.
     pub weakening: Option<Weakening>,
+    /// Twins scenarios ([`Scenario::twins`]) instead of the general ones.
+    pub twins: bool,
     /// Stop at the first scenario that fails.
     pub stop_on_failure: bool,
 }
@@ -542,8 +631,11 @@ impl CampaignReport {
 pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> CampaignReport {
     let mut report = CampaignReport::default();
     for seed in options.first_seed..options.first_seed.saturating_add(options.seeds) {
-        let mut scenario =
-            Scenario::generate(options.protocol, seed, options.nodes, options.budget);
+        let mut scenario = if options.twins {
+            Scenario::twins(options.protocol, seed, options.budget)
+        } else {
+            Scenario::generate(options.protocol, seed, options.nodes, options.budget)
+        };
         scenario.weakening = options.weakening;
         // An engine that panics has failed the scenario as surely as one that forks.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&scenario, false)));

@@ -73,6 +73,10 @@ struct SwarmArgs {
     /// pre-prepare-counts-as-prepare): the campaign should fail.
     #[arg(long, value_parser = parse_weakening)]
     weaken: Option<agora::swarm::Weakening>,
+    /// Twins scenarios: n = 4 plus a second instance of one member (two beyond the budget),
+    /// with random partitions of the instances per round until GST.
+    #[arg(long)]
+    twins: bool,
     /// Where failing scenarios' traces and pictures go.
     #[arg(long, default_value = "target/agora-swarm")]
     out: PathBuf,
@@ -462,6 +466,7 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
         nodes: args.nodes.map(usize::from),
         budget,
         weakening: args.weaken,
+        twins: args.twins,
         stop_on_failure: false,
     };
     let bar = indicatif::ProgressBar::new(args.seeds);
@@ -494,10 +499,14 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
         }
         println!("    reproduce: {}", s.reproduce());
         let dir = args.out.join(format!("{}-seed-{}", s.protocol.name(), s.seed));
-        match swarm::run(s, true).map(|r| swarm::write_artifacts(&r, &dir)) {
-            Ok(Ok(_)) => println!("    trace and picture: {}", dir.display()),
-            Ok(Err(e)) => eprintln!("    cannot write {}: {e}", dir.display()),
-            Err(e) => eprintln!("    cannot re-run: {e}"),
+        // The re-run records the trace; an engine that panicked panics again, and then there
+        // is no trace to write, only the reproduce command.
+        let rerun = std::panic::catch_unwind(|| swarm::run(s, true));
+        match rerun.map(|r| r.map(|r| swarm::write_artifacts(&r, &dir))) {
+            Ok(Ok(Ok(_))) => println!("    trace and picture: {}", dir.display()),
+            Ok(Ok(Err(e))) => eprintln!("    cannot write {}: {e}", dir.display()),
+            Ok(Err(e)) => eprintln!("    cannot re-run: {e}"),
+            Err(_) => eprintln!("    the re-run panicked again: no trace to write"),
         }
     }
     let crash_only_safety =

@@ -216,6 +216,12 @@ pub struct SimConfig {
     pub encode_messages: bool,
     /// Simulated events processed at most (a guard against engines that never go quiet).
     pub events_max: u64,
+    /// Twins (Bano et al., 2020): each listed member runs a second instance with the same key
+    /// and identity, unmodified. Instances are numbered members first (`0..n`), then twin `j`
+    /// as instance `n + j`; partitions and faults name instances, so a member and its twin can
+    /// sit on different sides. A message to a member reaches every instance of it the network
+    /// lets through. Twinned members are Byzantine: the checker does not check them.
+    pub twins: Vec<NodeId>,
 }
 
 impl SimConfig {
@@ -236,6 +242,7 @@ impl SimConfig {
             trace: TraceMode::Digest,
             encode_messages: false,
             events_max: 200_000_000,
+            twins: Vec::new(),
         }
     }
 }
@@ -305,20 +312,28 @@ impl SimConfig {
                 delta_ns: gst.delta_ns,
             });
         }
-        let check = |context, node: NodeId| {
-            if node.index() < self.nodes {
+        let check_in = |context, node: NodeId, nodes: usize| {
+            if node.index() < nodes {
                 Ok(())
             } else {
-                Err(ConfigError::UnknownNode { context, node, nodes: self.nodes })
+                Err(ConfigError::UnknownNode { context, node, nodes })
             }
         };
+        let check = |context, node: NodeId| check_in(context, node, self.nodes);
+        let instances = self.nodes + self.twins.len();
+        for (j, twin) in self.twins.iter().enumerate() {
+            check("a twin", *twin)?;
+            if self.twins[..j].contains(twin) {
+                return Err(ConfigError::Workload("a member is twinned twice"));
+            }
+        }
         for p in &n.partitions {
             for node in p.groups.iter().flatten() {
-                check("a partition", *node)?;
+                check_in("a partition", *node, instances)?;
             }
         }
         for f in &self.faults {
-            check("a fault", f.node)?;
+            check_in("a fault", f.node, instances)?;
         }
         if let Some(w) = &self.workload {
             if !(w.rate_per_sec.is_finite() && w.rate_per_sec > 0.0) {

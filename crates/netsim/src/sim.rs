@@ -149,8 +149,10 @@ impl<P: Protocol> Simulation<P> {
         config.validate()?;
         let n = config.nodes;
         let (committee, secrets) = Committee::deterministic(config.seed, n)?;
+        let instances = n + config.twins.len();
         let nodes = committee
             .members()
+            .chain(config.twins.iter().copied())
             .map(|id| Node {
                 engine: engine(id, &committee, &secrets[id.index()]),
                 mempool: InMemoryMempool::new(config.mempool),
@@ -174,8 +176,8 @@ impl<P: Protocol> Simulation<P> {
             adversary_rng: ChaCha8Rng::seed_from_u64(config.seed ^ ADVERSARY_STREAM),
             checker: InvariantChecker::new(n),
             trace: Trace::new(config.trace),
-            adversaries: (0..n).map(|_| None).collect(),
-            link_last_arrival: vec![0; n * n],
+            adversaries: (0..instances).map(|_| None).collect(),
+            link_last_arrival: vec![0; instances * instances],
             config,
             committee,
             secrets,
@@ -203,6 +205,12 @@ impl<P: Protocol> Simulation<P> {
             deliveries: 0,
             wall_seconds: 0.0,
         };
+        for twin in sim.config.twins.clone() {
+            sim.nodes[twin.index()].honest = false;
+        }
+        for i in n..instances {
+            sim.nodes[i].honest = false;
+        }
         for fault in sim.config.faults.clone() {
             sim.schedule(fault.at_ns, Event::Fault(fault));
         }
@@ -238,7 +246,23 @@ impl<P: Protocol> Simulation<P> {
         &self.secrets[node.index()]
     }
 
-    /// The engine of `node`, to inspect its state.
+    /// The member an instance is (itself, or for twin `j`, instance `n + j`, the twinned member).
+    fn identity(&self, instance: NodeId) -> NodeId {
+        match instance.index().checked_sub(self.config.nodes) {
+            Some(j) => self.config.twins[j],
+            None => instance,
+        }
+    }
+
+    /// The instances of member `member`: itself, and its twin if it has one.
+    fn instances_of(&self, member: NodeId) -> impl Iterator<Item = NodeId> + use<P> {
+        let n = self.config.nodes;
+        let twin =
+            self.config.twins.iter().position(|t| *t == member).map(|j| NodeId((n + j) as u16));
+        std::iter::once(member).filter(move |m| m.index() < n).chain(twin)
+    }
+
+    /// The engine of `node` (an instance: twin `j` is `n + j`), to inspect its state.
     pub fn engine(&self, node: NodeId) -> &P {
         &self.nodes[node.index()].engine
     }
@@ -331,6 +355,8 @@ impl<P: Protocol> Simulation<P> {
                     self.trace_drop(from, to, DropReason::ReceiverDown);
                     return;
                 }
+                // The engine sees members, not instances: a twin's messages come from its member.
+                let from = self.identity(from);
                 let input = match payload {
                     Payload::Message(message) => Input::Message { from, message, sent_ns },
                     Payload::Raw(bytes) => Input::Raw { from, bytes, sent_ns },
@@ -429,8 +455,9 @@ impl<P: Protocol> Simulation<P> {
         let now = self.now;
         let checks_before = self.memo.calls();
         let mut actions = std::mem::take(&mut self.actions);
+        let me = self.identity(node);
         let n = &mut self.nodes[node.index()];
-        let mut ctx = Context::new(now, node, &mut actions, &mut n.mempool, &mut self.memo);
+        let mut ctx = Context::new(now, me, &mut actions, &mut n.mempool, &mut self.memo);
         // A message, typed or decoded from raw bytes, is delivered the same way below.
         let mut delivery = None;
         match input {
@@ -516,13 +543,25 @@ impl<P: Protocol> Simulation<P> {
             match action {
                 Action::Send { to, message } => {
                     let (kind, bytes) = self.size(&message);
-                    self.send(node, to, message, kind, bytes, depart);
+                    let me = self.identity(node);
+                    // To itself: this instance only. To a member: each of its instances.
+                    let mut instances: Vec<NodeId> =
+                        self.instances_of(to).filter(|i| to != me || *i == node).collect();
+                    if let Some(last) = instances.pop() {
+                        for instance in instances {
+                            self.send(node, instance, message.clone(), kind, bytes, depart);
+                        }
+                        self.send(node, last, message, kind, bytes, depart);
+                    }
                 }
                 Action::Broadcast { message } => {
                     let (kind, bytes) = self.size(&message);
+                    let me = self.identity(node);
                     let n = self.nodes.len() as u16;
-                    for to in (0..n).map(NodeId).filter(|to| *to != node) {
-                        self.send(node, to, message.clone(), kind, bytes, depart);
+                    for to in (0..n).map(NodeId) {
+                        if self.identity(to) != me {
+                            self.send(node, to, message.clone(), kind, bytes, depart);
+                        }
                     }
                 }
                 Action::SetTimer { timer, after_ns } => {
@@ -553,6 +592,7 @@ impl<P: Protocol> Simulation<P> {
         bytes: u64,
         depart: u64,
     ) {
+        let me = self.identity(from);
         let Some(adversary) = self.adversaries[from.index()].as_mut() else {
             let payload = if self.config.encode_messages {
                 Payload::Raw(
@@ -566,8 +606,8 @@ impl<P: Protocol> Simulation<P> {
         };
         let mut env = AdversaryEnv {
             now_ns: depart,
-            me: from,
-            key: &self.secrets[from.index()],
+            me,
+            key: &self.secrets[me.index()],
             committee: &self.committee,
             rng: &mut self.adversary_rng,
             declared: &mut self.declared,

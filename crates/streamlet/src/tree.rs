@@ -199,7 +199,8 @@ impl BlockTree {
         let mut finalized = Vec::new();
         let mut stack = vec![start];
         while let Some(d) = stack.pop() {
-            let entry = self.entries.get_mut(&d).expect("on the stack only if present");
+            // A finalization earlier in this walk may have pruned `d` as a dead fork.
+            let Some(entry) = self.entries.get_mut(&d) else { continue };
             if entry.on_notarized_chain || entry.notarized_at.is_none() {
                 continue;
             }
