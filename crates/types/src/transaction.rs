@@ -1,6 +1,7 @@
 //! Signed transactions.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use agora_crypto::{
     Digest, DirectCheck, PUBLIC_KEY_BYTES, PublicKeyBytes, SIGNATURE_BYTES, SecretKey, Signature,
@@ -40,14 +41,28 @@ pub enum TransactionError {
 ///
 /// Construction checks the payload size but not the signature: a transaction decoded from the
 /// network is *well-formed*, and [`Transaction::verify`] says whether it is *authentic*.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Transaction {
     sender: PublicKeyBytes,
     nonce: u64,
     payload: Bytes,
     signature: Signature,
-    id: Digest,
+    /// Computed on first use: a decoded copy that is dropped unread (an echoed proposal the
+    /// node already has) never pays for hashing it.
+    id: OnceLock<Digest>,
 }
+
+/// Equal when every field is: the id is a function of them.
+impl PartialEq for Transaction {
+    fn eq(&self, other: &Self) -> bool {
+        self.sender == other.sender
+            && self.nonce == other.nonce
+            && self.payload == other.payload
+            && self.signature == other.signature
+    }
+}
+
+impl Eq for Transaction {}
 
 impl Transaction {
     /// Signs a new transaction with `key`.
@@ -60,7 +75,7 @@ impl Transaction {
         check_payload(&payload)?;
         let id = identity(&sender, nonce, &payload);
         let signature = key.sign(&domain::TX_SIGNATURE, id.as_bytes());
-        Ok(Self { sender, nonce, payload, signature, id })
+        Ok(Self { sender, nonce, payload, signature, id: OnceLock::from(id) })
     }
 
     /// Assembles a transaction from its parts, without verifying the signature.
@@ -71,14 +86,13 @@ impl Transaction {
         signature: Signature,
     ) -> Result<Self, TransactionError> {
         check_payload(&payload)?;
-        let id = identity(&sender, nonce, &payload);
-        Ok(Self { sender, nonce, payload, signature, id })
+        Ok(Self { sender, nonce, payload, signature, id: OnceLock::new() })
     }
 
     /// The identity digest (sender, nonce, payload). Two transactions with the same identity are
     /// the same request, whatever signature bytes they carry.
     pub fn id(&self) -> Digest {
-        self.id
+        *self.id.get_or_init(|| identity(&self.sender, self.nonce, &self.payload))
     }
 
     /// Who signed it.
@@ -109,7 +123,7 @@ impl Transaction {
     /// [`Transaction::verify`] through `checker`.
     pub fn verify_with(&self, checker: &mut dyn SignatureCheck) -> Result<(), TransactionError> {
         self.sender
-            .verify_with(checker, &domain::TX_SIGNATURE, self.id.as_bytes(), &self.signature)
+            .verify_with(checker, &domain::TX_SIGNATURE, self.id().as_bytes(), &self.signature)
             .map_err(TransactionError::BadSignature)
     }
 
@@ -155,7 +169,7 @@ fn identity(sender: &PublicKeyBytes, nonce: u64, payload: &[u8]) -> Digest {
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transaction")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("sender", &self.sender)
             .field("nonce", &self.nonce)
             .field("payload_bytes", &self.payload.len())
