@@ -73,7 +73,7 @@ impl Batch {
         // 64 bytes).
         let mut end = header;
         let transactions = transactions
-            .iter()
+            .into_iter()
             .map(|tx| {
                 end += tx.encoded_len();
                 let payload_end = end - 1 - SIGNATURE_BYTES;

@@ -140,9 +140,9 @@ impl Transaction {
 
     /// The same transaction with its payload replaced by `payload`, which must hold the same
     /// bytes (used to point payloads into a shared batch buffer).
-    pub(crate) fn with_shared_payload(&self, payload: Bytes) -> Self {
+    pub(crate) fn with_shared_payload(self, payload: Bytes) -> Self {
         debug_assert_eq!(payload, self.payload);
-        Self { payload, ..self.clone() }
+        Self { payload, ..self }
     }
 }
 
