@@ -1,6 +1,8 @@
 //! Wall-clock runs of a 4-replica cluster, Streamlet and PBFT, as fast as the cluster takes
 //! transactions, beside this machine's signature-verification limit:
 //! `cargo run --release -p agora-runtime --example wall [TXS] [streamlet|pbft]`.
+//! `AGORA_WINDOW=N` sets how many transactions may be in flight (8,000 by default);
+//! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on.
 
 use std::time::Duration;
 
@@ -25,7 +27,11 @@ fn load(txs: usize, nodes: usize) -> Load {
             (NodeId((i % nodes) as u16), tx)
         })
         .collect();
-    Load { txs, rate_per_sec: None, window: 8_000 }
+    Load {
+        txs,
+        rate_per_sec: None,
+        window: std::env::var("AGORA_WINDOW").ok().and_then(|w| w.parse().ok()).unwrap_or(8_000),
+    }
 }
 
 fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
