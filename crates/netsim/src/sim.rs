@@ -544,9 +544,13 @@ impl<P: Protocol> Simulation<P> {
                 Action::Send { to, message } => {
                     let (kind, bytes) = self.size(&message);
                     let me = self.identity(node);
-                    // To itself: this instance only. To a member: each of its instances.
-                    let mut instances: Vec<NodeId> =
-                        self.instances_of(to).filter(|i| to != me || *i == node).collect();
+                    if self.config.twins.is_empty() || to == me {
+                        // Without twins a member is one instance; to itself, this instance.
+                        let to = if to == me { node } else { to };
+                        self.send(node, to, message, kind, bytes, depart);
+                        continue;
+                    }
+                    let mut instances: Vec<NodeId> = self.instances_of(to).collect();
                     if let Some(last) = instances.pop() {
                         for instance in instances {
                             self.send(node, instance, message.clone(), kind, bytes, depart);

@@ -614,25 +614,29 @@ impl Pbft {
         // anywhere must survive). Like the paper's client timestamps, execution keeps the first:
         // the block committed to the application leaves out what was executed before. Every
         // replica executes the same log from the same start, so they all leave out the same.
-        let mut fresh = Vec::with_capacity(block.batch().len());
-        for tx in block.batch().transactions() {
+        let mut repeated = Vec::new();
+        for (i, tx) in block.batch().transactions().iter().enumerate() {
             let id = tx.id();
-            if self.executed_ids.insert(id) {
-                fresh.push(tx.clone());
-                self.executed_order.push_back(id);
-                if self.executed_order.len() > self.config.executed_memory
-                    && let Some(old) = self.executed_order.pop_front()
-                {
-                    self.executed_ids.remove(&old);
-                }
+            if !self.executed_ids.insert(id) {
+                repeated.push(i);
+                continue;
+            }
+            self.executed_order.push_back(id);
+            if self.executed_order.len() > self.config.executed_memory
+                && let Some(old) = self.executed_order.pop_front()
+            {
+                self.executed_ids.remove(&old);
             }
         }
-        if fresh.len() == block.batch().len() {
+        if repeated.is_empty() {
             ctx.commit(block.clone());
         } else {
-            self.stats.duplicates_skipped += (block.batch().len() - fresh.len()) as u64;
+            self.stats.duplicates_skipped += repeated.len() as u64;
+            let fresh = block.batch().transactions().iter().enumerate();
+            let fresh = fresh.filter(|(i, _)| repeated.binary_search(i).is_err());
+            let batch = Batch::new(fresh.map(|(_, tx)| tx.clone()).collect())
+                .expect("a subset of a valid batch is valid");
             let h = block.header();
-            let batch = Batch::new(fresh).expect("a subset of a valid batch is valid");
             ctx.commit(Block::new(h.parent, h.round, h.height, h.proposer, h.created_at_ns, batch));
         }
         let digest = block.digest();
