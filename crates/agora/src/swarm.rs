@@ -181,26 +181,11 @@ impl Scenario {
             partitions,
             gst: Some(Gst { at_ns: gst_ns, delta_ns, before: BeforeGst::Delay { max_ns: 0 } }),
         };
-        let liveness_bound_ns = match protocol {
-            ProtocolChoice::Streamlet => 120 * delta_ns,
-            ProtocolChoice::Pbft => 400 * delta_ns,
-        };
-        let load_end_ns = gst_ns + 1_000 * MS;
+        let tx_rate = rng.random_range(20..=100) as f64;
         Self {
-            protocol,
-            seed,
-            nodes: n,
             nodes_given: true,
-            budget,
-            faults: Vec::new(),
-            network,
-            delta_ns,
-            liveness_bound_ns,
-            tx_rate: rng.random_range(20..=100) as f64,
-            load_end_ns,
-            duration_ns: load_end_ns + liveness_bound_ns,
-            weakening: None,
             twins: twinned,
+            ..Self::timed(protocol, seed, n, budget, network, delta_ns, tx_rate)
         }
     }
 
@@ -271,6 +256,26 @@ impl Scenario {
             partitions,
             gst: Some(Gst { at_ns: gst_ns, delta_ns, before }),
         };
+        let tx_rate = rng.random_range(20..=100) as f64;
+        Self {
+            nodes_given: nodes.is_some(),
+            faults,
+            ..Self::timed(protocol, seed, n, budget, network, delta_ns, tx_rate)
+        }
+    }
+
+    /// A scenario without faults on `network`, with what follows from its GST: load for a
+    /// second after it, then the liveness bound to let the last of it finalize.
+    fn timed(
+        protocol: ProtocolChoice,
+        seed: u64,
+        nodes: usize,
+        budget: Budget,
+        network: NetworkConfig,
+        delta_ns: u64,
+        tx_rate: f64,
+    ) -> Self {
+        let gst_ns = network.gst.map_or(0, |g| g.at_ns);
         let liveness_bound_ns = match protocol {
             // Sixty epochs: long enough for three consecutive honest leaders to line up.
             ProtocolChoice::Streamlet => 120 * delta_ns,
@@ -281,14 +286,14 @@ impl Scenario {
         Self {
             protocol,
             seed,
-            nodes: n,
-            nodes_given: nodes.is_some(),
+            nodes,
+            nodes_given: false,
             budget,
-            faults,
+            faults: Vec::new(),
             network,
             delta_ns,
             liveness_bound_ns,
-            tx_rate: rng.random_range(20..=100) as f64,
+            tx_rate,
             load_end_ns,
             duration_ns: load_end_ns + liveness_bound_ns,
             weakening: None,
@@ -454,8 +459,33 @@ pub struct Recorded {
     pub view_node: NodeId,
 }
 
-/// Runs `scenario`; with `record`, keeps the trace and the block tree too.
-pub fn run(scenario: &Scenario, record: bool) -> Result<Recorded, agora_netsim::SimError> {
+/// Why a scenario did not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario's configuration was refused.
+    #[error(transparent)]
+    Setup(#[from] agora_netsim::SimError),
+    /// An engine panicked: a failure of the scenario as surely as a fork (no trace survives).
+    #[error("an engine panicked: {0}")]
+    Panicked(String),
+}
+
+/// Runs `scenario`; with `record`, keeps the trace and the block tree too. An engine panic is
+/// caught and returned as [`RunError::Panicked`].
+pub fn run(scenario: &Scenario, record: bool) -> Result<Recorded, RunError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_unguarded(scenario, record)))
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            RunError::Panicked(message)
+        })?
+        .map_err(RunError::Setup)
+}
+
+fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, agora_netsim::SimError> {
     let trace = if record { TraceMode::Record } else { TraceMode::Off };
     let config = scenario.sim_config(trace);
     match scenario.protocol {
@@ -637,31 +667,22 @@ pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> Ca
             Scenario::generate(options.protocol, seed, options.nodes, options.budget)
         };
         scenario.weakening = options.weakening;
-        // An engine that panics has failed the scenario as surely as one that forks.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&scenario, false)));
-        let outcome = match ran {
-            Ok(Ok(r)) => r.outcome,
-            Ok(Err(e)) => {
+        let outcome = match run(&scenario, false) {
+            Ok(r) => r.outcome,
+            Err(RunError::Setup(e)) => {
                 report.errors.push((seed, e.to_string()));
                 continue;
             }
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
-                Outcome {
-                    scenario: scenario.clone(),
-                    safety: vec![format!("an engine panicked: {message}")],
-                    liveness: Vec::new(),
-                    liveness_missed: 0,
-                    finalized: 0,
-                    accepted: 0,
-                    decode_errors: 0,
-                    events: 0,
-                }
-            }
+            Err(panicked @ RunError::Panicked(_)) => Outcome {
+                scenario: scenario.clone(),
+                safety: vec![panicked.to_string()],
+                liveness: Vec::new(),
+                liveness_missed: 0,
+                finalized: 0,
+                accepted: 0,
+                decode_errors: 0,
+                events: 0,
+            },
         };
         report.runs += 1;
         report.with_byzantine += u64::from(scenario.has_byzantine());

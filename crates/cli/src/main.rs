@@ -501,12 +501,10 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
         let dir = args.out.join(format!("{}-seed-{}", s.protocol.name(), s.seed));
         // The re-run records the trace; an engine that panicked panics again, and then there
         // is no trace to write, only the reproduce command.
-        let rerun = std::panic::catch_unwind(|| swarm::run(s, true));
-        match rerun.map(|r| r.map(|r| swarm::write_artifacts(&r, &dir))) {
-            Ok(Ok(Ok(_))) => println!("    trace and picture: {}", dir.display()),
-            Ok(Ok(Err(e))) => eprintln!("    cannot write {}: {e}", dir.display()),
-            Ok(Err(e)) => eprintln!("    cannot re-run: {e}"),
-            Err(_) => eprintln!("    the re-run panicked again: no trace to write"),
+        match swarm::run(s, true).map(|r| swarm::write_artifacts(&r, &dir)) {
+            Ok(Ok(_)) => println!("    trace and picture: {}", dir.display()),
+            Ok(Err(e)) => eprintln!("    cannot write {}: {e}", dir.display()),
+            Err(e) => eprintln!("    cannot re-run ({e}): no trace to write"),
         }
     }
     let crash_only_safety =

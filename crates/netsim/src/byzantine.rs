@@ -169,21 +169,12 @@ impl<M: Tamper> Adversary<M> for Rewriter {
                 }
                 _ => send(out, message),
             },
-            Behaviour::DoubleVote => match message.own_vote() {
-                Some(vote) if upper_half(env, to) => {
-                    let mut s = vote.statement;
-                    s.value = conflicting(&s.value);
-                    let other = message.with_vote(Vote::sign(s, me, key));
-                    send(out, other.unwrap_or(message));
-                }
-                _ => send(out, message),
-            },
+            Behaviour::DoubleVote => {
+                let other = upper_half(env, to).then(|| conflicting_vote(&message, env)).flatten();
+                send(out, other.unwrap_or(message));
+            }
             Behaviour::ConflictingVotes => {
-                let extra = message.own_vote().and_then(|vote| {
-                    let mut s = vote.statement;
-                    s.value = conflicting(&s.value);
-                    message.with_vote(Vote::sign(s, me, key))
-                });
+                let extra = conflicting_vote(&message, env);
                 send(out, message);
                 if let Some(extra) = extra {
                     send(out, extra);
@@ -223,6 +214,14 @@ impl<M: Tamper> Adversary<M> for Rewriter {
             Behaviour::Silent | Behaviour::Garble | Behaviour::Replay => send(out, message),
         }
     }
+}
+
+/// `message` with the sender's vote replaced by its signed vote for a value no honest node voted
+/// for, if the message carries the sender's vote.
+fn conflicting_vote<M: Tamper>(message: &M, env: &AdversaryEnv<'_>) -> Option<M> {
+    let mut s = message.own_vote()?.statement;
+    s.value = conflicting(&s.value);
+    message.with_vote(Vote::sign(s, env.me, env.key))
 }
 
 /// `message` moved to `round`, validly signed by the adversary.
