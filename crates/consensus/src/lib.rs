@@ -56,6 +56,7 @@
 
 mod application;
 mod chain;
+mod lanes;
 mod leader;
 mod mempool;
 mod protocol;
@@ -65,6 +66,7 @@ mod votes;
 
 pub use application::{Application, Applied, TxLog};
 pub use chain::{BlockStatus, BlockView, ChainView};
+pub use lanes::{Classifier, LanePolicy, LaneSpec, LanedMempool};
 pub use leader::{HashedLeader, LeaderElection, RoundRobin};
 pub use mempool::{BatchLimits, InMemoryMempool, Mempool, MempoolError, MempoolLimits, Submitted};
 pub use protocol::{Action, Context, Ctx, Message, Protocol, Timer};

@@ -119,6 +119,11 @@ impl InMemoryMempool {
         self.pending_bytes
     }
 
+    /// The pending transaction with this id.
+    pub fn get(&self, id: &Digest) -> Option<&Transaction> {
+        self.pending.get(self.index.get(id)?)
+    }
+
     fn remember_committed(&mut self, id: Digest) {
         if self.limits.committed_memory == 0 || !self.committed.insert(id) {
             return;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use agora_consensus::{
-    Action, Application, Context, InMemoryMempool, Message as _, Protocol, Submitted,
+    Action, Application, Context, InMemoryMempool, Mempool, Message as _, Protocol, Submitted,
 };
 use agora_crypto::{Digest, DomainHasher, SecretKey, domain};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
@@ -81,7 +81,7 @@ enum Event<M, T> {
 
 struct Node<P: Protocol> {
     engine: P,
-    mempool: InMemoryMempool,
+    mempool: Box<dyn Mempool>,
     app: Box<dyn Application>,
     honest: bool,
     up: bool,
@@ -155,7 +155,7 @@ impl<P: Protocol> Simulation<P> {
             .chain(config.twins.iter().copied())
             .map(|id| Node {
                 engine: engine(id, &committee, &secrets[id.index()]),
-                mempool: InMemoryMempool::new(config.mempool),
+                mempool: Box::new(InMemoryMempool::new(config.mempool)),
                 app: app(id),
                 honest: true,
                 up: true,
@@ -223,6 +223,12 @@ impl<P: Protocol> Simulation<P> {
     pub fn set_adversary(&mut self, node: NodeId, adversary: Box<dyn Adversary<P::Message>>) {
         self.nodes[node.index()].honest = false;
         self.adversaries[node.index()] = Some(adversary);
+    }
+
+    /// Replaces `node`'s mempool (before the run), for example with a
+    /// [`LanedMempool`](agora_consensus::LanedMempool). Its transactions so far are dropped.
+    pub fn set_mempool(&mut self, node: NodeId, mempool: Box<dyn Mempool>) {
+        self.nodes[node.index()].mempool = mempool;
     }
 
     /// Installs clients that react to finalized blocks (see [`ClientHook`]).
@@ -457,7 +463,7 @@ impl<P: Protocol> Simulation<P> {
         let mut actions = std::mem::take(&mut self.actions);
         let me = self.identity(node);
         let n = &mut self.nodes[node.index()];
-        let mut ctx = Context::new(now, me, &mut actions, &mut n.mempool, &mut self.memo);
+        let mut ctx = Context::new(now, me, &mut actions, n.mempool.as_mut(), &mut self.memo);
         // A message, typed or decoded from raw bytes, is delivered the same way below.
         let mut delivery = None;
         match input {

@@ -115,10 +115,29 @@ struct Taker {
     stp: SelfTrade,
 }
 
+/// An accepted order holding its funds, before matching.
+struct Admitted {
+    m: usize,
+    taker: Taker,
+    tif: TimeInForce,
+    order_type: OrderType,
+}
+
 enum Stop {
     Done,
     CancelIncoming,
 }
+
+/// One fill's terms: lots at a price, and each side's fee rate.
+#[derive(Clone, Copy)]
+struct Fill {
+    price: u64,
+    q: u64,
+    buyer_bps: i64,
+    seller_bps: i64,
+}
+
+mod auction;
 
 type Result<T> = std::result::Result<T, Reject>;
 
@@ -280,6 +299,19 @@ impl<B: Book> Exchange<B> {
     }
 
     fn place(&mut self, o: &NewOrder, events: &mut Vec<Event>) -> Result<()> {
+        let Admitted { m, mut taker, tif, order_type } = self.admit(o, events)?;
+        let stop = self.match_taker(m, &mut taker, events);
+        let rests = matches!(stop, Stop::Done)
+            && taker.rem > 0
+            && order_type == OrderType::Limit
+            && matches!(tif, TimeInForce::Gtc | TimeInForce::PostOnly);
+        self.finish_taker(m, taker, rests, tif == TimeInForce::PostOnly, events);
+        Ok(())
+    }
+
+    /// Every check of a new order, then its hold: from here on it is accepted and must be
+    /// matched, rested or cancelled.
+    fn admit(&mut self, o: &NewOrder, events: &mut Vec<Event>) -> Result<Admitted> {
         if o.account == FEE_ACCOUNT {
             return Err(Reject::ReservedAccount);
         }
@@ -351,7 +383,7 @@ impl<B: Book> Exchange<B> {
         // Accepted: from here on the order changes state.
         events.push(Event::Accepted { account: o.account, id: o.id });
         self.hold(o.account, asset, hold);
-        let mut taker = Taker {
+        let taker = Taker {
             account: o.account,
             id: o.id,
             side: o.side,
@@ -361,13 +393,7 @@ impl<B: Book> Exchange<B> {
             per_lot,
             stp: o.stp,
         };
-        let stop = self.match_taker(m, &mut taker, events);
-        let rests = matches!(stop, Stop::Done)
-            && taker.rem > 0
-            && o.order_type == OrderType::Limit
-            && matches!(tif, TimeInForce::Gtc | TimeInForce::PostOnly);
-        self.finish_taker(m, taker, rests, tif == TimeInForce::PostOnly, events);
-        Ok(())
+        Ok(Admitted { m, taker, tif, order_type: o.order_type })
     }
 
     /// Rests the rest of a taker, or cancels it and releases its hold.
@@ -493,47 +519,33 @@ impl<B: Book> Exchange<B> {
         q: u64,
         events: &mut Vec<Event>,
     ) {
-        let (base, quote, tick, lot) = {
-            let mk = &self.markets[m];
-            (mk.base, mk.quote, mk.spec.tick, mk.spec.lot)
-        };
-        let (maker_bps, taker_bps) =
-            (self.markets[m].spec.maker_fee_bps, self.markets[m].spec.taker_fee_bps);
-        let notional = maker.price * q * tick;
+        let spec = &self.markets[m].spec;
+        let (maker_bps, taker_bps, lot) = (spec.maker_fee_bps, spec.taker_fee_bps, spec.lot);
         let base_units = q * lot;
-        let taker_fee = fee(notional, taker_bps);
-        let maker_fee = fee(notional, maker_bps);
-        // The buyer pays notional + its fee out of what it held; the seller delivers base out of
-        // what it held and receives notional − its fee.
-        let (buyer, seller, buyer_fee, seller_fee) = match taker.side {
-            Side::Buy => (taker.account, maker.account, taker_fee, maker_fee),
-            Side::Sell => (maker.account, taker.account, maker_fee, taker_fee),
-        };
-        let buyer_cost = (i128::from(notional) + i128::from(buyer_fee)) as u64;
-        let seller_gets = (i128::from(notional) - i128::from(seller_fee)) as u64;
         // Holds consumed: per lot for limit orders, the exact cost for a budget.
-        let taker_consumed = match (taker.side, taker.per_lot) {
-            (Side::Buy, Some(per_lot)) => per_lot * q,
-            (Side::Buy, None) => buyer_cost,
-            (Side::Sell, _) => base_units,
-        };
         let maker_consumed = match maker.side {
             Side::Buy => {
                 self.markets[m].per_lot(Side::Buy, maker.price).expect("checked when placed") * q
             }
             Side::Sell => base_units,
         };
-        let buyer_consumed = if taker.side == Side::Buy { taker_consumed } else { maker_consumed };
-        {
-            let b = self.balance_mut(buyer, quote);
-            b.held -= buyer_consumed;
-            b.available += buyer_consumed - buyer_cost;
-        }
-        self.balance_mut(buyer, base).available += base_units;
-        self.balance_mut(seller, base).held -= base_units;
-        self.balance_mut(seller, quote).available += seller_gets;
-        let fees = i128::from(taker_fee) + i128::from(maker_fee);
-        self.balance_mut(FEE_ACCOUNT, quote).available += fees as u64;
+        let (taker_fee, maker_fee, taker_consumed) = match taker.side {
+            Side::Buy => {
+                let fill =
+                    Fill { price: maker.price, q, buyer_bps: taker_bps, seller_bps: maker_bps };
+                let consumed = taker.per_lot.map(|per_lot| per_lot * q);
+                let (buyer_fee, seller_fee, cost) =
+                    self.settle(m, taker.account, maker.account, fill, consumed);
+                (buyer_fee, seller_fee, consumed.unwrap_or(cost))
+            }
+            Side::Sell => {
+                let fill =
+                    Fill { price: maker.price, q, buyer_bps: maker_bps, seller_bps: taker_bps };
+                let (buyer_fee, seller_fee, _) =
+                    self.settle(m, maker.account, taker.account, fill, Some(maker_consumed));
+                (seller_fee, buyer_fee, base_units)
+            }
+        };
         taker.rem -= q;
         taker.held -= taker_consumed;
         let left = maker.qty - q;
@@ -555,6 +567,41 @@ impl<B: Book> Exchange<B> {
             maker_fee,
             taker_fee,
         });
+    }
+
+    /// Moves the money of one fill: the buyer pays notional + its fee out of its hold (what the
+    /// hold had beyond the cost becomes available again), the seller delivers base out of its
+    /// hold and receives notional − its fee, and the fee account takes both fees. The buyer's
+    /// hold consumed is `buyer_consumed`, or exactly the cost for a budget (`None`). Returns the
+    /// buyer's fee, the seller's fee and the buyer's cost.
+    fn settle(
+        &mut self,
+        m: usize,
+        buyer: AccountId,
+        seller: AccountId,
+        fill: Fill,
+        buyer_consumed: Option<u64>,
+    ) -> (i64, i64, u64) {
+        let mk = &self.markets[m];
+        let (base, quote, tick, lot) = (mk.base, mk.quote, mk.spec.tick, mk.spec.lot);
+        let notional = fill.price * fill.q * tick;
+        let base_units = fill.q * lot;
+        let buyer_fee = fee(notional, fill.buyer_bps);
+        let seller_fee = fee(notional, fill.seller_bps);
+        let buyer_cost = (i128::from(notional) + i128::from(buyer_fee)) as u64;
+        let seller_gets = (i128::from(notional) - i128::from(seller_fee)) as u64;
+        let consumed = buyer_consumed.unwrap_or(buyer_cost);
+        {
+            let b = self.balance_mut(buyer, quote);
+            b.held -= consumed;
+            b.available += consumed - buyer_cost;
+        }
+        self.balance_mut(buyer, base).available += base_units;
+        self.balance_mut(seller, base).held -= base_units;
+        self.balance_mut(seller, quote).available += seller_gets;
+        let fees = i128::from(buyer_fee) + i128::from(seller_fee);
+        self.balance_mut(FEE_ACCOUNT, quote).available += fees as u64;
+        (buyer_fee, seller_fee, buyer_cost)
     }
 
     fn cancel_resting(&mut self, m: usize, order: &Resting, events: &mut Vec<Event>) {

@@ -186,9 +186,99 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
 
     /// Conservation, an uncrossed book, intact indexes and agreement with the reference, for
-    /// arbitrary seeds (proptest prints the failing seed).
+    /// arbitrary seeds (proptest prints the failing seed), in continuous trading and in batch
+    /// auctions.
     #[test]
     fn properties_hold_for_any_seed(seed in proptest::prelude::any::<u64>()) {
         run(seed, 2_000);
+        run_auctions(seed, 2_000);
+    }
+}
+
+/// The same random streams cleared as batch auctions: new orders are gathered into batches of
+/// 1 to 30 (other commands apply one by one, between batches). Both books must agree, money is
+/// conserved, no book stays crossed, and every batch trades at one price per market.
+fn run_auctions(seed: u64, commands: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut fast: Exchange<FastBook> = Exchange::new();
+    let mut naive: Exchange<NaiveBook> = Exchange::new();
+    let (mut ef, mut en) = (Vec::new(), Vec::new());
+    for c in [market("ETH-USD", "ETH", -2, 5), market("BTC-USD", "BTC", 3, 8)] {
+        fast.apply(&c, &mut ef);
+        naive.apply(&c, &mut en);
+    }
+    for a in 1..=8 {
+        for asset in ["USD", "ETH", "BTC"] {
+            let c =
+                Command::Deposit { account: AccountId(a), asset: asset.into(), amount: 5_000_000 };
+            fast.apply(&c, &mut ef);
+            naive.apply(&c, &mut en);
+        }
+    }
+    let (mut done, mut trades) = (0, 0);
+    while done < commands {
+        let size = rng.random_range(1..=30);
+        let mut batch = Vec::new();
+        while batch.len() < size && done < commands {
+            done += 1;
+            match random_command(&mut rng) {
+                Command::Place(o) => batch.push(o),
+                other => {
+                    fast.apply(&other, &mut ef);
+                    naive.apply(&other, &mut en);
+                }
+            }
+        }
+        ef.clear();
+        en.clear();
+        fast.apply_auction(&batch, &mut ef);
+        naive.apply_auction(&batch, &mut en);
+        assert_eq!(ef, en, "seed {seed}, after {done} commands");
+        if let Err(e) = fast.check_integrity() {
+            panic!("seed {seed}, after {done}: {e}\nbatch {batch:#?}\nevents {ef:#?}");
+        }
+        for m in MARKETS {
+            let prices: std::collections::BTreeSet<u64> = ef
+                .iter()
+                .filter_map(|e| match e {
+                    agora_orderbook::Event::Trade { market, price, .. } if &**market == m => {
+                        Some(*price)
+                    }
+                    _ => None,
+                })
+                .collect();
+            trades += prices.len();
+            // Fill-or-kill and budget buys trade continuously after the uncross.
+            let continuous = batch.iter().any(|o| {
+                let limit = o.order_type == OrderType::Limit;
+                o.market == m
+                    && ((limit && o.tif == TimeInForce::Fok)
+                        || (!limit && o.side == Side::Buy && o.budget.is_some()))
+            });
+            assert!(continuous || prices.len() <= 1, "seed {seed}: {m} traded at {prices:?}");
+            if let Some(agora_orderbook::Bbo { bid: Some((bid, _)), ask: Some((ask, _)) }) =
+                fast.bbo(m)
+            {
+                assert!(bid < ask, "seed {seed}, after {done}: {m} crossed ({bid} ≥ {ask})");
+            }
+        }
+        for (asset, (supply, total)) in fast.conservation() {
+            assert_eq!(supply, total, "seed {seed}, after {done}: {asset} not conserved");
+        }
+    }
+    fast.check_integrity().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    assert_eq!(fast.snapshot(), naive.snapshot(), "seed {seed}");
+    assert!(trades > commands / 200, "seed {seed}: only {trades} clearing prices");
+}
+
+#[test]
+fn batch_auctions_keep_every_property_over_40_000_commands() {
+    match std::env::var("AGORA_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => run_auctions(seed, 40_000),
+        None => {
+            for seed in 1..=4 {
+                run_auctions(seed, 10_000);
+            }
+        }
     }
 }
