@@ -35,6 +35,7 @@ fn setup() -> (MarketGenesis, Block) {
                 key: PublicKeyBytes::from(k.public_key()),
                 account: AccountId(i as u64 + 1),
                 deposits: vec![("USD".into(), 1 << 40), ("ETH".into(), 1 << 30)],
+                role: agora::market::AccountRole::Trader,
             })
             .collect(),
     };

@@ -291,6 +291,8 @@ fn run_wall(
         trader_rate: 1_000.0,
         quote_every_ns: 100_000_000,
         end_ns: (count / traders as f64 / 1_000.0 * 1e9) as u64,
+        large_orders: 0.0,
+        frontrunner: false,
     };
     let (genesis, orders, _) = agents::generate(&agents_config, options.seed, n);
     let txs: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();

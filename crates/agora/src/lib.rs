@@ -18,7 +18,13 @@
 //!
 //! On top of them the facade offers:
 //! - [`bench`](mod@bench): protocol comparison reports (Markdown, JSON, SVG plots);
-//! - [`market`]: the replicated exchange (order payloads, the market application, agents);
+//! - [`market`]: the replicated exchange (order payloads, the market application with its
+//!   execution orders, agents);
+//! - [`priority`]: the market's priority lanes (liquidations, cancels, high-value, ordinary);
+//! - [`fairness`]: front-runner profit, victims' slippage, lane latencies and block space of a
+//!   market run;
+//! - [`frontrun`]: a Byzantine leader that front-runs large orders, to measure what each
+//!   execution order lets it gain;
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
 //!   does), with a JSON-ready summary;
 //! - [`render`]: the block tree a node saw, as SVG or Graphviz DOT, and message sequence charts;
@@ -34,7 +40,10 @@ pub use agora_streamlet as streamlet;
 pub use agora_types as types;
 
 pub mod bench;
+pub mod fairness;
+pub mod frontrun;
 pub mod market;
+pub mod priority;
 pub mod render;
 pub mod simulate;
 pub mod swarm;

@@ -105,6 +105,20 @@ impl OrderAction {
     }
 }
 
+/// What an account is for. Priority lanes use it: only liquidators' orders go to the
+/// liquidation lane, and market makers may be given a larger turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountRole {
+    /// An ordinary trader.
+    #[default]
+    Trader,
+    /// A market maker, quoting both sides.
+    MarketMaker,
+    /// A liquidator, closing out positions urgently.
+    Liquidator,
+}
+
 /// An account known at genesis: its key, its number, and what it starts with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenesisAccount {
@@ -114,6 +128,97 @@ pub struct GenesisAccount {
     pub account: AccountId,
     /// Initial balances.
     pub deposits: Vec<(String, u64)>,
+    /// What the account is for.
+    #[serde(default)]
+    pub role: AccountRole,
+}
+
+/// The order in which a replica executes the transactions of a final block. Every replica
+/// uses the same rule, so every rule keeps replicas in agreement; they differ in what the
+/// block's proposer can gain by arranging the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutionOrder {
+    /// The order the proposer put them in. The proposer can place its own orders ahead of
+    /// anyone's.
+    #[default]
+    Proposal,
+    /// Cancels first, then everything else by a key the proposer cannot know when it builds
+    /// the block: blake3 (`agora/canonical-order/v1`) of the *next* block's digest and the
+    /// transaction id. A block is therefore executed when its successor is final (one block
+    /// later); the proposer could only steer the order by also proposing the successor.
+    Canonical,
+    /// Cancels and amends first (in canonical order keyed by the block's own digest), then all
+    /// of the block's new orders clear as one batch auction per market, at one price
+    /// ([`Exchange::apply_auction`]). Position in the block buys nothing.
+    BatchAuction,
+}
+
+impl ExecutionOrder {
+    /// Every mode.
+    pub const ALL: [ExecutionOrder; 3] =
+        [ExecutionOrder::Proposal, ExecutionOrder::Canonical, ExecutionOrder::BatchAuction];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionOrder::Proposal => "proposal",
+            ExecutionOrder::Canonical => "canonical",
+            ExecutionOrder::BatchAuction => "batch-auction",
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutionOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
+            format!("unknown ordering {s:?}; expected proposal, canonical or batch-auction")
+        })
+    }
+}
+
+/// Large orders a replica follows to the end, for slippage figures: every placed order of at
+/// least `min_qty` lots, up to `max_orders` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// Orders of at least this many lots are followed.
+    pub min_qty: u64,
+    /// At most this many orders are followed (later ones are not).
+    pub max_orders: usize,
+}
+
+/// How a followed order executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WatchedOrder {
+    /// Buy or sell.
+    pub side: Side,
+    /// Lots asked for.
+    pub qty: u64,
+    /// The book's mid price (ticks) before its block, if the book had both sides.
+    pub mid_before: Option<u64>,
+    /// Lots filled.
+    pub filled: u64,
+    /// Sum of price × lots of its fills (ticks × lots).
+    pub notional: u128,
+}
+
+impl WatchedOrder {
+    /// What the fills cost against the mid before the block, in basis points (positive: worse
+    /// than the mid). `None` before any fill or without a mid.
+    pub fn slippage_bps(&self) -> Option<f64> {
+        let mid = self.mid_before? as f64;
+        if self.filled == 0 || mid == 0.0 {
+            return None;
+        }
+        let average = self.notional as f64 / self.filled as f64;
+        let signed = match self.side {
+            Side::Buy => average - mid,
+            Side::Sell => mid - average,
+        };
+        Some(signed / mid * 10_000.0)
+    }
 }
 
 /// The market's starting point, the same at every replica.
@@ -178,6 +283,20 @@ pub struct MarketApp {
     digest: Digest,
     events: Vec<Event>,
     counters: Arc<MarketCounters>,
+    order: ExecutionOrder,
+    /// Canonical order: the last final block, waiting for its successor.
+    waiting: Option<Block>,
+    /// Transactions per signing account in the blocks executed (unknown signers under
+    /// account 0): who got the block space.
+    block_space: BTreeMap<AccountId, u64>,
+    watch: Option<Watch>,
+    watched: BTreeMap<(AccountId, u64), WatchedOrder>,
+}
+
+/// A transaction that passed every check before the book: its account and action.
+struct Checked {
+    account: AccountId,
+    action: OrderAction,
 }
 
 impl MarketApp {
@@ -206,9 +325,49 @@ impl MarketApp {
             digest: Digest::ZERO,
             events: Vec::new(),
             counters,
+            order: ExecutionOrder::Proposal,
+            waiting: None,
+            block_space: BTreeMap::new(),
+            watch: None,
+            watched: BTreeMap::new(),
         };
         app.digest = app.compute_digest();
         app
+    }
+
+    /// Executes blocks in `order` (the default is [`ExecutionOrder::Proposal`]).
+    pub fn with_order(mut self, order: ExecutionOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Follows large orders (see [`Watch`]); read them with [`MarketApp::watched`].
+    pub fn with_watch(mut self, watch: Watch) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// The execution order.
+    pub fn order(&self) -> ExecutionOrder {
+        self.order
+    }
+
+    /// The followed orders by (account, client id).
+    pub fn watched(&self) -> &BTreeMap<(AccountId, u64), WatchedOrder> {
+        &self.watched
+    }
+
+    /// Transactions per signing account in the blocks executed so far (signers not in the
+    /// genesis under account 0).
+    pub fn block_space(&self) -> &BTreeMap<AccountId, u64> {
+        &self.block_space
+    }
+
+    /// The market's mid price in ticks, when its book has both sides.
+    pub fn mid(&self, market: &str) -> Option<u64> {
+        let bbo = self.exchange.bbo(market)?;
+        let ((bid, _), (ask, _)) = (bbo.bid?, bbo.ask?);
+        Some(bid + (ask - bid) / 2)
     }
 
     /// The exchange, to read balances, books and market data.
@@ -224,37 +383,141 @@ impl MarketApp {
         domain::STATE.hash(&bytes)
     }
 
-    /// Applies one transaction; `true` when it reached the book.
-    fn apply_tx(&mut self, tx: &Transaction, checker: &mut dyn SignatureCheck) -> bool {
-        if tx.verify_with(checker).is_err() {
-            return false;
+    /// Every check before the book: signature, known signer, decodable action, fresh nonce.
+    /// `None` refuses the transaction (it changes nothing but the nonce window on success).
+    fn check(&mut self, tx: &Transaction, checker: &mut dyn SignatureCheck) -> Option<Checked> {
+        let account = self.accounts.get(tx.sender()).copied();
+        *self.block_space.entry(account.unwrap_or(AccountId(0))).or_default() += 1;
+        tx.verify_with(checker).ok()?;
+        let account = account?;
+        let action = codec::decode::<OrderAction>(tx.payload()).ok()?;
+        self.nonces
+            .entry(account)
+            .or_default()
+            .accept(tx.nonce())
+            .then_some(Checked { account, action })
+    }
+
+    /// Starts following `action` if it is a large order.
+    fn follow(&mut self, account: AccountId, action: &OrderAction) {
+        let (Some(watch), OrderAction::Place { market, id, side, qty, .. }) = (self.watch, action)
+        else {
+            return;
+        };
+        if *qty >= watch.min_qty && self.watched.len() < watch.max_orders {
+            let mid_before = self.mid(market);
+            self.watched.entry((account, *id)).or_insert(WatchedOrder {
+                side: *side,
+                qty: *qty,
+                mid_before,
+                filled: 0,
+                notional: 0,
+            });
         }
-        let Some(account) = self.accounts.get(tx.sender()).copied() else { return false };
-        let Ok(action) = codec::decode::<OrderAction>(tx.payload()) else { return false };
-        if !self.nonces.entry(account).or_default().accept(tx.nonce()) {
-            return false;
+    }
+
+    /// The order of execution under [`ExecutionOrder::Canonical`] (and for the cancels and
+    /// amends of a batch auction): cancels first, then the rest, each by blake3 of `seed` and
+    /// the transaction id.
+    fn canonical<'b>(txs: &'b [Transaction], seed: &Digest) -> Vec<&'b Transaction> {
+        let mut keyed: Vec<(bool, Digest, &Transaction)> = txs
+            .iter()
+            .map(|tx| {
+                let cancel = matches!(
+                    codec::decode::<OrderAction>(tx.payload()),
+                    Ok(OrderAction::Cancel { .. } | OrderAction::CancelAll { .. })
+                );
+                let key = domain::CANONICAL_ORDER
+                    .hasher()
+                    .update_digest(seed)
+                    .update_digest(&tx.id())
+                    .finalize();
+                (!cancel, key, tx)
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
+        keyed.into_iter().map(|(_, _, tx)| tx).collect()
+    }
+
+    /// Executes `block`'s transactions in this replica's order; returns (executed, refused).
+    fn execute(
+        &mut self,
+        block: &Block,
+        seed: &Digest,
+        checker: &mut dyn SignatureCheck,
+    ) -> (usize, usize) {
+        let txs = block.batch().transactions();
+        let ordered: Vec<&Transaction> = match self.order {
+            ExecutionOrder::Proposal => txs.iter().collect(),
+            ExecutionOrder::Canonical | ExecutionOrder::BatchAuction => Self::canonical(txs, seed),
+        };
+        let (mut executed, mut refused) = (0, 0);
+        let mut auction = Vec::new();
+        for tx in ordered {
+            let Some(Checked { account, action }) = self.check(tx, checker) else {
+                refused += 1;
+                continue;
+            };
+            executed += 1;
+            self.follow(account, &action);
+            match action.command(account) {
+                Command::Place(o) if self.order == ExecutionOrder::BatchAuction => auction.push(o),
+                command => self.exchange.apply(&command, &mut self.events),
+            }
         }
-        self.exchange.apply(&action.command(account), &mut self.events);
-        let trades = self.events.iter().filter(|e| matches!(e, Event::Trade { .. })).count();
-        self.counters.trades.fetch_add(trades as u64, Ordering::Relaxed);
+        if !auction.is_empty() {
+            self.exchange.apply_auction(&auction, &mut self.events);
+        }
+        self.take_events();
+        (executed, refused)
+    }
+
+    /// Counts the block's trades and credits the fills of followed orders.
+    fn take_events(&mut self) {
+        let mut trades = 0;
+        for e in &self.events {
+            if let Event::Trade {
+                maker_id,
+                taker_id,
+                maker_account,
+                taker_account,
+                price,
+                qty,
+                ..
+            } = e
+            {
+                trades += 1;
+                for key in [(*maker_account, *maker_id), (*taker_account, *taker_id)] {
+                    if let Some(w) = self.watched.get_mut(&key) {
+                        w.filled += qty;
+                        w.notional += u128::from(*price) * u128::from(*qty);
+                    }
+                }
+            }
+        }
+        self.counters.trades.fetch_add(trades, Ordering::Relaxed);
         self.events.clear();
-        true
     }
 }
 
 impl Application for MarketApp {
     fn apply(&mut self, block: &Block, checker: &mut dyn SignatureCheck) -> Applied {
-        let (mut executed, mut rejected) = (0, 0);
-        for tx in block.batch().transactions() {
-            if self.apply_tx(tx, checker) {
-                executed += 1;
-            } else {
-                rejected += 1;
+        let (executed, rejected) = match self.order {
+            ExecutionOrder::Canonical => match self.waiting.replace(block.clone()) {
+                // The previous block, ordered by this one's digest.
+                Some(previous) => {
+                    self.height = previous.height();
+                    self.execute(&previous, &block.digest(), checker)
+                }
+                None => (0, 0),
+            },
+            _ => {
+                self.height = block.height();
+                self.execute(block, &block.digest(), checker)
             }
-        }
+        };
         self.counters.orders_applied.fetch_add(executed as u64, Ordering::Relaxed);
         self.counters.refused.fetch_add(rejected as u64, Ordering::Relaxed);
-        self.height = block.height();
         self.digest = self.compute_digest();
         Applied { executed, rejected, state_digest: self.digest }
     }
@@ -310,6 +573,26 @@ pub mod agents {
         pub quote_every_ns: u64,
         /// Orders stop at this time.
         pub end_ns: u64,
+        /// The fraction of traders' orders that are large market orders (60 to 120 lots, up to
+        /// 30 ticks through the fair price): the orders a front-runner preys on. 0 by default.
+        pub large_orders: f64,
+        /// One more funded account, with no orders of its own, for a front-running node to
+        /// trade from ([`frontrunner_key`]).
+        pub frontrunner: bool,
+    }
+
+    /// Lots of the smallest of the traders' large orders.
+    pub const LARGE_ORDER_LOTS: u64 = 60;
+
+    /// The signing key of agent `index` of the run with `seed` (traders first, then market
+    /// makers, liquidators and the front-runner's account).
+    pub fn agent_key(seed: u64, index: usize) -> SecretKey {
+        SecretKey::from_seed(seed ^ 0x6d61_726b_6574, index as u64) // "market"
+    }
+
+    /// The key of the front-runner's account, when `config.frontrunner` is set.
+    pub fn frontrunner_key(config: &AgentsConfig, seed: u64) -> SecretKey {
+        agent_key(seed, config.traders + config.market_makers + config.liquidators)
     }
 
     /// One agent transaction: when, to which replica, what.
@@ -348,6 +631,21 @@ pub mod agents {
             order_type: OrderType::Limit,
             tif,
             price: Some(price),
+            qty,
+            budget: None,
+            stp: SelfTrade::CancelResting,
+        }
+    }
+
+    /// An immediate-or-cancel market order for `qty` lots, at worst `worst`.
+    pub fn market_order(id: u64, side: Side, worst: u64, qty: u64) -> OrderAction {
+        OrderAction::Place {
+            market: MARKET.into(),
+            id,
+            side,
+            order_type: OrderType::Market,
+            tif: TimeInForce::Ioc,
+            price: Some(worst),
             qty,
             budget: None,
             stp: SelfTrade::CancelResting,
@@ -472,10 +770,13 @@ pub mod agents {
         nodes: usize,
     ) -> (MarketGenesis, Vec<Submission>, MarketMakers) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6167_656e_7473); // "agents"
-        let count = config.traders + config.market_makers + config.liquidators;
+        let count = config.traders
+            + config.market_makers
+            + config.liquidators
+            + usize::from(config.frontrunner);
         let mut agents: Vec<Agent> = (0..count)
             .map(|i| Agent {
-                key: SecretKey::from_seed(seed ^ 0x6d61_726b_6574, i as u64), // "market"
+                key: agent_key(seed, i),
                 nonce: 0,
                 next_id: 1,
                 open: Vec::new(),
@@ -499,6 +800,15 @@ pub mod agents {
                     key: PublicKeyBytes::from(a.key.public_key()),
                     account: AccountId(i as u64 + 1),
                     deposits: vec![("USD".into(), 1_000_000_000), ("ETH".into(), 1_000_000)],
+                    role: if i < config.traders {
+                        AccountRole::Trader
+                    } else if i < config.traders + config.market_makers {
+                        AccountRole::MarketMaker
+                    } else if i < config.traders + config.market_makers + config.liquidators {
+                        AccountRole::Liquidator
+                    } else {
+                        AccountRole::Trader
+                    },
                 })
                 .collect(),
         };
@@ -525,6 +835,17 @@ pub mod agents {
                 }
                 let mid = fair_at(at);
                 let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+                if config.large_orders > 0.0 && rng.random_bool(config.large_orders.min(1.0)) {
+                    let id = agent.next_id;
+                    agent.next_id += 1;
+                    let worst = match side {
+                        Side::Buy => mid + 30,
+                        Side::Sell => mid.saturating_sub(30).max(1),
+                    };
+                    let qty = rng.random_range(LARGE_ORDER_LOTS..=2 * LARGE_ORDER_LOTS);
+                    out.push(agent.sign(at, &market_order(id, side, worst, qty)));
+                    continue;
+                }
                 let action = match rng.random_range(0..100) {
                     0..=54 => {
                         let offset = rng.random_range(0..8);
@@ -537,21 +858,11 @@ pub mod agents {
                     55..=69 => {
                         let id = agent.next_id;
                         agent.next_id += 1;
-                        OrderAction::Place {
-                            market: MARKET.into(),
-                            id,
-                            side,
-                            order_type: OrderType::Market,
-                            tif: TimeInForce::Ioc,
-                            price: Some(if side == Side::Buy {
-                                mid + 10
-                            } else {
-                                mid.saturating_sub(10).max(1)
-                            }),
-                            qty: rng.random_range(1..10),
-                            budget: None,
-                            stp: SelfTrade::CancelResting,
-                        }
+                        let worst = match side {
+                            Side::Buy => mid + 10,
+                            Side::Sell => mid.saturating_sub(10).max(1),
+                        };
+                        market_order(id, side, worst, rng.random_range(1..10))
                     }
                     70..=84 if !agent.open.is_empty() => {
                         let id = agent.open.swap_remove(rng.random_range(0..agent.open.len()));
@@ -580,21 +891,11 @@ pub mod agents {
                 let side = if rng.random_bool(0.7) { Side::Sell } else { Side::Buy };
                 let id = agent.next_id;
                 agent.next_id += 1;
-                let action = OrderAction::Place {
-                    market: MARKET.into(),
-                    id,
-                    side,
-                    order_type: OrderType::Market,
-                    tif: TimeInForce::Ioc,
-                    price: Some(if side == Side::Buy {
-                        mid + 50
-                    } else {
-                        mid.saturating_sub(50).max(1)
-                    }),
-                    qty: 100,
-                    budget: None,
-                    stp: SelfTrade::CancelResting,
+                let worst = match side {
+                    Side::Buy => mid + 50,
+                    Side::Sell => mid.saturating_sub(50).max(1),
                 };
+                let action = market_order(id, side, worst, 100);
                 out.push(agent.sign(t, &action));
                 t += 700_000_000 + rng.random_range(0..600_000_000);
             }
@@ -649,6 +950,7 @@ mod tests {
                 key: PublicKeyBytes::from(key.public_key()),
                 account: AccountId(7),
                 deposits: vec![("USD".into(), 1_000_000)],
+                role: AccountRole::Trader,
             }],
         };
         let counters = Arc::new(MarketCounters::default());

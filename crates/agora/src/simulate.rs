@@ -8,8 +8,10 @@ use std::fmt;
 
 use std::sync::Arc;
 
-use agora_consensus::{Application, BlockView, ChainView, Protocol, TxLog};
-use agora_crypto::Digest;
+use agora_consensus::{
+    Application, BlockView, ChainView, InMemoryMempool, LanedMempool, Mempool, Protocol, TxLog,
+};
+use agora_crypto::{Digest, PublicKeyBytes};
 use agora_netsim::{
     Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport, Simulation, Targets,
     TraceEvent, TraceMode, Violation, Workload,
@@ -19,7 +21,10 @@ use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
 use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
 use serde::Serialize;
 
-use crate::market::{MarketApp, MarketCounters, MarketGenesis, agents};
+use crate::fairness::{Fairness, FairnessInputs};
+use crate::frontrun::FrontrunMempool;
+use crate::market::{ExecutionOrder, MarketApp, MarketCounters, MarketGenesis, Watch, agents};
+use crate::priority::{LANES, Lanes, Priority};
 use crate::render::{self, ChainPicture};
 
 const MS: f64 = 1_000_000.0;
@@ -119,6 +124,16 @@ pub struct SimulateOptions {
     /// Node 0 is Byzantine and equivocates: as leader or primary it sends one block to half of
     /// the nodes and another, signed too, to the rest.
     pub equivocator: bool,
+    /// Market workload: the order in which replicas execute a block's transactions.
+    pub ordering: ExecutionOrder,
+    /// Market workload: priority lanes in every replica's mempool (`None`: one first-come
+    /// lane).
+    pub priority: Option<Priority>,
+    /// Market workload: this node front-runs large orders whenever it leads
+    /// ([`crate::frontrun`]).
+    pub frontrunner: Option<NodeId>,
+    /// Market workload: the fraction of traders' orders that are large market orders.
+    pub large_orders: f64,
 }
 
 impl Default for SimulateOptions {
@@ -145,6 +160,10 @@ impl Default for SimulateOptions {
             workload: WorkloadChoice::Random,
             partition_ms: None,
             equivocator: false,
+            ordering: ExecutionOrder::Proposal,
+            priority: None,
+            frontrunner: None,
+            large_orders: 0.05,
         }
     }
 }
@@ -281,6 +300,9 @@ pub struct SimulationSummary {
     /// their replica's finalized book.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub market_maker_requotes: Option<u64>,
+    /// Market workload: front-running, slippage, lane latencies and block space.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<Fairness>,
 }
 
 /// A finished run: the summary, the full simulator report, and the block tree of the first honest
@@ -398,6 +420,28 @@ impl SimulateOptions {
                 agora_types::BATCH_TXS_MAX
             )));
         }
+        let market_only = self.ordering != ExecutionOrder::Proposal
+            || self.priority.is_some()
+            || self.frontrunner.is_some();
+        if market_only && self.workload != WorkloadChoice::Market {
+            return Err(SimulateError::Option(
+                "--ordering, --priority and --frontrunner need --workload market".into(),
+            ));
+        }
+        if let Some(f) = self.frontrunner
+            && f.index() >= self.nodes
+        {
+            return Err(SimulateError::Option(format!(
+                "--frontrunner {} is not a node of a committee of {}",
+                f.0, self.nodes
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.large_orders) {
+            return Err(SimulateError::Option(format!(
+                "--large-orders must be a fraction from 0 to 1, got {}",
+                self.large_orders
+            )));
+        }
         let delta = ns("delta-ms", self.delta_ms)?;
         if delta == 0 {
             return Err(SimulateError::Option("--delta-ms must be positive".into()));
@@ -502,6 +546,9 @@ impl SimulateOptions {
         p.checkpoint_interval = self.checkpoint_interval;
         p.log_window = self.checkpoint_interval.saturating_mul(4);
         p.batch.txs_max = self.batch_max;
+        // A canonical block executes when its successor is final: never leave the last one
+        // waiting for traffic.
+        p.close_batches = self.ordering == ExecutionOrder::Canonical;
         Ok(p)
     }
 }
@@ -635,12 +682,21 @@ struct Clients {
     market: Option<(MarketGenesis, Vec<agents::Submission>, Vec<Arc<MarketCounters>>)>,
     makers: std::cell::RefCell<Option<agents::MarketMakers>>,
     requotes: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The front-runner's account key.
+    frontrunner_key: Option<SecretKey>,
+    ordering: ExecutionOrder,
 }
 
 impl Clients {
     fn new(options: &SimulateOptions, config: &SimConfig) -> Self {
         if options.workload != WorkloadChoice::Market {
-            return Self { market: None, makers: std::cell::RefCell::new(None), requotes: None };
+            return Self {
+                market: None,
+                makers: std::cell::RefCell::new(None),
+                requotes: None,
+                frontrunner_key: None,
+                ordering: options.ordering,
+            };
         }
         let drain = 8 * (options.delta_ms * MS) as u64;
         let traders = 8;
@@ -651,24 +707,32 @@ impl Clients {
             trader_rate: (options.tx_rate / traders as f64).max(0.1),
             quote_every_ns: 250_000_000,
             end_ns: config.duration_ns.saturating_sub(drain),
+            large_orders: options.large_orders,
+            frontrunner: options.frontrunner.is_some(),
         };
         let (genesis, orders, makers) =
             agents::generate(&agents_config, options.seed, options.nodes);
+        let frontrunner_key =
+            options.frontrunner.map(|_| agents::frontrunner_key(&agents_config, options.seed));
         let counters = (0..options.nodes).map(|_| Arc::new(MarketCounters::default())).collect();
         let requotes = Some(makers.requotes());
         Self {
             market: Some((genesis, orders, counters)),
             makers: std::cell::RefCell::new(Some(makers)),
             requotes,
+            frontrunner_key,
+            ordering: options.ordering,
         }
     }
 
     fn application(&self, node: NodeId) -> Box<dyn Application> {
         match &self.market {
             None => Box::new(TxLog::new(true)),
-            Some((genesis, _, counters)) => {
-                Box::new(MarketApp::new(genesis, Arc::clone(&counters[node.index()])))
-            }
+            Some((genesis, _, counters)) => Box::new(
+                MarketApp::new(genesis, Arc::clone(&counters[node.index()]))
+                    .with_order(self.ordering)
+                    .with_watch(Watch { min_qty: agents::LARGE_ORDER_LOTS, max_orders: 100_000 }),
+            ),
         }
     }
 }
@@ -683,11 +747,36 @@ fn simulate<P: Protocol + ChainView>(
     extras: impl FnOnce(&Simulation<P>) -> Extras,
 ) -> Result<SimulationRun, SimulateError> {
     let record = config.trace == TraceMode::Record;
+    let limits = config.mempool;
     let mut sim = Simulation::new(config, engine, |node| clients.application(node))?;
     if let Some(adversary) = adversary {
         sim.set_adversary(NodeId(0), adversary);
     }
-    if let Some((_, orders, _)) = &clients.market {
+    let mut attacks = None;
+    if let Some((genesis, orders, _)) = &clients.market {
+        let priority = options.priority.clone().unwrap_or_default();
+        for node in (0..options.nodes).map(|i| NodeId(i as u16)) {
+            let mut mempool: Box<dyn Mempool> = match &options.priority {
+                Some(p) => {
+                    Box::new(LanedMempool::new(limits, p.policy(genesis), p.classifier(genesis)))
+                }
+                None => Box::new(InMemoryMempool::new(limits)),
+            };
+            if let (Some(f), Some(key)) = (options.frontrunner, &clients.frontrunner_key)
+                && f == node
+            {
+                let fr = FrontrunMempool::new(mempool, key.clone(), agents::LARGE_ORDER_LOTS);
+                attacks = Some(fr.attacks());
+                sim.declare_byzantine_client(PublicKeyBytes::from(key.public_key()));
+                mempool = Box::new(fr);
+            }
+            sim.set_mempool(node, mempool);
+        }
+        let lanes = Lanes::new(&priority, genesis);
+        sim.set_latency_classes(
+            LANES.iter().map(|l| (*l).to_owned()).collect(),
+            Box::new(move |tx| lanes.lane(tx)),
+        );
         for order in orders {
             sim.submit_at(order.at_ns, order.node, order.tx.clone());
         }
@@ -729,6 +818,22 @@ fn simulate<P: Protocol + ChainView>(
         summary.orders_applied = Some(c.orders_applied.load(std::sync::atomic::Ordering::Relaxed));
         summary.market_maker_requotes =
             clients.requotes.as_ref().map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
+        if let (Some((genesis, _, _)), Some(app)) = (
+            &clients.market,
+            sim.app(view_node).as_any().and_then(|a| a.downcast_ref::<MarketApp>()),
+        ) {
+            let inputs = FairnessInputs {
+                genesis,
+                frontrunner: options
+                    .frontrunner
+                    .zip(clients.frontrunner_key.as_ref())
+                    .map(|(node, key)| (node.0, PublicKeyBytes::from(key.public_key()))),
+                attacks: attacks.map_or(0, |a| a.load(std::sync::atomic::Ordering::Relaxed)),
+                priority: options.priority.is_some(),
+                lanes: &report.latency_by_class,
+            };
+            summary.fairness = Some(Fairness::measure(app, &inputs));
+        }
     }
     summary.latency_client_ms = extras.client_latencies_ns.map(|mut l| {
         let s = LatencySummary::of(&mut l);
@@ -791,6 +896,7 @@ fn summarise(options: &SimulateOptions, r: &SimReport, views: &[BlockView]) -> S
         trades: None,
         orders_applied: None,
         market_maker_requotes: None,
+        fairness: None,
         finalized_blocks: r
             .finalized_blocks
             .iter()

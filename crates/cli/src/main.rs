@@ -16,6 +16,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agora::market::ExecutionOrder;
+use agora::priority::Priority;
 use agora::simulate::{self, LeaderChoice, ProtocolChoice, SimulateOptions};
 use agora::types::NodeId;
 use agora::walkthrough::{self, WalkthroughConfig, WalkthroughReport};
@@ -230,6 +232,28 @@ struct SimulateArgs {
     /// Split the committee in two halves from FROM to TO (ms), then heal.
     #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
     partition_ms: Option<Vec<f64>>,
+    /// Market: the order replicas execute a block in — the proposer's (`proposal`), cancels
+    /// then a key fixed by the next block (`canonical`), or one uniform price per block
+    /// (`batch-auction`).
+    #[arg(long, default_value = "proposal", value_parser = parse_ordering, value_name = "MODE")]
+    ordering: ExecutionOrder,
+    /// Market: priority lanes in every mempool. `default` (liquidations 8:0.2, cancels 4:0.1,
+    /// high-value 2:0.1, ordinary 1:0.1), or overrides LANE=WEIGHT:MIN_SHARE,… Without it, one
+    /// first-come lane.
+    #[arg(long, value_name = "SPEC", value_parser = parse_priority)]
+    priority: Option<Priority>,
+    /// Market, with --priority: new orders from this notional on (quote units) are high-value.
+    #[arg(long, value_name = "QUOTE")]
+    high_value_notional: Option<u64>,
+    /// Market, with --priority: a market maker's turn inside a lane (others have 1).
+    #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
+    market_maker_weight: Option<u32>,
+    /// Market: this node is Byzantine and front-runs large orders whenever it leads.
+    #[arg(long, value_name = "NODE")]
+    frontrunner: Option<u16>,
+    /// Market: the fraction of traders' orders that are large market orders (60–120 lots).
+    #[arg(long, default_value_t = 0.05, value_name = "FRACTION")]
+    large_orders: f64,
     /// Draw the message sequence chart of sequence number N (PBFT) as SVG.
     #[arg(long, num_args = 2, value_names = ["N", "FILE.svg"])]
     render_seq: Option<Vec<String>>,
@@ -272,6 +296,12 @@ impl Default for SimulateArgs {
             render_seq: None,
             equivocator: false,
             partition_ms: None,
+            ordering: d.ordering,
+            priority: None,
+            high_value_notional: None,
+            market_maker_weight: None,
+            frontrunner: None,
+            large_orders: d.large_orders,
             render: None,
             dot: None,
             trace: None,
@@ -338,6 +368,33 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_ordering(s: &str) -> std::result::Result<ExecutionOrder, String> {
+    s.parse()
+}
+
+fn parse_priority(s: &str) -> std::result::Result<Priority, String> {
+    Priority::parse(s)
+}
+
+/// The priority settings: `--priority` with `--high-value-notional` and
+/// `--market-maker-weight` on top.
+fn priority_of(args: &SimulateArgs) -> Result<Option<Priority>> {
+    let tuning = args.high_value_notional.is_some() || args.market_maker_weight.is_some();
+    let Some(mut p) = args.priority.clone() else {
+        if tuning {
+            anyhow::bail!("--high-value-notional and --market-maker-weight need --priority");
+        }
+        return Ok(None);
+    };
+    if let Some(n) = args.high_value_notional {
+        p.high_value_notional = n;
+    }
+    if let Some(w) = args.market_maker_weight {
+        p.market_maker_weight = w;
+    }
+    Ok(Some(p))
+}
+
 fn run_simulate(args: &SimulateArgs) -> Result<()> {
     let render_seq = match &args.render_seq {
         Some(pair) => {
@@ -379,6 +436,10 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
             WorkloadArg::Random => agora::simulate::WorkloadChoice::Random,
             WorkloadArg::Market => agora::simulate::WorkloadChoice::Market,
         },
+        ordering: args.ordering,
+        priority: priority_of(args)?,
+        frontrunner: args.frontrunner.map(NodeId),
+        large_orders: args.large_orders,
     };
     let run = simulate::run(&options)?;
     if args.json {

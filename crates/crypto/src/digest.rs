@@ -182,6 +182,8 @@ pub mod domain {
     pub static PROPOSAL: Domain = Domain::new("agora/proposal/v1");
     /// Leader election by a public hash of the round.
     pub static LEADER: Domain = Domain::new("agora/leader/v1");
+    /// The market's canonical execution order inside a block: a transaction's sort key.
+    pub static CANONICAL_ORDER: Domain = Domain::new("agora/canonical-order/v1");
     /// Simulation traces, for determinism checks.
     pub static TRACE: Domain = Domain::new("agora/trace/v1");
 }

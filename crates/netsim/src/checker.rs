@@ -9,7 +9,7 @@
 //! - **Liveness** (when asked): after GST, every transaction an honest node accepted is final by
 //!   its deadline.
 
-use agora_crypto::Digest;
+use agora_crypto::{Digest, PublicKeyBytes};
 use agora_types::{Block, NodeId};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
@@ -102,6 +102,8 @@ pub struct InvariantChecker {
     canonical: Vec<Entry>,
     logs: Vec<Vec<Digest>>,
     submitted: FxHashSet<Digest>,
+    /// Clients whose transactions may be finalized without having been submitted.
+    byzantine_clients: FxHashSet<PublicKeyBytes>,
     finalized_at: FxHashMap<Digest, (u64, u64)>,
     violations: Vec<Violation>,
 }
@@ -114,6 +116,12 @@ impl InvariantChecker {
     /// Records that `tx` was submitted (or declared).
     pub(crate) fn submitted(&mut self, tx: Digest) {
         self.submitted.insert(tx);
+    }
+
+    /// Transactions signed by `client` may appear without submission: a Byzantine node trades
+    /// from that account and puts its orders straight into its own blocks.
+    pub(crate) fn byzantine_client(&mut self, client: PublicKeyBytes) {
+        self.byzantine_clients.insert(client);
     }
 
     /// An honest node finalized `block`, leaving its application in `state`.
@@ -154,7 +162,10 @@ impl InvariantChecker {
         self.canonical.push(Entry { digest: block.digest(), state, node });
         for tx in block.batch().transactions() {
             let id = tx.id();
-            if !self.submitted.contains(&id) && tx.verify().is_ok() {
+            if !self.submitted.contains(&id)
+                && !self.byzantine_clients.contains(tx.sender())
+                && tx.verify().is_ok()
+            {
                 self.violations.push(Violation::Unsubmitted { t_ns, tx: id, height });
             }
             if let Some((first_height, _)) = self.finalized_at.get(&id) {

@@ -158,6 +158,9 @@ pub struct SimReport {
     pub tps_sim: f64,
     /// Submission → finalization at the node the client submitted to.
     pub latency: LatencySummary,
+    /// The same per class of transaction, when the run set classes
+    /// ([`Simulation::set_latency_classes`](crate::Simulation::set_latency_classes)).
+    pub latency_by_class: Vec<(String, LatencySummary)>,
     /// All traffic.
     pub messages: Traffic,
     /// Traffic by message kind.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use agora_consensus::{
     Action, Application, Context, InMemoryMempool, Mempool, Message as _, Protocol, Submitted,
 };
-use agora_crypto::{Digest, DomainHasher, SecretKey, domain};
+use agora_crypto::{Digest, DomainHasher, PublicKeyBytes, SecretKey, domain};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
@@ -79,6 +79,12 @@ enum Event<M, T> {
     Fault(Fault),
 }
 
+struct LatencyClasses {
+    names: Vec<String>,
+    classify: Box<dyn Fn(&Transaction) -> usize>,
+    samples: Vec<Vec<u64>>,
+}
+
 struct Node<P: Protocol> {
     engine: P,
     mempool: Box<dyn Mempool>,
@@ -128,6 +134,8 @@ pub struct Simulation<P: Protocol> {
     client_hook: Option<Box<dyn ClientHook>>,
     hook_out: Vec<(u64, NodeId, Transaction)>,
     latencies: Vec<u64>,
+    /// Latency classes: names, the classifier, and each class's samples.
+    latency_classes: Option<LatencyClasses>,
     finalized_blocks: Vec<FinalizedBlock>,
     traffic: Traffic,
     by_kind: BTreeMap<&'static str, Traffic>,
@@ -196,6 +204,7 @@ impl<P: Protocol> Simulation<P> {
             client_hook: None,
             hook_out: Vec::new(),
             latencies: Vec::new(),
+            latency_classes: None,
             finalized_blocks: Vec::new(),
             traffic: Traffic::default(),
             by_kind: BTreeMap::new(),
@@ -229,6 +238,30 @@ impl<P: Protocol> Simulation<P> {
     /// [`LanedMempool`](agora_consensus::LanedMempool). Its transactions so far are dropped.
     pub fn set_mempool(&mut self, node: NodeId, mempool: Box<dyn Mempool>) {
         self.nodes[node.index()].mempool = mempool;
+    }
+
+    /// Also reports latency per class of transaction (for example per priority lane):
+    /// `classify` maps a transaction to an index into `names` (out of range: the last).
+    pub fn set_latency_classes(
+        &mut self,
+        names: Vec<String>,
+        classify: Box<dyn Fn(&Transaction) -> usize>,
+    ) {
+        if !names.is_empty() {
+            let samples = vec![Vec::new(); names.len()];
+            self.latency_classes = Some(LatencyClasses { names, classify, samples });
+        }
+    }
+
+    /// A Byzantine node trades from the account of `client` and may put that account's
+    /// transactions straight into its blocks: the checker does not count them as unsubmitted.
+    pub fn declare_byzantine_client(&mut self, client: PublicKeyBytes) {
+        self.checker.byzantine_client(client);
+    }
+
+    /// `node`'s application, to read its state after a run.
+    pub fn app(&self, node: NodeId) -> &dyn Application {
+        self.nodes[node.index()].app.as_ref()
     }
 
     /// Installs clients that react to finalized blocks (see [`ClientHook`]).
@@ -798,7 +831,12 @@ impl<P: Protocol> Simulation<P> {
             if let Some((submitted, to)) = self.accepted.get(&tx.id())
                 && *to == node
             {
-                self.latencies.push(at.saturating_sub(*submitted));
+                let latency = at.saturating_sub(*submitted);
+                self.latencies.push(latency);
+                if let Some(c) = self.latency_classes.as_mut() {
+                    let class = (c.classify)(tx).min(c.samples.len() - 1);
+                    c.samples[class].push(latency);
+                }
             }
         }
     }
@@ -884,6 +922,13 @@ impl<P: Protocol> Simulation<P> {
             txs_finalized,
             tps_sim: if seconds > 0.0 { txs_finalized as f64 / seconds } else { 0.0 },
             latency: LatencySummary::of(&mut self.latencies.clone()),
+            latency_by_class: self.latency_classes.as_ref().map_or_else(Vec::new, |c| {
+                c.names
+                    .iter()
+                    .zip(&c.samples)
+                    .map(|(name, s)| (name.clone(), LatencySummary::of(&mut s.clone())))
+                    .collect()
+            }),
             messages: self.traffic,
             by_kind: self.by_kind.clone(),
             dropped: self.dropped,

@@ -92,6 +92,10 @@ pub struct PbftConfig {
     pub fetch_blocks_max: usize,
     /// Executed transaction ids remembered to refuse pre-prepares that repeat them.
     pub executed_memory: usize,
+    /// Follow every non-empty batch with one more, empty when nothing is pending, so that an
+    /// application that orders a block by its successor's digest (the market's canonical order)
+    /// never waits for traffic to see its last block executed. Off by default.
+    pub close_batches: bool,
     /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
     pub weaken: Option<PbftWeakening>,
 }
@@ -120,6 +124,7 @@ impl PbftConfig {
             future_views_max: 16,
             fetch_blocks_max: 64,
             executed_memory: 1_000_000,
+            close_batches: false,
             weaken: None,
         }
     }
@@ -407,7 +412,12 @@ impl Pbft {
             me.next_seq <= me.high_watermark()
                 && me.next_seq - me.last_executed <= me.config.max_inflight
         };
-        if !room(self) || ctx.mempool().is_empty() {
+        // With `close_batches`, a non-empty last block is owed an empty successor.
+        let owes_successor = |me: &Self| {
+            me.config.close_batches
+                && me.block_at(me.next_seq - 1).is_some_and(|b| !b.batch().is_empty())
+        };
+        if !room(self) || (ctx.mempool().is_empty() && !owes_successor(self)) {
             return;
         }
         let mut in_flight: FxHashSet<Digest> = self
@@ -419,17 +429,12 @@ impl Pbft {
             .collect();
         while room(self) {
             let txs = ctx.mempool().select(&self.config.batch, &|id| in_flight.contains(id));
-            if txs.is_empty() {
+            if txs.is_empty() && !owes_successor(self) {
                 return;
             }
             in_flight.extend(txs.iter().map(Transaction::id));
             let seq = self.next_seq;
-            let parent = self
-                .slots
-                .get(&(seq - 1))
-                .map(|s| s.pre_prepare.block.digest())
-                .or_else(|| self.executed.get(&(seq - 1)).map(|e| e.block.digest()))
-                .unwrap_or(Digest::ZERO);
+            let parent = self.block_at(seq - 1).map_or(Digest::ZERO, Block::digest);
             let batch = Batch::new(txs).expect("batch limits are within the type's limits");
             let block = Block::new(
                 parent,
@@ -454,6 +459,14 @@ impl Pbft {
             self.next_seq += 1;
             self.advance(ctx, seq);
         }
+    }
+
+    /// The block this replica has at `seq`: pre-prepared, or executed and retained.
+    fn block_at(&self, seq: u64) -> Option<&Block> {
+        self.slots
+            .get(&seq)
+            .map(|s| &s.pre_prepare.block)
+            .or_else(|| self.executed.get(&seq).map(|e| &e.block))
     }
 
     fn on_pre_prepare(&mut self, ctx: &mut Ctx<'_, Self>, pp: PrePrepare) {

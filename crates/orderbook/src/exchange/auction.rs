@@ -16,8 +16,10 @@
 //!    then trade continuously, in the batch's order.
 //!
 //! Orders resting before the batch pay the maker fee, the batch's orders the taker fee. An
-//! account's buy and sell meeting each other in the uncross trade nothing: both lose that
-//! quantity, as with self-trade "decrement both".
+//! account's own buy and sell never trade with each other: crossing pairs inside the batch
+//! first lose their common quantity (so they cannot move the clearing price either), and a
+//! batch order meeting the same account's resting order in the uncross does the same — as with
+//! self-trade "decrement both".
 
 use rustc_hash::FxHashSet;
 
@@ -84,11 +86,50 @@ impl<B: Book> Exchange<B> {
                 }
             }
         }
-        for (m, batch) in batches {
+        for (m, mut batch) in batches {
+            self.net_own_crossings(m, &mut batch, events);
             self.uncross(m, batch, events);
         }
         for o in continuous {
             self.apply(&Command::Place(o.clone()), events);
+        }
+    }
+
+    /// An account's own buy and sell in one batch that cross each other cannot trade with each
+    /// other; left in, they would still push the clearing price. Both lose the crossing
+    /// quantity first (as with self-trade "decrement both"). Each buy, lowest limit first,
+    /// takes the account's sells with the highest limit it still crosses: as much crossing
+    /// quantity as the orders allow is netted.
+    fn net_own_crossings(&mut self, m: usize, batch: &mut [Admitted], events: &mut Vec<Event>) {
+        let limit = |a: &Admitted, absent| a.taker.limit.unwrap_or(absent);
+        let mut buys: Vec<usize> =
+            (0..batch.len()).filter(|&i| batch[i].taker.side == Side::Buy).collect();
+        let mut sells: Vec<usize> =
+            (0..batch.len()).filter(|&i| batch[i].taker.side == Side::Sell).collect();
+        if buys.is_empty() || sells.is_empty() {
+            return;
+        }
+        buys.sort_by_key(|&i| limit(&batch[i], u64::MAX));
+        sells.sort_by_key(|&i| std::cmp::Reverse(limit(&batch[i], 0)));
+        for &b in &buys {
+            for &s in &sells {
+                let (buy, sell) = (&batch[b].taker, &batch[s].taker);
+                if sell.account != buy.account
+                    || limit(&batch[b], u64::MAX) < limit(&batch[s], 0)
+                    || sell.rem == 0
+                {
+                    continue;
+                }
+                if buy.rem == 0 {
+                    break;
+                }
+                let q = buy.rem.min(sell.rem);
+                let account = buy.account;
+                for i in [b, s] {
+                    self.self_match(m, &mut batch[i].taker, q);
+                    events.push(Event::Cancelled { account, id: batch[i].taker.id, qty: q });
+                }
+            }
         }
     }
 
@@ -493,6 +534,30 @@ mod tests {
         for (asset, (total, deposited)) in ex.conservation() {
             assert_eq!(total, deposited, "{asset}");
         }
+    }
+
+    #[test]
+    fn an_accounts_crossing_orders_in_one_batch_cancel_out_entirely() {
+        // Two sandwiches of one account: buy 103 / sell 102 around a buyer, sell 95 / buy 96
+        // around a seller. Matched greedily by price they would leave buy 96 and sell 102
+        // standing; netted properly, nothing of account 4 is left and it trades nothing.
+        let mut ex = with_book();
+        let mut ev = Vec::new();
+        ex.apply_auction(
+            &[
+                order(4, 1, Side::Buy, 103, 10, TimeInForce::Ioc),
+                order(4, 2, Side::Sell, 102, 10, TimeInForce::Gtc),
+                order(4, 3, Side::Sell, 95, 10, TimeInForce::Ioc),
+                order(4, 4, Side::Buy, 96, 10, TimeInForce::Gtc),
+                order(3, 1, Side::Buy, 103, 5, TimeInForce::Ioc),
+            ],
+            &mut ev,
+        );
+        ex.check_integrity().unwrap();
+        assert_eq!((usd(&ex, 4), eth(&ex, 4)), (1_000_000, 1_000_000));
+        assert!((1..=4).all(|id| ex.order(M, AccountId(4), id).is_none()));
+        // The other buyer trades with the book at its own price.
+        assert_eq!(trades(&ev), vec![(101, 5)]);
     }
 
     #[test]
