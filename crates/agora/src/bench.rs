@@ -5,7 +5,9 @@
 //! Every simulated run uses the same seeds, the same WAN-like network (latency, jitter,
 //! bandwidth) and the same market workload, so protocols differ only in themselves. A theory
 //! check runs each protocol on an ideal network and compares the finality time with the paper's:
-//! PBFT commits 3δ after the pre-prepare, Streamlet finalizes 2Δ + 2δ after the proposal.
+//! PBFT commits 3δ after the pre-prepare, Streamlet finalizes 2Δ + 2δ after the proposal. A
+//! fairness section measures a front-running leader under each execution order and priority
+//! lanes under overload.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,12 @@ use agora_types::{NodeId, Transaction};
 use serde::Serialize;
 
 use crate::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
+
+mod fairness;
+pub use fairness::{
+    FairnessOutcome, FairnessPlanned, FairnessReport, FrontRunRecord, LaneRecord, ShareRecord,
+    fairness_options, fairness_plan, fairness_seeds, run_fairness, summarise_fairness,
+};
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +122,8 @@ pub struct Report {
     pub network: NetworkSettings,
     /// Every run.
     pub runs: Vec<RunRecord>,
+    /// Front-running, slippage, lanes and block space (not in the main comparison).
+    pub fairness: Option<FairnessReport>,
 }
 
 /// One planned run.
@@ -433,6 +443,9 @@ pub fn markdown(r: &Report) -> String {
             }
         }
     }
+    if let Some(f) = &r.fairness {
+        fairness::fairness_markdown(f, &mut s);
+    }
     let _ = writeln!(
         s,
         "\n## Plots\n\n![throughput](throughput.svg)\n\n![latency](latency.svg)\n\n![messages](messages.svg)"
@@ -603,6 +616,7 @@ mod tests {
             seed: 1,
             network: network(true),
             runs,
+            fairness: None,
         };
         let dir = std::env::temp_dir().join(format!("agora-bench-test-{}", std::process::id()));
         let written = write(&report, &dir).unwrap();

@@ -1012,6 +1012,35 @@ impl fmt::Display for SimulationSummary {
                 )?;
             }
         }
+        if let Some(x) = &self.fairness {
+            writeln!(
+                f,
+                "  fairness        execution order {}, {}",
+                x.ordering,
+                if x.priority { "priority lanes" } else { "one first-come lane" }
+            )?;
+            if let Some(node) = x.frontrunner {
+                writeln!(
+                    f,
+                    "                  front-runner node {node}: {} sandwiches, profit {:.0} (quote units, marked to the final mid)",
+                    x.frontrunner_attacks, x.frontrunner_profit
+                )?;
+            }
+            writeln!(
+                f,
+                "                  large orders: {} filled, slippage {:.1} bps against the mid before their block",
+                x.victims, x.victim_slippage_bps
+            )?;
+            let lanes: Vec<String> = x
+                .lane_latency_ms
+                .iter()
+                .map(|(lane, l)| format!("{lane} {:.0}/{:.0}", l.p50, l.p99))
+                .collect();
+            writeln!(f, "                  lane latency p50/p99 ms: {}", lanes.join(", "))?;
+            let shares: Vec<String> =
+                x.block_share.iter().map(|(k, v)| format!("{k} {:.1}%", 100.0 * v)).collect();
+            writeln!(f, "                  block share: {}", shares.join(", "))?;
+        }
         if let Some(v) = self.view_changes {
             writeln!(f, "  view changes    {v} (final view {v})")?;
         }

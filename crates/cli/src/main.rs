@@ -496,6 +496,17 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         );
         bar.inc(1);
     }
+    let fairness_plan = bench::fairness_plan(&options);
+    let mut outcomes = Vec::new();
+    bar.set_length((plan.len() + fairness_plan.len()) as u64);
+    for planned in &fairness_plan {
+        bar.set_message(planned.label());
+        outcomes.push(
+            bench::run_fairness(planned, &options)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", planned.label()))?,
+        );
+        bar.inc(1);
+    }
     bar.finish_and_clear();
     let report = bench::Report {
         machine,
@@ -504,6 +515,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         seed: args.seed,
         network: bench::network(args.quick),
         runs,
+        fairness: (!outcomes.is_empty()).then(|| bench::summarise_fairness(&outcomes)),
     };
     let written = bench::write(&report, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
