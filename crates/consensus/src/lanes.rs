@@ -124,6 +124,8 @@ pub struct LanedMempool {
     lanes: Vec<BTreeMap<PublicKeyBytes, BTreeMap<u64, Digest>>>,
     /// Transaction id → (lane, arrival).
     placed: FxHashMap<Digest, (usize, u64)>,
+    /// Pending transactions per lane.
+    lane_len: Vec<usize>,
     next_arrival: u64,
 }
 
@@ -150,6 +152,7 @@ impl LanedMempool {
             policy,
             classify,
             weights,
+            lane_len: vec![0; lanes.len()],
             lanes,
             placed: FxHashMap::default(),
             next_arrival: 0,
@@ -163,7 +166,7 @@ impl LanedMempool {
 
     /// Pending transactions per lane.
     pub fn lane_lengths(&self) -> Vec<usize> {
-        self.lanes.iter().map(|accounts| accounts.values().map(BTreeMap::len).sum()).collect()
+        self.lane_len.clone()
     }
 
     /// The lane `tx` goes to.
@@ -179,26 +182,28 @@ impl LanedMempool {
         skip: &dyn Fn(&Digest) -> bool,
     ) -> Vec<&'a Transaction> {
         // Accounts in the order of their oldest pending transaction.
-        let mut queues: Vec<(u64, u32, std::collections::btree_map::Values<'a, u64, Digest>)> =
-            self.lanes[l]
-                .iter()
-                .filter_map(|(account, q)| {
-                    let first = *q.keys().next()?;
-                    let weight = self.weights.get(account).copied().unwrap_or(1);
-                    Some((first, weight, q.values()))
-                })
-                .collect();
+        let mut queues: Vec<(u64, u32, std::collections::btree_map::Iter<'a, u64, Digest>)> = self
+            .lanes[l]
+            .iter()
+            .filter_map(|(account, q)| {
+                let first = *q.keys().next()?;
+                let weight = self.weights.get(account).copied().unwrap_or(1);
+                Some((first, weight, q.iter()))
+            })
+            .collect();
         queues.sort_unstable_by_key(|(first, _, _)| *first);
         let mut out = Vec::new();
         while out.len() < max && !queues.is_empty() {
             queues.retain_mut(|(_, weight, ids)| {
                 let mut taken = 0;
                 while taken < *weight && out.len() < max {
-                    let Some(id) = ids.next() else { return false };
+                    let Some((arrival, id)) = ids.next() else { return false };
                     if skip(id) {
                         continue;
                     }
-                    if let Some(tx) = self.inner.get(id) {
+                    // Arrivals are counted here exactly as in `inner`: both count accepted
+                    // transactions only.
+                    if let Some(tx) = self.inner.by_arrival(*arrival) {
                         out.push(tx);
                         taken += 1;
                     }
@@ -220,16 +225,35 @@ impl Mempool for LanedMempool {
             self.next_arrival += 1;
             self.lanes[lane].entry(sender).or_default().insert(arrival, id);
             self.placed.insert(id, (lane, arrival));
+            self.lane_len[lane] += 1;
         }
         Ok(outcome)
     }
 
     fn select(&self, limits: &BatchLimits, skip: &dyn Fn(&Digest) -> bool) -> Vec<Transaction> {
         let capacity = limits.txs_max;
-        let candidates: Vec<Vec<&Transaction>> =
-            (0..self.lanes.len()).map(|l| self.lane_candidates(l, capacity, skip)).collect();
-        let demand: Vec<usize> = candidates.iter().map(Vec::len).collect();
-        let quotas = self.policy.quotas(capacity, &demand);
+        // Quotas from the pending counts first; a lane that comes up short (transactions in
+        // flight are skipped) gives its space back and the quotas are shared again. Each pass
+        // settles at least one lane, and turns come out in the same order whatever the cap,
+        // so a lane is only ever extended.
+        let mut demand = self.lane_len.clone();
+        let mut candidates: Vec<Vec<&Transaction>> = vec![Vec::new(); self.lanes.len()];
+        let quotas = loop {
+            let quotas = self.policy.quotas(capacity, &demand);
+            let mut short = false;
+            for (l, quota) in quotas.iter().enumerate() {
+                if candidates[l].len() < *quota {
+                    candidates[l] = self.lane_candidates(l, *quota, skip);
+                    if candidates[l].len() < *quota {
+                        demand[l] = candidates[l].len();
+                        short = true;
+                    }
+                }
+            }
+            if !short {
+                break quotas;
+            }
+        };
         let mut out = Vec::with_capacity(quotas.iter().sum());
         let mut bytes = 0;
         for (lane, quota) in candidates.iter().zip(quotas) {
@@ -249,7 +273,9 @@ impl Mempool for LanedMempool {
             if let Some((lane, arrival)) = self.placed.remove(&tx.id()) {
                 let accounts = &mut self.lanes[lane];
                 if let Some(q) = accounts.get_mut(tx.sender()) {
-                    q.remove(&arrival);
+                    if q.remove(&arrival).is_some() {
+                        self.lane_len[lane] -= 1;
+                    }
                     if q.is_empty() {
                         accounts.remove(tx.sender());
                     }

@@ -124,6 +124,11 @@ impl InMemoryMempool {
         self.pending.get(self.index.get(id)?)
     }
 
+    /// The pending transaction that was the `arrival`-th accepted (counting from 0).
+    pub(crate) fn by_arrival(&self, arrival: u64) -> Option<&Transaction> {
+        self.pending.get(&arrival)
+    }
+
     fn remember_committed(&mut self, id: Digest) {
         if self.limits.committed_memory == 0 || !self.committed.insert(id) {
             return;
