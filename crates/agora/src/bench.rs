@@ -445,6 +445,7 @@ pub fn markdown(r: &Report) -> String {
     }
     if let Some(f) = &r.fairness {
         fairness::fairness_markdown(f, &mut s);
+        let _ = writeln!(s, "\n![fairness](fairness.svg)");
     }
     let _ = writeln!(
         s,
@@ -484,6 +485,11 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let path = dir.join(name);
         plot(report, &path, title, y_label, value)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        written.push(path);
+    }
+    if let Some(f) = &report.fairness {
+        let path = dir.join("fairness.svg");
+        fairness::plot_fairness(f, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
         written.push(path);
     }
     Ok(written)

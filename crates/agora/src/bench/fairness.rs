@@ -169,6 +169,9 @@ pub struct FrontRunRecord {
     pub attacks: u64,
     /// Its mean profit per run, quote units marked to the final mid.
     pub frontrunner_profit: f64,
+    /// Its lowest and highest profit of a run: what it could not unwind is marked to the final
+    /// mid, so single runs swing.
+    pub profit_range: (f64, f64),
     /// Its profit per sandwiched order.
     pub profit_per_attack: f64,
     /// The large orders' mean slippage against the mid before their block, bps.
@@ -258,6 +261,10 @@ pub fn summarise_fairness(outcomes: &[FairnessOutcome]) -> FairnessReport {
                     .collect(),
                 attacks,
                 frontrunner_profit: profit / with.len() as f64,
+                profit_range: with.iter().map(|o| o.fairness.frontrunner_profit).fold(
+                    (f64::INFINITY, f64::NEG_INFINITY),
+                    |(lo, hi), p| (lo.min(p), hi.max(p)),
+                ),
                 profit_per_attack: profit / attacks.max(1) as f64,
                 victim_slippage_bps: mean(with.iter().map(|o| o.fairness.victim_slippage_bps)),
                 baseline_slippage_bps: mean(without.iter().map(|o| o.fairness.victim_slippage_bps)),
@@ -299,18 +306,20 @@ pub(super) fn fairness_markdown(f: &FairnessReport, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "| protocol | execution order | seeds | sandwiches | front-runner profit per run | per sandwich | victims' slippage bps | without front-runner | safety | digests agree |"
+        "| protocol | execution order | seeds | sandwiches | front-runner profit per run | lowest … highest run | per sandwich | victims' slippage bps | without front-runner | safety | digests agree |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &f.frontrunning {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} … {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.protocol,
             r.ordering,
             r.seeds.len(),
             r.attacks,
             r.frontrunner_profit,
+            r.profit_range.0,
+            r.profit_range.1,
             r.profit_per_attack,
             r.victim_slippage_bps,
             r.baseline_slippage_bps,
@@ -349,6 +358,73 @@ pub(super) fn fairness_markdown(f: &FairnessReport, out: &mut String) {
             shares.join(", ")
         );
     }
+}
+
+/// Victims' slippage with and without the front-runner, per protocol and execution order,
+/// as grouped bars.
+pub(super) fn plot_fairness(
+    f: &FairnessReport,
+    path: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let groups: Vec<&FrontRunRecord> = f.frontrunning.iter().collect();
+    let max_y = groups
+        .iter()
+        .map(|r| r.victim_slippage_bps.max(r.baseline_slippage_bps))
+        .fold(1.0, f64::max)
+        * 1.25;
+    let root = SVGBackend::new(path, (860, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = groups.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Large orders' slippage with and without a front-running leader",
+            ("sans-serif", 20),
+        )
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..n, 0.0..max_y)?;
+    let labels: Vec<String> =
+        groups.iter().map(|r| format!("{} {}", r.protocol, r.ordering)).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 1e-6 && i < labels.len() {
+                labels[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("slippage against the mid, bps")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .light_line_style(RGBColor(245, 245, 245))
+        .draw()?;
+    let with = RGBColor(229, 57, 53);
+    let without = RGBColor(120, 144, 156);
+    for (series, colour, offset, value) in [
+        (
+            "with the front-runner",
+            with,
+            0.15,
+            (|r: &FrontRunRecord| r.victim_slippage_bps) as fn(&FrontRunRecord) -> f64,
+        ),
+        ("without", without, 0.5, |r: &FrontRunRecord| r.baseline_slippage_bps),
+    ] {
+        chart
+            .draw_series(groups.iter().enumerate().map(|(i, r)| {
+                let x = i as f64 + offset;
+                Rectangle::new([(x, 0.0), (x + 0.35, value(r))], colour.filled())
+            }))?
+            .label(series)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], colour.filled()));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+    root.present()?;
+    Ok(())
 }
 
 #[cfg(test)]
