@@ -114,7 +114,7 @@ impl Fairness {
         };
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for (account, n) in app.block_space() {
-            *counts.entry(class(*account).to_owned()).or_default() += n;
+            *counts.entry(class(account).to_owned()).or_default() += n;
         }
         let block_txs = counts.values().sum::<u64>();
         let total = block_txs.max(1) as f64;

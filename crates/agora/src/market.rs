@@ -277,7 +277,10 @@ pub struct MarketCounters {
 #[derive(Debug)]
 pub struct MarketApp {
     exchange: Exchange,
-    accounts: BTreeMap<PublicKeyBytes, AccountId>,
+    /// Signing key → account and its position in `ids`.
+    accounts: BTreeMap<PublicKeyBytes, (AccountId, usize)>,
+    /// The genesis accounts in order.
+    ids: Vec<AccountId>,
     nonces: BTreeMap<AccountId, Nonces>,
     height: Height,
     digest: Digest,
@@ -286,9 +289,9 @@ pub struct MarketApp {
     order: ExecutionOrder,
     /// Canonical order: the last final block, waiting for its successor.
     waiting: Option<Block>,
-    /// Transactions per signing account in the blocks executed (unknown signers under
-    /// account 0): who got the block space.
-    block_space: BTreeMap<AccountId, u64>,
+    /// Transactions per genesis account in the blocks executed, unknown signers last: who
+    /// got the block space.
+    block_space: Vec<u64>,
     watch: Option<Watch>,
     watched: BTreeMap<(AccountId, u64), WatchedOrder>,
 }
@@ -308,8 +311,11 @@ impl MarketApp {
             exchange.apply(&Command::Market(spec.clone()), &mut events);
         }
         let mut accounts = BTreeMap::new();
+        let mut ids = Vec::new();
         for a in &genesis.accounts {
-            accounts.insert(a.key, a.account);
+            if accounts.insert(a.key, (a.account, ids.len())).is_none() {
+                ids.push(a.account);
+            }
             for (asset, amount) in &a.deposits {
                 exchange.apply(
                     &Command::Deposit { account: a.account, asset: asset.clone(), amount: *amount },
@@ -319,7 +325,9 @@ impl MarketApp {
         }
         let mut app = Self {
             exchange,
+            block_space: vec![0; ids.len() + 1],
             accounts,
+            ids,
             nonces: BTreeMap::new(),
             height: Height(0),
             digest: Digest::ZERO,
@@ -327,7 +335,6 @@ impl MarketApp {
             counters,
             order: ExecutionOrder::Proposal,
             waiting: None,
-            block_space: BTreeMap::new(),
             watch: None,
             watched: BTreeMap::new(),
         };
@@ -359,8 +366,10 @@ impl MarketApp {
 
     /// Transactions per signing account in the blocks executed so far (signers not in the
     /// genesis under account 0).
-    pub fn block_space(&self) -> &BTreeMap<AccountId, u64> {
-        &self.block_space
+    pub fn block_space(&self) -> BTreeMap<AccountId, u64> {
+        let unknown = (AccountId(0), self.block_space.last().copied().unwrap_or(0));
+        let known = self.ids.iter().copied().zip(self.block_space.iter().copied());
+        known.chain(std::iter::once(unknown)).filter(|(_, n)| *n > 0).collect()
     }
 
     /// The market's mid price in ticks, when its book has both sides.
@@ -386,10 +395,11 @@ impl MarketApp {
     /// Every check before the book: signature, known signer, decodable action, fresh nonce.
     /// `None` refuses the transaction (it changes nothing but the nonce window on success).
     fn check(&mut self, tx: &Transaction, checker: &mut dyn SignatureCheck) -> Option<Checked> {
-        let account = self.accounts.get(tx.sender()).copied();
-        *self.block_space.entry(account.unwrap_or(AccountId(0))).or_default() += 1;
+        let known = self.accounts.get(tx.sender()).copied();
+        let slot = known.map_or(self.ids.len(), |(_, i)| i);
+        self.block_space[slot] += 1;
         tx.verify_with(checker).ok()?;
-        let account = account?;
+        let (account, _) = known?;
         let action = codec::decode::<OrderAction>(tx.payload()).ok()?;
         self.nonces
             .entry(account)
@@ -462,13 +472,17 @@ impl MarketApp {
             self.follow(account, &action);
             match action.command(account) {
                 Command::Place(o) if self.order == ExecutionOrder::BatchAuction => auction.push(o),
-                command => self.exchange.apply(&command, &mut self.events),
+                command => {
+                    self.exchange.apply(&command, &mut self.events);
+                    // One command's events at a time: the buffer stays small and warm.
+                    self.take_events();
+                }
             }
         }
         if !auction.is_empty() {
             self.exchange.apply_auction(&auction, &mut self.events);
+            self.take_events();
         }
-        self.take_events();
         (executed, refused)
     }
 

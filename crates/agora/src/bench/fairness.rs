@@ -261,10 +261,10 @@ pub fn summarise_fairness(outcomes: &[FairnessOutcome]) -> FairnessReport {
                     .collect(),
                 attacks,
                 frontrunner_profit: profit / with.len() as f64,
-                profit_range: with.iter().map(|o| o.fairness.frontrunner_profit).fold(
-                    (f64::INFINITY, f64::NEG_INFINITY),
-                    |(lo, hi), p| (lo.min(p), hi.max(p)),
-                ),
+                profit_range: with
+                    .iter()
+                    .map(|o| o.fairness.frontrunner_profit)
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p), hi.max(p))),
                 profit_per_attack: profit / attacks.max(1) as f64,
                 victim_slippage_bps: mean(with.iter().map(|o| o.fairness.victim_slippage_bps)),
                 baseline_slippage_bps: mean(without.iter().map(|o| o.fairness.victim_slippage_bps)),

@@ -101,33 +101,38 @@ impl<B: Book> Exchange<B> {
     /// takes the account's sells with the highest limit it still crosses: as much crossing
     /// quantity as the orders allow is netted.
     fn net_own_crossings(&mut self, m: usize, batch: &mut [Admitted], events: &mut Vec<Event>) {
-        let limit = |a: &Admitted, absent| a.taker.limit.unwrap_or(absent);
-        let mut buys: Vec<usize> =
-            (0..batch.len()).filter(|&i| batch[i].taker.side == Side::Buy).collect();
-        let mut sells: Vec<usize> =
-            (0..batch.len()).filter(|&i| batch[i].taker.side == Side::Sell).collect();
-        if buys.is_empty() || sells.is_empty() {
-            return;
+        let limit = |a: &Admitted| match a.taker.side {
+            Side::Buy => a.taker.limit.unwrap_or(u64::MAX),
+            Side::Sell => a.taker.limit.unwrap_or(0),
+        };
+        // Per account: its buys and its sells in the batch.
+        let mut accounts: BTreeMap<AccountId, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        for (i, a) in batch.iter().enumerate() {
+            let entry = accounts.entry(a.taker.account).or_default();
+            match a.taker.side {
+                Side::Buy => entry.0.push(i),
+                Side::Sell => entry.1.push(i),
+            }
         }
-        buys.sort_by_key(|&i| limit(&batch[i], u64::MAX));
-        sells.sort_by_key(|&i| std::cmp::Reverse(limit(&batch[i], 0)));
-        for &b in &buys {
-            for &s in &sells {
-                let (buy, sell) = (&batch[b].taker, &batch[s].taker);
-                if sell.account != buy.account
-                    || limit(&batch[b], u64::MAX) < limit(&batch[s], 0)
-                    || sell.rem == 0
-                {
-                    continue;
-                }
-                if buy.rem == 0 {
-                    break;
-                }
-                let q = buy.rem.min(sell.rem);
-                let account = buy.account;
-                for i in [b, s] {
-                    self.self_match(m, &mut batch[i].taker, q);
-                    events.push(Event::Cancelled { account, id: batch[i].taker.id, qty: q });
+        for (account, (mut buys, mut sells)) in accounts {
+            if buys.is_empty() || sells.is_empty() {
+                continue;
+            }
+            buys.sort_by_key(|&i| limit(&batch[i]));
+            sells.sort_by_key(|&i| std::cmp::Reverse(limit(&batch[i])));
+            for &b in &buys {
+                for &s in &sells {
+                    if batch[b].taker.rem == 0 {
+                        break;
+                    }
+                    if limit(&batch[b]) < limit(&batch[s]) || batch[s].taker.rem == 0 {
+                        continue;
+                    }
+                    let q = batch[b].taker.rem.min(batch[s].taker.rem);
+                    for i in [b, s] {
+                        self.self_match(m, &mut batch[i].taker, q);
+                        events.push(Event::Cancelled { account, id: batch[i].taker.id, qty: q });
+                    }
                 }
             }
         }
@@ -139,14 +144,31 @@ impl<B: Book> Exchange<B> {
             parts.iter().filter_map(|p| p.taker.limit).filter(|p| *p > 0).collect();
         prices.sort_unstable();
         prices.dedup();
+        // The curves: buys and sells by limit, with cumulative quantities, so that demand and
+        // supply at a price are two binary searches.
+        let curve = |side: Side| {
+            let mut v: Vec<(u64, u128)> = parts
+                .iter()
+                .filter(|p| p.taker.side == side)
+                .map(|p| (p.limit(), u128::from(p.taker.rem)))
+                .collect();
+            v.sort_unstable_by_key(|(limit, _)| *limit);
+            let mut total = 0;
+            let cumulative: Vec<u128> = std::iter::once(0)
+                .chain(v.iter().map(|(_, q)| {
+                    total += q;
+                    total
+                }))
+                .collect();
+            (v, cumulative)
+        };
+        let (buys, buys_below) = curve(Side::Buy);
+        let (sells, sells_upto) = curve(Side::Sell);
+        let all_buys = buys_below[buys.len()];
         let at = |price: u64| {
-            let (mut demand, mut supply) = (0u128, 0u128);
-            for p in parts.iter().filter(|p| p.accepts(price)) {
-                match p.taker.side {
-                    Side::Buy => demand += u128::from(p.taker.rem),
-                    Side::Sell => supply += u128::from(p.taker.rem),
-                }
-            }
+            // Buyers at or above the price, sellers at or below it.
+            let demand = all_buys - buys_below[buys.partition_point(|(l, _)| *l < price)];
+            let supply = sells_upto[sells.partition_point(|(l, _)| *l <= price)];
             (demand.min(supply), demand.abs_diff(supply))
         };
         // Volume up, imbalance down.
