@@ -2,7 +2,7 @@
 //! transactions, beside this machine's signature-verification limit:
 //! `cargo run --release -p agora-runtime --example wall [TXS] [streamlet|pbft]`.
 //! `AGORA_WINDOW=N` sets how many transactions may be in flight (8,000 by default);
-//! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on.
+//! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on (and prints how many verdicts were ready).
 
 use std::time::Duration;
 
@@ -49,6 +49,13 @@ fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
         r.messages as f64 / r.txs_finalized.max(1) as f64,
         r.state_digests_agree
     );
+    let (hits, misses) = r
+        .replicas
+        .iter()
+        .fold((0, 0), |(h, m), x| (h + x.verdict_hits, m + x.verdict_misses));
+    if hits + misses > 0 {
+        println!("           verdicts ready when applied: {hits}, verified then: {misses}");
+    }
 }
 
 fn main() {
