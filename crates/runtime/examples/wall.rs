@@ -3,6 +3,7 @@
 //! `cargo run --release -p agora-runtime --example wall [TXS] [streamlet|pbft]`.
 //! `AGORA_WINDOW=N` sets how many transactions may be in flight (8,000 by default);
 //! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on (and prints how many verdicts were ready).
+//! For Streamlet, `AGORA_DELTA_MS` sets Δ (20 ms) and `AGORA_BATCH` the batch bound (2,000).
 
 use std::time::Duration;
 
@@ -68,8 +69,11 @@ fn main() {
     config.verify_ahead = std::env::var("AGORA_VERIFY_AHEAD").is_ok();
     let only = std::env::args().nth(2);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    let mut streamlet = StreamletConfig::new(20_000_000);
-    streamlet.batch.txs_max = 2_000;
+    let env = |name: &str, default: u64| {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let mut streamlet = StreamletConfig::new(env("AGORA_DELTA_MS", 20) * 1_000_000);
+    streamlet.batch.txs_max = env("AGORA_BATCH", 2_000) as usize;
     if wants("streamlet") {
         let r = run(
             config,
