@@ -101,3 +101,11 @@ fn under_overload_lanes_keep_urgent_orders_fast_and_market_makers_in() {
         fifo.block_share
     );
 }
+
+#[test]
+fn lanes_auctions_and_the_frontrunner_are_deterministic() {
+    let options = market(ProtocolChoice::Streamlet, ExecutionOrder::BatchAuction, 3);
+    let (a, b) = (simulate::run(&options).unwrap(), simulate::run(&options).unwrap());
+    assert_eq!(a.report.trace_digest, b.report.trace_digest);
+    assert_eq!(a.summary.fairness, b.summary.fairness);
+}
