@@ -50,10 +50,8 @@ fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
         r.messages as f64 / r.txs_finalized.max(1) as f64,
         r.state_digests_agree
     );
-    let (hits, misses) = r
-        .replicas
-        .iter()
-        .fold((0, 0), |(h, m), x| (h + x.verdict_hits, m + x.verdict_misses));
+    let (hits, misses) =
+        r.replicas.iter().fold((0, 0), |(h, m), x| (h + x.verdict_hits, m + x.verdict_misses));
     if hits + misses > 0 {
         println!("           verdicts ready when applied: {hits}, verified then: {misses}");
     }
