@@ -109,3 +109,47 @@ fn lanes_auctions_and_the_frontrunner_are_deterministic() {
     assert_eq!(a.report.trace_digest, b.report.trace_digest);
     assert_eq!(a.summary.fairness, b.summary.fairness);
 }
+
+#[test]
+fn every_execution_order_keeps_agreement_through_faults() {
+    for ordering in [ExecutionOrder::Canonical, ExecutionOrder::BatchAuction] {
+        let faults: [(&str, SimulateOptions); 4] = [
+            (
+                "pbft primary crash",
+                SimulateOptions {
+                    crash_primary_of_view: vec![0],
+                    frontrunner: None,
+                    ..market(ProtocolChoice::Pbft, ordering, 4)
+                },
+            ),
+            (
+                "pbft partition",
+                SimulateOptions {
+                    partition_ms: Some((1_000.0, 2_000.0)),
+                    ..market(ProtocolChoice::Pbft, ordering, 4)
+                },
+            ),
+            (
+                "streamlet partition",
+                SimulateOptions {
+                    partition_ms: Some((1_000.0, 2_000.0)),
+                    ..market(ProtocolChoice::Streamlet, ordering, 4)
+                },
+            ),
+            (
+                "streamlet equivocator",
+                SimulateOptions {
+                    equivocator: true,
+                    frontrunner: Some(NodeId(1)),
+                    ..market(ProtocolChoice::Streamlet, ordering, 4)
+                },
+            ),
+        ];
+        for (what, options) in faults {
+            let s = simulate::run(&options).unwrap().summary;
+            assert!(s.safety_ok, "{what} {}: {:?}", ordering.name(), s.violations);
+            assert_eq!(s.state_digest_agree, Some(true), "{what} {}", ordering.name());
+            assert!(s.txs_finalized >= s.txs_submitted, "{what} {}", ordering.name());
+        }
+    }
+}
