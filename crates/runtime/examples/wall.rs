@@ -3,7 +3,9 @@
 //! `cargo run --release -p agora-runtime --example wall [TXS] [streamlet|pbft]`.
 //! `AGORA_WINDOW=N` sets how many transactions may be in flight (8,000 by default);
 //! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on (and prints how many verdicts were ready).
-//! For Streamlet, `AGORA_DELTA_MS` sets Δ (20 ms) and `AGORA_BATCH` the batch bound (2,000).
+//! For Streamlet, `AGORA_DELTA_MS` sets Δ (20 ms) and `AGORA_BATCH` the batch bound (2,000);
+//! for PBFT, `AGORA_PBFT_BATCH` (500). `AGORA_APPLY_THREAD=1` applies blocks on a thread of
+//! their own per replica.
 
 use std::time::Duration;
 
@@ -50,6 +52,10 @@ fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
         r.messages as f64 / r.txs_finalized.max(1) as f64,
         r.state_digests_agree
     );
+    println!(
+        "           applied at entry: p50 {:.1} ms, p99 {:.1} ms",
+        r.applied_latency_ms_p50, r.applied_latency_ms_p99
+    );
     let (hits, misses) =
         r.replicas.iter().fold((0, 0), |(h, m), x| (h + x.verdict_hits, m + x.verdict_misses));
     if hits + misses > 0 {
@@ -65,6 +71,7 @@ fn main() {
     let mut config = ClusterConfig::new(4);
     config.timeout = Duration::from_secs(300);
     config.verify_ahead = std::env::var("AGORA_VERIFY_AHEAD").is_ok();
+    config.apply_thread = std::env::var("AGORA_APPLY_THREAD").is_ok();
     let only = std::env::args().nth(2);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let env = |name: &str, default: u64| {
@@ -84,7 +91,7 @@ fn main() {
     }
     if wants("pbft") {
         let mut pbft = PbftConfig::new(2_000_000_000);
-        pbft.batch.txs_max = 500;
+        pbft.batch.txs_max = env("AGORA_PBFT_BATCH", 500) as usize;
         let r = run(
             config,
             |me, c, k| Pbft::new(pbft, c.clone(), me, k.clone()),

@@ -39,7 +39,7 @@ use agora_crypto::{
     Digest, Domain, KeyCachingCheck, PublicKey, PublicKeyBytes, SecretKey, Signature,
     SignatureCheck, SignatureError, check_id, domain,
 };
-use agora_types::{Committee, CommitteeError, NodeId, Transaction, codec};
+use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{
     Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded,
@@ -66,6 +66,9 @@ pub struct ClusterConfig {
     /// How long a replica waits on a full inbox before dropping the message (see the crate
     /// docs): long enough that only a stuck peer hits it, short enough to end a deadlock.
     pub send_wait_max: Duration,
+    /// Apply final blocks on a thread of their own per replica, so that consensus carries on
+    /// while a block is applied (its signatures verified); otherwise on the replica's thread.
+    pub apply_thread: bool,
 }
 
 impl ClusterConfig {
@@ -80,6 +83,7 @@ impl ClusterConfig {
             timeout: Duration::from_secs(60),
             verify_ahead: false,
             send_wait_max: Duration::from_secs(1),
+            apply_thread: false,
         }
     }
 }
@@ -146,6 +150,9 @@ pub struct ReplicaReport {
     /// Finality latencies (submission → finalization here) of the transactions submitted here, ns.
     #[serde(skip)]
     pub latencies_ns: Vec<u64>,
+    /// Submission → applied here (the order executed in this replica's book), ns.
+    #[serde(skip)]
+    pub applied_latencies_ns: Vec<u64>,
     /// When it applied its last block.
     #[serde(skip)]
     pub last_commit: Option<Instant>,
@@ -170,6 +177,11 @@ pub struct WallReport {
     pub latency_ms_p99: f64,
     /// Largest.
     pub latency_ms_max: f64,
+    /// Submission → applied at the replica it was submitted to, ms: p50. Equal to finality
+    /// when blocks are applied inline; with an apply thread, the wait in its queue is added.
+    pub applied_latency_ms_p50: f64,
+    /// p99.
+    pub applied_latency_ms_p99: f64,
     /// Messages sent, all replicas.
     pub messages: u64,
     /// Bytes sent, all replicas.
@@ -302,6 +314,68 @@ fn verifier(jobs: Receiver<Job>) {
     }
 }
 
+/// Final blocks queued for a replica's apply thread at most.
+const APPLY_QUEUE_BLOCKS: usize = 256;
+
+/// The application side of a replica: it applies final blocks in order, verifying their
+/// transactions, and keeps what the report needs.
+struct AppSide {
+    app: Box<dyn Application + Send>,
+    checker: VerdictCheck,
+    /// Transactions applied, read by the run's end condition.
+    finalized: Arc<AtomicU64>,
+    height: u64,
+    state_digest: Digest,
+    recent_digests: BTreeMap<u64, Digest>,
+    finalized_txs: u64,
+    last_commit: Option<Instant>,
+    shared: Arc<Shared>,
+    /// Submission → applied here, for transactions submitted here, ns.
+    applied_latencies_ns: Vec<u64>,
+}
+
+impl AppSide {
+    /// Applies `block`, of which the transactions submitted at `mine` were submitted here.
+    fn apply(&mut self, block: &Block, mine: &[Instant]) {
+        let applied = self.app.apply(block, &mut self.checker);
+        let now = Instant::now();
+        for t0 in mine {
+            self.applied_latencies_ns.push(now.saturating_duration_since(*t0).as_nanos() as u64);
+        }
+        // The load's window counts transactions until they are applied where they entered.
+        self.shared.final_at_entry.fetch_add(mine.len() as u64, Ordering::Relaxed);
+        let txs = block.batch().len() as u64;
+        self.height = block.height().0;
+        self.state_digest = applied.state_digest;
+        self.recent_digests.insert(self.height, applied.state_digest);
+        while self.recent_digests.len() > 4_096 {
+            self.recent_digests.pop_first();
+        }
+        self.finalized_txs += txs;
+        self.last_commit = Some(Instant::now());
+        self.finalized.fetch_add(txs, Ordering::Relaxed);
+    }
+
+    fn fill(self, report: &mut ReplicaReport) {
+        report.height = self.height;
+        report.state_digest = self.state_digest;
+        report.recent_digests = self.recent_digests;
+        report.finalized_txs = self.finalized_txs;
+        report.last_commit = self.last_commit;
+        report.verdict_hits = self.checker.hits;
+        report.verdict_misses = self.checker.misses;
+        report.applied_latencies_ns = self.applied_latencies_ns;
+    }
+}
+
+/// Where a replica applies final blocks.
+enum Apply {
+    /// On its own thread, between consensus events.
+    Inline(AppSide),
+    /// On a thread of its own, fed through a bounded queue.
+    Thread { blocks: Sender<(Block, Vec<Instant>)>, handle: thread::JoinHandle<AppSide> },
+}
+
 /// Counters the load generator and the run's end condition read.
 #[derive(Default)]
 struct Shared {
@@ -317,17 +391,19 @@ struct Replica<P: Protocol> {
     me: NodeId,
     engine: P,
     mempool: InMemoryMempool,
-    app: Box<dyn Application + Send>,
+    /// Where final blocks are applied.
+    apply: Apply,
     peers: Arc<Vec<Sender<Input>>>,
     start: Instant,
     timers: BTreeMap<(Instant, u64), P::Timer>,
     armed: FxHashMap<P::Timer, (Instant, u64)>,
     timer_seq: u64,
     submitted_at: FxHashMap<Digest, Instant>,
-    finalized: Arc<AtomicU64>,
     shared: Arc<Shared>,
-    /// Signature checks: verdicts computed ahead, else inline.
-    checker: VerdictCheck,
+    /// The engine's signature checks (votes, proposals).
+    checker: KeyCachingCheck,
+    /// Verdicts computed ahead, shared with the application side.
+    verdicts: Option<Arc<Verdicts>>,
     /// Where transactions go to be verified ahead of time, if they do.
     jobs: Option<Sender<Job>>,
     /// The longest wait on a full inbox.
@@ -339,7 +415,7 @@ impl<P: Protocol> Replica<P> {
     /// Hands transactions to the verifier pool (once each); a full queue just means verifying
     /// them inline later.
     fn verify_ahead(&self, txs: &[Transaction]) {
-        let (Some(jobs), Some(verdicts)) = (&self.jobs, &self.checker.verdicts) else { return };
+        let (Some(jobs), Some(verdicts)) = (&self.jobs, &self.verdicts) else { return };
         for tx in txs {
             let key =
                 verdict_key(tx.sender(), &domain::TX_SIGNATURE, tx.id().as_bytes(), tx.signature());
@@ -377,18 +453,32 @@ impl<P: Protocol> Replica<P> {
                     // Drain what is already waiting before looking at the clock again.
                     while let Ok(input) = inbox.try_recv() {
                         if !self.handle(input) {
-                            self.report.verdict_hits = self.checker.hits;
-                            self.report.verdict_misses = self.checker.misses;
-                            return self.report;
+                            return self.finish();
                         }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
-        self.report.verdict_hits = self.checker.hits;
-        self.report.verdict_misses = self.checker.misses;
-        self.report
+        self.finish()
+    }
+
+    /// The report, with the application side's part (waiting for its thread to apply what is
+    /// queued, if it has one).
+    fn finish(self) -> ReplicaReport {
+        let mut report = self.report;
+        let side = match self.apply {
+            Apply::Inline(side) => side,
+            Apply::Thread { blocks, handle } => {
+                drop(blocks);
+                match handle.join() {
+                    Ok(side) => side,
+                    Err(_) => return report,
+                }
+            }
+        };
+        side.fill(&mut report);
+        report
     }
 
     /// Handles one input; `false` to stop.
@@ -467,26 +557,25 @@ impl<P: Protocol> Replica<P> {
                     }
                 }
                 Action::Commit { block } => {
-                    let applied = self.app.apply(&block, &mut self.checker);
                     let at = Instant::now();
-                    let txs = block.batch().len() as u64;
+                    // The submission times of this replica's clients' transactions, for the
+                    // applied latency.
+                    let mut mine = Vec::new();
                     for tx in block.batch().transactions() {
                         if let Some(t0) = self.submitted_at.remove(&tx.id()) {
                             self.report
                                 .latencies_ns
                                 .push(at.saturating_duration_since(t0).as_nanos() as u64);
-                            self.shared.final_at_entry.fetch_add(1, Ordering::Relaxed);
+                            mine.push(t0);
                         }
                     }
-                    self.report.height = block.height().0;
-                    self.report.state_digest = applied.state_digest;
-                    self.report.recent_digests.insert(block.height().0, applied.state_digest);
-                    while self.report.recent_digests.len() > 4_096 {
-                        self.report.recent_digests.pop_first();
+                    match &mut self.apply {
+                        Apply::Inline(side) => side.apply(&block, &mine),
+                        // A full queue holds consensus back: the backlog stays bounded.
+                        Apply::Thread { blocks, .. } => {
+                            let _ = blocks.send((block, mine));
+                        }
                     }
-                    self.report.finalized_txs += txs;
-                    self.report.last_commit = Some(at);
-                    self.finalized.fetch_add(txs, Ordering::Relaxed);
                 }
             }
         }
@@ -569,25 +658,54 @@ where
     let mut handles = Vec::new();
     for (i, inbox) in receivers.into_iter().enumerate() {
         let me = NodeId(i as u16);
+        let verdicts = config.verify_ahead.then(|| Arc::new(Verdicts::default()));
+        let side = AppSide {
+            app: app(me),
+            checker: VerdictCheck {
+                verdicts: verdicts.clone(),
+                inline: KeyCachingCheck::new(65_536),
+                hits: 0,
+                misses: 0,
+            },
+            finalized: Arc::clone(&finalized[i]),
+            height: 0,
+            state_digest: Digest::ZERO,
+            recent_digests: BTreeMap::new(),
+            finalized_txs: 0,
+            last_commit: None,
+            shared: Arc::clone(&shared),
+            applied_latencies_ns: Vec::new(),
+        };
+        let apply = if config.apply_thread {
+            let (blocks, queue) = bounded::<(Block, Vec<Instant>)>(APPLY_QUEUE_BLOCKS);
+            let handle = thread::Builder::new()
+                .name(format!("apply-{i}"))
+                .spawn(move || {
+                    let mut side = side;
+                    while let Ok((block, mine)) = queue.recv() {
+                        side.apply(&block, &mine);
+                    }
+                    side
+                })
+                .expect("threads can be spawned");
+            Apply::Thread { blocks, handle }
+        } else {
+            Apply::Inline(side)
+        };
         let replica = Replica {
             me,
             engine: engine(me, &committee, &keys[i]),
             mempool: InMemoryMempool::new(config.mempool),
-            app: app(me),
+            apply,
             peers: Arc::clone(&peers),
             start,
             timers: BTreeMap::new(),
             armed: FxHashMap::default(),
             timer_seq: 0,
             submitted_at: FxHashMap::default(),
-            finalized: Arc::clone(&finalized[i]),
             shared: Arc::clone(&shared),
-            checker: VerdictCheck {
-                verdicts: config.verify_ahead.then(|| Arc::new(Verdicts::default())),
-                inline: KeyCachingCheck::new(65_536),
-                hits: 0,
-                misses: 0,
-            },
+            checker: KeyCachingCheck::new(4_096),
+            verdicts,
             jobs: config.verify_ahead.then(|| jobs.clone()),
             send_wait_max: config.send_wait_max,
             report: ReplicaReport::default(),
@@ -662,16 +780,20 @@ where
     let end = replicas.iter().filter_map(|r| r.last_commit).max().unwrap_or_else(Instant::now);
     let wall_seconds = end.saturating_duration_since(first_submission).as_secs_f64();
     let txs_finalized = replicas.iter().map(|r| r.finalized_txs).min().unwrap_or(0);
-    let mut latencies: Vec<u64> =
-        replicas.iter().flat_map(|r| r.latencies_ns.iter().copied()).collect();
-    latencies.sort_unstable();
-    let pct = |p: f64| {
+    let sorted = |of: fn(&ReplicaReport) -> &Vec<u64>| {
+        let mut all: Vec<u64> = replicas.iter().flat_map(|r| of(r).iter().copied()).collect();
+        all.sort_unstable();
+        all
+    };
+    let pct = |latencies: &[u64], p: f64| {
         if latencies.is_empty() {
             return 0.0;
         }
         let i = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[i] as f64 / 1e6
     };
+    let latencies = sorted(|r| &r.latencies_ns);
+    let applied = sorted(|r| &r.applied_latencies_ns);
     // Replicas stop at slightly different heights: compare them at the highest height all reached.
     let common = replicas.iter().map(|r| r.height).min().unwrap_or(0);
     let at_common: Vec<Option<&Digest>> =
@@ -684,9 +806,11 @@ where
         txs_finalized,
         wall_seconds,
         tps: if wall_seconds > 0.0 { txs_finalized as f64 / wall_seconds } else { 0.0 },
-        latency_ms_p50: pct(0.50),
-        latency_ms_p99: pct(0.99),
+        latency_ms_p50: pct(&latencies, 0.50),
+        latency_ms_p99: pct(&latencies, 0.99),
         latency_ms_max: latencies.last().map_or(0.0, |l| *l as f64 / 1e6),
+        applied_latency_ms_p50: pct(&applied, 0.50),
+        applied_latency_ms_p99: pct(&applied, 0.99),
         messages: replicas.iter().map(|r| r.messages).sum(),
         bytes: replicas.iter().map(|r| r.bytes).sum(),
         cpu_seconds,

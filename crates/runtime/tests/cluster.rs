@@ -43,6 +43,27 @@ fn a_streamlet_cluster_finalizes_everything_everywhere() {
 }
 
 #[test]
+fn with_apply_threads_every_block_is_still_applied_everywhere_in_order() {
+    let config = StreamletConfig::new(20_000_000);
+    let mut cluster = ClusterConfig::new(4);
+    cluster.apply_thread = true;
+    cluster.verify_ahead = true;
+    let report = run(
+        cluster,
+        |me, committee, key| Streamlet::new(config, committee.clone(), me, key.clone()),
+        |_| Box::new(TxLog::new(true)),
+        load(2_000, 4, None),
+    )
+    .unwrap();
+    assert_eq!(report.txs_finalized, 2_000);
+    assert!(report.state_digests_agree, "{report:?}");
+    // Applied no earlier than final, for the transactions submitted at each replica.
+    assert!(report.applied_latency_ms_p50 >= report.latency_ms_p50, "{report:?}");
+    let checked: u64 = report.replicas.iter().map(|r| r.verdict_hits + r.verdict_misses).sum();
+    assert_eq!(checked, 4 * 2_000, "every replica checked every transaction once");
+}
+
+#[test]
 fn a_pbft_cluster_finalizes_everything_everywhere_as_fast_as_it_can() {
     let config = PbftConfig::new(1_000_000_000);
     let mut cluster = ClusterConfig::new(4);
