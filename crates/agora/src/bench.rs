@@ -295,8 +295,8 @@ fn run_wall(
     let count = match rate {
         Some(r) => (r * 4.0).max(1_000.0),
         // Long enough that ramp-up and drain (a window of 8,000) are a small part of the run.
-        None if options.quick || options.main => 24_000.0,
-        None => 40_000.0,
+        None if options.quick || options.main => 40_000.0,
+        None => 60_000.0,
     };
     let traders = 32;
     let agents_config = agents::AgentsConfig {
