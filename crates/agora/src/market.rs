@@ -445,7 +445,8 @@ impl MarketApp {
                 (!cancel, key, tx)
             })
             .collect();
-        keyed.sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
+        // Stable: copies of one transaction (equal keys) keep their block order.
+        keyed.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
         keyed.into_iter().map(|(_, _, tx)| tx).collect()
     }
 
