@@ -5,7 +5,7 @@
 //! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on (and prints how many verdicts were ready).
 //! For Streamlet, `AGORA_DELTA_MS` sets Δ (20 ms) and `AGORA_BATCH` the batch bound (2,000);
 //! for PBFT, `AGORA_PBFT_BATCH` (500). `AGORA_APPLY_THREAD=1` applies blocks on a thread of
-//! their own per replica.
+//! their own per replica. `AGORA_KINDS=1` prints messages by kind.
 
 use std::time::Duration;
 
@@ -56,6 +56,17 @@ fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
         "           applied at entry: p50 {:.1} ms, p99 {:.1} ms",
         r.applied_latency_ms_p50, r.applied_latency_ms_p99
     );
+    if std::env::var("AGORA_KINDS").is_ok() {
+        let mut kinds = std::collections::BTreeMap::new();
+        for x in &r.replicas {
+            for (k, (m, b)) in &x.by_kind {
+                let e = kinds.entry(*k).or_insert((0u64, 0u64));
+                e.0 += m;
+                e.1 += b;
+            }
+        }
+        println!("           messages by kind: {kinds:?}");
+    }
     let (hits, misses) =
         r.replicas.iter().fold((0, 0), |(h, m), x| (h + x.verdict_hits, m + x.verdict_misses));
     if hits + misses > 0 {
