@@ -16,13 +16,17 @@
 //!   pool of verifier threads, whose verdict waits in that replica's cache, keyed by key, domain,
 //!   message and signature; applying the block then takes the verdict instead of verifying
 //!   ([`ReplicaReport::verdict_hits`]). A full pool queue or a missing verdict means verifying
-//!   inline, never blocking. Undecodable bytes are counted and dropped.
+//!   inline, never blocking. Undecodable bytes are counted and dropped. With
+//!   [`ClusterConfig::apply_thread`] final blocks are applied on a thread of their own per
+//!   replica, fed through a bounded queue, so that consensus carries on while a block's
+//!   signatures are verified.
 //! - **Load.** [`Load`] submits pre-signed transactions (signing is done before the clock starts)
 //!   open loop at a rate, or as fast as the cluster takes them (a bounded window of transactions in
-//!   flight).
+//!   flight, counted until applied where they entered).
 //! - **Measures.** [`WallReport`] gives wall-clock throughput (transactions applied at every
 //!   replica per second, from the first submission to the last replica applying the last one),
-//!   finality latency (submission to finalization at the replica it was submitted to), messages and
+//!   finality latency (submission to finalization at the replica it was submitted to), applied
+//!   latency (to its execution there), messages and
 //!   bytes, the process's CPU seconds, and replica-core capacity (finalized transactions per
 //!   replica-CPU-second). [`verify_rate`] measures the physical limit they are compared with.
 
