@@ -296,6 +296,9 @@ pub struct MarketApp {
     watched: BTreeMap<(AccountId, u64), WatchedOrder>,
 }
 
+/// A transaction of a block with its payload decoded (`None`: not an order action).
+type Decoded<'b> = (&'b Transaction, Option<OrderAction>);
+
 /// A transaction that passed every check before the book: its account and action.
 struct Checked {
     account: AccountId,
@@ -392,15 +395,21 @@ impl MarketApp {
         domain::STATE.hash(&bytes)
     }
 
-    /// Every check before the book: signature, known signer, decodable action, fresh nonce.
-    /// `None` refuses the transaction (it changes nothing but the nonce window on success).
-    fn check(&mut self, tx: &Transaction, checker: &mut dyn SignatureCheck) -> Option<Checked> {
+    /// Every check before the book: signature, known signer, decodable action (`action`, the
+    /// payload decoded once by the caller), fresh nonce. `None` refuses the transaction (it
+    /// changes nothing but the nonce window on success).
+    fn check(
+        &mut self,
+        tx: &Transaction,
+        action: Option<OrderAction>,
+        checker: &mut dyn SignatureCheck,
+    ) -> Option<Checked> {
         let known = self.accounts.get(tx.sender()).copied();
         let slot = known.map_or(self.ids.len(), |(_, i)| i);
         self.block_space[slot] += 1;
         tx.verify_with(checker).ok()?;
         let (account, _) = known?;
-        let action = codec::decode::<OrderAction>(tx.payload()).ok()?;
+        let action = action?;
         self.nonces
             .entry(account)
             .or_default()
@@ -429,25 +438,19 @@ impl MarketApp {
     /// The order of execution under [`ExecutionOrder::Canonical`] (and for the cancels and
     /// amends of a batch auction): cancels first, then the rest, each by blake3 of `seed` and
     /// the transaction id.
-    fn canonical<'b>(txs: &'b [Transaction], seed: &Digest) -> Vec<&'b Transaction> {
-        let mut keyed: Vec<(bool, Digest, &Transaction)> = txs
-            .iter()
-            .map(|tx| {
-                let cancel = matches!(
-                    codec::decode::<OrderAction>(tx.payload()),
-                    Ok(OrderAction::Cancel { .. } | OrderAction::CancelAll { .. })
-                );
-                let key = domain::CANONICAL_ORDER
-                    .hasher()
-                    .update_digest(seed)
-                    .update_digest(&tx.id())
-                    .finalize();
-                (!cancel, key, tx)
-            })
-            .collect();
+    fn canonical<'b>(decoded: &mut [Decoded<'b>], seed: &Digest) {
+        let key = |(tx, action): &Decoded<'_>| {
+            let cancel =
+                matches!(action, Some(OrderAction::Cancel { .. } | OrderAction::CancelAll { .. }));
+            let digest = domain::CANONICAL_ORDER
+                .hasher()
+                .update_digest(seed)
+                .update_digest(&tx.id())
+                .finalize();
+            (!cancel, *digest.as_bytes())
+        };
         // Stable: copies of one transaction (equal keys) keep their block order.
-        keyed.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
-        keyed.into_iter().map(|(_, _, tx)| tx).collect()
+        decoded.sort_by_cached_key(key);
     }
 
     /// Executes `block`'s transactions in this replica's order; returns (executed, refused).
@@ -457,15 +460,20 @@ impl MarketApp {
         seed: &Digest,
         checker: &mut dyn SignatureCheck,
     ) -> (usize, usize) {
-        let txs = block.batch().transactions();
-        let ordered: Vec<&Transaction> = match self.order {
-            ExecutionOrder::Proposal => txs.iter().collect(),
-            ExecutionOrder::Canonical | ExecutionOrder::BatchAuction => Self::canonical(txs, seed),
-        };
+        // Each payload decoded once: the canonical order needs the kind of action too.
+        let mut ordered: Vec<Decoded<'_>> = block
+            .batch()
+            .transactions()
+            .iter()
+            .map(|tx| (tx, codec::decode::<OrderAction>(tx.payload()).ok()))
+            .collect();
+        if self.order != ExecutionOrder::Proposal {
+            Self::canonical(&mut ordered, seed);
+        }
         let (mut executed, mut refused) = (0, 0);
         let mut auction = Vec::new();
-        for tx in ordered {
-            let Some(Checked { account, action }) = self.check(tx, checker) else {
+        for (tx, action) in ordered {
+            let Some(Checked { account, action }) = self.check(tx, action, checker) else {
                 refused += 1;
                 continue;
             };
