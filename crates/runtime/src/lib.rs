@@ -847,9 +847,9 @@ const RATE_SIGNATURES: usize = 512;
 ///
 /// Each loop cycles through [`RATE_SIGNATURES`] distinct signatures by distinct keys over
 /// distinct messages, as a stream of transactions presents them. Verifying one signature over
-/// and over would be about 7% faster on this machine and overstate the limit: k256's
-/// variable-time scalar multiplication then takes the same branches every time, and the branch
-/// predictor learns them.
+/// and over is about 7% faster on this machine and would overstate the limit: k256's
+/// variable-time scalar multiplication then takes the same branches every time, which the
+/// branch predictor most likely learns.
 pub fn verify_rate(threads: usize, duration: Duration) -> (f64, f64) {
     let signed: Vec<(PublicKey, [u8; 32], Signature)> = (0..RATE_SIGNATURES as u64)
         .map(|i| {
