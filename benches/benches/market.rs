@@ -106,5 +106,32 @@ fn apply_block(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, apply_block);
+/// The state digest alone, over the book the 10,000-order block leaves (applying an empty block
+/// is nothing but the digest).
+fn state_digest(c: &mut Criterion) {
+    let (genesis, block) = setup();
+    let mut app = MarketApp::new(&genesis, Arc::new(MarketCounters::default()));
+    app.apply(&block, &mut TrustAll);
+    let resting = app.exchange().open_orders();
+    let mut g = c.benchmark_group("market");
+    g.throughput(Throughput::Elements(resting as u64));
+    let mut height = 1;
+    g.bench_function(format!("state_digest_{resting}_resting"), |b| {
+        b.iter(|| {
+            height += 1;
+            let empty = Block::new(
+                Digest::ZERO,
+                Round(height),
+                Height(height),
+                NodeId(0),
+                0,
+                Batch::empty(),
+            );
+            app.apply(&empty, &mut TrustAll)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, apply_block, state_digest);
 criterion_main!(benches);

@@ -234,28 +234,39 @@ pub struct MarketGenesis {
 /// it is this far below the highest seen.
 pub const NONCE_WINDOW: u64 = 4_096;
 
+/// An account's nonce window, kept compact for in-order senders: the state digest encodes it
+/// every block, so its size is what hashing it costs.
+///
+/// A nonce is taken when it is below `next` or in `ahead`. `next` is the lowest nonce still
+/// acceptable: at least the window's floor, and never itself taken. `ahead` holds the taken
+/// nonces above it, which stays empty while a sender's transactions are executed in order. The
+/// form is canonical: one set of taken nonces has one representation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 struct Nonces {
-    highest: Option<u64>,
-    seen: BTreeSet<u64>,
+    next: u64,
+    ahead: BTreeSet<u64>,
 }
 
 impl Nonces {
-    /// Accepts `nonce` once: not seen before and not older than the window. Transactions of one
-    /// account may be finalized out of nonce order (different leaders), so this is a window, not
-    /// a strict sequence.
+    /// Accepts `nonce` once: not seen before and not older than the window ([`NONCE_WINDOW`]
+    /// below the highest accepted). Transactions of one account may be finalized out of nonce
+    /// order (different leaders), so this is a window, not a strict sequence.
     fn accept(&mut self, nonce: u64) -> bool {
-        if let Some(h) = self.highest
-            && (nonce.saturating_add(NONCE_WINDOW) <= h || self.seen.contains(&nonce))
-        {
+        if nonce < self.next || !self.ahead.insert(nonce) {
             return false;
         }
-        self.seen.insert(nonce);
-        let highest = self.highest.map_or(nonce, |h| h.max(nonce));
-        self.highest = Some(highest);
-        let floor = highest.saturating_sub(NONCE_WINDOW);
-        while self.seen.first().is_some_and(|n| *n < floor) {
-            self.seen.pop_first();
+        // The highest accepted nonce is the largest in `ahead` (no nonce above `next` is taken
+        // without being in it, and `nonce` is in it now).
+        let highest = self.ahead.last().copied().unwrap_or(nonce);
+        self.next = self.next.max(highest.saturating_sub(NONCE_WINDOW - 1));
+        while let Some(&first) = self.ahead.first() {
+            if first > self.next || (first == self.next && first == u64::MAX) {
+                break;
+            }
+            self.ahead.pop_first();
+            if first == self.next {
+                self.next += 1;
+            }
         }
         true
     }
@@ -390,9 +401,8 @@ impl MarketApp {
     /// The state digest: blake3 (`agora/state/v1`) of the canonical encoding of the exchange's
     /// snapshot and the nonce windows.
     fn compute_digest(&self) -> Digest {
-        let bytes = postcard::to_stdvec(&(self.exchange.snapshot(), &self.nonces))
-            .expect("the market state always encodes");
-        domain::STATE.hash(&bytes)
+        codec::digest(&domain::STATE, &(self.exchange.snapshot_view(), &self.nonces))
+            .expect("the market state always encodes")
     }
 
     /// Every check before the book: signature, known signer, decodable action (`action`, the
@@ -1045,7 +1055,62 @@ mod tests {
         assert!(!n.accept(5) && !n.accept(100));
         assert!(n.accept(NONCE_WINDOW + 50));
         assert!(!n.accept(10), "below the window");
-        assert!(n.seen.len() <= NONCE_WINDOW as usize + 1);
+        assert!(n.ahead.len() <= NONCE_WINDOW as usize);
+        // In order, nothing is kept but the next nonce.
+        let mut n = Nonces::default();
+        assert!((0..10_000).all(|i| n.accept(i)));
+        assert_eq!((n.next, n.ahead.len()), (10_000, 0));
+        assert!(n.accept(u64::MAX) && !n.accept(u64::MAX));
+    }
+
+    /// The window as first written: every accepted nonce kept until it falls out of the window.
+    #[derive(Default)]
+    struct NoncesReference {
+        highest: Option<u64>,
+        seen: BTreeSet<u64>,
+    }
+
+    impl NoncesReference {
+        fn accept(&mut self, nonce: u64) -> bool {
+            if let Some(h) = self.highest
+                && (nonce.saturating_add(NONCE_WINDOW) <= h || self.seen.contains(&nonce))
+            {
+                return false;
+            }
+            self.seen.insert(nonce);
+            let highest = self.highest.map_or(nonce, |h| h.max(nonce));
+            self.highest = Some(highest);
+            self.seen.retain(|n| *n >= highest.saturating_sub(NONCE_WINDOW));
+            true
+        }
+    }
+
+    proptest::proptest! {
+        /// The compact window accepts exactly what the plain one does, and is canonical: equal
+        /// sets of taken nonces, equal values.
+        #[test]
+        fn compact_nonces_decide_like_the_plain_window(
+            steps in proptest::collection::vec((0u64..3, 0u64..6_000), 1..400),
+        ) {
+            let (mut compact, mut plain) = (Nonces::default(), NoncesReference::default());
+            let mut last = 0u64;
+            for (kind, x) in steps {
+                // Mostly near the last nonce (in order, replays, small gaps), sometimes far.
+                let nonce = match kind {
+                    0 => last + x % 3,
+                    1 => last.saturating_sub(x % 50),
+                    _ => x * 3,
+                };
+                last = last.max(nonce);
+                proptest::prop_assert_eq!(compact.accept(nonce), plain.accept(nonce), "{}", nonce);
+            }
+            let floor = plain.highest.map_or(0, |h| h.saturating_sub(NONCE_WINDOW - 1));
+            let mut rebuilt = Nonces { next: floor, ahead: BTreeSet::new() };
+            for n in plain.seen.iter().filter(|n| **n >= floor) {
+                rebuilt.accept(*n);
+            }
+            proptest::prop_assert_eq!(compact, rebuilt);
+        }
     }
 
     #[test]

@@ -851,6 +851,12 @@ impl<B: Book> Exchange<B> {
         }
     }
 
+    /// The [`snapshot`](Exchange::snapshot) as a borrowed view that serializes identically:
+    /// what a replica hashes for its state digest after every block, without building it.
+    pub fn snapshot_view(&self) -> SnapshotView<'_, B> {
+        SnapshotView { exchange: self }
+    }
+
     /// Rebuilds an exchange from a snapshot.
     pub fn restore(snapshot: &Snapshot) -> std::result::Result<Self, Reject> {
         let mut ex = Self::new();
@@ -971,6 +977,92 @@ pub struct Snapshot {
     pub orders: Vec<(String, Resting)>,
     /// Next arrival sequence number.
     pub next_seq: u64,
+}
+
+/// The [`Snapshot`] of an exchange, borrowed rather than built: it serializes to exactly the
+/// same serde stream (so any format encodes both to the same bytes), without cloning a string or
+/// an order. Hash its encoding for a state digest every block; see [`Exchange::snapshot_view`].
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotView<'a, B: Book> {
+    exchange: &'a Exchange<B>,
+}
+
+/// A sequence of known length whose elements are produced on demand.
+struct Seq<F> {
+    len: usize,
+    items: F,
+}
+
+impl<F, I> Serialize for Seq<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        let mut written = 0;
+        for item in (self.items)() {
+            seq.serialize_element(&item)?;
+            written += 1;
+        }
+        if written != self.len {
+            return Err(S::Error::custom("sequence length changed while serializing"));
+        }
+        seq.end()
+    }
+}
+
+impl<B: Book> Serialize for SnapshotView<'_, B> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let ex = self.exchange;
+        // Assets by name, accounts by id: the snapshot's sort orders.
+        let mut assets: Vec<usize> = (0..ex.assets.len()).collect();
+        assets.sort_by(|a, b| ex.assets[*a].cmp(&ex.assets[*b]));
+        let mut accounts: Vec<(&AccountId, &Vec<Balance>)> = ex.accounts.iter().collect();
+        accounts.sort_unstable_by_key(|(account, _)| **account);
+        let balances = || {
+            let assets = &assets;
+            accounts.iter().flat_map(move |(account, bs)| {
+                assets.iter().filter_map(move |a| {
+                    let b = bs.get(*a).filter(|b| **b != Balance::default())?;
+                    Some((**account, &ex.assets[*a], *b))
+                })
+            })
+        };
+        let orders = || {
+            ex.markets.iter().flat_map(|m| {
+                [Side::Buy, Side::Sell]
+                    .into_iter()
+                    .flat_map(move |side| m.book.walk(side).map(move |r| (&m.spec.market, r)))
+            })
+        };
+        let mut st = serializer.serialize_struct("Snapshot", 5)?;
+        st.serialize_field(
+            "markets",
+            &Seq { len: ex.markets.len(), items: || ex.markets.iter().map(|m| &m.spec) },
+        )?;
+        st.serialize_field(
+            "supply",
+            &Seq {
+                len: assets.len(),
+                items: || assets.iter().map(|a| (&ex.assets[*a], ex.supply[*a])),
+            },
+        )?;
+        st.serialize_field("balances", &Seq { len: balances().count(), items: balances })?;
+        let open: usize = ex.markets.iter().map(|m| m.book.len()).sum();
+        st.serialize_field("orders", &Seq { len: open, items: orders })?;
+        st.serialize_field("next_seq", &ex.next_seq)?;
+        st.end()
+    }
 }
 
 /// Best bid and offer: `(price, total quantity at that price)` each, if any.

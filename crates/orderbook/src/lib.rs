@@ -76,7 +76,8 @@ mod types;
 
 pub use book::{Book, FastBook, NaiveBook, Resting};
 pub use exchange::{
-    Balance, Bbo, Depth, Exchange, OPEN_ORDERS_MAX, OpenOrder, SUPPLY_MAX, Snapshot, StateView,
+    Balance, Bbo, Depth, Exchange, OPEN_ORDERS_MAX, OpenOrder, SUPPLY_MAX, Snapshot, SnapshotView,
+    StateView,
 };
 pub use types::{
     AccountId, Command, Event, FEE_ACCOUNT, MarketSpec, NewOrder, OrderId, OrderType, Reject,

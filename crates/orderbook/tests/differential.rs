@@ -87,6 +87,13 @@ fn random_command(rng: &mut ChaCha8Rng) -> Command {
     }
 }
 
+/// The borrowed view a replica hashes encodes to the snapshot's exact bytes.
+fn assert_view_encodes_as_snapshot(ex: &Exchange<FastBook>, seed: u64, i: usize) {
+    let view = postcard::to_stdvec(&ex.snapshot_view()).unwrap();
+    let built = postcard::to_stdvec(&ex.snapshot()).unwrap();
+    assert_eq!(view, built, "seed {seed}, command {i}");
+}
+
 fn run(seed: u64, commands: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fast: Exchange<FastBook> = Exchange::new();
@@ -125,10 +132,12 @@ fn run(seed: u64, commands: usize) {
         if i % 500 == 0 {
             fast.check_integrity().unwrap_or_else(|e| panic!("seed {seed}, command {i}: {e}"));
             assert_eq!(fast.snapshot(), naive.snapshot(), "seed {seed}, command {i}");
+            assert_view_encodes_as_snapshot(&fast, seed, i);
         }
     }
     fast.check_integrity().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     assert_eq!(fast.snapshot(), naive.snapshot(), "seed {seed}");
+    assert_view_encodes_as_snapshot(&fast, seed, commands);
     assert!(trades > commands / 40, "seed {seed}: only {trades} trades; the stream is too tame");
     if std::env::var("AGORA_VERBOSE").is_ok() {
         eprintln!("seed {seed}: {trades} trades, {} open orders at the end", fast.open_orders());

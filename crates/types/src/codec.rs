@@ -10,6 +10,7 @@
 //! non-minimal varints, so the decoder re-encodes and compares). Every value therefore has
 //! exactly one encoding, and a Byzantine sender cannot produce two byte strings for one message.
 
+use agora_crypto::{Digest, Domain, DomainHasher};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -71,6 +72,62 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, CodecError> {
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     // Serializing into the size-counting flavor cannot fail for agora's types.
     postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
+/// The digest under `domain` of the encoding of `value`, hashed as it is produced, never held
+/// whole: equal to `domain.hash(&encode(value)?)`, without that size limit (a replica's whole
+/// state is hashed, never sent). For large values this saves building the encoding.
+pub fn digest<T: Serialize + ?Sized>(domain: &Domain, value: &T) -> Result<Digest, CodecError> {
+    let flavor = HashFlavor { hasher: domain.hasher(), buf: Vec::with_capacity(HASH_BUFFER) };
+    Ok(postcard::serialize_with_flavor(value, flavor)?)
+}
+
+/// Bytes [`digest`] gathers before feeding the hasher. blake3 hashes many 1 KiB chunks in
+/// parallel lanes but the last chunk of each update on one, so long runs are fastest.
+const HASH_BUFFER: usize = 64 * 1024;
+
+/// A postcard output that hashes: pieces are gathered in a buffer and fed to the hasher in
+/// [`HASH_BUFFER`]-byte runs.
+struct HashFlavor {
+    hasher: DomainHasher,
+    /// Never more than [`HASH_BUFFER`] bytes (on the heap: the flavor is moved by value).
+    buf: Vec<u8>,
+}
+
+impl HashFlavor {
+    fn flush(&mut self) {
+        self.hasher.update(&self.buf);
+        self.buf.clear();
+    }
+}
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = Digest;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        if self.buf.len() == HASH_BUFFER {
+            self.flush();
+        }
+        self.buf.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if bytes.len() > HASH_BUFFER - self.buf.len() {
+            self.flush();
+        }
+        if bytes.len() >= HASH_BUFFER {
+            self.hasher.update(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<Digest> {
+        self.flush();
+        Ok(self.hasher.finalize())
+    }
 }
 
 /// Decodes a `T` from exactly `bytes`, under [`MESSAGE_BYTES_MAX`].
@@ -161,6 +218,22 @@ mod tests {
             decode_with_limit::<(u64, String)>(&bytes, 4),
             Err(CodecError::TooLarge { size: 5, limit: 4 })
         );
+    }
+
+    #[test]
+    fn streamed_digest_is_the_digest_of_the_encoding() {
+        use agora_crypto::domain;
+        // Pieces of every size around the buffer's: single bytes (varints), short runs, runs
+        // that straddle a flush, and runs longer than the buffer.
+        let sizes = [0, 1, 5, HASH_BUFFER - 1, HASH_BUFFER, HASH_BUFFER + 1, 3 * HASH_BUFFER + 7];
+        for count in [0, 1, 7, 50, 2_000] {
+            let value: Vec<(u64, Vec<u8>)> = (0..count)
+                .map(|i: usize| (i as u64 * 977, vec![i as u8; sizes[i * 5 % sizes.len()]]))
+                .collect();
+            let whole = postcard::to_stdvec(&value).unwrap();
+            let streamed = digest(&domain::STATE, &value).unwrap();
+            assert_eq!(streamed, domain::STATE.hash(&whole), "{count}");
+        }
     }
 
     #[test]
