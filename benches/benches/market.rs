@@ -107,7 +107,9 @@ fn apply_block(c: &mut Criterion) {
 }
 
 /// The state digest alone, over the book the 10,000-order block leaves (applying an empty block
-/// is nothing but the digest).
+/// is nothing but the digest). An empty block changes no price level, so this is the digest's
+/// floor: the ledger plus the cached level digests; the blocks above pay for the levels they
+/// touch.
 fn state_digest(c: &mut Criterion) {
     let (genesis, block) = setup();
     let mut app = MarketApp::new(&genesis, Arc::new(MarketCounters::default()));

@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use agora_consensus::{Application, Applied};
 use agora_crypto::{Digest, PublicKeyBytes, SignatureCheck, domain};
 use agora_orderbook::{
-    AccountId, Command, Event, Exchange, MarketSpec, NewOrder, OrderType, SelfTrade, Side,
-    TimeInForce,
+    AccountId, Book, Command, Event, Exchange, MarketSpec, NewOrder, OrderType, Resting, SelfTrade,
+    Side, TimeInForce,
 };
 use agora_types::{Block, Height, Transaction, codec};
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// What a market transaction asks for. The account is not in it: it is the signer's.
@@ -305,6 +306,51 @@ pub struct MarketApp {
     block_space: Vec<u64>,
     watch: Option<Watch>,
     watched: BTreeMap<(AccountId, u64), WatchedOrder>,
+    level_digests: LevelDigests,
+}
+
+/// Digests of the books' price levels, each with the level version it was computed at
+/// ([`Book::levels`]), keyed by market, side and price.
+#[derive(Debug, Default)]
+struct LevelDigests {
+    cache: FxHashMap<(usize, usize, u64), (u64, Digest)>,
+}
+
+/// Each book as `[bids, asks]`, each a list of `(price, level digest)`, best first.
+type BookLevels = Vec<[Vec<(u64, Digest)>; 2]>;
+
+impl LevelDigests {
+    /// The books' levels with their digests: cached ones where a level's version is unchanged,
+    /// fresh ones elsewhere. Levels gone from the books leave the cache.
+    fn books(&mut self, exchange: &Exchange) -> BookLevels {
+        let mut fresh = FxHashMap::with_capacity_and_hasher(self.cache.len(), Default::default());
+        let books = exchange
+            .books()
+            .enumerate()
+            .map(|(m, (_, book))| {
+                [Side::Buy, Side::Sell].map(|side| {
+                    book.levels(side)
+                        .map(|level| {
+                            let key = (m, side as usize, level.price);
+                            let digest = match self.cache.get(&key) {
+                                Some((version, digest)) if *version == level.version => *digest,
+                                _ => {
+                                    let orders: Vec<&Resting> =
+                                        book.level_orders(side, level.price).collect();
+                                    codec::digest(&domain::STATE_LEVEL, &orders)
+                                        .expect("orders always encode")
+                                }
+                            };
+                            fresh.insert(key, (level.version, digest));
+                            (level.price, digest)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        self.cache = fresh;
+        books
+    }
 }
 
 /// A transaction of a block with its payload decoded (`None`: not an order action).
@@ -351,6 +397,7 @@ impl MarketApp {
             waiting: None,
             watch: None,
             watched: BTreeMap::new(),
+            level_digests: LevelDigests::default(),
         };
         app.digest = app.compute_digest();
         app
@@ -399,9 +446,13 @@ impl MarketApp {
     }
 
     /// The state digest: blake3 (`agora/state/v1`) of the canonical encoding of the exchange's
-    /// snapshot and the nonce windows.
-    fn compute_digest(&self) -> Digest {
-        codec::digest(&domain::STATE, &(self.exchange.snapshot_view(), &self.nonces))
+    /// ledger (markets, supply, balances, next sequence number), each book as its price levels
+    /// best first (price and the `agora/state-level/v1` digest of the level's orders), and the
+    /// nonce windows. Levels a block did not change keep their digests, so a block costs the
+    /// levels it touched, not the whole book.
+    fn compute_digest(&mut self) -> Digest {
+        let books = self.level_digests.books(&self.exchange);
+        codec::digest(&domain::STATE, &(self.exchange.ledger_view(), books, &self.nonces))
             .expect("the market state always encodes")
     }
 
@@ -1111,6 +1162,43 @@ mod tests {
             }
             proptest::prop_assert_eq!(compact, rebuilt);
         }
+    }
+
+    /// The cached level digests give the digest computed from scratch, block after block of
+    /// the agents' orders (places, market orders, cancels and amends), and the digest moves
+    /// with the state.
+    #[test]
+    fn cached_level_digests_match_a_fresh_digest() {
+        let config = agents::AgentsConfig {
+            traders: 8,
+            market_makers: 2,
+            liquidators: 1,
+            trader_rate: 200.0,
+            quote_every_ns: 100_000_000,
+            end_ns: 2_000_000_000,
+            large_orders: 0.05,
+            frontrunner: false,
+        };
+        let (genesis, orders, _) = agents::generate(&config, 3, 4);
+        let counters = Arc::new(MarketCounters::default());
+        let mut app = MarketApp::new(&genesis, Arc::clone(&counters));
+        let txs: Vec<Transaction> = orders.into_iter().map(|o| o.tx).collect();
+        assert!(txs.len() > 2_000, "{} orders", txs.len());
+        let (mut digests, mut most_open) = (BTreeSet::new(), 0);
+        for (h, chunk) in txs.chunks(37).enumerate() {
+            let digest =
+                app.apply(&block(h as u64 + 1, chunk.to_vec()), &mut DirectCheck).state_digest;
+            let books = LevelDigests::default().books(&app.exchange);
+            let fresh =
+                codec::digest(&domain::STATE, &(app.exchange.ledger_view(), books, &app.nonces))
+                    .unwrap();
+            assert_eq!(digest, fresh, "block {}", h + 1);
+            digests.insert(digest);
+            most_open = most_open.max(app.exchange.open_orders());
+        }
+        assert!(most_open > 40, "at most {most_open} open orders: too thin a book");
+        assert_eq!(counters.refused.load(Ordering::Relaxed), 0);
+        assert_eq!(digests.len(), txs.len().div_ceil(37), "every block changed the state");
     }
 
     #[test]

@@ -176,6 +176,9 @@ pub mod domain {
     pub static MESSAGE: Domain = Domain::new("agora/message/v1");
     /// Application state digests (for example an order book after a block).
     pub static STATE: Domain = Domain::new("agora/state/v1");
+    /// One price level of an order book, hashed on its own so that a state digest can reuse the
+    /// digests of levels a block did not touch.
+    pub static STATE_LEVEL: Domain = Domain::new("agora/state-level/v1");
     /// Deterministic key derivation for simulations.
     pub static KEYGEN: Domain = Domain::new("agora/keygen/v1");
     /// What a leader signs to propose a block: the block digest.
@@ -203,10 +206,12 @@ mod tests {
             &domain::VOTE,
             &domain::MESSAGE,
             &domain::STATE,
+            &domain::STATE_LEVEL,
             &domain::KEYGEN,
             &domain::LEADER,
             &domain::TRACE,
             &domain::PROPOSAL,
+            &domain::CANONICAL_ORDER,
         ];
         let mut digests: Vec<Digest> = all.iter().map(|d| d.hash(bytes)).collect();
         digests.push(Digest(*blake3::hash(bytes).as_bytes()));

@@ -52,6 +52,14 @@ pub trait Book: Default {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The price levels of `side`, best first, each stamped with a version. The version
+    /// changes whenever an order at that level is added, removed or reduced, and is never
+    /// reused by this book: an unchanged `(side, price, version)` means unchanged orders, so a
+    /// digest of a level can be cached under it. (A clone continues the same numbering, so a
+    /// cache belongs to one book, not to its clones.)
+    fn levels(&self, side: Side) -> Box<dyn Iterator<Item = LevelStamp> + '_>;
+    /// The orders resting at `price` on `side`, in priority order.
+    fn level_orders(&self, side: Side, price: u64) -> Box<dyn Iterator<Item = &Resting> + '_>;
     /// Up to `levels` price levels of `side`, best first: `(price, total quantity)`.
     fn depth(&self, side: Side, levels: usize) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
@@ -71,6 +79,15 @@ pub trait Book: Default {
     }
 }
 
+/// A price level as [`Book::levels`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelStamp {
+    /// Price in ticks.
+    pub price: u64,
+    /// Changes with every change at this level; see [`Book::levels`].
+    pub version: u64,
+}
+
 const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
@@ -81,12 +98,18 @@ struct Node {
     level: u32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Level {
     head: u32,
     tail: u32,
     qty: u64,
     orders: u32,
+    /// The book's change count when this level last changed.
+    version: u64,
+}
+
+impl Level {
+    const EMPTY: Level = Level { head: NIL, tail: NIL, qty: 0, orders: 0, version: 0 };
 }
 
 /// The fast book: orders in an arena addressed by index, each price level a FIFO list linked
@@ -102,6 +125,8 @@ pub struct FastBook {
     bids: BTreeMap<u64, u32>,
     asks: BTreeMap<u64, u32>,
     index: FxHashMap<(AccountId, OrderId), u32>,
+    /// Changes so far: the source of level versions.
+    changes: u64,
 }
 
 impl FastBook {
@@ -110,6 +135,24 @@ impl FastBook {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         }
+    }
+
+    /// Marks a level changed.
+    fn touch(&mut self, level: u32) {
+        self.changes += 1;
+        self.levels[level as usize].version = self.changes;
+    }
+
+    /// The orders of one level, from its head.
+    fn level_list(&self, level: u32) -> impl Iterator<Item = &Resting> + '_ {
+        let mut at = self.levels[level as usize].head;
+        std::iter::from_fn(move || {
+            (at != NIL).then(|| {
+                let node = &self.nodes[at as usize];
+                at = node.next;
+                &node.order
+            })
+        })
     }
 
     fn best_level(&self, side: Side) -> Option<u32> {
@@ -140,7 +183,8 @@ impl FastBook {
         }
         level.qty -= order.qty;
         level.orders -= 1;
-        if level.orders == 0 {
+        self.touch(level_idx);
+        if self.levels[level_idx as usize].orders == 0 {
             let map = match order.side {
                 Side::Buy => &mut self.bids,
                 Side::Sell => &mut self.asks,
@@ -206,11 +250,11 @@ impl Book for FastBook {
             None => {
                 let l = match self.free_levels.pop() {
                     Some(l) => {
-                        self.levels[l as usize] = Level { head: NIL, tail: NIL, qty: 0, orders: 0 };
+                        self.levels[l as usize] = Level::EMPTY;
                         l
                     }
                     None => {
-                        self.levels.push(Level { head: NIL, tail: NIL, qty: 0, orders: 0 });
+                        self.levels.push(Level::EMPTY);
                         (self.levels.len() - 1) as u32
                     }
                 };
@@ -243,6 +287,7 @@ impl Book for FastBook {
         level.tail = slot;
         level.qty += qty;
         level.orders += 1;
+        self.touch(level_idx);
         self.index.insert(key, slot);
     }
 
@@ -259,10 +304,12 @@ impl Book for FastBook {
         let Some(&slot) = self.index.get(&(account, id)) else { return };
         let node = &mut self.nodes[slot as usize];
         debug_assert!(qty <= node.order.qty && qty > 0);
-        let level = &mut self.levels[node.level as usize];
+        let level_idx = node.level;
+        let level = &mut self.levels[level_idx as usize];
         level.qty -= node.order.qty - qty;
         node.order.qty = qty;
         node.order.held = held;
+        self.touch(level_idx);
     }
 
     fn front(&self, side: Side) -> Option<&Resting> {
@@ -275,16 +322,25 @@ impl Book for FastBook {
             Side::Buy => Box::new(self.bids.values().rev()),
             Side::Sell => Box::new(self.asks.values()),
         };
-        Box::new(levels.flat_map(move |l| {
-            let mut at = self.levels[*l as usize].head;
-            std::iter::from_fn(move || {
-                (at != NIL).then(|| {
-                    let node = &self.nodes[at as usize];
-                    at = node.next;
-                    &node.order
-                })
-            })
-        }))
+        Box::new(levels.flat_map(move |l| self.level_list(*l)))
+    }
+
+    fn levels(&self, side: Side) -> Box<dyn Iterator<Item = LevelStamp> + '_> {
+        let stamp = |(price, l): (&u64, &u32)| LevelStamp {
+            price: *price,
+            version: self.levels[*l as usize].version,
+        };
+        match side {
+            Side::Buy => Box::new(self.bids.iter().rev().map(stamp)),
+            Side::Sell => Box::new(self.asks.iter().map(stamp)),
+        }
+    }
+
+    fn level_orders(&self, side: Side, price: u64) -> Box<dyn Iterator<Item = &Resting> + '_> {
+        match self.prices(side).get(&price) {
+            Some(l) => Box::new(self.level_list(*l)),
+            None => Box::new(std::iter::empty()),
+        }
     }
 
     fn len(&self) -> usize {
@@ -306,6 +362,8 @@ impl Book for FastBook {
 pub struct NaiveBook {
     bids: Vec<Resting>,
     asks: Vec<Resting>,
+    /// Changes so far, the version of every level (any change invalidates them all).
+    changes: u64,
 }
 
 impl NaiveBook {
@@ -332,6 +390,7 @@ impl NaiveBook {
 
 impl Book for NaiveBook {
     fn insert(&mut self, order: Resting) {
+        self.changes += 1;
         let side = self.side_mut(order.side);
         side.push(order);
         // Priority: best price first (highest bid, lowest ask), then earliest.
@@ -346,6 +405,7 @@ impl Book for NaiveBook {
 
     fn remove(&mut self, account: AccountId, id: OrderId) -> Option<Resting> {
         let (side, i) = self.position(account, id)?;
+        self.changes += 1;
         Some(self.side_mut(side).remove(i))
     }
 
@@ -356,6 +416,7 @@ impl Book for NaiveBook {
 
     fn reduce(&mut self, account: AccountId, id: OrderId, qty: u64, held: u64) {
         if let Some((side, i)) = self.position(account, id) {
+            self.changes += 1;
             let o = &mut self.side_mut(side)[i];
             o.qty = qty;
             o.held = held;
@@ -368,6 +429,22 @@ impl Book for NaiveBook {
 
     fn walk(&self, side: Side) -> Box<dyn Iterator<Item = &Resting> + '_> {
         Box::new(self.side(side).iter())
+    }
+
+    fn levels(&self, side: Side) -> Box<dyn Iterator<Item = LevelStamp> + '_> {
+        let orders = self.side(side);
+        let version = self.changes;
+        Box::new(
+            orders
+                .iter()
+                .enumerate()
+                .filter(move |(i, o)| *i == 0 || orders[i - 1].price != o.price)
+                .map(move |(_, o)| LevelStamp { price: o.price, version }),
+        )
+    }
+
+    fn level_orders(&self, side: Side, price: u64) -> Box<dyn Iterator<Item = &Resting> + '_> {
+        Box::new(self.side(side).iter().filter(move |o| o.price == price))
     }
 
     fn len(&self) -> usize {

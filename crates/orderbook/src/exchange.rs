@@ -854,7 +854,20 @@ impl<B: Book> Exchange<B> {
     /// The [`snapshot`](Exchange::snapshot) as a borrowed view that serializes identically:
     /// what a replica hashes for its state digest after every block, without building it.
     pub fn snapshot_view(&self) -> SnapshotView<'_, B> {
-        SnapshotView { exchange: self }
+        SnapshotView { exchange: self, orders: true }
+    }
+
+    /// The snapshot without its resting orders: markets, supply, balances and the next
+    /// sequence number, serialized as [`Snapshot`] would be with no `orders` field. A state
+    /// digest hashes it beside digests of the books ([`Exchange::books`]), which it can cache
+    /// level by level.
+    pub fn ledger_view(&self) -> SnapshotView<'_, B> {
+        SnapshotView { exchange: self, orders: false }
+    }
+
+    /// Each market's spec and book, in creation order.
+    pub fn books(&self) -> impl Iterator<Item = (&MarketSpec, &B)> + '_ {
+        self.markets.iter().map(|m| (&m.spec, &m.book))
     }
 
     /// Rebuilds an exchange from a snapshot.
@@ -981,10 +994,13 @@ pub struct Snapshot {
 
 /// The [`Snapshot`] of an exchange, borrowed rather than built: it serializes to exactly the
 /// same serde stream (so any format encodes both to the same bytes), without cloning a string or
-/// an order. Hash its encoding for a state digest every block; see [`Exchange::snapshot_view`].
+/// an order. See [`Exchange::snapshot_view`], and [`Exchange::ledger_view`] for the same without
+/// the resting orders.
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotView<'a, B: Book> {
     exchange: &'a Exchange<B>,
+    /// Include the `orders` field (the whole snapshot) or not (the ledger).
+    orders: bool,
 }
 
 /// A sequence of known length whose elements are produced on demand.
@@ -1045,7 +1061,7 @@ impl<B: Book> Serialize for SnapshotView<'_, B> {
                     .flat_map(move |side| m.book.walk(side).map(move |r| (&m.spec.market, r)))
             })
         };
-        let mut st = serializer.serialize_struct("Snapshot", 5)?;
+        let mut st = serializer.serialize_struct("Snapshot", if self.orders { 5 } else { 4 })?;
         st.serialize_field(
             "markets",
             &Seq { len: ex.markets.len(), items: || ex.markets.iter().map(|m| &m.spec) },
@@ -1058,8 +1074,10 @@ impl<B: Book> Serialize for SnapshotView<'_, B> {
             },
         )?;
         st.serialize_field("balances", &Seq { len: balances().count(), items: balances })?;
-        let open: usize = ex.markets.iter().map(|m| m.book.len()).sum();
-        st.serialize_field("orders", &Seq { len: open, items: orders })?;
+        if self.orders {
+            let open: usize = ex.markets.iter().map(|m| m.book.len()).sum();
+            st.serialize_field("orders", &Seq { len: open, items: orders })?;
+        }
         st.serialize_field("next_seq", &ex.next_seq)?;
         st.end()
     }

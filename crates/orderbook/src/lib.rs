@@ -74,7 +74,7 @@ mod book;
 mod exchange;
 mod types;
 
-pub use book::{Book, FastBook, NaiveBook, Resting};
+pub use book::{Book, FastBook, LevelStamp, NaiveBook, Resting};
 pub use exchange::{
     Balance, Bbo, Depth, Exchange, OPEN_ORDERS_MAX, OpenOrder, SUPPLY_MAX, Snapshot, SnapshotView,
     StateView,

@@ -5,9 +5,11 @@
 //!
 //! Reproduce a failure with `AGORA_SEED=<seed> cargo test -p agora-orderbook --test differential`.
 
+use std::collections::BTreeMap;
+
 use agora_orderbook::{
-    AccountId, Command, Exchange, FastBook, MarketSpec, NaiveBook, NewOrder, OrderType, SelfTrade,
-    Side, TimeInForce,
+    AccountId, Book, Command, Exchange, FastBook, MarketSpec, NaiveBook, NewOrder, OrderType,
+    Resting, SelfTrade, Side, TimeInForce,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -94,6 +96,36 @@ fn assert_view_encodes_as_snapshot(ex: &Exchange<FastBook>, seed: u64, i: usize)
     assert_eq!(view, built, "seed {seed}, command {i}");
 }
 
+/// Each level's orders as last seen, by market, side and price, with the version they had.
+type SeenLevels = BTreeMap<(String, bool, u64), (u64, Vec<Resting>)>;
+
+/// The book's level versions keep their promise: a level whose version did not change since
+/// it was last seen holds the same orders, and the levels together are the whole book.
+fn assert_level_versions_hold(ex: &Exchange<FastBook>, seen: &mut SeenLevels, seed: u64, i: usize) {
+    for (spec, book) in ex.books() {
+        for side in [Side::Buy, Side::Sell] {
+            let mut total = 0;
+            for level in book.levels(side) {
+                let orders: Vec<Resting> = book.level_orders(side, level.price).cloned().collect();
+                assert!(orders.iter().all(|o| o.price == level.price && o.side == side));
+                total += orders.len();
+                let key = (spec.market.clone(), side == Side::Buy, level.price);
+                if let Some((version, before)) = seen.get(&key)
+                    && *version == level.version
+                {
+                    assert_eq!(
+                        before, &orders,
+                        "seed {seed}, command {i}: {key:?} changed silently"
+                    );
+                }
+                seen.insert(key, (level.version, orders));
+            }
+            let walked: Vec<&Resting> = book.walk(side).collect();
+            assert_eq!(total, walked.len(), "seed {seed}, command {i}");
+        }
+    }
+}
+
 fn run(seed: u64, commands: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fast: Exchange<FastBook> = Exchange::new();
@@ -110,12 +142,16 @@ fn run(seed: u64, commands: usize) {
         }
     }
     let mut trades = 0usize;
+    let mut levels = SeenLevels::new();
     for (i, command) in
         setup.into_iter().chain((0..commands).map(|_| random_command(&mut rng))).enumerate()
     {
         fast.apply(&command, &mut ef);
         naive.apply(&command, &mut en);
         assert_eq!(ef, en, "seed {seed}, command {i}: {command:?}");
+        if i < 3_000 {
+            assert_level_versions_hold(&fast, &mut levels, seed, i);
+        }
         trades += ef.iter().filter(|e| matches!(e, agora_orderbook::Event::Trade { .. })).count();
         ef.clear();
         en.clear();
