@@ -56,6 +56,18 @@ fn print(name: &str, r: &WallReport, limit_one: f64, limit_all: f64) {
         "           applied at entry: p50 {:.1} ms, p99 {:.1} ms",
         r.applied_latency_ms_p50, r.applied_latency_ms_p99
     );
+    // Where the rest of the limit went: idle cores (ramp-up, drain, replicas finishing apart)
+    // or work beside verification.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let finished: Vec<_> = r.replicas.iter().filter_map(|x| x.last_commit).collect();
+    let spread = match (finished.iter().min(), finished.iter().max()) {
+        (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64() * 1e3,
+        _ => 0.0,
+    };
+    println!(
+        "           cores busy {:.1}% of the run; replicas finished within {spread:.0} ms",
+        100.0 * r.cpu_seconds.unwrap_or(0.0) / (r.wall_seconds * cores)
+    );
     if std::env::var("AGORA_KINDS").is_ok() {
         let mut kinds = std::collections::BTreeMap::new();
         for x in &r.replicas {
