@@ -845,7 +845,7 @@ const RATE_SIGNATURES: usize = 512;
 /// k256 signature verifications per second on this machine: on one core, and on `threads`
 /// cores at once (the physical limit wall-clock figures are compared with).
 ///
-/// Each loop cycles through [`RATE_SIGNATURES`] distinct signatures by distinct keys over
+/// Each loop cycles through 512 distinct signatures by distinct keys over
 /// distinct messages, as a stream of transactions presents them. Verifying one signature over
 /// and over is about 7% faster on this machine and would overstate the limit: k256's
 /// variable-time scalar multiplication then takes the same branches every time, which the
