@@ -332,8 +332,11 @@ fn run_wall(
         .collect::<Result<Vec<_>, _>>()?;
     let share = |r: &RunRecord| r.tps / r.limit_tps.max(1e-9);
     let shares: Vec<f64> = runs.iter().map(|r| 100.0 * share(r)).collect();
+    // A disagreement in any repeat is the report's, not only the median's.
+    let all_agree = runs.iter().all(|r| r.state_digest_agree);
     runs.sort_by(|a, b| share(a).total_cmp(&share(b)));
     let mut median = runs.swap_remove(runs.len() / 2);
+    median.state_digest_agree = all_agree;
     if repeats > 1 {
         median.percent_of_limit_runs = shares;
     }
