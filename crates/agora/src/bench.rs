@@ -90,7 +90,7 @@ pub struct RunRecord {
     /// Wall runs: k256 verifications per second on one core, measured just before the run
     /// (replica-core capacity is compared with it).
     pub limit_one_core_tps: Option<f64>,
-    /// Repeated wall runs (the full matrix at full speed): each repeat's TPS as a percentage of
+    /// Repeated wall runs (at full speed, in the matrix): each repeat's TPS as a percentage of
     /// its limit, in run order. The record's other figures are the median repeat's. Empty
     /// otherwise.
     pub percent_of_limit_runs: Vec<f64>,
@@ -290,14 +290,14 @@ pub fn run_one(
     })
 }
 
-/// Wall runs of the full matrix without a fixed rate are repeated this many times and the
-/// median reported: a shared machine's speed varies by a few percent from run to run.
+/// Wall runs at full speed are repeated this many times (except in the short main comparison)
+/// and the median reported: a shared machine's speed varies by a few percent from run to run.
 const WALL_REPEATS: usize = 3;
 
 /// A real-time market: the agents' orders (signed before the clock starts) as fast as the
 /// cluster takes them, every replica verifying every signature and running its own exchange.
-/// In the full matrix, a run at full speed is repeated ([`WALL_REPEATS`]) and the run with the
-/// median share of its limit is reported, with every repeat's share beside it.
+/// A run at full speed is repeated ([`WALL_REPEATS`], except in the main comparison) and the run
+/// with the median share of its limit is reported, with every repeat's share beside it.
 fn run_wall(
     planned: &Planned,
     options: &BenchOptions,
@@ -326,7 +326,7 @@ fn run_wall(
     };
     let (genesis, orders, _) = agents::generate(&agents_config, options.seed, n);
     let txs: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
-    let repeats = if open_loop || options.quick || options.main { 1 } else { WALL_REPEATS };
+    let repeats = if open_loop || options.main { 1 } else { WALL_REPEATS };
     let mut runs = (0..repeats)
         .map(|_| wall_once(planned, machine, &genesis, txs.clone(), open_loop))
         .collect::<Result<Vec<_>, _>>()?;
