@@ -23,6 +23,12 @@
 //! **Determinism.** Identical command streams give identical events and an identical
 //! [`Snapshot`]; restoring a snapshot gives the same snapshot back.
 //!
+//! **Hashing the state.** A replica hashes its state after every block, so the crate offers it
+//! without copies: [`Exchange::snapshot_view`] serializes exactly as the snapshot does, and
+//! [`Exchange::ledger_view`] without the orders. [`Book::levels`] stamps each price level with
+//! a version that changes whenever the level does, so a digest per level can be cached and
+//! only the levels a block touched rehashed.
+//!
 //! **JSON.** [`Command`] and [`Event`] are serde types; one JSON object per line is the format of
 //! `agora book`. Accounts are integers; prices are in ticks and quantities in lots.
 //!
