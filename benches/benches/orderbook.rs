@@ -4,9 +4,7 @@
 
 use std::hint::black_box;
 
-use agora_orderbook::{
-    AccountId, Command, Exchange, MarketSpec, NewOrder, OrderType, SelfTrade, Side, TimeInForce,
-};
+use agora_orderbook::{AccountId, Command, Exchange, MarketSpec, NewOrder, Side, TimeInForce};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,16 +14,8 @@ const MID: u64 = 100_000;
 
 fn place(account: u64, id: u64, side: Side, price: u64, qty: u64, tif: TimeInForce) -> Command {
     Command::Place(NewOrder {
-        account: AccountId(account),
-        market: "ETH-USD".into(),
-        id,
-        side,
-        order_type: OrderType::Limit,
         tif,
-        price: Some(price),
-        qty,
-        budget: None,
-        stp: SelfTrade::CancelResting,
+        ..NewOrder::limit(AccountId(account), "ETH-USD", id, side, price, qty)
     })
 }
 

@@ -130,6 +130,33 @@ pub struct NewOrder {
     pub stp: SelfTrade,
 }
 
+impl NewOrder {
+    /// A good-till-cancelled limit order with the default self-trade mode (cancel resting):
+    /// what a JSON `place` with only the required fields gives. Set other fields with struct
+    /// update syntax, e.g. `NewOrder { tif: TimeInForce::Ioc, ..NewOrder::limit(…) }`.
+    pub fn limit(
+        account: AccountId,
+        market: impl Into<String>,
+        id: OrderId,
+        side: Side,
+        price: u64,
+        qty: u64,
+    ) -> Self {
+        Self {
+            account,
+            market: market.into(),
+            id,
+            side,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: Some(price),
+            qty,
+            budget: None,
+            stp: SelfTrade::default(),
+        }
+    }
+}
+
 fn limit() -> OrderType {
     OrderType::Limit
 }

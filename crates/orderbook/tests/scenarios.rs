@@ -43,18 +43,7 @@ fn setup(maker: i64, taker: i64) -> Exchange {
 }
 
 fn order(account: u64, id: u64, side: Side, price: u64, qty: u64) -> NewOrder {
-    NewOrder {
-        account: AccountId(account),
-        market: M.into(),
-        id,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        price: Some(price),
-        qty,
-        budget: None,
-        stp: SelfTrade::CancelResting,
-    }
+    NewOrder::limit(AccountId(account), M, id, side, price, qty)
 }
 
 fn buy(account: u64, id: u64, price: u64, qty: u64) -> Command {

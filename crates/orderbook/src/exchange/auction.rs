@@ -425,18 +425,7 @@ mod tests {
         qty: u64,
         tif: TimeInForce,
     ) -> NewOrder {
-        NewOrder {
-            account: AccountId(account),
-            market: M.into(),
-            id,
-            side,
-            order_type: OrderType::Limit,
-            tif,
-            price: Some(price),
-            qty,
-            budget: None,
-            stp: SelfTrade::CancelResting,
-        }
+        NewOrder { tif, ..NewOrder::limit(AccountId(account), M, id, side, price, qty) }
     }
 
     fn trades(events: &[Event]) -> Vec<(u64, u64)> {
