@@ -31,7 +31,11 @@
 //!   the highest prepared one, with the digest of the highest-view prepared proof or a null
 //!   request for gaps; V travels with the proofs' blocks stripped (signatures cover the stripped
 //!   form), so each block is sent once, in O. Backups recompute O's digests to check it. The wait for NEW-VIEW backs off (T, 2T, 4T, …); a replica
-//!   that sees f+1 view changes for higher views joins the smallest.
+//!   that sees f+1 view changes for higher views joins the smallest. A PRE-PREPARE that
+//!   overtakes the NEW-VIEW of its view is held (bounded, [`PbftConfig::early_pre_prepares_max`])
+//!   and checked once the view is installed, since no primary sends a pre-prepare twice; a
+//!   replica that restarts mid view change sends its VIEW-CHANGE again and re-arms its timers
+//!   (`tests/stalls.rs` pins both).
 //! - **State transfer** (`start_fetch`, `on_blocks`): a replica that learns of a stable
 //!   checkpoint beyond what it executed fetches the executed blocks from its signers, checks them
 //!   against the certified log digest, and executes them.
@@ -90,6 +94,10 @@ pub struct PbftConfig {
     pub future_views_max: u64,
     /// Blocks sent in one state-transfer answer at most.
     pub fetch_blocks_max: usize,
+    /// Pre-prepares held at most for views this replica has not entered yet: a primary sends
+    /// NEW-VIEW and then its first PRE-PREPAREs, and the network may deliver them in the other
+    /// order. Held ones are checked once the view is installed.
+    pub early_pre_prepares_max: usize,
     /// Executed transaction ids remembered to refuse pre-prepares that repeat them.
     pub executed_memory: usize,
     /// Follow every non-empty batch with one more, empty when nothing is pending, so that an
@@ -112,7 +120,8 @@ pub enum PbftWeakening {
 }
 
 impl PbftConfig {
-    /// K = 16, L = 64, the given T, default batches, 8 in flight, 1,024 retained blocks.
+    /// K = 16, L = 64, the given T, default batches, 8 in flight, 1,024 retained blocks, 16
+    /// early pre-prepares held.
     pub fn new(view_timeout_ns: u64) -> Self {
         Self {
             checkpoint_interval: 16,
@@ -123,6 +132,7 @@ impl PbftConfig {
             retained_blocks: 1_024,
             future_views_max: 16,
             fetch_blocks_max: 64,
+            early_pre_prepares_max: 16,
             executed_memory: 1_000_000,
             close_batches: false,
             weaken: None,
@@ -216,6 +226,9 @@ pub struct Pbft {
     new_view_relayed_at: FxHashMap<NodeId, u64>,
     /// This replica's latest VIEW-CHANGE, resent until its view is installed.
     my_view_change: Option<ViewChange>,
+    /// Pre-prepares for views not yet entered, by (view, sequence number), checked when the
+    /// view is installed; at most `early_pre_prepares_max`, the nearest views kept.
+    early_pre_prepares: BTreeMap<(View, u64), PrePrepare>,
     attempts: u32,
     request_timer: bool,
     fetch_target: Option<CheckpointProof>,
@@ -268,6 +281,7 @@ impl Pbft {
             current_new_view: None,
             new_view_relayed_at: FxHashMap::default(),
             my_view_change: None,
+            early_pre_prepares: BTreeMap::new(),
             attempts: 0,
             request_timer: false,
             fetch_target: None,
@@ -470,7 +484,11 @@ impl Pbft {
     }
 
     fn on_pre_prepare(&mut self, ctx: &mut Ctx<'_, Self>, pp: PrePrepare) {
-        if self.status != Status::Normal || pp.view() != self.view {
+        let entered = self.status == Status::Normal && pp.view() == self.view;
+        if !entered && pp.view() >= self.view {
+            return self.hold_early_pre_prepare(pp);
+        }
+        if !entered {
             return self.drop_message("pre-prepare not for the current view");
         }
         let seq = pp.seq().0;
@@ -496,6 +514,44 @@ impl Pbft {
         }
         self.accept_pre_prepare(ctx, pp);
         self.ensure_request_timer(ctx);
+    }
+
+    /// A pre-prepare for a view this replica has not entered (its NEW-VIEW is still on the way,
+    /// or this replica is behind) is held, not dropped: with exactly a quorum of replicas up,
+    /// one backup that dropped it would stall the view, since no primary sends a pre-prepare
+    /// twice. Only the structure is checked here; the signature and the batch are checked when
+    /// the view is installed. When full, the pre-prepares of the farthest views give way.
+    fn hold_early_pre_prepare(&mut self, pp: PrePrepare) {
+        if pp.view().0 > self.view.0 + self.config.future_views_max
+            || pp.vote.voter != self.primary_of(pp.view())
+        {
+            return self.drop_message("pre-prepare for a far view or from another replica");
+        }
+        let key = (pp.view(), pp.seq().0);
+        if self.early_pre_prepares.contains_key(&key) {
+            return;
+        }
+        if self.early_pre_prepares.len() >= self.config.early_pre_prepares_max {
+            match self.early_pre_prepares.last_key_value() {
+                Some((last, _)) if *last > key => {
+                    self.early_pre_prepares.pop_last();
+                    self.drop_message("early pre-prepare given way to a nearer view");
+                }
+                _ => return self.drop_message("too many early pre-prepares"),
+            }
+        }
+        self.early_pre_prepares.insert(key, pp);
+    }
+
+    /// The view is installed: check the pre-prepares held for it, forget older ones.
+    fn replay_early_pre_prepares(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let later = self.early_pre_prepares.split_off(&(View(self.view.0 + 1), 0));
+        let held = std::mem::replace(&mut self.early_pre_prepares, later);
+        for ((view, _), pp) in held {
+            if view == self.view {
+                self.on_pre_prepare(ctx, pp);
+            }
+        }
     }
 
     /// A backup accepts a pre-prepare: it enters the log and the backup prepares it.
@@ -875,6 +931,31 @@ impl Pbft {
         self.record_view_change(ctx, vc);
     }
 
+    /// A replica that restarts in the middle of a view change has lost the timers that drive
+    /// it: without them it would wait for good for a NEW-VIEW it may have missed while it was
+    /// down, holding requests no one else has. It sends its VIEW-CHANGE again (a replica already
+    /// in that view answers with the NEW-VIEW), and re-arms the resend and, with a quorum of view
+    /// changes, the NEW-VIEW timeout.
+    fn resume_view_change(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let view = self.view;
+        if let Some(vc) = self.my_view_change.as_ref().filter(|vc| vc.new_view == view) {
+            ctx.broadcast(PbftMessage::ViewChange(Box::new(vc.clone())));
+        }
+        ctx.set_timer(PbftTimer::ResendViewChange(view), self.config.view_timeout_ns);
+        if self.view_changes.get(&view).map_or(0, BTreeMap::len) >= self.quorum {
+            if self.primary_of(view) == self.me && self.new_view_sent != Some(view) {
+                return self.send_new_view(ctx, view);
+            }
+            ctx.set_timer(PbftTimer::NewView(view), self.new_view_wait());
+        }
+    }
+
+    /// How long to wait for a NEW-VIEW: T, doubled for each view change since the last
+    /// execution.
+    fn new_view_wait(&self) -> u64 {
+        self.config.view_timeout_ns.saturating_mul(1u64 << self.attempts.min(20))
+    }
+
     fn on_view_change(&mut self, ctx: &mut Ctx<'_, Self>, vc: ViewChange) {
         if vc.new_view <= self.last_normal_view
             || vc.new_view.0 > self.view.0 + self.config.future_views_max
@@ -926,8 +1007,7 @@ impl Pbft {
         }
         // 2f+1 view changes: wait for NEW-VIEW, with a timeout that doubles each attempt.
         if first_quorum {
-            let wait = self.config.view_timeout_ns.saturating_mul(1u64 << self.attempts.min(20));
-            ctx.set_timer(PbftTimer::NewView(view), wait);
+            ctx.set_timer(PbftTimer::NewView(view), self.new_view_wait());
         }
     }
 
@@ -1069,6 +1149,8 @@ impl Pbft {
         for seq in seqs {
             self.advance(ctx, seq);
         }
+        // So do pre-prepares that overtook the NEW-VIEW.
+        self.replay_early_pre_prepares(ctx);
         // Requests this replica holds may have gone to the old primary only: send them on.
         if !is_primary {
             let in_o: FxHashSet<Digest> = self
@@ -1096,6 +1178,9 @@ impl Protocol for Pbft {
         // A restarted replica has lost its timers.
         self.request_timer = false;
         self.ensure_request_timer(ctx);
+        if self.status == Status::ViewChanging {
+            self.resume_view_change(ctx);
+        }
         if self.fetch_target.is_some() {
             self.start_fetch(ctx);
         }
