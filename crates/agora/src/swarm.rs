@@ -34,6 +34,8 @@ use crate::simulate::{Describe, ProtocolChoice};
 const MS: u64 = 1_000_000;
 /// Separates the scenario generator's random stream from the simulator's.
 const SCENARIO_STREAM: u64 = 0x5357_4152_4d00_0001;
+/// Decides, apart from everything else, whether a scenario is the tightest in the budget.
+const TIGHT_STREAM: u64 = 0x5357_4152_4d00_0002;
 
 /// How many nodes may be faulty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,18 +192,50 @@ impl Scenario {
     }
 
     /// The scenario of `seed`. `nodes` fixes the committee size; otherwise it is drawn from
-    /// 4 to 7.
+    /// 4 to 7, and within the budget one seed in three gives the tightest case instead
+    /// ([`Self::drawn`] with `tight`: n = 7 with exactly f faulty), decided on a random stream
+    /// of its own. A fixed committee size keeps the plain draw, so that a campaign at a given
+    /// size still sees every fault count.
     pub fn generate(
         protocol: ProtocolChoice,
         seed: u64,
         nodes: Option<usize>,
         budget: Budget,
     ) -> Self {
+        let tight = budget == Budget::Within
+            && nodes.is_none()
+            && ChaCha8Rng::seed_from_u64(seed ^ TIGHT_STREAM).random_bool(1.0 / 3.0);
+        Self::drawn(protocol, seed, nodes, budget, tight)
+    }
+
+    /// The scenario drawn from `seed`. With `tight` (within the budget only) it is the tightest
+    /// the budget allows: n = 7 unless `nodes` is given, and exactly f faulty nodes, so that
+    /// every quorum needs every live node. Without it, n is drawn from 4 to 7 and the number of
+    /// faulty nodes from 0 to f; a seed's untightened scenario never changes, so a seed that
+    /// once failed names the same scenario as it did then.
+    pub fn drawn(
+        protocol: ProtocolChoice,
+        seed: u64,
+        nodes: Option<usize>,
+        budget: Budget,
+        tight: bool,
+    ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SCENARIO_STREAM);
-        let n = nodes.unwrap_or_else(|| [4, 4, 5, 7][rng.random_range(0..4)]).max(1);
+        let n = match nodes {
+            Some(n) => n,
+            None => {
+                let drawn = [4, 4, 5, 7][rng.random_range(0..4)];
+                if tight { 7 } else { drawn }
+            }
+        }
+        .max(1);
         let f = (n - 1) / 3;
         let faulty = match budget {
-            Budget::Within => rng.random_range(0..=f),
+            Budget::Within => {
+                let drawn = rng.random_range(0..=f);
+                if tight { f } else { drawn }
+            }
+            // (Beyond the budget there is nothing tighter than f + 1.)
             Budget::Beyond => (f + 1).min(n),
         };
         let gst_ns = rng.random_range(500..=3_000) * MS;

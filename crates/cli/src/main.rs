@@ -65,7 +65,8 @@ struct SwarmArgs {
     /// The first scenario's seed; the others follow.
     #[arg(long, default_value_t = 0)]
     first_seed: u64,
-    /// A fixed committee size (default: drawn from 4 to 7 per scenario).
+    /// A fixed committee size (default: drawn from 4 to 7 per scenario, and one scenario in
+    /// three is then the tightest in the budget: n = 7 with exactly f faulty nodes).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     nodes: Option<u16>,
     /// f + 1 faulty nodes: safety must hold if they only crash, and may fail if one is Byzantine.
