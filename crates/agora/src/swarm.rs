@@ -36,6 +36,8 @@ const MS: u64 = 1_000_000;
 const SCENARIO_STREAM: u64 = 0x5357_4152_4d00_0001;
 /// Decides, apart from everything else, whether a scenario is the tightest in the budget.
 const TIGHT_STREAM: u64 = 0x5357_4152_4d00_0002;
+/// Decides, apart from everything else, whether a two-twin scenario holds a split brain.
+const SPLIT_STREAM: u64 = 0x5357_4152_4d00_0003;
 
 /// How many nodes may be faulty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +139,12 @@ impl Scenario {
     /// the twinned member is often the first primary). After GST the network is whole and
     /// synchronous. No loss or duplication: the partitions are the adversary.
     ///
-    /// Beyond the budget, two members are twinned (f + 1 = 2 Byzantine): safety may fail.
+    /// Beyond the budget, two members are twinned (f + 1 = 2 Byzantine): safety may fail. Half
+    /// of those scenarios (decided on a stream of their own) also hold a split brain for a run
+    /// of consecutive rounds: each honest member with one instance of each twin, two quorums
+    /// that cannot hear each other. That is the schedule two twins need to fork a correct
+    /// engine; random per-round groups rarely line it up for long enough, now that a node left
+    /// behind catches up as soon as it hears from the others.
     pub fn twins(protocol: ProtocolChoice, seed: u64, budget: Budget) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SCENARIO_STREAM ^ 0x7717);
         let n = 4usize;
@@ -173,6 +180,10 @@ impl Scenario {
                 })
             })
             .collect();
+        let partitions = match budget {
+            Budget::Beyond => split_brain(seed, n, &twinned, rounds, round_ns, partitions),
+            Budget::Within => partitions,
+        };
         let network = NetworkConfig {
             latency_ns,
             jitter: Jitter::None,
@@ -519,21 +530,53 @@ pub fn run(scenario: &Scenario, record: bool) -> Result<Recorded, RunError> {
         .map_err(RunError::Setup)
 }
 
+/// With probability one half (on [`SPLIT_STREAM`]), replaces the per-round groups of a run of
+/// 3 to 8 consecutive rounds before GST by one split: the first honest member with the first
+/// instances of both twins, against the other honest member with their second instances.
+fn split_brain(
+    seed: u64,
+    n: usize,
+    twinned: &[NodeId],
+    rounds: u64,
+    round_ns: u64,
+    mut partitions: Vec<Partition>,
+) -> Vec<Partition> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SPLIT_STREAM);
+    if twinned.len() != 2 || !rng.random_bool(0.5) {
+        return partitions;
+    }
+    let honest: Vec<u16> = (0..n as u16).filter(|i| !twinned.contains(&NodeId(*i))).collect();
+    let length = rng.random_range(3..=8u64).min(rounds);
+    let first = rng.random_range(0..=rounds - length);
+    let (start_ns, end_ns) = (first * round_ns, (first + length) * round_ns);
+    partitions.retain(|p| p.end_ns <= start_ns || p.start_ns >= end_ns);
+    let side = vec![NodeId(honest[0]), twinned[0], twinned[1]];
+    partitions.push(Partition { start_ns, end_ns, groups: vec![side] });
+    partitions.sort_by_key(|p| p.start_ns);
+    partitions
+}
+
 fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, agora_netsim::SimError> {
     let trace = if record { TraceMode::Record } else { TraceMode::Off };
     let config = scenario.sim_config(trace);
     match scenario.protocol {
         ProtocolChoice::Streamlet => {
             let c = scenario.streamlet_config();
-            run_with(scenario, config, |me, committee, key| {
+            let engine = |me, committee: &agora_types::Committee, key: &agora_types::SecretKey| {
                 Streamlet::new(c, committee.clone(), me, key.clone())
-            })
+            };
+            // The finalized-chain tree refuses a finalization that conflicts with the log
+            // (it never reaches the log, so the checker alone cannot see it): two chains met
+            // the finalization rule, which is a fork of the protocol even if no log shows it.
+            run_with(scenario, config, engine, |e: &Streamlet| e.stats().conflicting_finality)
         }
         ProtocolChoice::Pbft => {
             let c = scenario.pbft_config();
-            run_with(scenario, config, |me, committee, key| {
+            let engine = |me, committee: &agora_types::Committee, key: &agora_types::SecretKey| {
                 Pbft::new(c, committee.clone(), me, key.clone())
-            })
+            };
+            // PBFT commits each sequence number once: a conflict reaches the log.
+            run_with(scenario, config, engine, |_: &Pbft| 0)
         }
     }
 }
@@ -542,6 +585,7 @@ fn run_with<P>(
     scenario: &Scenario,
     config: SimConfig,
     engine: impl FnMut(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P,
+    conflicts_refused: impl Fn(&P) -> u64,
 ) -> Result<Recorded, agora_netsim::SimError>
 where
     P: Protocol + ChainView,
@@ -560,7 +604,15 @@ where
         .filter(|d| d.honest)
         .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
         .map_or(NodeId(0), |d| d.node);
-    let outcome = outcome(scenario, &report);
+    let mut outcome = outcome(scenario, &report);
+    for node in sim.honest_nodes() {
+        let refused = conflicts_refused(sim.engine(node));
+        if refused > 0 {
+            outcome.safety.push(format!(
+                "node {node} refused {refused} finalization(s) conflicting with its finalized log"
+            ));
+        }
+    }
     Ok(Recorded {
         outcome,
         trace: sim.trace().events().to_vec(),
