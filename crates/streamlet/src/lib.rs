@@ -27,6 +27,15 @@
 //! the chain being extended, and not forwarded for
 //! [`StreamletConfig::reforward_after_epochs`]; blocks whose parent is unknown wait (bounded) for it; messages for epochs far in the
 //! future are dropped; every drop is counted by reason ([`StreamletStats`]).
+//!
+//! Catching up: in a stall (nothing final for [`StreamletConfig::resync_after_epochs`]) a node
+//! sends again the proposals and votes of its unfinalized chain (`resync`), and a node that
+//! holds proposals whose parents it never saw asks their proposers for the finalized blocks
+//! above its own finalized height ([`StreamletMessage::Sync`], answered from the last
+//! [`StreamletConfig::sync_blocks_max`] finalized blocks with their notarizations). Without the
+//! second, a node cut off while the others finalized could never rejoin, and when it is needed
+//! for every quorum the chain stops (`tests/scenarios.rs`,
+//! `a_node_left_behind_the_finalized_tip_catches_up_when_its_quorum_needs_it`).
 
 mod tree;
 
@@ -38,7 +47,8 @@ use agora_consensus::{
 };
 use agora_crypto::{Digest, SecretKey, Signature, domain};
 use agora_types::{
-    Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, Statement, Transaction, Vote,
+    Batch, Block, Certificate, Committee, Epoch, Height, NodeId, Phase, Round, Statement,
+    Transaction, Vote,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -104,6 +114,10 @@ pub struct StreamletConfig {
     /// this many epochs while the stall lasts). Votes or blocks lost before GST are never sent
     /// again otherwise, and nodes that disagree about the longest notarized chain stay stuck.
     pub resync_after_epochs: u64,
+    /// Finalized blocks kept, each with its proposer's signature and its notarization, to send
+    /// a node that fell behind the finalized tip (it asks with [`StreamletMessage::Sync`]). A
+    /// node further behind than this cannot catch up from its peers.
+    pub sync_blocks_max: usize,
     /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
     pub weaken: Option<StreamletWeakening>,
 }
@@ -136,6 +150,7 @@ impl StreamletConfig {
             forward_batch_max: 256,
             reforward_after_epochs: 4,
             resync_after_epochs: 8,
+            sync_blocks_max: 64,
             weaken: None,
         }
     }
@@ -173,6 +188,13 @@ pub enum StreamletMessage {
     EchoVote(Vote),
     /// Client transactions on their way to upcoming leaders.
     Forward(Vec<Transaction>),
+    /// A node that holds proposals whose parents it does not know asks for the finalized
+    /// blocks above its own finalized height; the answer comes as echoes of their proposals and
+    /// of the votes that notarized them.
+    Sync {
+        /// The asker's finalized height.
+        finalized: Height,
+    },
 }
 
 /// Proposals (and their echoes) are proposals; a node's own `Vote` is its vote (echoed votes are
@@ -222,6 +244,7 @@ impl Message for StreamletMessage {
             StreamletMessage::EchoPropose(_) => "echo-propose",
             StreamletMessage::EchoVote(_) => "echo-vote",
             StreamletMessage::Forward(_) => "forward",
+            StreamletMessage::Sync { .. } => "sync",
         }
     }
 }
@@ -292,6 +315,12 @@ pub struct Streamlet {
     adopted_count: usize,
     /// This node's votes above the finalized tip, to send again in a stall.
     own_votes: BTreeMap<Epoch, Vote>,
+    /// The last finalized blocks (at most `sync_blocks_max`), by height, each with its signed
+    /// proposal and its notarization, for nodes that fell behind.
+    finalized_proofs: BTreeMap<Height, (Proposal, Certificate)>,
+    /// The epoch in which each member was last answered a SYNC (one answer per
+    /// `resync_after_epochs` each).
+    synced_at: BTreeMap<NodeId, Epoch>,
     /// The epoch of the last finalization (or resync) this node saw.
     progress_epoch: Epoch,
     stats: StreamletStats,
@@ -330,6 +359,8 @@ impl Streamlet {
             adopted: BTreeMap::new(),
             adopted_count: 0,
             own_votes: BTreeMap::new(),
+            finalized_proofs: BTreeMap::new(),
+            synced_at: BTreeMap::new(),
             progress_epoch: Epoch(0),
             stats: StreamletStats::default(),
         }
@@ -645,6 +676,7 @@ impl Streamlet {
                 self.remember_finalized(tx.id());
                 self.forwarded_at.remove(&tx.id());
             }
+            self.keep_finalized_proof(&block);
             ctx.commit(block);
         }
         let horizon = Epoch(self.tree.finalized_tip().round().0);
@@ -657,6 +689,51 @@ impl Streamlet {
         self.seen.retain(|e, _| *e >= horizon);
         self.proposals_taken.retain(|e, _| *e >= horizon);
         self.prune_orphans();
+    }
+
+    /// Keeps a newly finalized block's signed proposal and notarization for [`Self::on_sync`]
+    /// (before the votes below the new finalized tip are pruned).
+    fn keep_finalized_proof(&mut self, block: &Block) {
+        if self.config.sync_blocks_max == 0 {
+            return;
+        }
+        let digest = block.digest();
+        let epoch = Epoch(block.round().0);
+        let proposal = self
+            .adopted
+            .get(&epoch)
+            .and_then(|ps| ps.iter().find(|p| p.block.digest() == digest).cloned());
+        let Some(proposal) = proposal else { return };
+        let certificate = self.keeper.certificate_of(&vote_statement(block), None);
+        self.finalized_proofs.insert(block.height(), (proposal, certificate));
+        while self.finalized_proofs.len() > self.config.sync_blocks_max {
+            self.finalized_proofs.pop_first();
+        }
+    }
+
+    /// A member asks for the finalized blocks above its finalized height: send it, in height
+    /// order, the kept proposals and the votes that notarized them, as echoes (they are
+    /// checked like any proposal and vote). An honest node asks at most once per
+    /// [`StreamletConfig::resync_after_epochs`], so a member is answered no more often than
+    /// that: a Byzantine one cannot turn its two-byte requests into a stream of blocks.
+    fn on_sync(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, finalized: Height) {
+        if from == self.me || !self.committee.contains(from) {
+            return;
+        }
+        let every = self.config.resync_after_epochs.max(1);
+        if self.synced_at.get(&from).is_some_and(|e| self.epoch.0 < e.0.saturating_add(every)) {
+            return self.drop_message("sync asked too soon");
+        }
+        self.synced_at.insert(from, self.epoch);
+        let above = Height(finalized.0.saturating_add(1));
+        for (proposal, certificate) in self.finalized_proofs.range(above..).map(|(_, p)| p) {
+            ctx.send(from, StreamletMessage::EchoPropose(proposal.clone()));
+            let statement = *certificate.statement();
+            for (voter, signature) in certificate.signatures() {
+                let vote = Vote { statement, voter: *voter, signature: *signature };
+                ctx.send(from, StreamletMessage::EchoVote(vote));
+            }
+        }
     }
 
     fn remember_finalized(&mut self, id: Digest) {
@@ -735,6 +812,22 @@ impl Streamlet {
         }
         for vote in self.own_votes.values() {
             ctx.broadcast(StreamletMessage::Vote(*vote));
+        }
+        // Proposals waiting for parents this node never saw: it may have fallen behind the
+        // others' finalized tip, and finalized blocks are never sent again unasked. Ask the
+        // proposers of the newest ones, who had those parents.
+        let finalized = self.tree.finalized_tip().height();
+        let mut asked = BTreeSet::new();
+        let newest = self.orphans.values().flatten().map(|p| (p.block.round(), p.block.proposer()));
+        let mut newest: Vec<(Round, NodeId)> = newest.collect();
+        newest.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, proposer) in newest {
+            if proposer != self.me && asked.insert(proposer) {
+                ctx.send(proposer, StreamletMessage::Sync { finalized });
+            }
+            if asked.len() == 2 {
+                break;
+            }
         }
     }
 
@@ -822,6 +915,7 @@ impl Protocol for Streamlet {
                 // Someone forwarded these just now: no need to resend them soon.
                 self.note_forwarded(&accepted);
             }
+            StreamletMessage::Sync { finalized } => self.on_sync(ctx, from, finalized),
         }
         self.flush_forwards(ctx);
     }

@@ -1,8 +1,8 @@
 //! A Byzantine member floods one node with a million hostile messages: proposals with unknown
 //! parents, a stream of equivocating proposals, votes for random values, votes far in the
-//! future, forged and non-member votes. The node drops what it must, counts why, keeps its
-//! state, and the memory it retains stays under a stated bound. One test in this binary, so the
-//! global allocation counter sees only it.
+//! future, forged and non-member votes, and requests for its finalized blocks. The node drops
+//! what it must, counts why, keeps its state, and the memory it retains stays under a stated
+//! bound. One test in this binary, so the global allocation counter sees only it.
 
 use std::alloc::System;
 
@@ -76,6 +76,8 @@ fn hostile_pool(committee_keys: &[SecretKey]) -> Vec<StreamletMessage> {
         pool.push(StreamletMessage::Vote(vote(1_000 + k, random(k), NodeId(0))));
         pool.push(StreamletMessage::Vote(vote(4, random(20_000 + k), NodeId(1))));
         pool.push(StreamletMessage::Vote(vote(4, random(30_000 + k), NodeId(77))));
+        // A request for every finalized block, again and again.
+        pool.push(StreamletMessage::Sync { finalized: Height(0) });
     }
     pool
 }
@@ -124,7 +126,9 @@ fn a_million_hostile_messages_leave_state_and_memory_bounded() {
         retained >> 10,
         after_first_pass >> 10
     );
-    for reason in ["far-future epoch", "bad vote", "too many proposals in the epoch"] {
+    let reasons =
+        ["far-future epoch", "bad vote", "too many proposals in the epoch", "sync asked too soon"];
+    for reason in reasons {
         assert!(dropped.get(reason).copied().unwrap_or(0) > 0, "no drop for {reason}: {dropped:?}");
     }
     assert!(

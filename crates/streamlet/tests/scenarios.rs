@@ -289,3 +289,28 @@ fn echo_costs_messages_and_can_be_switched_off() {
     // Without faults, the same blocks are finalized either way.
     assert_eq!(without.finalized_blocks.len(), with_echo.finalized_blocks.len());
 }
+
+/// Swarm seed 520000495 (n = 5), reduced: a node cut off while the others finalize a few
+/// blocks is then needed for every quorum (another node crashed). It holds proposals whose
+/// parents it never saw, and finalized blocks are never sent again unasked: it asks their
+/// proposers with SYNC, catches up, and the chain goes on.
+#[test]
+fn a_node_left_behind_the_finalized_tip_catches_up_when_its_quorum_needs_it() {
+    let epochs = 60;
+    let mut c = config(4, epochs);
+    let heal = t(12);
+    c.network.partitions =
+        vec![agora_netsim::Partition { start_ns: 0, end_ns: heal, groups: vec![vec![NodeId(3)]] }];
+    c.faults = vec![Fault { at_ns: heal, node: NodeId(2), kind: FaultKind::Crash }];
+    let r = run(c, LeaderRule::RoundRobin);
+    let behind_at_heal =
+        r.report.finalized_blocks.iter().filter(|b| b.finalized_at_ns < heal).count();
+    assert!(behind_at_heal >= 3, "the others finalized {behind_at_heal} blocks without node 3");
+    // Node 3 has every block the others finalized, and blocks finalized after the crash exist:
+    // with node 2 down, none could be final without node 3's votes.
+    assert_equal_logs(&r, [0u16, 1, 3].into_iter());
+    let after = r.report.finalized_blocks.iter().filter(|b| b.finalized_at_ns > heal).count();
+    assert!(after > 0, "nothing final after the crash");
+    let d3 = &r.report.nodes_detail[3];
+    assert!(d3.finalized_height > behind_at_heal as u64, "node 3 at {}", d3.finalized_height);
+}
