@@ -32,6 +32,7 @@
 
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
+pub use agora_market::priority;
 pub use agora_netsim as netsim;
 pub use agora_orderbook as orderbook;
 pub use agora_pbft as pbft;
@@ -43,7 +44,6 @@ pub mod bench;
 pub mod fairness;
 pub mod frontrun;
 pub mod market;
-pub mod priority;
 pub mod render;
 pub mod simulate;
 pub mod swarm;

@@ -1,0 +1,799 @@
+//! The replicated exchange: the order book driven only by the finalized log.
+//!
+//! A transaction's payload is an encoded [`OrderAction`]; the account is the one bound to the
+//! transaction's signing key in the [`MarketGenesis`], and a per-account nonce window refuses
+//! replays. [`MarketApp`] is the consensus [`Application`]: for each final block, in order, it
+//! verifies each transaction's signature, decodes the action, checks the nonce, applies it to
+//! its [`Exchange`], and publishes the state digest. Every honest replica applies the same log,
+//! so every honest replica ends in the same state.
+//!
+//! [`priority`] is the market's lane classifier: which block space each kind of order gets.
+//!
+//! This crate holds only what every replica must compute identically; workloads, studies and
+//! drivers live above it (the `agora` facade's `market::agents`, `fairness` and `simulate`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agora_consensus::{Application, Applied};
+use agora_crypto::{Digest, PublicKeyBytes, SignatureCheck, domain};
+use agora_orderbook::{
+    AccountId, Book, Command, Event, Exchange, MarketSpec, NewOrder, OrderType, Resting, SelfTrade,
+    Side, TimeInForce,
+};
+use agora_types::{Block, Height, Transaction, codec};
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+pub mod priority;
+
+/// What a market transaction asks for. The account is not in it: it is the signer's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderAction {
+    /// Place an order.
+    Place {
+        /// Market.
+        market: String,
+        /// Client id.
+        id: u64,
+        /// Side.
+        side: Side,
+        /// Limit or market.
+        order_type: OrderType,
+        /// Time in force.
+        tif: TimeInForce,
+        /// Limit (or worst) price in ticks.
+        price: Option<u64>,
+        /// Lots.
+        qty: u64,
+        /// Quote budget (market buys).
+        budget: Option<u64>,
+        /// Self-trade prevention.
+        stp: SelfTrade,
+    },
+    /// Cancel an order.
+    Cancel {
+        /// Market.
+        market: String,
+        /// Client id.
+        id: u64,
+    },
+    /// Amend an order.
+    Amend {
+        /// Market.
+        market: String,
+        /// Client id.
+        id: u64,
+        /// New price.
+        price: Option<u64>,
+        /// New open quantity.
+        qty: Option<u64>,
+    },
+    /// Cancel all of the signer's orders (in one market, or all).
+    CancelAll {
+        /// Market, if one.
+        market: Option<String>,
+    },
+}
+
+impl OrderAction {
+    /// The payload bytes.
+    pub fn encode(&self) -> Bytes {
+        codec::encode(self).expect("an order action is far below the message limit")
+    }
+
+    /// The order-book command for `account`.
+    pub fn command(self, account: AccountId) -> Command {
+        match self {
+            OrderAction::Place { market, id, side, order_type, tif, price, qty, budget, stp } => {
+                Command::Place(NewOrder {
+                    account,
+                    market,
+                    id,
+                    side,
+                    order_type,
+                    tif,
+                    price,
+                    qty,
+                    budget,
+                    stp,
+                })
+            }
+            OrderAction::Cancel { market, id } => Command::Cancel { account, market, id },
+            OrderAction::Amend { market, id, price, qty } => {
+                Command::Amend { account, market, id, price, qty }
+            }
+            OrderAction::CancelAll { market } => Command::CancelAll { account, market },
+        }
+    }
+}
+
+/// What an account is for. Priority lanes use it: only liquidators' orders go to the
+/// liquidation lane, and market makers may be given a larger turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountRole {
+    /// An ordinary trader.
+    #[default]
+    Trader,
+    /// A market maker, quoting both sides.
+    MarketMaker,
+    /// A liquidator, closing out positions urgently.
+    Liquidator,
+}
+
+/// An account known at genesis: its key, its number, and what it starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisAccount {
+    /// The key that signs its transactions.
+    pub key: PublicKeyBytes,
+    /// Its account number (not 0, the fee account).
+    pub account: AccountId,
+    /// Initial balances.
+    pub deposits: Vec<(String, u64)>,
+    /// What the account is for.
+    #[serde(default)]
+    pub role: AccountRole,
+}
+
+/// The order in which a replica executes the transactions of a final block. Every replica
+/// uses the same rule, so every rule keeps replicas in agreement; they differ in what the
+/// block's proposer can gain by arranging the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutionOrder {
+    /// The order the proposer put them in. The proposer can place its own orders ahead of
+    /// anyone's.
+    #[default]
+    Proposal,
+    /// Cancels first, then everything else by a key the proposer cannot know when it builds
+    /// the block: blake3 (`agora/canonical-order/v1`) of the *next* block's digest and the
+    /// transaction id. A block is therefore executed when its successor is final (one block
+    /// later); the proposer could only steer the order by also proposing the successor.
+    Canonical,
+    /// Cancels and amends first (in canonical order keyed by the block's own digest), then all
+    /// of the block's new orders clear as one batch auction per market, at one price
+    /// ([`Exchange::apply_auction`]). Position in the block buys nothing.
+    BatchAuction,
+}
+
+impl ExecutionOrder {
+    /// Every mode.
+    pub const ALL: [ExecutionOrder; 3] =
+        [ExecutionOrder::Proposal, ExecutionOrder::Canonical, ExecutionOrder::BatchAuction];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionOrder::Proposal => "proposal",
+            ExecutionOrder::Canonical => "canonical",
+            ExecutionOrder::BatchAuction => "batch-auction",
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutionOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
+            format!("unknown ordering {s:?}; expected proposal, canonical or batch-auction")
+        })
+    }
+}
+
+/// Large orders a replica follows to the end, for slippage figures: every placed order of at
+/// least `min_qty` lots, up to `max_orders` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// Orders of at least this many lots are followed.
+    pub min_qty: u64,
+    /// At most this many orders are followed (later ones are not).
+    pub max_orders: usize,
+}
+
+/// How a followed order executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WatchedOrder {
+    /// Buy or sell.
+    pub side: Side,
+    /// Lots asked for.
+    pub qty: u64,
+    /// The book's mid price (ticks) before its block, if the book had both sides.
+    pub mid_before: Option<u64>,
+    /// Lots filled.
+    pub filled: u64,
+    /// Sum of price × lots of its fills (ticks × lots).
+    pub notional: u128,
+}
+
+impl WatchedOrder {
+    /// What the fills cost against the mid before the block, in basis points (positive: worse
+    /// than the mid). `None` before any fill or without a mid.
+    pub fn slippage_bps(&self) -> Option<f64> {
+        let mid = self.mid_before? as f64;
+        if self.filled == 0 || mid == 0.0 {
+            return None;
+        }
+        let average = self.notional as f64 / self.filled as f64;
+        let signed = match self.side {
+            Side::Buy => average - mid,
+            Side::Sell => mid - average,
+        };
+        Some(signed / mid * 10_000.0)
+    }
+}
+
+/// The market's starting point, the same at every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MarketGenesis {
+    /// Markets.
+    pub markets: Vec<MarketSpec>,
+    /// Accounts.
+    pub accounts: Vec<GenesisAccount>,
+}
+
+/// How far back an account's nonces are remembered: a nonce is accepted once, and refused once
+/// it is this far below the highest seen.
+pub const NONCE_WINDOW: u64 = 4_096;
+
+/// An account's nonce window, kept compact for in-order senders: the state digest encodes it
+/// every block, so its size is what hashing it costs.
+///
+/// A nonce is taken when it is below `next` or in `ahead`. `next` is the lowest nonce still
+/// acceptable: at least the window's floor, and never itself taken. `ahead` holds the taken
+/// nonces above it, which stays empty while a sender's transactions are executed in order. The
+/// form is canonical: one set of taken nonces has one representation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+struct Nonces {
+    next: u64,
+    ahead: BTreeSet<u64>,
+}
+
+impl Nonces {
+    /// Accepts `nonce` once: not seen before and not older than the window ([`NONCE_WINDOW`]
+    /// below the highest accepted). Transactions of one account may be finalized out of nonce
+    /// order (different leaders), so this is a window, not a strict sequence.
+    fn accept(&mut self, nonce: u64) -> bool {
+        if nonce < self.next || !self.ahead.insert(nonce) {
+            return false;
+        }
+        // The highest accepted nonce is the largest in `ahead` (no nonce above `next` is taken
+        // without being in it, and `nonce` is in it now).
+        let highest = self.ahead.last().copied().unwrap_or(nonce);
+        self.next = self.next.max(highest.saturating_sub(NONCE_WINDOW - 1));
+        while let Some(&first) = self.ahead.first() {
+            if first > self.next || (first == self.next && first == u64::MAX) {
+                break;
+            }
+            self.ahead.pop_first();
+            if first == self.next {
+                self.next += 1;
+            }
+        }
+        true
+    }
+}
+
+/// Counters a replica's market keeps, shared so a driver can read them.
+#[derive(Debug, Default)]
+pub struct MarketCounters {
+    /// Order actions applied to the book (accepted or rejected by it).
+    pub orders_applied: AtomicU64,
+    /// Trades.
+    pub trades: AtomicU64,
+    /// Transactions refused before the book: bad signature, unknown signer, replayed nonce or
+    /// undecodable payload.
+    pub refused: AtomicU64,
+}
+
+/// The replicated exchange as a consensus [`Application`].
+#[derive(Debug)]
+pub struct MarketApp {
+    exchange: Exchange,
+    /// Signing key → account and its position in `ids`.
+    accounts: BTreeMap<PublicKeyBytes, (AccountId, usize)>,
+    /// The genesis accounts in order.
+    ids: Vec<AccountId>,
+    nonces: BTreeMap<AccountId, Nonces>,
+    height: Height,
+    digest: Digest,
+    events: Vec<Event>,
+    counters: Arc<MarketCounters>,
+    order: ExecutionOrder,
+    /// Canonical order: the last final block, waiting for its successor.
+    waiting: Option<Block>,
+    /// Transactions per genesis account in the blocks executed, unknown signers last: who
+    /// got the block space.
+    block_space: Vec<u64>,
+    watch: Option<Watch>,
+    watched: BTreeMap<(AccountId, u64), WatchedOrder>,
+    level_digests: LevelDigests,
+}
+
+/// Digests of the books' price levels, each with the level version it was computed at
+/// ([`Book::levels`]), keyed by market, side and price.
+#[derive(Debug, Default)]
+struct LevelDigests {
+    cache: FxHashMap<(usize, usize, u64), (u64, Digest)>,
+}
+
+/// Each book as `[bids, asks]`, each a list of `(price, level digest)`, best first.
+type BookLevels = Vec<[Vec<(u64, Digest)>; 2]>;
+
+impl LevelDigests {
+    /// The books' levels with their digests: cached ones where a level's version is unchanged,
+    /// fresh ones elsewhere. Levels gone from the books leave the cache.
+    fn books(&mut self, exchange: &Exchange) -> BookLevels {
+        let mut fresh = FxHashMap::with_capacity_and_hasher(self.cache.len(), Default::default());
+        let books = exchange
+            .books()
+            .enumerate()
+            .map(|(m, (_, book))| {
+                [Side::Buy, Side::Sell].map(|side| {
+                    book.levels(side)
+                        .map(|level| {
+                            let key = (m, side as usize, level.price);
+                            let digest = match self.cache.get(&key) {
+                                Some((version, digest)) if *version == level.version => *digest,
+                                _ => {
+                                    let orders: Vec<&Resting> =
+                                        book.level_orders(side, level.price).collect();
+                                    codec::digest(&domain::STATE_LEVEL, &orders)
+                                        .expect("orders always encode")
+                                }
+                            };
+                            fresh.insert(key, (level.version, digest));
+                            (level.price, digest)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        self.cache = fresh;
+        books
+    }
+}
+
+/// A transaction of a block with its payload decoded (`None`: not an order action).
+type Decoded<'b> = (&'b Transaction, Option<OrderAction>);
+
+/// A transaction that passed every check before the book: its account and action.
+struct Checked {
+    account: AccountId,
+    action: OrderAction,
+}
+
+impl MarketApp {
+    /// A replica's market at genesis.
+    pub fn new(genesis: &MarketGenesis, counters: Arc<MarketCounters>) -> Self {
+        let mut exchange = Exchange::new();
+        let mut events = Vec::new();
+        for spec in &genesis.markets {
+            exchange.apply(&Command::Market(spec.clone()), &mut events);
+        }
+        let mut accounts = BTreeMap::new();
+        let mut ids = Vec::new();
+        for a in &genesis.accounts {
+            if accounts.insert(a.key, (a.account, ids.len())).is_none() {
+                ids.push(a.account);
+            }
+            for (asset, amount) in &a.deposits {
+                exchange.apply(
+                    &Command::Deposit { account: a.account, asset: asset.clone(), amount: *amount },
+                    &mut events,
+                );
+            }
+        }
+        let mut app = Self {
+            exchange,
+            block_space: vec![0; ids.len() + 1],
+            accounts,
+            ids,
+            nonces: BTreeMap::new(),
+            height: Height(0),
+            digest: Digest::ZERO,
+            events: Vec::new(),
+            counters,
+            order: ExecutionOrder::Proposal,
+            waiting: None,
+            watch: None,
+            watched: BTreeMap::new(),
+            level_digests: LevelDigests::default(),
+        };
+        app.digest = app.compute_digest();
+        app
+    }
+
+    /// Executes blocks in `order` (the default is [`ExecutionOrder::Proposal`]).
+    pub fn with_order(mut self, order: ExecutionOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Follows large orders (see [`Watch`]); read them with [`MarketApp::watched`].
+    pub fn with_watch(mut self, watch: Watch) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// The execution order.
+    pub fn order(&self) -> ExecutionOrder {
+        self.order
+    }
+
+    /// The followed orders by (account, client id).
+    pub fn watched(&self) -> &BTreeMap<(AccountId, u64), WatchedOrder> {
+        &self.watched
+    }
+
+    /// Transactions per signing account in the blocks executed so far (signers not in the
+    /// genesis under account 0).
+    pub fn block_space(&self) -> BTreeMap<AccountId, u64> {
+        let unknown = (AccountId(0), self.block_space.last().copied().unwrap_or(0));
+        let known = self.ids.iter().copied().zip(self.block_space.iter().copied());
+        known.chain(std::iter::once(unknown)).filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// The market's mid price in ticks, when its book has both sides.
+    pub fn mid(&self, market: &str) -> Option<u64> {
+        let bbo = self.exchange.bbo(market)?;
+        let ((bid, _), (ask, _)) = (bbo.bid?, bbo.ask?);
+        Some(bid + (ask - bid) / 2)
+    }
+
+    /// The exchange, to read balances, books and market data.
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// The state digest: blake3 (`agora/state/v1`) of the canonical encoding of the exchange's
+    /// ledger (markets, supply, balances, next sequence number), each book as its price levels
+    /// best first (price and the `agora/state-level/v1` digest of the level's orders), and the
+    /// nonce windows. Levels a block did not change keep their digests, so a block costs the
+    /// levels it touched, not the whole book.
+    fn compute_digest(&mut self) -> Digest {
+        let books = self.level_digests.books(&self.exchange);
+        codec::digest(&domain::STATE, &(self.exchange.ledger_view(), books, &self.nonces))
+            .expect("the market state always encodes")
+    }
+
+    /// The state digest computed from scratch, without the cache of level digests: equal to
+    /// the published digest unless that cache is wrong. For tests and audits; it costs the
+    /// whole state.
+    pub fn recompute_digest(&self) -> Digest {
+        let books = LevelDigests::default().books(&self.exchange);
+        codec::digest(&domain::STATE, &(self.exchange.ledger_view(), books, &self.nonces))
+            .expect("the market state always encodes")
+    }
+
+    /// Every check before the book: signature, known signer, decodable action (`action`, the
+    /// payload decoded once by the caller), fresh nonce. `None` refuses the transaction (it
+    /// changes nothing but the nonce window on success).
+    fn check(
+        &mut self,
+        tx: &Transaction,
+        action: Option<OrderAction>,
+        checker: &mut dyn SignatureCheck,
+    ) -> Option<Checked> {
+        let known = self.accounts.get(tx.sender()).copied();
+        let slot = known.map_or(self.ids.len(), |(_, i)| i);
+        self.block_space[slot] += 1;
+        tx.verify_with(checker).ok()?;
+        let (account, _) = known?;
+        let action = action?;
+        self.nonces
+            .entry(account)
+            .or_default()
+            .accept(tx.nonce())
+            .then_some(Checked { account, action })
+    }
+
+    /// Starts following `action` if it is a large order.
+    fn follow(&mut self, account: AccountId, action: &OrderAction) {
+        let (Some(watch), OrderAction::Place { market, id, side, qty, .. }) = (self.watch, action)
+        else {
+            return;
+        };
+        if *qty >= watch.min_qty && self.watched.len() < watch.max_orders {
+            let mid_before = self.mid(market);
+            self.watched.entry((account, *id)).or_insert(WatchedOrder {
+                side: *side,
+                qty: *qty,
+                mid_before,
+                filled: 0,
+                notional: 0,
+            });
+        }
+    }
+
+    /// The order of execution under [`ExecutionOrder::Canonical`] (and for the cancels and
+    /// amends of a batch auction): cancels first, then the rest, each by blake3 of `seed` and
+    /// the transaction id.
+    fn canonical<'b>(decoded: &mut [Decoded<'b>], seed: &Digest) {
+        let key = |(tx, action): &Decoded<'_>| {
+            let cancel =
+                matches!(action, Some(OrderAction::Cancel { .. } | OrderAction::CancelAll { .. }));
+            let digest = domain::CANONICAL_ORDER
+                .hasher()
+                .update_digest(seed)
+                .update_digest(&tx.id())
+                .finalize();
+            (!cancel, *digest.as_bytes())
+        };
+        // Stable: copies of one transaction (equal keys) keep their block order.
+        decoded.sort_by_cached_key(key);
+    }
+
+    /// Executes `block`'s transactions in this replica's order; returns (executed, refused).
+    fn execute(
+        &mut self,
+        block: &Block,
+        seed: &Digest,
+        checker: &mut dyn SignatureCheck,
+    ) -> (usize, usize) {
+        // Each payload decoded once: the canonical order needs the kind of action too.
+        let mut ordered: Vec<Decoded<'_>> = block
+            .batch()
+            .transactions()
+            .iter()
+            .map(|tx| (tx, codec::decode::<OrderAction>(tx.payload()).ok()))
+            .collect();
+        if self.order != ExecutionOrder::Proposal {
+            Self::canonical(&mut ordered, seed);
+        }
+        let (mut executed, mut refused) = (0, 0);
+        let mut auction = Vec::new();
+        for (tx, action) in ordered {
+            let Some(Checked { account, action }) = self.check(tx, action, checker) else {
+                refused += 1;
+                continue;
+            };
+            executed += 1;
+            self.follow(account, &action);
+            match action.command(account) {
+                Command::Place(o) if self.order == ExecutionOrder::BatchAuction => auction.push(o),
+                command => {
+                    self.exchange.apply(&command, &mut self.events);
+                    // One command's events at a time: the buffer stays small and warm.
+                    self.take_events();
+                }
+            }
+        }
+        if !auction.is_empty() {
+            self.exchange.apply_auction(&auction, &mut self.events);
+            self.take_events();
+        }
+        (executed, refused)
+    }
+
+    /// Counts the block's trades and credits the fills of followed orders.
+    fn take_events(&mut self) {
+        let mut trades = 0;
+        for e in &self.events {
+            if let Event::Trade {
+                maker_id,
+                taker_id,
+                maker_account,
+                taker_account,
+                price,
+                qty,
+                ..
+            } = e
+            {
+                trades += 1;
+                for key in [(*maker_account, *maker_id), (*taker_account, *taker_id)] {
+                    if let Some(w) = self.watched.get_mut(&key) {
+                        w.filled += qty;
+                        w.notional += u128::from(*price) * u128::from(*qty);
+                    }
+                }
+            }
+        }
+        self.counters.trades.fetch_add(trades, Ordering::Relaxed);
+        self.events.clear();
+    }
+}
+
+impl Application for MarketApp {
+    fn apply(&mut self, block: &Block, checker: &mut dyn SignatureCheck) -> Applied {
+        let (executed, rejected) = match self.order {
+            ExecutionOrder::Canonical => match self.waiting.replace(block.clone()) {
+                // The previous block, ordered by this one's digest.
+                Some(previous) => {
+                    self.height = previous.height();
+                    self.execute(&previous, &block.digest(), checker)
+                }
+                None => (0, 0),
+            },
+            _ => {
+                self.height = block.height();
+                self.execute(block, &block.digest(), checker)
+            }
+        };
+        self.counters.orders_applied.fetch_add(executed as u64, Ordering::Relaxed);
+        self.counters.refused.fetch_add(rejected as u64, Ordering::Relaxed);
+        self.digest = self.compute_digest();
+        Applied { executed, rejected, state_digest: self.digest }
+    }
+
+    fn state_digest(&self) -> Digest {
+        self.digest
+    }
+
+    fn height(&self) -> Height {
+        self.height
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_crypto::{DirectCheck, SecretKey};
+    use agora_types::{Batch, NodeId, Round};
+
+    fn setup() -> (MarketApp, SecretKey, Arc<MarketCounters>) {
+        let key = SecretKey::from_seed(1, 1);
+        let genesis = MarketGenesis {
+            markets: vec![MarketSpec {
+                market: "ETH-USD".into(),
+                base: "ETH".into(),
+                quote: "USD".into(),
+                tick: 1,
+                lot: 1,
+                maker_fee_bps: 0,
+                taker_fee_bps: 0,
+            }],
+            accounts: vec![GenesisAccount {
+                key: PublicKeyBytes::from(key.public_key()),
+                account: AccountId(7),
+                deposits: vec![("USD".into(), 1_000_000)],
+                role: AccountRole::Trader,
+            }],
+        };
+        let counters = Arc::new(MarketCounters::default());
+        (MarketApp::new(&genesis, Arc::clone(&counters)), key, counters)
+    }
+
+    fn bid(id: u64) -> OrderAction {
+        OrderAction::Place {
+            market: "ETH-USD".into(),
+            id,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: Some(100),
+            qty: 1,
+            budget: None,
+            stp: SelfTrade::CancelResting,
+        }
+    }
+
+    fn block(height: u64, txs: Vec<Transaction>) -> Block {
+        Block::new(
+            Digest::ZERO,
+            Round(height),
+            Height(height),
+            NodeId(0),
+            0,
+            Batch::new(txs).unwrap(),
+        )
+    }
+
+    #[test]
+    fn orders_bind_to_the_signer_and_replays_unknown_signers_and_garbage_are_refused() {
+        let (mut app, key, counters) = setup();
+        let stranger = SecretKey::from_seed(9, 9);
+        let good = Transaction::new_signed(&key, 0, bid(1).encode()).unwrap();
+        let txs = vec![
+            good.clone(),
+            // The same nonce again (a replay, even with other content).
+            Transaction::new_signed(&key, 0, bid(2).encode()).unwrap(),
+            // A key with no account.
+            Transaction::new_signed(&stranger, 0, bid(3).encode()).unwrap(),
+            // Not an order action.
+            Transaction::new_signed(&key, 1, Bytes::from_static(b"garbage")).unwrap(),
+            // A forged signature: the right sender, someone else's signature.
+            Transaction::from_parts(*good.sender(), 2, bid(4).encode(), *good.signature()).unwrap(),
+            Transaction::new_signed(&key, 3, bid(5).encode()).unwrap(),
+        ];
+        let before = app.state_digest();
+        let applied = app.apply(&block(1, txs), &mut DirectCheck);
+        assert_eq!((applied.executed, applied.rejected), (2, 4));
+        assert_ne!(applied.state_digest, before);
+        let ex = app.exchange();
+        assert!(
+            ex.order("ETH-USD", AccountId(7), 1).is_some()
+                && ex.order("ETH-USD", AccountId(7), 5).is_some()
+        );
+        assert_eq!(ex.open_orders(), 2);
+        assert_eq!(counters.refused.load(Ordering::Relaxed), 4);
+        // The replayed transaction in a later block is refused too.
+        let again = app.apply(&block(2, vec![good]), &mut DirectCheck);
+        assert_eq!((again.executed, again.rejected), (0, 1));
+    }
+
+    #[test]
+    fn nonces_are_accepted_once_within_a_window() {
+        let mut n = Nonces::default();
+        assert!(n.accept(5) && n.accept(3) && n.accept(100));
+        assert!(!n.accept(5) && !n.accept(100));
+        assert!(n.accept(NONCE_WINDOW + 50));
+        assert!(!n.accept(10), "below the window");
+        assert!(n.ahead.len() <= NONCE_WINDOW as usize);
+        // In order, nothing is kept but the next nonce.
+        let mut n = Nonces::default();
+        assert!((0..10_000).all(|i| n.accept(i)));
+        assert_eq!((n.next, n.ahead.len()), (10_000, 0));
+        assert!(n.accept(u64::MAX) && !n.accept(u64::MAX));
+    }
+
+    /// The window as first written: every accepted nonce kept until it falls out of the window.
+    #[derive(Default)]
+    struct NoncesReference {
+        highest: Option<u64>,
+        seen: BTreeSet<u64>,
+    }
+
+    impl NoncesReference {
+        fn accept(&mut self, nonce: u64) -> bool {
+            if let Some(h) = self.highest
+                && (nonce.saturating_add(NONCE_WINDOW) <= h || self.seen.contains(&nonce))
+            {
+                return false;
+            }
+            self.seen.insert(nonce);
+            let highest = self.highest.map_or(nonce, |h| h.max(nonce));
+            self.highest = Some(highest);
+            self.seen.retain(|n| *n >= highest.saturating_sub(NONCE_WINDOW));
+            true
+        }
+    }
+
+    proptest::proptest! {
+        /// The compact window accepts exactly what the plain one does, and is canonical: equal
+        /// sets of taken nonces, equal values.
+        #[test]
+        fn compact_nonces_decide_like_the_plain_window(
+            steps in proptest::collection::vec((0u64..3, 0u64..6_000), 1..400),
+        ) {
+            let (mut compact, mut plain) = (Nonces::default(), NoncesReference::default());
+            let mut last = 0u64;
+            for (kind, x) in steps {
+                // Mostly near the last nonce (in order, replays, small gaps), sometimes far.
+                let nonce = match kind {
+                    0 => last + x % 3,
+                    1 => last.saturating_sub(x % 50),
+                    _ => x * 3,
+                };
+                last = last.max(nonce);
+                proptest::prop_assert_eq!(compact.accept(nonce), plain.accept(nonce), "{}", nonce);
+            }
+            let floor = plain.highest.map_or(0, |h| h.saturating_sub(NONCE_WINDOW - 1));
+            let mut rebuilt = Nonces { next: floor, ahead: BTreeSet::new() };
+            for n in plain.seen.iter().filter(|n| **n >= floor) {
+                rebuilt.accept(*n);
+            }
+            proptest::prop_assert_eq!(compact, rebuilt);
+        }
+    }
+
+    #[test]
+    fn same_log_same_digest() {
+        let (mut a, key, _) = setup();
+        let (mut b, _, _) = setup();
+        let txs: Vec<Transaction> =
+            (0..20).map(|i| Transaction::new_signed(&key, i, bid(i).encode()).unwrap()).collect();
+        let blk = block(1, txs);
+        assert_eq!(
+            a.apply(&blk, &mut DirectCheck).state_digest,
+            b.apply(&blk, &mut DirectCheck).state_digest
+        );
+    }
+}
