@@ -3,12 +3,8 @@
 //! verifies them off the critical path, on arrival in the mempool). Target: under 5 ms. Each
 //! execution order is measured: proposal, canonical (sorted by key) and batch auction.
 
-use std::sync::Arc;
-
 use agora::crypto::{PublicKeyBytes, SecretKey};
-use agora::market::{
-    ExecutionOrder, GenesisAccount, MarketApp, MarketCounters, MarketGenesis, OrderAction,
-};
+use agora::market::{ExecutionOrder, GenesisAccount, MarketApp, MarketGenesis, OrderAction};
 use agora::orderbook::{AccountId, MarketSpec, OrderType, SelfTrade, Side, TimeInForce};
 use agora::types::{Batch, Block, Digest, Height, NodeId, Round, Transaction};
 use agora_benches::TrustAll;
@@ -92,7 +88,7 @@ fn apply_block(c: &mut Criterion) {
         };
         g.bench_function(name, |b| {
             b.iter_batched(
-                || MarketApp::new(&genesis, Arc::new(MarketCounters::default())).with_order(order),
+                || MarketApp::new(&genesis).with_order(order),
                 |mut app| {
                     app.apply(&block, &mut TrustAll);
                     if order == ExecutionOrder::Canonical {
@@ -112,7 +108,7 @@ fn apply_block(c: &mut Criterion) {
 /// touch.
 fn state_digest(c: &mut Criterion) {
     let (genesis, block) = setup();
-    let mut app = MarketApp::new(&genesis, Arc::new(MarketCounters::default()));
+    let mut app = MarketApp::new(&genesis);
     app.apply(&block, &mut TrustAll);
     let resting = app.exchange().open_orders();
     let mut g = c.benchmark_group("market");

@@ -351,7 +351,7 @@ fn wall_once(
     txs: Vec<(NodeId, Transaction)>,
     open_loop: bool,
 ) -> Result<RunRecord, String> {
-    use crate::market::{MarketApp, MarketCounters};
+    use crate::market::MarketApp;
     let n = planned.nodes;
     // The limit now, not when the report began: a shared machine's speed drifts over minutes.
     let (one_core, all_cores) = verify_rate(machine.cores, Duration::from_millis(400));
@@ -362,9 +362,8 @@ fn wall_once(
     // Streamlet's engine would stall while its thread applies a block (votes and proposals
     // wait); PBFT batches better when execution holds its primary back, so it applies inline.
     config.apply_thread = planned.protocol == ProtocolChoice::Streamlet;
-    let app = |_| -> Box<dyn agora_consensus::Application + Send> {
-        Box::new(MarketApp::new(genesis, std::sync::Arc::new(MarketCounters::default())))
-    };
+    let app =
+        |_| -> Box<dyn agora_consensus::Application + Send> { Box::new(MarketApp::new(genesis)) };
     let report = match planned.protocol {
         ProtocolChoice::Streamlet => {
             let mut s = StreamletConfig::new(20_000_000);

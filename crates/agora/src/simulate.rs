@@ -13,17 +13,17 @@ use agora_consensus::{
 };
 use agora_crypto::{Digest, PublicKeyBytes};
 use agora_netsim::{
-    Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport, Simulation, Targets,
-    TraceEvent, TraceMode, Violation, Workload,
+    ClientHook, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport,
+    Simulation, Targets, TraceEvent, TraceMode, Violation, Workload,
 };
 use agora_pbft::{Pbft, PbftConfig};
 use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
 use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
 use serde::Serialize;
 
-use crate::fairness::{Fairness, FairnessInputs};
+use crate::fairness::{Fairness, FairnessInputs, MarketStudy, StudyRecord, Watch};
 use crate::frontrun::FrontrunMempool;
-use crate::market::{ExecutionOrder, MarketApp, MarketCounters, MarketGenesis, Watch, agents};
+use crate::market::{ExecutionOrder, MarketApp, MarketCounters, MarketGenesis, agents};
 use crate::priority::{LANES, Lanes, Priority};
 use crate::render::{self, ChainPicture};
 
@@ -641,7 +641,7 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let streamlet = options.streamlet_config(ns("delta-ms", options.delta_ms)?);
     let clients = Clients::new(options, &config);
     match options.protocol {
-        ProtocolChoice::Streamlet => simulate(
+        ProtocolChoice::Streamlet => simulate_workload(
             options,
             config,
             streamlet.leader,
@@ -652,34 +652,35 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
         ),
         ProtocolChoice::Pbft => {
             let pbft = options.pbft_config()?;
-            simulate(
+            simulate_workload(
                 options,
                 config,
                 streamlet.leader,
                 &clients,
                 |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
                 options.equivocator.then(adversaries::pbft),
-                |sim| {
-                    let honest = sim.honest_nodes();
-                    Extras {
-                        view_changes: honest.iter().map(|n| sim.engine(*n).view().0).max(),
-                        client_latencies_ns: Some(
-                            honest
-                                .iter()
-                                .flat_map(|n| sim.engine(*n).client_latencies_ns().iter().copied())
-                                .collect(),
-                        ),
-                    }
+                |honest| Extras {
+                    view_changes: honest.iter().map(|e| e.view().0).max(),
+                    client_latencies_ns: Some(
+                        honest
+                            .iter()
+                            .flat_map(|e| e.client_latencies_ns().iter().copied())
+                            .collect(),
+                    ),
                 },
             )
         }
     }
 }
 
+/// What the study of one replica's market fills in: its counters and its record.
+type Observed = (Arc<MarketCounters>, Arc<std::sync::Mutex<StudyRecord>>);
+
 /// The client side of a run: nothing extra for the random workload; for the market, the agents'
-/// orders, the genesis every replica starts from, and each replica's counters.
+/// orders, the genesis every replica starts from, and what each replica's study observed (one
+/// entry per replica, filled in as the replicas are built).
 struct Clients {
-    market: Option<(MarketGenesis, Vec<agents::Submission>, Vec<Arc<MarketCounters>>)>,
+    market: Option<(MarketGenesis, Vec<agents::Submission>, std::cell::RefCell<Vec<Observed>>)>,
     makers: std::cell::RefCell<Option<agents::MarketMakers>>,
     requotes: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The front-runner's account key.
@@ -714,10 +715,9 @@ impl Clients {
             agents::generate(&agents_config, options.seed, options.nodes);
         let frontrunner_key =
             options.frontrunner.map(|_| agents::frontrunner_key(&agents_config, options.seed));
-        let counters = (0..options.nodes).map(|_| Arc::new(MarketCounters::default())).collect();
         let requotes = Some(makers.requotes());
         Self {
-            market: Some((genesis, orders, counters)),
+            market: Some((genesis, orders, std::cell::RefCell::new(Vec::new()))),
             makers: std::cell::RefCell::new(Some(makers)),
             requotes,
             frontrunner_key,
@@ -725,30 +725,69 @@ impl Clients {
         }
     }
 
-    fn application(&self, node: NodeId) -> Box<dyn Application> {
-        match &self.market {
-            None => Box::new(TxLog::new(true)),
-            Some((genesis, _, counters)) => Box::new(
-                MarketApp::new(genesis, Arc::clone(&counters[node.index()]))
-                    .with_order(self.ordering)
-                    .with_watch(Watch { min_qty: agents::LARGE_ORDER_LOTS, max_orders: 100_000 }),
-            ),
-        }
+    /// Replica `node`'s market, observed by a fairness study whose findings land in the
+    /// market's third field.
+    fn market_app(
+        &self,
+        genesis: &MarketGenesis,
+        observed: &std::cell::RefCell<Vec<Observed>>,
+        node: NodeId,
+    ) -> MarketApp {
+        // The front-runner's holdings are what its profit is measured from.
+        let frontrunner = self.frontrunner_key.as_ref().and_then(|key| {
+            let key = PublicKeyBytes::from(key.public_key());
+            genesis.accounts.iter().find(|a| a.key == key).map(|a| a.account)
+        });
+        let follow = frontrunner.map(|a| (a, vec!["USD".to_owned(), "ETH".to_owned()]));
+        let watch = Watch { min_qty: agents::LARGE_ORDER_LOTS, max_orders: 100_000 };
+        let study = MarketStudy::new(watch, follow.into_iter().collect());
+        let mut observed = observed.borrow_mut();
+        debug_assert_eq!(observed.len(), node.index(), "replicas are built in order");
+        observed.push((study.counters(), study.record()));
+        MarketApp::new(genesis).with_order(self.ordering).with_observer(Box::new(study))
     }
 }
 
-fn simulate<P: Protocol + ChainView>(
+/// Runs one protocol on the options' workload: a transaction log per replica for random
+/// transactions, the observed market (and its market makers) for the market.
+fn simulate_workload<P: Protocol + ChainView>(
     options: &SimulateOptions,
     config: SimConfig,
     leader_rule: LeaderRule,
     clients: &Clients,
     engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
     adversary: Option<Box<dyn agora_netsim::Adversary<P::Message>>>,
-    extras: impl FnOnce(&Simulation<P>) -> Extras,
+    extras: impl FnOnce(&[&P]) -> Extras,
+) -> Result<SimulationRun, SimulateError> {
+    match &clients.market {
+        None => {
+            let apps = |_| TxLog::new(true);
+            simulate(options, config, leader_rule, clients, engine, apps, None, adversary, extras)
+        }
+        Some((genesis, _, observed)) => {
+            let apps = |node| clients.market_app(genesis, observed, node);
+            let makers = clients.makers.borrow_mut().take();
+            let hook = makers.map(|m| Box::new(m) as Box<dyn ClientHook<MarketApp>>);
+            simulate(options, config, leader_rule, clients, engine, apps, hook, adversary, extras)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one private call site per workload
+fn simulate<P: Protocol + ChainView, A: Application>(
+    options: &SimulateOptions,
+    config: SimConfig,
+    leader_rule: LeaderRule,
+    clients: &Clients,
+    engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
+    apps: impl FnMut(NodeId) -> A,
+    hook: Option<Box<dyn ClientHook<A>>>,
+    adversary: Option<Box<dyn agora_netsim::Adversary<P::Message>>>,
+    extras: impl FnOnce(&[&P]) -> Extras,
 ) -> Result<SimulationRun, SimulateError> {
     let record = config.trace == TraceMode::Record;
     let limits = config.mempool;
-    let mut sim = Simulation::new(config, engine, |node| clients.application(node))?;
+    let mut sim = Simulation::with_apps(config, engine, apps)?;
     if let Some(adversary) = adversary {
         sim.set_adversary(NodeId(0), adversary);
     }
@@ -781,8 +820,8 @@ fn simulate<P: Protocol + ChainView>(
             sim.submit_at(order.at_ns, order.node, order.tx.clone());
         }
     }
-    if let Some(makers) = clients.makers.borrow_mut().take() {
-        sim.set_client_hook(Box::new(makers));
+    if let Some(hook) = hook {
+        sim.set_client_hook(hook);
     }
     let report = sim.run();
     // Report from the furthest honest replica: a crashed one is honest but stopped early.
@@ -794,10 +833,11 @@ fn simulate<P: Protocol + ChainView>(
         .map_or(NodeId(0), |d| d.node);
     let views = sim.engine(view_node).block_views();
     let trace = record.then(|| sim.trace().events().to_vec());
-    let extras = extras(&sim);
+    let honest: Vec<&P> = sim.honest_nodes().into_iter().map(|n| sim.engine(n)).collect();
+    let extras = extras(&honest);
     let mut summary = summarise(options, &report, &views);
     summary.view_changes = extras.view_changes;
-    if let Some((_, _, counters)) = &clients.market {
+    if let Some((_, _, observed)) = &clients.market {
         let top = report
             .nodes_detail
             .iter()
@@ -813,16 +853,15 @@ fn simulate<P: Protocol + ChainView>(
         let first = digests.next();
         summary.state_digest_agree =
             Some(first.is_some() && digests.all(|d| Some(d) == first) && report.safety_ok);
-        let c = &counters[view_node.index()];
+        let observed = observed.borrow();
+        let (c, record) = &observed[view_node.index()];
         summary.trades = Some(c.trades.load(std::sync::atomic::Ordering::Relaxed));
         summary.orders_applied = Some(c.orders_applied.load(std::sync::atomic::Ordering::Relaxed));
         summary.market_maker_requotes =
             clients.requotes.as_ref().map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
-        if let (Some((genesis, _, _)), Some(app)) = (
-            &clients.market,
-            sim.app(view_node).as_any().and_then(|a| a.downcast_ref::<MarketApp>()),
-        ) {
+        if let Some((genesis, _, _)) = &clients.market {
             let inputs = FairnessInputs {
+                ordering: clients.ordering,
                 genesis,
                 frontrunner: options
                     .frontrunner
@@ -832,7 +871,8 @@ fn simulate<P: Protocol + ChainView>(
                 priority: options.priority.is_some(),
                 lanes: &report.latency_by_class,
             };
-            summary.fairness = Some(Fairness::measure(app, &inputs));
+            let record = record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            summary.fairness = Some(Fairness::measure(&record, &inputs));
         }
     }
     summary.latency_client_ms = extras.client_latencies_ns.map(|mut l| {

@@ -33,7 +33,7 @@ fn cached_level_digests_match_a_fresh_digest() {
     };
     let (genesis, orders, _) = agents::generate(&config, 3, 4);
     let counters = Arc::new(MarketCounters::default());
-    let mut app = MarketApp::new(&genesis, Arc::clone(&counters));
+    let mut app = MarketApp::new(&genesis).with_observer(Box::new(Arc::clone(&counters)));
     let txs: Vec<Transaction> = orders.into_iter().map(|o| o.tx).collect();
     assert!(txs.len() > 2_000, "{} orders", txs.len());
     let (mut digests, mut most_open) = (BTreeSet::new(), 0);

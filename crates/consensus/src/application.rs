@@ -25,11 +25,21 @@ pub trait Application {
 
     /// The height of the last block applied (0 before any).
     fn height(&self) -> Height;
+}
 
-    /// The application as `Any`, for drivers and clients that know its concrete type and want to
-    /// read its state (a market maker reading its replica's book). `None` unless overridden.
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
+/// A boxed application is one: drivers that mix applications hold `Box<dyn Application>`,
+/// and those that know theirs hold it by type.
+impl<T: Application + ?Sized> Application for Box<T> {
+    fn apply(&mut self, block: &Block, checker: &mut dyn SignatureCheck) -> Applied {
+        (**self).apply(block, checker)
+    }
+
+    fn state_digest(&self) -> Digest {
+        (**self).state_digest()
+    }
+
+    fn height(&self) -> Height {
+        (**self).height()
     }
 }
 

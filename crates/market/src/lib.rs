@@ -184,48 +184,6 @@ impl std::str::FromStr for ExecutionOrder {
     }
 }
 
-/// Large orders a replica follows to the end, for slippage figures: every placed order of at
-/// least `min_qty` lots, up to `max_orders` of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watch {
-    /// Orders of at least this many lots are followed.
-    pub min_qty: u64,
-    /// At most this many orders are followed (later ones are not).
-    pub max_orders: usize,
-}
-
-/// How a followed order executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct WatchedOrder {
-    /// Buy or sell.
-    pub side: Side,
-    /// Lots asked for.
-    pub qty: u64,
-    /// The book's mid price (ticks) before its block, if the book had both sides.
-    pub mid_before: Option<u64>,
-    /// Lots filled.
-    pub filled: u64,
-    /// Sum of price × lots of its fills (ticks × lots).
-    pub notional: u128,
-}
-
-impl WatchedOrder {
-    /// What the fills cost against the mid before the block, in basis points (positive: worse
-    /// than the mid). `None` before any fill or without a mid.
-    pub fn slippage_bps(&self) -> Option<f64> {
-        let mid = self.mid_before? as f64;
-        if self.filled == 0 || mid == 0.0 {
-            return None;
-        }
-        let average = self.notional as f64 / self.filled as f64;
-        let signed = match self.side {
-            Side::Buy => average - mid,
-            Side::Sell => mid - average,
-        };
-        Some(signed / mid * 10_000.0)
-    }
-}
-
 /// The market's starting point, the same at every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MarketGenesis {
@@ -277,7 +235,38 @@ impl Nonces {
     }
 }
 
-/// Counters a replica's market keeps, shared so a driver can read them.
+/// What a replica's market does, reported as it happens, to whoever studies or serves it from
+/// outside the replicated state: a run's fairness measures, an operator's metrics, a feed.
+///
+/// The market calls these in execution order; none of them can change what it computes, and
+/// every method ignores its report unless overridden. Set one with [`MarketApp::with_observer`].
+pub trait MarketObserver: Send {
+    /// A transaction of a block reached the market, before any check: its signer's genesis
+    /// account, or `None` for a signer the genesis does not know.
+    fn transaction(&mut self, account: Option<AccountId>) {
+        let _ = account;
+    }
+
+    /// `action` of `account` passed every check and is about to be applied; `exchange` is the
+    /// state just before it.
+    fn action(&mut self, account: AccountId, action: &OrderAction, exchange: &Exchange) {
+        let _ = (account, action, exchange);
+    }
+
+    /// The book's events of one command (or of one block's auction), in order.
+    fn events(&mut self, events: &[Event]) {
+        let _ = events;
+    }
+
+    /// A block was applied (under [`ExecutionOrder::Canonical`], the one before it): what it
+    /// executed and refused, and the state after it.
+    fn block(&mut self, applied: &Applied, exchange: &Exchange) {
+        let _ = (applied, exchange);
+    }
+}
+
+/// The simplest observer: counters of what a replica's market applied, shared so that a driver
+/// or a metrics endpoint can read them while the market runs (observe with an `Arc` of them).
 #[derive(Debug, Default)]
 pub struct MarketCounters {
     /// Order actions applied to the book (accepted or rejected by it).
@@ -289,8 +278,19 @@ pub struct MarketCounters {
     pub refused: AtomicU64,
 }
 
+impl MarketObserver for Arc<MarketCounters> {
+    fn events(&mut self, events: &[Event]) {
+        let trades = events.iter().filter(|e| matches!(e, Event::Trade { .. })).count();
+        self.trades.fetch_add(trades as u64, Ordering::Relaxed);
+    }
+
+    fn block(&mut self, applied: &Applied, _: &Exchange) {
+        self.orders_applied.fetch_add(applied.executed as u64, Ordering::Relaxed);
+        self.refused.fetch_add(applied.rejected as u64, Ordering::Relaxed);
+    }
+}
+
 /// The replicated exchange as a consensus [`Application`].
-#[derive(Debug)]
 pub struct MarketApp {
     exchange: Exchange,
     /// Signing key → account and its position in `ids`.
@@ -301,16 +301,23 @@ pub struct MarketApp {
     height: Height,
     digest: Digest,
     events: Vec<Event>,
-    counters: Arc<MarketCounters>,
     order: ExecutionOrder,
     /// Canonical order: the last final block, waiting for its successor.
     waiting: Option<Block>,
-    /// Transactions per genesis account in the blocks executed, unknown signers last: who
-    /// got the block space.
-    block_space: Vec<u64>,
-    watch: Option<Watch>,
-    watched: BTreeMap<(AccountId, u64), WatchedOrder>,
+    observer: Option<Box<dyn MarketObserver>>,
     level_digests: LevelDigests,
+}
+
+impl std::fmt::Debug for MarketApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarketApp")
+            .field("height", &self.height)
+            .field("digest", &self.digest)
+            .field("order", &self.order)
+            .field("accounts", &self.ids.len())
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Digests of the books' price levels, each with the level version it was computed at
@@ -368,7 +375,7 @@ struct Checked {
 
 impl MarketApp {
     /// A replica's market at genesis.
-    pub fn new(genesis: &MarketGenesis, counters: Arc<MarketCounters>) -> Self {
+    pub fn new(genesis: &MarketGenesis) -> Self {
         let mut exchange = Exchange::new();
         let mut events = Vec::new();
         for spec in &genesis.markets {
@@ -389,18 +396,15 @@ impl MarketApp {
         }
         let mut app = Self {
             exchange,
-            block_space: vec![0; ids.len() + 1],
             accounts,
             ids,
             nonces: BTreeMap::new(),
             height: Height(0),
             digest: Digest::ZERO,
             events: Vec::new(),
-            counters,
             order: ExecutionOrder::Proposal,
             waiting: None,
-            watch: None,
-            watched: BTreeMap::new(),
+            observer: None,
             level_digests: LevelDigests::default(),
         };
         app.digest = app.compute_digest();
@@ -413,28 +417,16 @@ impl MarketApp {
         self
     }
 
-    /// Follows large orders (see [`Watch`]); read them with [`MarketApp::watched`].
-    pub fn with_watch(mut self, watch: Watch) -> Self {
-        self.watch = Some(watch);
+    /// Reports what the market does to `observer` (see [`MarketObserver`]); it replaces any
+    /// observer set before.
+    pub fn with_observer(mut self, observer: Box<dyn MarketObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
     /// The execution order.
     pub fn order(&self) -> ExecutionOrder {
         self.order
-    }
-
-    /// The followed orders by (account, client id).
-    pub fn watched(&self) -> &BTreeMap<(AccountId, u64), WatchedOrder> {
-        &self.watched
-    }
-
-    /// Transactions per signing account in the blocks executed so far (signers not in the
-    /// genesis under account 0).
-    pub fn block_space(&self) -> BTreeMap<AccountId, u64> {
-        let unknown = (AccountId(0), self.block_space.last().copied().unwrap_or(0));
-        let known = self.ids.iter().copied().zip(self.block_space.iter().copied());
-        known.chain(std::iter::once(unknown)).filter(|(_, n)| *n > 0).collect()
     }
 
     /// The market's mid price in ticks, when its book has both sides.
@@ -479,8 +471,9 @@ impl MarketApp {
         checker: &mut dyn SignatureCheck,
     ) -> Option<Checked> {
         let known = self.accounts.get(tx.sender()).copied();
-        let slot = known.map_or(self.ids.len(), |(_, i)| i);
-        self.block_space[slot] += 1;
+        if let Some(observer) = &mut self.observer {
+            observer.transaction(known.map(|(account, _)| account));
+        }
         tx.verify_with(checker).ok()?;
         let (account, _) = known?;
         let action = action?;
@@ -489,24 +482,6 @@ impl MarketApp {
             .or_default()
             .accept(tx.nonce())
             .then_some(Checked { account, action })
-    }
-
-    /// Starts following `action` if it is a large order.
-    fn follow(&mut self, account: AccountId, action: &OrderAction) {
-        let (Some(watch), OrderAction::Place { market, id, side, qty, .. }) = (self.watch, action)
-        else {
-            return;
-        };
-        if *qty >= watch.min_qty && self.watched.len() < watch.max_orders {
-            let mid_before = self.mid(market);
-            self.watched.entry((account, *id)).or_insert(WatchedOrder {
-                side: *side,
-                qty: *qty,
-                mid_before,
-                filled: 0,
-                notional: 0,
-            });
-        }
     }
 
     /// The order of execution under [`ExecutionOrder::Canonical`] (and for the cancels and
@@ -552,7 +527,9 @@ impl MarketApp {
                 continue;
             };
             executed += 1;
-            self.follow(account, &action);
+            if let Some(observer) = &mut self.observer {
+                observer.action(account, &action, &self.exchange);
+            }
             match action.command(account) {
                 Command::Place(o) if self.order == ExecutionOrder::BatchAuction => auction.push(o),
                 command => {
@@ -569,30 +546,11 @@ impl MarketApp {
         (executed, refused)
     }
 
-    /// Counts the block's trades and credits the fills of followed orders.
+    /// Hands one command's events to the observer and clears them.
     fn take_events(&mut self) {
-        let mut trades = 0;
-        for e in &self.events {
-            if let Event::Trade {
-                maker_id,
-                taker_id,
-                maker_account,
-                taker_account,
-                price,
-                qty,
-                ..
-            } = e
-            {
-                trades += 1;
-                for key in [(*maker_account, *maker_id), (*taker_account, *taker_id)] {
-                    if let Some(w) = self.watched.get_mut(&key) {
-                        w.filled += qty;
-                        w.notional += u128::from(*price) * u128::from(*qty);
-                    }
-                }
-            }
+        if let Some(observer) = &mut self.observer {
+            observer.events(&self.events);
         }
-        self.counters.trades.fetch_add(trades, Ordering::Relaxed);
         self.events.clear();
     }
 }
@@ -613,10 +571,12 @@ impl Application for MarketApp {
                 self.execute(block, &block.digest(), checker)
             }
         };
-        self.counters.orders_applied.fetch_add(executed as u64, Ordering::Relaxed);
-        self.counters.refused.fetch_add(rejected as u64, Ordering::Relaxed);
         self.digest = self.compute_digest();
-        Applied { executed, rejected, state_digest: self.digest }
+        let applied = Applied { executed, rejected, state_digest: self.digest };
+        if let Some(observer) = &mut self.observer {
+            observer.block(&applied, &self.exchange);
+        }
+        applied
     }
 
     fn state_digest(&self) -> Digest {
@@ -625,10 +585,6 @@ impl Application for MarketApp {
 
     fn height(&self) -> Height {
         self.height
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
     }
 }
 
@@ -658,7 +614,8 @@ mod tests {
             }],
         };
         let counters = Arc::new(MarketCounters::default());
-        (MarketApp::new(&genesis, Arc::clone(&counters)), key, counters)
+        let app = MarketApp::new(&genesis).with_observer(Box::new(Arc::clone(&counters)));
+        (app, key, counters)
     }
 
     fn bid(id: u64) -> OrderAction {

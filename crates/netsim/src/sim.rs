@@ -34,14 +34,14 @@ const ADVERSARY_STREAM: u64 = 0x6164_7665_7273; // "advers"
 /// at an honest replica, the hook sees the block and the replica's application, and may submit
 /// new transactions (each with the time it is submitted, never before now, and the replica it goes
 /// to). Market makers re-quoting after fills are built this way; they see only finalized state.
-pub trait ClientHook {
+pub trait ClientHook<A: ?Sized = Box<dyn Application>> {
     /// `node` finalized `block` at `now_ns`, leaving `app` in its new state.
     fn on_commit(
         &mut self,
         now_ns: u64,
         node: NodeId,
         block: &Block,
-        app: &dyn Application,
+        app: &A,
         submit: &mut Vec<(u64, NodeId, Transaction)>,
     );
 }
@@ -85,10 +85,10 @@ struct LatencyClasses {
     samples: Vec<Vec<u64>>,
 }
 
-struct Node<P: Protocol> {
+struct Node<P: Protocol, A> {
     engine: P,
     mempool: Box<dyn Mempool>,
-    app: Box<dyn Application>,
+    app: A,
     honest: bool,
     up: bool,
     /// Pending timers: timer id → the id of its scheduled event (older events are stale).
@@ -109,11 +109,11 @@ struct Node<P: Protocol> {
 /// Build it with [`Simulation::new`], optionally add adversaries and submissions, then
 /// [`run`](Simulation::run). The same configuration and seed give the same report, trace digest
 /// and logs on any machine (the wall-clock speed aside).
-pub struct Simulation<P: Protocol> {
+pub struct Simulation<P: Protocol, A: Application = Box<dyn Application>> {
     config: SimConfig,
     committee: Committee,
     secrets: Vec<SecretKey>,
-    nodes: Vec<Node<P>>,
+    nodes: Vec<Node<P, A>>,
     adversaries: Vec<Option<Box<dyn Adversary<P::Message>>>>,
     queue: BinaryHeap<Reverse<(u64, u64, u32)>>,
     slab: Vec<Option<Event<P::Message, P::Timer>>>,
@@ -131,7 +131,7 @@ pub struct Simulation<P: Protocol> {
     declared: Vec<Transaction>,
     link_last_arrival: Vec<u64>,
     accepted: FxHashMap<Digest, (u64, NodeId)>,
-    client_hook: Option<Box<dyn ClientHook>>,
+    client_hook: Option<Box<dyn ClientHook<A>>>,
     hook_out: Vec<(u64, NodeId, Transaction)>,
     latencies: Vec<u64>,
     /// Latency classes: names, the classifier, and each class's samples.
@@ -148,11 +148,26 @@ pub struct Simulation<P: Protocol> {
 
 impl<P: Protocol> Simulation<P> {
     /// A simulation of `config.nodes` nodes. `engine(node, committee, key)` builds each node's
-    /// engine and `app(node)` its application. Keys derive from the seed.
+    /// engine and `app(node)` its application, boxed, so that one simulation may mix
+    /// applications. Keys derive from the seed. [`Simulation::with_apps`] keeps the
+    /// application's type, so that [`Simulation::app`] returns it as it is.
     pub fn new(
         config: SimConfig,
+        engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
+        app: impl FnMut(NodeId) -> Box<dyn Application>,
+    ) -> Result<Self, SimError> {
+        Self::with_apps(config, engine, app)
+    }
+}
+
+impl<P: Protocol, A: Application> Simulation<P, A> {
+    /// A simulation of `config.nodes` nodes whose applications are all of type `A`:
+    /// `engine(node, committee, key)` builds each node's engine and `app(node)` its
+    /// application. Keys derive from the seed.
+    pub fn with_apps(
+        config: SimConfig,
         mut engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
-        mut app: impl FnMut(NodeId) -> Box<dyn Application>,
+        mut app: impl FnMut(NodeId) -> A,
     ) -> Result<Self, SimError> {
         config.validate()?;
         let n = config.nodes;
@@ -260,12 +275,12 @@ impl<P: Protocol> Simulation<P> {
     }
 
     /// `node`'s application, to read its state after a run.
-    pub fn app(&self, node: NodeId) -> &dyn Application {
-        self.nodes[node.index()].app.as_ref()
+    pub fn app(&self, node: NodeId) -> &A {
+        &self.nodes[node.index()].app
     }
 
     /// Installs clients that react to finalized blocks (see [`ClientHook`]).
-    pub fn set_client_hook(&mut self, hook: Box<dyn ClientHook>) {
+    pub fn set_client_hook(&mut self, hook: Box<dyn ClientHook<A>>) {
         self.client_hook = Some(hook);
     }
 
@@ -294,7 +309,7 @@ impl<P: Protocol> Simulation<P> {
     }
 
     /// The instances of member `member`: itself, and its twin if it has one.
-    fn instances_of(&self, member: NodeId) -> impl Iterator<Item = NodeId> + use<P> {
+    fn instances_of(&self, member: NodeId) -> impl Iterator<Item = NodeId> + use<P, A> {
         let n = self.config.nodes;
         let twin =
             self.config.twins.iter().position(|t| *t == member).map(|j| NodeId((n + j) as u16));
@@ -805,7 +820,7 @@ impl<P: Protocol> Simulation<P> {
         }
         if let Some(hook) = self.client_hook.as_mut() {
             let mut out = std::mem::take(&mut self.hook_out);
-            hook.on_commit(at, node, &block, self.nodes[node.index()].app.as_ref(), &mut out);
+            hook.on_commit(at, node, &block, &self.nodes[node.index()].app, &mut out);
             for (when, to, tx) in out.drain(..) {
                 if to.index() < self.nodes.len() {
                     self.submit_at(when.max(at), to, tx);

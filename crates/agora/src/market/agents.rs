@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use agora_consensus::Application;
 use agora_crypto::{PublicKeyBytes, SecretKey};
 use agora_market::{AccountRole, GenesisAccount, MarketApp, MarketGenesis, OrderAction};
 use agora_netsim::ClientHook;
@@ -182,18 +181,15 @@ impl MarketMakers {
     }
 }
 
-impl ClientHook for MarketMakers {
+impl ClientHook<MarketApp> for MarketMakers {
     fn on_commit(
         &mut self,
         now_ns: u64,
         node: NodeId,
         block: &Block,
-        app: &dyn Application,
+        market: &MarketApp,
         submit: &mut Vec<(u64, NodeId, Transaction)>,
     ) {
-        let Some(market) = app.as_any().and_then(|a| a.downcast_ref::<MarketApp>()) else {
-            return;
-        };
         let mid = self.fair.at(now_ns);
         let mut out = Vec::new();
         for maker in self.makers.iter_mut().filter(|m| m.agent.node == node) {
