@@ -181,6 +181,12 @@ fn pbft_stalls_with_exactly_a_quorum_up_at_n_7() {
     // 93000047: a replica that restarted mid view change had no timer left to ask again, and
     // the requests only it held were never final.
     assert_drawn_pass(ProtocolChoice::Pbft, Some(7), &[93_000_047]);
+    // 660004073 (a tight draw): the five were split between two view changes, three in view 1
+    // and two in view 2, and the view changes that moved the two on were lost to the three,
+    // their senders crashed since.
+    let s = Scenario::generate(ProtocolChoice::Pbft, 660_004_073, None, Budget::Within);
+    let o = swarm::run(&s, false).expect("the scenario runs").outcome;
+    assert!(o.ok(), "{s}: safety {:?} liveness {:?}", o.safety, o.liveness);
 }
 
 #[test]

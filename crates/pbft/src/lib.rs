@@ -34,8 +34,10 @@
 //!   that sees f+1 view changes for higher views joins the smallest. A PRE-PREPARE that
 //!   overtakes the NEW-VIEW of its view is held (bounded, [`PbftConfig::early_pre_prepares_max`])
 //!   and checked once the view is installed, since no primary sends a pre-prepare twice; a
-//!   replica that restarts mid view change sends its VIEW-CHANGE again and re-arms its timers
-//!   (`tests/stalls.rs` pins both).
+//!   replica that restarts mid view change sends its VIEW-CHANGE again and re-arms its timers;
+//!   a replica asked by a VIEW-CHANGE for a lower view than the one it is changing to relays
+//!   the signed view changes it holds for that view and above, since their senders may have
+//!   crashed (`tests/stalls.rs` pins all three).
 //! - **State transfer** (`start_fetch`, `on_blocks`): a replica that learns of a stable
 //!   checkpoint beyond what it executed fetches the executed blocks from its signers, checks them
 //!   against the certified log digest, and executes them.
@@ -222,7 +224,8 @@ pub struct Pbft {
     new_view_sent: Option<View>,
     /// The NEW-VIEW that started the current view (none in view 0), for replicas that missed it.
     current_new_view: Option<NewView>,
-    /// When each lagging replica was last sent `current_new_view`.
+    /// When each lagging replica was last sent what it missed of our view: `current_new_view`
+    /// in a view, the view changes we hold while changing view.
     new_view_relayed_at: FxHashMap<NodeId, u64>,
     /// This replica's latest VIEW-CHANGE, resent until its view is installed.
     my_view_change: Option<ViewChange>,
@@ -1108,6 +1111,34 @@ impl Pbft {
         }
     }
 
+    /// `from` asks for a view below the one this replica is changing to: it missed the view
+    /// changes that moved us on (lost before GST), and the replicas that sent them may have
+    /// crashed since, so no one will send them again. Relay the signed VIEW-CHANGEs we hold for
+    /// its view and above, at most once per view timeout per replica. With them it either has a
+    /// quorum for its own view (and its NEW-VIEW timer runs out) or f+1 for higher ones (and it
+    /// joins). Without this, replicas split across two view changes, each too few for a
+    /// quorum, wait for good (swarm seed 660004073: n = 7, two crashed, three replicas in view 1
+    /// and two in view 2).
+    fn help_view_change(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, their_view: View) {
+        if their_view >= self.view || from == self.me || self.status != Status::ViewChanging {
+            return;
+        }
+        let now = ctx.now_ns();
+        let due = self
+            .new_view_relayed_at
+            .get(&from)
+            .is_none_or(|t| now.saturating_sub(*t) >= self.config.view_timeout_ns);
+        if !due || !self.committee.contains(from) {
+            return;
+        }
+        self.new_view_relayed_at.insert(from, now);
+        for by in self.view_changes.range(their_view..=self.view).map(|(_, by)| by) {
+            for vc in by.values().filter(|vc| vc.replica != from) {
+                ctx.send(from, PbftMessage::ViewChange(Box::new(vc.clone())));
+            }
+        }
+    }
+
     fn enter_new_view(&mut self, ctx: &mut Ctx<'_, Self>, nv: NewView) {
         ctx.cancel_timer(PbftTimer::NewView(self.view));
         self.current_new_view = Some(nv.clone());
@@ -1217,6 +1248,7 @@ impl Protocol for Pbft {
                 // Asking to move into (or below) our view: it missed how we got here.
                 if vc.new_view <= self.view {
                     self.help_lagging(ctx, from, View(vc.new_view.0.saturating_sub(1)));
+                    self.help_view_change(ctx, from, vc.new_view);
                 }
                 self.on_view_change(ctx, *vc)
             }

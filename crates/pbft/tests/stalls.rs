@@ -1,7 +1,7 @@
 //! Liveness stalls found by the swarm, each reduced to the smallest committee and schedule that
 //! shows it, with every delivery chosen by hand.
 //!
-//! Both need a committee where exactly a quorum is up, so that one replica that falls out of a
+//! All need a committee where exactly a quorum is up, so that one replica that falls out of a
 //! view stalls everyone: n = 4 with replica 0 (the primary of view 0) crashed for good.
 //!
 //! - `a_pre_prepare_that_overtakes_its_new_view_is_not_lost` (swarm seed 83000554, n = 7): the
@@ -11,6 +11,10 @@
 //!   93000047, n = 7): a replica that crashed while changing view, and missed the NEW-VIEW, used
 //!   to restart with no timer armed, so it never asked again, and the requests only it held
 //!   were never final.
+//! - `replicas_split_across_two_view_changes_come_together` (swarm seed 660004073, n = 7): the
+//!   replicas still up are split between two view changes, each too few for a quorum and the
+//!   higher one too few to pull the others on; the view changes that got the leaders there were
+//!   lost on the way to the others, and their senders crashed. Used to wait for good.
 
 use std::collections::VecDeque;
 
@@ -239,4 +243,37 @@ fn a_replica_restarted_in_a_view_change_rejoins_and_its_requests_are_final() {
     assert!(!cluster.engines[3].is_view_changing(), "replica 3 still waits for NEW-VIEW(1)");
     cluster.advance_to(20 * T, |_| false);
     assert!(cluster.committed_at(&[0, 1, 2], &only_at_3), "commits: {:?}", cluster.commits);
+}
+
+fn is_view_change_lost(e: &Envelope) -> bool {
+    // Before GST: replica 3's VIEW-CHANGE for view 1 reaches no one, and no VIEW-CHANGE for
+    // view 2 reaches anyone.
+    matches!(&e.message, PbftMessage::ViewChange(vc)
+        if (e.from == NodeId(3) && vc.new_view == View(1)) || vc.new_view == View(2))
+}
+
+#[test]
+fn replicas_split_across_two_view_changes_come_together() {
+    let mut cluster = Cluster::new(0);
+    let request = tx(0);
+    for i in 1..N {
+        cluster.submit(i, request.clone());
+    }
+    // Primary 0 is down: the request timers run out and replicas 1, 2 and 3 ask for view 1.
+    // Replica 3 hears all three and waits for NEW-VIEW(1); primary 1 and replica 2 never hear
+    // replica 3, so primary 1 has no quorum. Replica 3's NEW-VIEW timer runs out and it asks
+    // for view 2, which no one hears either.
+    cluster.deliver(is_view_change_lost);
+    cluster.advance_to(4 * T, is_view_change_lost);
+    assert_eq!(cluster.engines[3].view(), View(2));
+    for i in 1..=2 {
+        assert_eq!(cluster.engines[i].view(), View(1), "replica {i}");
+        assert!(cluster.engines[i].is_view_changing(), "replica {i}");
+    }
+    // GST: nothing is lost from now on. Replicas 1 and 2 have two view changes for view 1
+    // (short of a quorum) and one for view 2 (short of f + 1): only the view changes replica 3
+    // holds, sent by replicas that may have crashed since, can bring them on.
+    cluster.held.clear();
+    cluster.advance_to(40 * T, |_| false);
+    assert!(cluster.committed_at(&[1, 2, 3], &request), "commits: {:?}", cluster.commits);
 }
