@@ -141,12 +141,37 @@ mod auction;
 
 type Result<T> = std::result::Result<T, Reject>;
 
-impl<B: Book> Exchange<B> {
-    /// An empty exchange: no markets, no accounts.
+impl Exchange {
+    /// An empty exchange on the default book: no markets, no accounts. (`Exchange::default()`
+    /// gives one on any [`Book`].)
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Rebuilds an exchange on the default book from a snapshot, checking it first (see
+    /// [`Exchange::from_snapshot`], which restores onto any [`Book`]).
+    pub fn restore(snapshot: &Snapshot) -> std::result::Result<Self, SnapshotError> {
+        Self::from_snapshot(snapshot)
+    }
+}
+
+/// Why a snapshot was refused: it is not a state the exchange could have reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// A market spec was refused as a command would be (a duplicate name, a bad tick or fee).
+    #[error("market {market}: {reason}")]
+    Market {
+        /// The market's name.
+        market: String,
+        /// Why.
+        reason: Reject,
+    },
+    /// An order or balance contradicts the rest of the snapshot.
+    #[error("inconsistent snapshot: {0}")]
+    Inconsistent(String),
+}
+
+impl<B: Book> Exchange<B> {
     /// Applies one command, appending what happened to `events`. A rejected command changes
     /// nothing and appends one `Rejected` event.
     pub fn apply(&mut self, command: &Command, events: &mut Vec<Event>) {
@@ -765,31 +790,32 @@ impl<B: Book> Exchange<B> {
 
     // ----- market data and state ------------------------------------------------------------
 
-    /// An account's balance of an asset.
+    /// An account's balance of an asset: zero for an account or an asset the exchange has
+    /// never seen (nothing is held or available there), as for an empty account.
     pub fn balance(&self, account: AccountId, asset: &str) -> Balance {
         let Some(a) = self.asset_ids.get(asset) else { return Balance::default() };
         self.accounts.get(&account).and_then(|b| b.get(*a)).copied().unwrap_or_default()
     }
 
-    /// Best bid and best offer of a market.
+    /// Best bid and best offer of a market (`None` for an unknown market).
     pub fn bbo(&self, market: &str) -> Option<Bbo> {
         let book = &self.markets[self.market_index(market).ok()?].book;
         let (bid, ask) = (book.depth(Side::Buy, 1), book.depth(Side::Sell, 1));
         Some(Bbo { bid: bid.first().copied(), ask: ask.first().copied() })
     }
 
-    /// Up to `levels` levels of one side, best first.
+    /// Up to `levels` levels of one side, best first (`None` for an unknown market).
     pub fn depth(&self, market: &str, side: Side, levels: usize) -> Option<Vec<(u64, u64)>> {
         Some(self.markets[self.market_index(market).ok()?].book.depth(side, levels))
     }
 
-    /// The resting orders at one price, oldest first.
-    pub fn level(&self, market: &str, side: Side, price: u64) -> Vec<Resting> {
-        let Ok(m) = self.market_index(market) else { return Vec::new() };
-        self.markets[m].book.walk(side).filter(|r| r.price == price).cloned().collect()
+    /// The resting orders at one price, oldest first (`None` for an unknown market).
+    pub fn level(&self, market: &str, side: Side, price: u64) -> Option<Vec<Resting>> {
+        let m = self.market_index(market).ok()?;
+        Some(self.markets[m].book.walk(side).filter(|r| r.price == price).cloned().collect())
     }
 
-    /// An open order.
+    /// An open order (`None` if there is none, or no such market).
     pub fn order(&self, market: &str, account: AccountId, id: OrderId) -> Option<&Resting> {
         self.markets[self.market_index(market).ok()?].book.get(account, id)
     }
@@ -870,27 +896,82 @@ impl<B: Book> Exchange<B> {
         self.markets.iter().map(|m| (&m.spec, &m.book))
     }
 
-    /// Rebuilds an exchange from a snapshot.
-    pub fn restore(snapshot: &Snapshot) -> std::result::Result<Self, Reject> {
-        let mut ex = Self::new();
+    /// Rebuilds an exchange from a snapshot, after checking that it is one the exchange could
+    /// have reached: valid and distinct markets, every order in a known market with a positive
+    /// price and quantity, a unique id per account and market, a sequence number below
+    /// `next_seq` and unique, and exactly the hold its price and quantity need; no order of the
+    /// fee account; each account's held balance equal to its orders' holds; and each asset's
+    /// supply equal to every balance of it. A snapshot read from disk or the network is
+    /// untrusted, and a wrong hold would let an account spend money it does not have.
+    pub fn from_snapshot(snapshot: &Snapshot) -> std::result::Result<Self, SnapshotError> {
+        let bad = |what: String| SnapshotError::Inconsistent(what);
+        let mut ex = Self::default();
         let mut sink = Vec::new();
         for spec in &snapshot.markets {
-            ex.open_market(spec, &mut sink)?;
+            ex.open_market(spec, &mut sink)
+                .map_err(|reason| SnapshotError::Market { market: spec.market.clone(), reason })?;
         }
         for (asset, amount) in &snapshot.supply {
             let a = ex.asset(asset);
             ex.supply[a] = *amount;
         }
+        let mut seen = std::collections::BTreeSet::new();
         for (account, asset, balance) in &snapshot.balances {
+            if !seen.insert((*account, asset.as_str())) {
+                return Err(bad(format!("two balances of {asset} for account {}", account.0)));
+            }
             let a = ex.asset(asset);
             *ex.balance_mut(*account, a) = *balance;
         }
         let mut orders = snapshot.orders.clone();
         orders.sort_by_key(|(_, r)| r.seq);
+        let mut held: BTreeMap<(AccountId, usize), u64> = BTreeMap::new();
+        let mut last_seq = None;
         for (market, order) in orders {
-            let m = ex.market_index(&market)?;
+            let what = format!("order {} of account {} in {market}", order.id, order.account.0);
+            let m = ex.market_index(&market).map_err(|_| bad(format!("{what}: no such market")))?;
+            let mk = &ex.markets[m];
+            if order.account == FEE_ACCOUNT {
+                return Err(bad(format!("{what}: the fee account cannot trade")));
+            }
+            if order.qty == 0 || order.price == 0 {
+                return Err(bad(format!("{what}: zero price or quantity")));
+            }
+            if last_seq == Some(order.seq) || order.seq >= snapshot.next_seq {
+                return Err(bad(format!("{what}: sequence number {} reused or ahead", order.seq)));
+            }
+            last_seq = Some(order.seq);
+            let expected =
+                mk.per_lot(order.side, order.price).and_then(|p| p.checked_mul(order.qty));
+            if expected != Some(order.held) {
+                return Err(bad(format!("{what}: holds {} instead of {expected:?}", order.held)));
+            }
+            if mk.book.get(order.account, order.id).is_some() {
+                return Err(bad(format!("{what}: its id is taken")));
+            }
+            let asset = if order.side == Side::Buy { mk.quote } else { mk.base };
+            let total = held.entry((order.account, asset)).or_default();
+            *total =
+                total.checked_add(order.held).ok_or_else(|| bad(format!("{what}: overflow")))?;
             ex.markets[m].book.insert(order);
             ex.open_orders += 1;
+        }
+        for (account, balances) in &ex.accounts {
+            for (asset, b) in balances.iter().enumerate() {
+                let expected = held.get(&(*account, asset)).copied().unwrap_or(0);
+                if b.held != expected {
+                    let name = &ex.assets[asset];
+                    return Err(bad(format!(
+                        "account {} holds {} of {name}, its orders {expected}",
+                        account.0, b.held
+                    )));
+                }
+            }
+        }
+        for (asset, (supply, total)) in ex.conservation() {
+            if supply != total {
+                return Err(bad(format!("{asset}: supply {supply}, balances {total}")));
+            }
         }
         ex.next_seq = snapshot.next_seq;
         Ok(ex)

@@ -14,14 +14,23 @@
 //! Self-trade prevention per order: cancel resting (default), cancel incoming, cancel both, or
 //! decrement both.
 //!
-//! **Money.** Placing an order holds what it could spend (a bid: price × quantity in quote plus
-//! the highest fee it could pay; an ask: its quantity in base); fills settle both sides; cancels
+//! **Money.** Placing an order holds what it could spend (an ask: its quantity in base; a bid,
+//! per lot, its price in quote plus the higher of the maker and taker fee on that price, rounded
+//! up to a whole quote unit, times its lots: with a 10 bps fee, 10 lots at 90 hold 91 × 10 = 910,
+//! not 900.9); fills settle both sides; cancels
 //! release holds. Fees are maker and taker rates in basis points of notional, charged in the quote
 //! asset (a taker fee rounds up, a maker rebate down) and collected in [`FEE_ACCOUNT`]. Money is
 //! conserved per asset, fees included ([`Exchange::conservation`]).
 //!
 //! **Determinism.** Identical command streams give identical events and an identical
-//! [`Snapshot`]; restoring a snapshot gives the same snapshot back.
+//! [`Snapshot`]; restoring a snapshot gives the same snapshot back. [`Exchange::restore`] checks
+//! a snapshot before it trusts it (holds, balances, supply, ids; [`SnapshotError`]).
+//!
+//! **Lookups.** Every lookup by market name answers `None` for a market that does not exist
+//! ([`Exchange::bbo`], [`Exchange::depth`], [`Exchange::level`], [`Exchange::order`]); a market
+//! with an empty book answers `Some` of nothing. A balance of an account or asset never seen is
+//! zero, like an empty account's. A refused command is an [`Event::Rejected`] with its
+//! [`Reject`], which displays as a sentence and is a `std::error::Error`.
 //!
 //! **Hashing the state.** A replica hashes its state after every block, so the crate offers it
 //! without copies: [`Exchange::snapshot_view`] serializes exactly as the snapshot does, and
@@ -53,7 +62,7 @@
 //! ```
 //! use agora_orderbook::{AccountId, Command, Event, Exchange, MarketSpec, NewOrder, Side};
 //!
-//! let mut ex: Exchange = Exchange::new();
+//! let mut ex = Exchange::new();
 //! let mut events = Vec::new();
 //! let spec = MarketSpec {
 //!     market: "ETH-USD".into(), base: "ETH".into(), quote: "USD".into(),
@@ -63,17 +72,33 @@
 //! for (account, asset) in [(1, "USD"), (2, "ETH")] {
 //!     ex.apply(&Command::Deposit { account: AccountId(account), asset: asset.into(), amount: 1_000_000 }, &mut events);
 //! }
-//! let order = |account, id, side, price| Command::Place(NewOrder {
-//!     account: AccountId(account), market: "ETH-USD".into(), id, side,
-//!     order_type: agora_orderbook::OrderType::Limit, tif: agora_orderbook::TimeInForce::Gtc,
-//!     price: Some(price), qty: 10, budget: None, stp: Default::default(),
-//! });
-//! ex.apply(&order(2, 1, Side::Sell, 2_000), &mut events);
-//! ex.apply(&order(1, 1, Side::Buy, 2_100), &mut events);
+//! let order = |account, side, price| {
+//!     Command::Place(NewOrder::limit(AccountId(account), "ETH-USD", 1, side, price, 10))
+//! };
+//! ex.apply(&order(2, Side::Sell, 2_000), &mut events);
+//! ex.apply(&order(1, Side::Buy, 2_100), &mut events);
 //! // The trade is at the resting ask's price; the buyer pays 20,000 + 20 in fees.
 //! assert!(events.iter().any(|e| matches!(e, Event::Trade { price: 2_000, qty: 10, taker_fee: 20, .. })));
 //! assert_eq!(ex.balance(AccountId(1), "USD").available, 1_000_000 - 20_020);
 //! assert_eq!(ex.balance(AccountId(1), "ETH").available, 10);
+//!
+//! // A snapshot restores with no type annotation, and is checked first.
+//! let restored = Exchange::restore(&ex.snapshot()).expect("a consistent snapshot");
+//! assert_eq!(restored.snapshot(), ex.snapshot());
+//! ```
+//!
+//! A rejection carries into an application's error with `?`:
+//!
+//! ```
+//! use agora_orderbook::{Event, Reject};
+//!
+//! fn check(event: &Event) -> Result<(), Box<dyn std::error::Error>> {
+//!     if let Event::Rejected { reason, .. } = event {
+//!         return Err((*reason).into());
+//!     }
+//!     Ok(())
+//! }
+//! assert_eq!(Reject::InsufficientFunds.to_string(), "not enough available balance");
 //! ```
 
 mod book;
@@ -82,8 +107,8 @@ mod types;
 
 pub use book::{Book, FastBook, LevelStamp, NaiveBook, Resting};
 pub use exchange::{
-    Balance, Bbo, Depth, Exchange, OPEN_ORDERS_MAX, OpenOrder, SUPPLY_MAX, Snapshot, SnapshotView,
-    StateView,
+    Balance, Bbo, Depth, Exchange, OPEN_ORDERS_MAX, OpenOrder, SUPPLY_MAX, Snapshot, SnapshotError,
+    SnapshotView, StateView,
 };
 pub use types::{
     AccountId, Command, Event, FEE_ACCOUNT, MarketSpec, NewOrder, OrderId, OrderType, Reject,

@@ -225,39 +225,67 @@ pub enum Command {
     },
 }
 
-/// Why a command changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Why a command changed nothing. It displays as a short sentence and is an error, so `?`
+/// carries it into an application's own error type.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    thiserror::Error,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Reject {
     /// No such market.
+    #[error("no such market")]
     UnknownMarket,
     /// A market with this name exists.
+    #[error("a market with this name exists")]
     MarketExists,
     /// Tick, lot or fees out of range.
+    #[error("tick, lot or fees out of range")]
     BadMarket,
     /// Zero quantity or amount.
+    #[error("zero quantity or amount")]
     ZeroSize,
     /// A limit order without a price, or a zero price.
+    #[error("a limit order needs a non-zero price")]
     BadPrice,
     /// Not enough available balance.
+    #[error("not enough available balance")]
     InsufficientFunds,
     /// The account already has an open order with this id.
+    #[error("the account already has an open order with this id")]
     DuplicateId,
     /// No such open order.
+    #[error("no such open order")]
     UnknownOrder,
     /// A post-only order would take.
+    #[error("a post-only order would take")]
     WouldTake,
     /// A fill-or-kill order cannot fill entirely.
+    #[error("a fill-or-kill order cannot fill entirely")]
     CannotFill,
     /// A market buy needs a worst price or a budget.
+    #[error("a market buy needs a worst price or a budget")]
     UnboundedMarketOrder,
     /// An amount overflowed.
+    #[error("an amount overflowed")]
     Overflow,
     /// The fee account cannot trade or be withdrawn from by commands.
+    #[error("the fee account cannot trade or withdraw")]
     ReservedAccount,
     /// The amend changes nothing.
+    #[error("the amend changes nothing")]
     NothingToAmend,
     /// An open-order limit was reached.
+    #[error("an open-order limit was reached")]
     TooManyOrders,
 }
 

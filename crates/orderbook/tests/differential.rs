@@ -129,7 +129,7 @@ fn assert_level_versions_hold(ex: &Exchange<FastBook>, seen: &mut SeenLevels, se
 fn run(seed: u64, commands: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fast: Exchange<FastBook> = Exchange::new();
-    let mut naive: Exchange<NaiveBook> = Exchange::new();
+    let mut naive: Exchange<NaiveBook> = Exchange::default();
     let (mut ef, mut en) = (Vec::new(), Vec::new());
     let mut setup = vec![market("ETH-USD", "ETH", -2, 5), market("BTC-USD", "BTC", 3, 8)];
     for a in 1..=8 {
@@ -246,7 +246,7 @@ proptest::proptest! {
 fn run_auctions(seed: u64, commands: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fast: Exchange<FastBook> = Exchange::new();
-    let mut naive: Exchange<NaiveBook> = Exchange::new();
+    let mut naive: Exchange<NaiveBook> = Exchange::default();
     let (mut ef, mut en) = (Vec::new(), Vec::new());
     for c in [market("ETH-USD", "ETH", -2, 5), market("BTC-USD", "BTC", 3, 8)] {
         fast.apply(&c, &mut ef);

@@ -538,7 +538,7 @@ fn market_data() {
     assert_eq!(ex.bbo(M), Some(agora_orderbook::Bbo { bid: Some((99, 5)), ask: Some((101, 5)) }));
     assert_eq!(ex.depth(M, Side::Buy, 1).unwrap(), vec![(99, 5)]);
     let level: Vec<(u64, u64)> =
-        ex.level(M, Side::Buy, 99).iter().map(|r| (r.account.0, r.qty)).collect();
+        ex.level(M, Side::Buy, 99).unwrap().iter().map(|r| (r.account.0, r.qty)).collect();
     assert_eq!(level, vec![(1, 2), (2, 3)]);
     assert_eq!(ex.bbo("nope"), None);
 }
