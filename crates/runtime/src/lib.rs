@@ -37,7 +37,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use agora_consensus::{
-    Action, Application, Context, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted,
+    Action, Application, Context, InMemoryMempool, LatencySummary, MempoolLimits, Message,
+    Protocol, Submitted,
 };
 use agora_crypto::{
     Digest, Domain, KeyCachingCheck, PublicKey, PublicKeyBytes, SecretKey, Signature,
@@ -784,20 +785,13 @@ where
     let end = replicas.iter().filter_map(|r| r.last_commit).max().unwrap_or_else(Instant::now);
     let wall_seconds = end.saturating_duration_since(first_submission).as_secs_f64();
     let txs_finalized = replicas.iter().map(|r| r.finalized_txs).min().unwrap_or(0);
-    let sorted = |of: fn(&ReplicaReport) -> &Vec<u64>| {
+    let summary = |of: fn(&ReplicaReport) -> &Vec<u64>| {
         let mut all: Vec<u64> = replicas.iter().flat_map(|r| of(r).iter().copied()).collect();
-        all.sort_unstable();
-        all
+        LatencySummary::of(&mut all)
     };
-    let pct = |latencies: &[u64], p: f64| {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i] as f64 / 1e6
-    };
-    let latencies = sorted(|r| &r.latencies_ns);
-    let applied = sorted(|r| &r.applied_latencies_ns);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let latencies = summary(|r| &r.latencies_ns);
+    let applied = summary(|r| &r.applied_latencies_ns);
     // Replicas stop at slightly different heights: compare them at the highest height all reached.
     let common = replicas.iter().map(|r| r.height).min().unwrap_or(0);
     let at_common: Vec<Option<&Digest>> =
@@ -810,11 +804,11 @@ where
         txs_finalized,
         wall_seconds,
         tps: if wall_seconds > 0.0 { txs_finalized as f64 / wall_seconds } else { 0.0 },
-        latency_ms_p50: pct(&latencies, 0.50),
-        latency_ms_p99: pct(&latencies, 0.99),
-        latency_ms_max: latencies.last().map_or(0.0, |l| *l as f64 / 1e6),
-        applied_latency_ms_p50: pct(&applied, 0.50),
-        applied_latency_ms_p99: pct(&applied, 0.99),
+        latency_ms_p50: ms(latencies.p50_ns),
+        latency_ms_p99: ms(latencies.p99_ns),
+        latency_ms_max: ms(latencies.max_ns),
+        applied_latency_ms_p50: ms(applied.p50_ns),
+        applied_latency_ms_p99: ms(applied.p99_ns),
         messages: replicas.iter().map(|r| r.messages).sum(),
         bytes: replicas.iter().map(|r| r.bytes).sum(),
         cpu_seconds,
