@@ -1,33 +1,27 @@
-//! Lowercase hex for fixed-size byte strings, and the serde shape every fixed-size value of this
-//! crate shares: a hex string in human-readable formats (JSON), length-prefixed raw bytes in
-//! binary ones (the wire codec).
+//! Lowercase hex for fixed-size byte strings (through the `hex` crate), and the serde shape
+//! every fixed-size value of this crate shares: a hex string in human-readable formats (JSON),
+//! length-prefixed raw bytes in binary ones (the wire codec).
 
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 
-const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// Writes `bytes` as lowercase hex.
+/// Writes `bytes` as lowercase hex, without allocating.
 pub(crate) fn write(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for &b in bytes {
-        let pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-        // Both characters are ASCII hex digits.
-        f.write_str(std::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
+    let mut buf = [0u8; 128];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        let out = &mut buf[..2 * chunk.len()];
+        ::hex::encode_to_slice(chunk, out).map_err(|_| fmt::Error)?;
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(out).map_err(|_| fmt::Error)?)?;
     }
     Ok(())
 }
 
 /// Lowercase hex of `bytes`.
 pub(crate) fn encode(bytes: &[u8]) -> String {
-    struct Hex<'a>(&'a [u8]);
-    impl fmt::Display for Hex<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write(f, self.0)
-        }
-    }
-    Hex(bytes).to_string()
+    ::hex::encode(bytes)
 }
 
 /// Why a hex string was refused.
@@ -50,27 +44,21 @@ impl fmt::Display for HexError {
     }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Parses exactly `N` bytes of hex (either case).
 pub(crate) fn decode<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
-    let s = s.as_bytes();
     if s.len() != 2 * N {
         return Err(HexError::Length { expected: 2 * N, found: s.len() });
     }
     let mut out = [0u8; N];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        let hi = nibble(pair[0]).ok_or(HexError::Digit { position: 2 * i })?;
-        let lo = nibble(pair[1]).ok_or(HexError::Digit { position: 2 * i + 1 })?;
-        out[i] = (hi << 4) | lo;
-    }
+    ::hex::decode_to_slice(s, &mut out).map_err(|e| match e {
+        ::hex::FromHexError::InvalidHexCharacter { index, .. } => {
+            HexError::Digit { position: index }
+        }
+        // The length was checked above.
+        ::hex::FromHexError::OddLength | ::hex::FromHexError::InvalidStringLength => {
+            HexError::Length { expected: 2 * N, found: s.len() }
+        }
+    })?;
     Ok(out)
 }
 
