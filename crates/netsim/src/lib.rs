@@ -58,6 +58,7 @@ mod adversary;
 mod byzantine;
 mod checker;
 mod config;
+pub mod flood;
 mod memo;
 mod report;
 mod sim;
