@@ -13,8 +13,8 @@ use agora_consensus::{
 };
 use agora_crypto::{Digest, PublicKeyBytes};
 use agora_netsim::{
-    ClientHook, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport,
-    Simulation, Targets, TraceEvent, TraceMode, Violation, Workload,
+    Behaviour, ClientHook, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError,
+    SimReport, Simulation, Targets, TraceEvent, TraceMode, Violation, Workload, adversary,
 };
 use agora_pbft::{Pbft, PbftConfig};
 use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
@@ -553,81 +553,6 @@ impl SimulateOptions {
     }
 }
 
-mod adversaries {
-    //! The equivocating leader (Streamlet) and primary (PBFT): to the upper half of the nodes
-    //! they send a second block for the same round, signed with their own key.
-
-    use agora_crypto::domain;
-    use agora_netsim::{Adversary, AdversaryEnv, Emission, Payload};
-    use agora_pbft::{PbftMessage, PrePrepare};
-    use agora_streamlet::{Proposal, StreamletMessage};
-    use agora_types::{Block, NodeId, Phase, Vote};
-
-    fn other(block: &Block) -> Block {
-        let h = block.header();
-        Block::new(
-            h.parent,
-            h.round,
-            h.height,
-            h.proposer,
-            h.created_at_ns + 1,
-            block.batch().clone(),
-        )
-    }
-
-    fn upper_half(env: &AdversaryEnv<'_>, to: NodeId) -> bool {
-        to.index() * 2 >= env.committee.n()
-    }
-
-    /// A Streamlet leader that proposes two blocks per epoch.
-    pub(super) fn streamlet() -> Box<dyn Adversary<StreamletMessage>> {
-        Box::new(
-            |env: &mut AdversaryEnv<'_>,
-             to: NodeId,
-             message: StreamletMessage,
-             out: &mut Vec<Emission<StreamletMessage>>| {
-                let message = match message {
-                    StreamletMessage::Propose(p) if upper_half(env, to) => {
-                        let block = other(&p.block);
-                        let signature = env.key.sign(&domain::PROPOSAL, block.digest().as_bytes());
-                        StreamletMessage::Propose(Proposal { block, signature })
-                    }
-                    m => m,
-                };
-                out.push(Emission::now(to, Payload::Message(message)));
-            },
-        )
-    }
-
-    /// A PBFT primary that pre-prepares two batches per sequence number.
-    pub(super) fn pbft() -> Box<dyn Adversary<PbftMessage>> {
-        Box::new(
-            |env: &mut AdversaryEnv<'_>,
-             to: NodeId,
-             message: PbftMessage,
-             out: &mut Vec<Emission<PbftMessage>>| {
-                let message = match message {
-                    PbftMessage::PrePrepare(pp) if upper_half(env, to) => {
-                        let block = other(&pp.block);
-                        let statement = agora_pbft::statement(
-                            Phase::PrePrepare,
-                            pp.view(),
-                            pp.seq(),
-                            block.digest(),
-                        );
-                        PbftMessage::PrePrepare(PrePrepare {
-                            vote: Vote::sign(statement, env.me, env.key),
-                            block,
-                        })
-                    }
-                    m => m,
-                };
-                out.push(Emission::now(to, Payload::Message(message)));
-            },
-        )
-    }
-}
-
 /// What a protocol adds to the common summary.
 #[derive(Debug, Default)]
 struct Extras {
@@ -647,7 +572,7 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
             streamlet.leader,
             &clients,
             |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
-            options.equivocator.then(adversaries::streamlet),
+            options.equivocator.then(|| adversary(Behaviour::Equivocate)),
             |_| Extras::default(),
         ),
         ProtocolChoice::Pbft => {
@@ -658,7 +583,7 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
                 streamlet.leader,
                 &clients,
                 |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
-                options.equivocator.then(adversaries::pbft),
+                options.equivocator.then(|| adversary(Behaviour::Equivocate)),
                 |honest| Extras {
                     view_changes: honest.iter().map(|e| e.view().0).max(),
                     client_latencies_ns: Some(

@@ -227,7 +227,8 @@ struct SimulateArgs {
     /// (repeatable).
     #[arg(long, value_name = "V")]
     crash_primary_of_view: Vec<u64>,
-    /// Node 0 is Byzantine and equivocates (two blocks per round, to different halves).
+    /// Node 0 is Byzantine and equivocates (two blocks per round, to different halves): the
+    /// swarm's `equivocate` behaviour.
     #[arg(long)]
     equivocator: bool,
     /// Split the committee in two halves from FROM to TO (ms), then heal.

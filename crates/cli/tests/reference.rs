@@ -7,7 +7,8 @@
 //! --test reference`, and the diff goes into review with the reason.
 //!
 //! The cases: `simulate --json` for both protocols; the market workload under each execution
-//! order, with lanes and with a front-runner; crashes and a partition in both engines; one
+//! order, with lanes and with a front-runner; crashes, an equivocator and a partition in both
+//! engines (the equivocator's outputs were recorded once it was the adversary library's); one
 //! swarm summary per protocol (Twins too); and the simulated rows of `bench --quick`, without
 //! the machine's own figures (CPU name, verification speed, commit).
 
@@ -26,6 +27,8 @@ const SIMULATE: &[(&str, &[&str])] = &[
     ("market-frontrunner", &["--workload", "market", "--frontrunner", "1"]),
     ("crash-streamlet", &["--nodes", "7", "--crash", "2@500", "--crash-leader-of-epoch", "6"]),
     ("crash-pbft", &["--protocol", "pbft", "--crash-primary-of-view", "0", "--tx-rate", "30"]),
+    ("equivocator-streamlet", &["--equivocator"]),
+    ("equivocator-pbft", &["--protocol", "pbft", "--equivocator", "--duration-ms", "1000"]),
     ("partition-streamlet", &["--partition-ms", "300", "900", "--jitter-ms", "5"]),
     ("partition-pbft", &["--protocol", "pbft", "--partition-ms", "300", "900", "--tx-rate", "30"]),
 ];
