@@ -463,7 +463,6 @@ impl SimulateOptions {
             }
             c.network.bandwidth_bps = Some((mbps * 1e6).round().max(1.0) as u64);
         }
-        c.batch.txs_max = self.batch_max;
         let drain = 8 * delta;
         if self.tx_rate > 0.0 && c.duration_ns > drain && self.workload == WorkloadChoice::Random {
             c.workload = Some(Workload {

@@ -1,6 +1,6 @@
 //! Everything a simulation run is configured with.
 
-use agora_consensus::{BatchLimits, MempoolLimits};
+use agora_consensus::MempoolLimits;
 use agora_types::NodeId;
 
 /// How long a message spends on a link, beyond its transmission time.
@@ -205,8 +205,6 @@ pub struct SimConfig {
     pub workload: Option<Workload>,
     /// Mempool bounds of every node.
     pub mempool: MempoolLimits,
-    /// Batch bounds, for engines that take them from the simulation.
-    pub batch: BatchLimits,
     /// Liveness checking, if wanted.
     pub liveness: Option<LivenessCheck>,
     /// Trace detail.
@@ -237,7 +235,6 @@ impl SimConfig {
             faults: Vec::new(),
             workload: None,
             mempool: MempoolLimits::default(),
-            batch: BatchLimits::default(),
             liveness: None,
             trace: TraceMode::Digest,
             encode_messages: false,

@@ -15,7 +15,8 @@
 //!
 //! ```
 //! use agora_types::{codec, Batch, Block, Committee, Height, NodeId, Round, Transaction};
-//! use bytes::Bytes;
+//! // `bytes` comes with this crate: no second dependency line.
+//! use agora_types::bytes::Bytes;
 //!
 //! let (committee, secrets) = Committee::deterministic(1, 4).unwrap();
 //! let tx = Transaction::new_signed(&secrets[0], 0, Bytes::from_static(b"order")).unwrap();
@@ -38,6 +39,10 @@ mod transaction;
 mod vote;
 
 pub use agora_crypto::{Digest, PublicKey, PublicKeyBytes, SecretKey, Signature};
+/// The `bytes` crate, whose [`Bytes`](bytes::Bytes) payloads and batches are built from, so
+/// that a user of this crate needs no second dependency line to call
+/// [`Transaction::new_signed`].
+pub use bytes;
 pub use batch::{BATCH_TXS_MAX, Batch, BatchError};
 pub use block::{Block, BlockError, BlockHeader};
 pub use committee::{COMMITTEE_SIZE_MAX, Committee, CommitteeError};
