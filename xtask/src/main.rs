@@ -92,6 +92,12 @@ fn ci() -> Result<()> {
     } else {
         steps.push(Step::new("tests", &["test", "--workspace", "--locked"]));
     }
+    // The library crates' examples are what a new user runs first: they must run, not only
+    // build.
+    steps.push(Step::new(
+        "examples",
+        &["run", "--locked", "-p", "agora-pbft", "--example", "custom_app"],
+    ));
     steps.push(
         Step::new("docs", &["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),

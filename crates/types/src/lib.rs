@@ -39,12 +39,12 @@ mod transaction;
 mod vote;
 
 pub use agora_crypto::{Digest, PublicKey, PublicKeyBytes, SecretKey, Signature};
+pub use batch::{BATCH_TXS_MAX, Batch, BatchError};
+pub use block::{Block, BlockError, BlockHeader};
 /// The `bytes` crate, whose [`Bytes`](bytes::Bytes) payloads and batches are built from, so
 /// that a user of this crate needs no second dependency line to call
 /// [`Transaction::new_signed`].
 pub use bytes;
-pub use batch::{BATCH_TXS_MAX, Batch, BatchError};
-pub use block::{Block, BlockError, BlockHeader};
 pub use committee::{COMMITTEE_SIZE_MAX, Committee, CommitteeError};
 pub use ids::{AccountId, Epoch, Height, NodeId, Round, SeqNo, View};
 pub use transaction::{TX_PAYLOAD_BYTES_MAX, Transaction, TransactionError};
