@@ -13,9 +13,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agora_pbft::{Pbft, PbftConfig};
+use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_pbft::PbftConfig;
 use agora_runtime::{ClusterConfig, Load, verify_rate};
-use agora_streamlet::{Streamlet, StreamletConfig};
+use agora_streamlet::StreamletConfig;
 use agora_types::{NodeId, Transaction};
 use serde::Serialize;
 
@@ -343,6 +344,28 @@ fn run_wall(
     Ok(median)
 }
 
+/// One cluster run on the market, waiting for its engine.
+struct WallRun<'a> {
+    config: ClusterConfig,
+    genesis: &'a crate::market::MarketGenesis,
+    load: Load,
+}
+
+impl WithEngine for WallRun<'_> {
+    type Output = Result<agora_runtime::WallReport, agora_runtime::RuntimeError>;
+
+    fn run<P: Engine>(
+        self,
+        engine: impl Fn(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P + Copy,
+    ) -> Self::Output {
+        let genesis = self.genesis;
+        let app = |_| -> Box<dyn agora_consensus::Application + Send> {
+            Box::new(crate::market::MarketApp::new(genesis))
+        };
+        agora_runtime::run(self.config, engine, app, self.load)
+    }
+}
+
 /// One wall run of `txs`: the limit measured, then the cluster run.
 fn wall_once(
     planned: &Planned,
@@ -351,7 +374,6 @@ fn wall_once(
     txs: Vec<(NodeId, Transaction)>,
     open_loop: bool,
 ) -> Result<RunRecord, String> {
-    use crate::market::MarketApp;
     let n = planned.nodes;
     // The limit now, not when the report began: a shared machine's speed drifts over minutes.
     let (one_core, all_cores) = verify_rate(machine.cores, Duration::from_millis(400));
@@ -362,26 +384,20 @@ fn wall_once(
     // Streamlet's engine would stall while its thread applies a block (votes and proposals
     // wait); PBFT batches better when execution holds its primary back, so it applies inline.
     config.apply_thread = planned.protocol == ProtocolChoice::Streamlet;
-    let app =
-        |_| -> Box<dyn agora_consensus::Application + Send> { Box::new(MarketApp::new(genesis)) };
-    let report = match planned.protocol {
+    let engine = match planned.protocol {
         ProtocolChoice::Streamlet => {
             let mut s = StreamletConfig::new(20_000_000);
             s.batch.txs_max = 2_000;
-            agora_runtime::run(
-                config,
-                |me, c, k| Streamlet::new(s, c.clone(), me, k.clone()),
-                app,
-                load,
-            )
+            EngineConfig::Streamlet(s)
         }
         ProtocolChoice::Pbft => {
             let mut p = PbftConfig::new(2_000_000_000);
             p.batch.txs_max = 500;
-            agora_runtime::run(config, |me, c, k| Pbft::new(p, c.clone(), me, k.clone()), app, load)
+            EngineConfig::Pbft(p)
         }
-    }
-    .map_err(|e| e.to_string())?;
+    };
+    let report =
+        with_engine(engine, WallRun { config, genesis, load }).map_err(|e| e.to_string())?;
     let blocks = report.replicas.first().map_or(1, |r| r.height.max(1)) as f64;
     Ok(RunRecord {
         protocol: planned.protocol.name(),

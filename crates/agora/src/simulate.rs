@@ -12,12 +12,13 @@ use agora_consensus::{
     Application, BlockView, ChainView, InMemoryMempool, LanedMempool, Mempool, Protocol, TxLog,
 };
 use agora_crypto::{Digest, PublicKeyBytes};
+use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_netsim::{
     Behaviour, ClientHook, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError,
     SimReport, Simulation, Targets, TraceEvent, TraceMode, Violation, Workload, adversary,
 };
-use agora_pbft::{Pbft, PbftConfig};
-use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig};
+use agora_pbft::PbftConfig;
+use agora_streamlet::{LeaderRule, StreamletConfig};
 use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
 use serde::Serialize;
 
@@ -29,32 +30,7 @@ use crate::render::{self, ChainPicture};
 
 const MS: f64 = 1_000_000.0;
 
-/// Which protocol to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolChoice {
-    /// Streamlet (Chan & Shi 2020).
-    Streamlet,
-    /// PBFT (Castro & Liskov 1999).
-    Pbft,
-}
-
-impl ProtocolChoice {
-    /// The protocol's name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProtocolChoice::Streamlet => "streamlet",
-            ProtocolChoice::Pbft => "pbft",
-        }
-    }
-
-    /// What the protocol calls a round.
-    pub fn round_name(self) -> &'static str {
-        match self {
-            ProtocolChoice::Streamlet => "epoch",
-            ProtocolChoice::Pbft => "view",
-        }
-    }
-}
+pub use agora_engines::ProtocolChoice;
 
 /// What the clients submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -563,37 +539,42 @@ struct Extras {
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let config = options.sim_config()?;
     let streamlet = options.streamlet_config(ns("delta-ms", options.delta_ms)?);
+    let engine = match options.protocol {
+        ProtocolChoice::Streamlet => EngineConfig::Streamlet(streamlet),
+        ProtocolChoice::Pbft => EngineConfig::Pbft(options.pbft_config()?),
+    };
     let clients = Clients::new(options, &config);
-    match options.protocol {
-        ProtocolChoice::Streamlet => simulate_workload(
-            options,
-            config,
-            streamlet.leader,
-            &clients,
-            |me, committee, key| Streamlet::new(streamlet, committee.clone(), me, key.clone()),
-            options.equivocator.then(|| adversary(Behaviour::Equivocate)),
-            |_| Extras::default(),
-        ),
-        ProtocolChoice::Pbft => {
-            let pbft = options.pbft_config()?;
-            simulate_workload(
-                options,
-                config,
-                streamlet.leader,
-                &clients,
-                |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
-                options.equivocator.then(|| adversary(Behaviour::Equivocate)),
-                |honest| Extras {
-                    view_changes: honest.iter().map(|e| e.view().0).max(),
-                    client_latencies_ns: Some(
-                        honest
-                            .iter()
-                            .flat_map(|e| e.client_latencies_ns().iter().copied())
-                            .collect(),
-                    ),
-                },
-            )
-        }
+    let run = SimulateRun { options, config, leader_rule: streamlet.leader, clients: &clients };
+    with_engine(engine, run)
+}
+
+/// One simulation, waiting for its engine.
+struct SimulateRun<'a> {
+    options: &'a SimulateOptions,
+    config: SimConfig,
+    leader_rule: LeaderRule,
+    clients: &'a Clients,
+}
+
+impl WithEngine for SimulateRun<'_> {
+    type Output = Result<SimulationRun, SimulateError>;
+
+    fn run<P: Engine>(
+        self,
+        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
+    ) -> Self::Output {
+        let Self { options, config, leader_rule, clients } = self;
+        let adversary = options.equivocator.then(|| adversary(Behaviour::Equivocate));
+        simulate_workload(options, config, leader_rule, clients, engine, adversary, |honest| {
+            Extras {
+                view_changes: honest.iter().filter_map(|e| e.view_number()).max(),
+                // Only engines that reply to clients have them.
+                client_latencies_ns: honest.iter().try_fold(Vec::new(), |mut all, e| {
+                    all.extend_from_slice(e.client_latencies_ns()?);
+                    Some(all)
+                }),
+            }
+        })
     }
 }
 

@@ -16,14 +16,15 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use agora_consensus::{BlockView, ChainView, Protocol, Tamper, TxLog};
+use agora_consensus::{BlockView, TxLog};
+use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_netsim::{
     BeforeGst, Behaviour, Fault, FaultKind, Gst, Jitter, LivenessCheck, NetworkConfig, Partition,
     SimConfig, SimReport, Simulation, Targets, TraceEvent, TraceMode, Violation, Workload,
     adversary,
 };
-use agora_pbft::{Pbft, PbftConfig, PbftWeakening};
-use agora_streamlet::{LeaderRule, Streamlet, StreamletConfig, StreamletWeakening};
+use agora_pbft::{PbftConfig, PbftWeakening};
+use agora_streamlet::{LeaderRule, StreamletConfig, StreamletWeakening};
 use agora_types::{Epoch, NodeId, Round, View};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -559,38 +560,35 @@ fn split_brain(
 fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, agora_netsim::SimError> {
     let trace = if record { TraceMode::Record } else { TraceMode::Off };
     let config = scenario.sim_config(trace);
-    match scenario.protocol {
-        ProtocolChoice::Streamlet => {
-            let c = scenario.streamlet_config();
-            let engine = |me, committee: &agora_types::Committee, key: &agora_types::SecretKey| {
-                Streamlet::new(c, committee.clone(), me, key.clone())
-            };
-            // The finalized-chain tree refuses a finalization that conflicts with the log
-            // (it never reaches the log, so the checker alone cannot see it): two chains met
-            // the finalization rule, which is a fork of the protocol even if no log shows it.
-            run_with(scenario, config, engine, |e: &Streamlet| e.stats().conflicting_finality)
-        }
-        ProtocolChoice::Pbft => {
-            let c = scenario.pbft_config();
-            let engine = |me, committee: &agora_types::Committee, key: &agora_types::SecretKey| {
-                Pbft::new(c, committee.clone(), me, key.clone())
-            };
-            // PBFT commits each sequence number once: a conflict reaches the log.
-            run_with(scenario, config, engine, |_: &Pbft| 0)
-        }
+    let engine = match scenario.protocol {
+        ProtocolChoice::Streamlet => EngineConfig::Streamlet(scenario.streamlet_config()),
+        ProtocolChoice::Pbft => EngineConfig::Pbft(scenario.pbft_config()),
+    };
+    with_engine(engine, SwarmRun { scenario, config })
+}
+
+/// One scenario's simulation, waiting for its engine.
+struct SwarmRun<'a> {
+    scenario: &'a Scenario,
+    config: SimConfig,
+}
+
+impl WithEngine for SwarmRun<'_> {
+    type Output = Result<Recorded, agora_netsim::SimError>;
+
+    fn run<P: Engine>(
+        self,
+        engine: impl Fn(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P + Copy,
+    ) -> Self::Output {
+        run_with(self.scenario, self.config, engine)
     }
 }
 
-fn run_with<P>(
+fn run_with<P: Engine>(
     scenario: &Scenario,
     config: SimConfig,
     engine: impl FnMut(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P,
-    conflicts_refused: impl Fn(&P) -> u64,
-) -> Result<Recorded, agora_netsim::SimError>
-where
-    P: Protocol + ChainView,
-    P::Message: Tamper,
-{
+) -> Result<Recorded, agora_netsim::SimError> {
     let mut sim = Simulation::new(config, engine, |_| Box::new(TxLog::new(true)))?;
     for (node, fault) in &scenario.faults {
         if let NodeFault::Byzantine(b) = fault {
@@ -605,8 +603,11 @@ where
         .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
         .map_or(NodeId(0), |d| d.node);
     let mut outcome = outcome(scenario, &report);
+    // A finalization an engine refused because it conflicts with its log never reaches the
+    // log, so the checker alone cannot see it: two chains met the finality rule, which is a
+    // fork of the protocol even if no log shows both.
     for node in sim.honest_nodes() {
-        let refused = conflicts_refused(sim.engine(node));
+        let refused = sim.engine(node).refused_conflicting_finality();
         if refused > 0 {
             outcome.safety.push(format!(
                 "node {node} refused {refused} finalization(s) conflicting with its finalized log"

@@ -1,0 +1,154 @@
+//! Every consensus engine of agora behind one configuration type and one factory.
+//!
+//! A driver that lets its user pick the protocol (the simulator's front end, the swarm, the
+//! benchmarks, a node reading its config file) holds an [`EngineConfig`] and hands
+//! [`with_engine`] what it wants done with the engine. That is the only `match` on the
+//! protocol that builds engines: adding a protocol is one more variant here and one more
+//! [`Engine`] implementation, and every driver runs it.
+//!
+//! ```
+//! use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+//! use agora_streamlet::StreamletConfig;
+//! use agora_types::{Committee, NodeId, SecretKey};
+//!
+//! /// Builds a committee's engines and says what each calls a round.
+//! struct RoundName;
+//!
+//! impl WithEngine for RoundName {
+//!     type Output = &'static str;
+//!     fn run<P: Engine>(self, engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy) -> Self::Output {
+//!         let (committee, keys) = Committee::deterministic(1, 4).unwrap();
+//!         let _replicas: Vec<P> = committee.members().map(|me| engine(me, &committee, &keys[me.index()])).collect();
+//!         P::PROTOCOL.round_name()
+//!     }
+//! }
+//!
+//! let config = EngineConfig::Streamlet(StreamletConfig::new(50_000_000));
+//! assert_eq!(with_engine(config, RoundName), "epoch");
+//! ```
+
+use agora_consensus::{ChainView, Protocol, Tamper};
+use agora_pbft::{Pbft, PbftConfig};
+use agora_streamlet::{Streamlet, StreamletConfig};
+use agora_types::{Committee, NodeId, SecretKey};
+
+/// Which protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtocolChoice {
+    /// Streamlet (Chan & Shi 2020).
+    Streamlet,
+    /// PBFT (Castro & Liskov 1999).
+    Pbft,
+}
+
+impl ProtocolChoice {
+    /// Every protocol, in the order reports list them.
+    pub const ALL: [ProtocolChoice; 2] = [ProtocolChoice::Streamlet, ProtocolChoice::Pbft];
+
+    /// The protocol's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolChoice::Streamlet => "streamlet",
+            ProtocolChoice::Pbft => "pbft",
+        }
+    }
+
+    /// What the protocol calls a round.
+    pub fn round_name(self) -> &'static str {
+        match self {
+            ProtocolChoice::Streamlet => "epoch",
+            ProtocolChoice::Pbft => "view",
+        }
+    }
+}
+
+/// A protocol with its configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EngineConfig {
+    /// Streamlet.
+    Streamlet(StreamletConfig),
+    /// PBFT.
+    Pbft(PbftConfig),
+}
+
+impl EngineConfig {
+    /// The protocol it configures.
+    pub fn protocol(&self) -> ProtocolChoice {
+        match self {
+            EngineConfig::Streamlet(_) => ProtocolChoice::Streamlet,
+            EngineConfig::Pbft(_) => ProtocolChoice::Pbft,
+        }
+    }
+}
+
+/// What every driver may ask of any engine, beyond the [`Protocol`] seam: its block tree for
+/// pictures, adversaries that can tamper with its messages, threads to run on, and the few
+/// measures that only some protocols have.
+pub trait Engine:
+    Protocol<Message: Tamper + Send, Timer: Send> + ChainView + Send + 'static
+{
+    /// Which protocol this is.
+    const PROTOCOL: ProtocolChoice;
+
+    /// The view this replica is in, for protocols that number views (PBFT); `None` otherwise.
+    fn view_number(&self) -> Option<u64> {
+        None
+    }
+
+    /// Submission-to-reply latencies of the client transactions this replica saw final, for
+    /// protocols that reply to clients (PBFT); `None` otherwise.
+    fn client_latencies_ns(&self) -> Option<&[u64]> {
+        None
+    }
+
+    /// Finalizations the engine refused because they conflicted with its finalized log: two
+    /// chains met the finality rule, which only more than f Byzantine members can cause. An
+    /// engine whose log cannot fork without the conflict reaching it answers 0.
+    fn refused_conflicting_finality(&self) -> u64 {
+        0
+    }
+}
+
+impl Engine for Streamlet {
+    const PROTOCOL: ProtocolChoice = ProtocolChoice::Streamlet;
+
+    fn refused_conflicting_finality(&self) -> u64 {
+        self.stats().conflicting_finality
+    }
+}
+
+impl Engine for Pbft {
+    const PROTOCOL: ProtocolChoice = ProtocolChoice::Pbft;
+
+    fn view_number(&self) -> Option<u64> {
+        Some(self.view().0)
+    }
+
+    fn client_latencies_ns(&self) -> Option<&[u64]> {
+        Some(Pbft::client_latencies_ns(self))
+    }
+}
+
+/// What a driver does with an engine whose protocol is known only at run time.
+pub trait WithEngine {
+    /// What it gives back.
+    type Output;
+
+    /// Runs with `engine(me, committee, key)`, which builds member `me`'s engine.
+    fn run<P: Engine>(
+        self,
+        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
+    ) -> Self::Output;
+}
+
+/// Hands `job` the factory of the engine `config` names: the one place that builds engines.
+pub fn with_engine<W: WithEngine>(config: EngineConfig, job: W) -> W::Output {
+    match config {
+        EngineConfig::Streamlet(c) => {
+            job.run(move |me, committee, key| Streamlet::new(c, committee.clone(), me, key.clone()))
+        }
+        EngineConfig::Pbft(c) => {
+            job.run(move |me, committee, key| Pbft::new(c, committee.clone(), me, key.clone()))
+        }
+    }
+}
