@@ -30,7 +30,8 @@
 //!   re-issues a pre-prepare for every sequence number between the highest stable checkpoint and
 //!   the highest prepared one, with the digest of the highest-view prepared proof or a null
 //!   request for gaps; V travels with the proofs' blocks stripped (signatures cover the stripped
-//!   form), so each block is sent once, in O. Backups recompute O's digests to check it. The wait for NEW-VIEW backs off (T, 2T, 4T, …); a replica
+//!   form), so each block is sent once, in O. Backups recompute O's digests to check it. The wait for NEW-VIEW backs off (T, 2T, 4T, …, capped at
+//!   [`PbftConfig::new_view_doublings_max`] doublings); a replica
 //!   that sees f+1 view changes for higher views joins the smallest. A PRE-PREPARE that
 //!   overtakes the NEW-VIEW of its view is held (bounded, [`PbftConfig::early_pre_prepares_max`])
 //!   and checked once the view is installed, since no primary sends a pre-prepare twice; a
@@ -53,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_consensus::{
     BatchLimits, BlockStatus, BlockView, ChainView, Ctx, MempoolError, Protocol, Submitted,
-    VoteKeeper,
+    VoteKeeper, VoteOutcome,
 };
 use agora_crypto::{Digest, Domain, SecretKey};
 use agora_types::{Batch, Block, Committee, Height, NodeId, Phase, SeqNo, Transaction, View, Vote};
@@ -86,6 +87,12 @@ pub struct PbftConfig {
     pub log_window: u64,
     /// T: the view-change timeout (NEW-VIEW waits back off from it: T, 2T, 4T, …).
     pub view_timeout_ns: u64,
+    /// At most this many doublings of the NEW-VIEW wait (T · 2^k at most): the paper's
+    /// unbounded backoff, after a run of failed view changes before GST, grew past any
+    /// deadline a client would wait (swarm seeds 680002041 and 680017641: seven view changes
+    /// with nothing executed, then a crashed or silent primary, left a wait of 128 T). The cap
+    /// must stay above the time a view change takes once the network is timely.
+    pub new_view_doublings_max: u32,
     /// Batch bounds for pre-prepares.
     pub batch: BatchLimits,
     /// Sequence numbers the primary keeps in flight (pre-prepared, not executed) at most.
@@ -129,6 +136,7 @@ impl PbftConfig {
             checkpoint_interval: 16,
             log_window: 64,
             view_timeout_ns,
+            new_view_doublings_max: 3,
             batch: BatchLimits::default(),
             max_inflight: 8,
             retained_blocks: 1_024,
@@ -611,8 +619,10 @@ impl Pbft {
         if !self.in_window(s.height.0) {
             return self.drop_message("vote outside the watermarks");
         }
-        if self.votes.add(&vote, &self.committee, ctx.checker()).is_err() {
-            return self.drop_message("bad vote");
+        match self.votes.add(&vote, &self.committee, ctx.checker()) {
+            Err(_) => return self.drop_message("bad vote"),
+            Ok(VoteOutcome::Full) => return self.drop_message("vote limit"),
+            Ok(_) => {}
         }
         if view == self.view && self.status == Status::Normal {
             self.advance(ctx, s.height.0);
@@ -954,9 +964,11 @@ impl Pbft {
     }
 
     /// How long to wait for a NEW-VIEW: T, doubled for each view change since the last
-    /// execution.
+    /// execution, at most [`PbftConfig::new_view_doublings_max`] times.
     fn new_view_wait(&self) -> u64 {
-        self.config.view_timeout_ns.saturating_mul(1u64 << self.attempts.min(20))
+        let doublings =
+            u64::from(self.attempts).min(u64::from(self.config.new_view_doublings_max.min(20)));
+        self.config.view_timeout_ns.saturating_mul(1u64 << doublings)
     }
 
     fn on_view_change(&mut self, ctx: &mut Ctx<'_, Self>, vc: ViewChange) {
@@ -1149,6 +1161,11 @@ impl Pbft {
         self.view = nv.view;
         self.status = Status::ViewChanging;
         self.view_changes.retain(|v, _| *v > nv.view);
+        // Votes of earlier views can never count again (a prepared request travels in
+        // `prepared`, as a proof of its own): without this the keeper filled up over a run of
+        // view changes with no stable checkpoint between them, refused every new vote, and
+        // nothing prepared again (swarm seed 680013173).
+        self.votes.retain(|st| st.round.0 >= nv.view.0);
         self.adopt_checkpoint(ctx, checkpoint);
         self.slots.clear();
         let is_primary = self.is_primary();

@@ -15,6 +15,9 @@
 //!   replicas still up are split between two view changes, each too few for a quorum and the
 //!   higher one too few to pull the others on; the view changes that got the leaders there were
 //!   lost on the way to the others, and their senders crashed. Used to wait for good.
+//! - `the_new_view_wait_stops_doubling_at_its_cap` (swarm seeds 680002041 and 680017641):
+//!   failed view changes before GST doubled the NEW-VIEW wait without bound, so that when
+//!   the next primary was the faulty one, the wait outlasted any deadline.
 
 use std::collections::VecDeque;
 
@@ -51,12 +54,17 @@ struct Cluster {
 impl Cluster {
     /// Four replicas; replica `down` (if below `N`) is down from the start.
     fn new(down: usize) -> Self {
+        Self::with_config(down, PbftConfig::new(T))
+    }
+
+    /// The same, every replica with `config`.
+    fn with_config(down: usize, config: PbftConfig) -> Self {
         let (committee, keys): (Committee, Vec<SecretKey>) =
             Committee::deterministic(5, N).unwrap();
         let engines = (0..N)
             .map(|i| {
                 let me = NodeId(i as u16);
-                Pbft::new(PbftConfig::new(T), committee.clone(), me, keys[i].clone())
+                Pbft::new(config, committee.clone(), me, keys[i].clone())
             })
             .collect();
         let mut cluster = Self {
@@ -276,4 +284,46 @@ fn replicas_split_across_two_view_changes_come_together() {
     cluster.held.clear();
     cluster.advance_to(40 * T, |_| false);
     assert!(cluster.committed_at(&[1, 2, 3], &request), "commits: {:?}", cluster.commits);
+}
+
+fn is_new_view(envelope: &Envelope) -> bool {
+    matches!(envelope.message, PbftMessage::NewView(_))
+}
+
+/// When `request`, submitted at time 0 to replicas 1 to 3 with primary 0 down, is final at all
+/// three, when every NEW-VIEW sent before `gst` is lost: views 1 to 3 fail (their primaries
+/// are up, but no one hears them), and view 4's primary is replica 0.
+fn final_at(config: PbftConfig, gst: u64) -> Option<u64> {
+    let mut cluster = Cluster::with_config(0, config);
+    let request = tx(0);
+    for i in 1..N {
+        cluster.submit(i, request.clone());
+    }
+    cluster.deliver(is_new_view);
+    let mut t = 0;
+    while t < 200 * T {
+        t += T / 4;
+        let lost = t <= gst;
+        cluster.advance_to(t, |e| lost && is_new_view(e));
+        if !lost {
+            cluster.held.clear();
+        }
+        if cluster.committed_at(&[1, 2, 3], &request) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_new_view_wait_stops_doubling_at_its_cap() {
+    // Before GST the NEW-VIEWs of views 1, 2 and 3 are lost (T + 2T + 4T + 8T of waiting);
+    // then view 4's primary is down. Uncapped, its wait is 16T and the next 32T; capped at
+    // three doublings, 8T each.
+    let gst = 15 * T;
+    let capped = final_at(PbftConfig::new(T), gst).expect("final with the cap");
+    let uncapped = PbftConfig { new_view_doublings_max: 20, ..PbftConfig::new(T) };
+    let uncapped = final_at(uncapped, gst).expect("final without the cap, much later");
+    eprintln!("final at {} T capped, {} T uncapped", capped / T, uncapped / T);
+    assert!(capped + 8 * T <= uncapped, "capped at {capped}, uncapped at {uncapped}");
 }
