@@ -25,6 +25,23 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// agora: a market's orders, put in one agreed order by BFT consensus.
+/// `println!` that returns an error for a closed standard output instead of panicking; `main`
+/// ends quietly on it (`agora simulate | head -n 1`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns an error for a closed standard output (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "agora", version, about)]
 struct Cli {
@@ -363,6 +380,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read the output stopped reading (`| head`): nothing is wrong.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agora: {e:#}");
             ExitCode::FAILURE
@@ -445,14 +464,14 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
     };
     let run = simulate::run(&options)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run.summary)?);
+        outln!("{}", serde_json::to_string_pretty(&run.summary)?)?;
     } else {
-        print!("{}", run.summary);
+        out!("{}", run.summary)?;
     }
     if let Some(path) = &args.render {
         fs::write(path, run.svg()).with_context(|| format!("cannot write {}", path.display()))?;
         if !args.json {
-            println!("  picture         {} (view of node {})", path.display(), run.view_node);
+            outln!("  picture         {} (view of node {})", path.display(), run.view_node)?;
         }
     }
     if let Some(path) = &args.dot {
@@ -467,7 +486,7 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
             .with_context(|| format!("sequence number {seq} has no messages in this run"))?;
         fs::write(path, chart).with_context(|| format!("cannot write {}", path.display()))?;
         if !args.json {
-            println!("  sequence chart  {} (sequence number {seq})", path.display());
+            outln!("  sequence chart  {} (sequence number {seq})", path.display())?;
         }
     }
     Ok(())
@@ -521,7 +540,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
     };
     let written = bench::write(&report, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    print!("{}", bench::markdown(&report));
+    out!("{}", bench::markdown(&report))?;
     for path in written {
         eprintln!("wrote {}", path.display());
     }
@@ -565,26 +584,26 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
     for outcome in failures {
         let s = &outcome.scenario;
         let what = if outcome.safety.is_empty() { "LIVENESS" } else { "SAFETY" };
-        println!("{what} FAILURE  {s}");
+        outln!("{what} FAILURE  {s}")?;
         for v in outcome.safety.iter().chain(&outcome.liveness) {
-            println!("    {v}");
+            outln!("    {v}")?;
         }
         if outcome.liveness_missed > outcome.liveness.len() {
-            println!("    … {} transactions missed their deadline in all", outcome.liveness_missed);
+            outln!("    … {} transactions missed their deadline in all", outcome.liveness_missed)?;
         }
-        println!("    reproduce: {}", s.reproduce());
+        outln!("    reproduce: {}", s.reproduce())?;
         let dir = args.out.join(format!("{}-seed-{}", s.protocol.name(), s.seed));
         // The re-run records the trace; an engine that panicked panics again, and then there
         // is no trace to write, only the reproduce command.
         match swarm::run(s, true).map(|r| swarm::write_artifacts(&r, &dir)) {
-            Ok(Ok(_)) => println!("    trace and picture: {}", dir.display()),
+            Ok(Ok(_)) => outln!("    trace and picture: {}", dir.display())?,
             Ok(Err(e)) => eprintln!("    cannot write {}: {e}", dir.display()),
             Err(e) => eprintln!("    cannot re-run ({e}): no trace to write"),
         }
     }
     let crash_only_safety =
         report.safety_failures.iter().filter(|o| !o.scenario.has_byzantine()).count();
-    println!(
+    outln!(
         "{} {}: {} scenarios ({} with a Byzantine node), {} transactions final, {} undecodable messages dropped; {} safety failures ({} without a Byzantine node), {} liveness failures",
         options.protocol.name(),
         if args.beyond_budget { "beyond the fault budget" } else { "within the fault budget" },
@@ -595,7 +614,7 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
         report.safety_failures.len(),
         crash_only_safety,
         report.liveness_failures.len(),
-    );
+    )?;
     if report.passed(budget) {
         Ok(())
     } else {
@@ -679,31 +698,41 @@ fn run_walkthrough(args: &WalkthroughArgs) -> Result<()> {
         clients: args.clients as usize,
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_walkthrough(&report);
+        print_walkthrough(&report)?;
     }
     Ok(())
 }
 
-fn print_walkthrough(r: &WalkthroughReport) {
-    println!("agora walkthrough: one block through the foundation");
-    println!();
-    println!("  committee      n = {}, tolerates f = {} Byzantine", r.nodes, r.f);
-    println!("  block          {} transactions, {} bytes encoded", r.txs, r.block_bytes);
-    println!("  block digest   {}", r.block_digest);
-    println!(
+fn print_walkthrough(r: &WalkthroughReport) -> std::io::Result<()> {
+    outln!("agora walkthrough: one block through the foundation")?;
+    outln!()?;
+    outln!("  committee      n = {}, tolerates f = {} Byzantine", r.nodes, r.f)?;
+    outln!("  block          {} transactions, {} bytes encoded", r.txs, r.block_bytes)?;
+    outln!("  block digest   {}", r.block_digest)?;
+    outln!(
         "  signatures     {}",
         if r.all_signatures_valid { "all valid" } else { "SOME INVALID" }
-    );
-    println!("  certificate    {} signers, {} bytes", r.certificate_signers, r.certificate_bytes);
-    println!();
-    println!("  {:<20} {:>7} {:>12} {:>12}", "step", "items", "total (µs)", "each (µs)");
+    )?;
+    outln!("  certificate    {} signers, {} bytes", r.certificate_signers, r.certificate_bytes)?;
+    outln!()?;
+    outln!("  {:<20} {:>7} {:>12} {:>12}", "step", "items", "total (µs)", "each (µs)")?;
     for t in &r.timings {
-        println!("  {:<20} {:>7} {:>12.1} {:>12.2}", t.step, t.items, t.total_us, t.per_item_us());
+        outln!("  {:<20} {:>7} {:>12.1} {:>12.2}", t.step, t.items, t.total_us, t.per_item_us())?;
     }
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "  (one wall-clock run on this machine; `cargo bench -p agora-benches` measures properly)"
-    );
+    )?;
+    Ok(())
+}
+
+/// True when `error` comes from writing to a standard output whose reader has gone.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -232,3 +232,28 @@ fn book_applies_json_lines_and_reports_malformed_ones() {
     assert_eq!(state["balances"]["2"]["ETH"]["held"], 0, "cancel_all released the hold");
     assert_eq!(state["depth"]["ETH-USD"]["asks"], serde_json::json!([]));
 }
+
+/// A reader that goes away (`agora simulate | head -n 1`) ends the command quietly: exit 0, no
+/// panic text.
+#[test]
+fn a_closed_standard_output_ends_quietly() {
+    for args in [
+        &["simulate"][..],
+        &["simulate", "--json"],
+        &["walkthrough", "--txs", "10"],
+        &["swarm", "--protocol", "pbft", "--seeds", "1"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        // Close the reading end before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("the binary ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}, stderr {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
