@@ -185,6 +185,11 @@ fn pbft_stalls_with_exactly_a_quorum_up_at_n_7() {
     // and two in view 2, and the view changes that moved the two on were lost to the three,
     // their senders crashed since.
     assert_generated_pass(ProtocolChoice::Pbft, &[660_004_073]);
+    // 750008750 (n = 5, one crashed): the primary of view 2 installed it and moved on to view
+    // 3 alone; the three others never got NEW-VIEW(2), had too few view changes for a quorum,
+    // and the one replica holding NEW-VIEW(2) relayed it only while in a view, not while
+    // changing view again.
+    assert_generated_pass(ProtocolChoice::Pbft, &[750_008_750]);
 }
 
 #[test]

@@ -232,9 +232,10 @@ pub struct Pbft {
     new_view_sent: Option<View>,
     /// The NEW-VIEW that started the current view (none in view 0), for replicas that missed it.
     current_new_view: Option<NewView>,
-    /// When each lagging replica was last sent what it missed of our view: `current_new_view`
-    /// in a view, the view changes we hold while changing view.
+    /// When each lagging replica was last sent `current_new_view`.
     new_view_relayed_at: FxHashMap<NodeId, u64>,
+    /// When each replica asking for a lower view was last sent the view changes we hold.
+    view_changes_relayed_at: FxHashMap<NodeId, u64>,
     /// This replica's latest VIEW-CHANGE, resent until its view is installed.
     my_view_change: Option<ViewChange>,
     /// Pre-prepares for views not yet entered, by (view, sequence number), checked when the
@@ -291,6 +292,7 @@ impl Pbft {
             new_view_sent: None,
             current_new_view: None,
             new_view_relayed_at: FxHashMap::default(),
+            view_changes_relayed_at: FxHashMap::default(),
             my_view_change: None,
             early_pre_prepares: BTreeMap::new(),
             attempts: 0,
@@ -1103,15 +1105,20 @@ impl Pbft {
         Ok(())
     }
 
-    /// `from` sent a message of `their_view`, older than ours: it missed the NEW-VIEW that
-    /// started our view (lost before GST, say). Send it, at most once per view timeout per
-    /// replica. Without this a replica that missed it stays behind for good, and when it is
-    /// needed for a quorum, so does everyone.
+    /// `from` sent a message of `their_view`, older than the last view we installed: it missed
+    /// the NEW-VIEW that started it (lost before GST, say). Send it, at most once per view
+    /// timeout per replica, also while we are changing view again. Without this a replica
+    /// that missed it stays behind for good, and when it is needed for a quorum, so does
+    /// everyone (swarm seed 750008750: the primary of view 2 installed it and moved on to
+    /// view 3 alone, while the three others, short of a quorum, waited for NEW-VIEW(2)).
     fn help_lagging(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, their_view: View) {
-        if their_view >= self.view || from == self.me || self.status != Status::Normal {
+        if from == self.me {
             return;
         }
         let Some(nv) = &self.current_new_view else { return };
+        if nv.view <= their_view {
+            return;
+        }
         let now = ctx.now_ns();
         let due = self
             .new_view_relayed_at
@@ -1137,13 +1144,13 @@ impl Pbft {
         }
         let now = ctx.now_ns();
         let due = self
-            .new_view_relayed_at
+            .view_changes_relayed_at
             .get(&from)
             .is_none_or(|t| now.saturating_sub(*t) >= self.config.view_timeout_ns);
         if !due || !self.committee.contains(from) {
             return;
         }
-        self.new_view_relayed_at.insert(from, now);
+        self.view_changes_relayed_at.insert(from, now);
         for by in self.view_changes.range(their_view..=self.view).map(|(_, by)| by) {
             for vc in by.values().filter(|vc| vc.replica != from) {
                 ctx.send(from, PbftMessage::ViewChange(Box::new(vc.clone())));
@@ -1155,6 +1162,7 @@ impl Pbft {
         ctx.cancel_timer(PbftTimer::NewView(self.view));
         self.current_new_view = Some(nv.clone());
         self.new_view_relayed_at.clear();
+        self.view_changes_relayed_at.clear();
         let (checkpoint, _) = compute_o(nv.view, &nv.view_changes, self.n);
         // Install O before anything else may propose: the status stays "view changing" until
         // the log of the new view is in place.
