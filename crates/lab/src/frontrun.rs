@@ -14,7 +14,7 @@
 //! account, and its consensus engine runs unmodified: the attack lives in its mempool
 //! ([`FrontrunMempool`]), so its blocks are as valid as anyone's. What it earns depends only on
 //! where the market executes its orders relative to the victim's
-//! ([`ExecutionOrder`](crate::market::ExecutionOrder)).
+//! ([`ExecutionOrder`](agora_market::ExecutionOrder)).
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use agora_orderbook::{OrderType, SelfTrade, Side, TimeInForce};
 use agora_types::{Transaction, codec};
 use rustc_hash::FxHashMap;
 
-use crate::market::OrderAction;
+use agora_market::OrderAction;
 
 /// Sandwiches remembered per victim at most; beyond it the memory starts again (a victim seen
 /// again then gets a new sandwich).
@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use agora_consensus::{InMemoryMempool, MempoolLimits};
 
-    use crate::market::agents::market_order;
+    use crate::agents::market_order;
 
     #[test]
     fn large_orders_get_a_sandwich_ahead_of_them_and_the_same_one_again() {

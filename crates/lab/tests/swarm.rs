@@ -1,10 +1,10 @@
 //! The adversary library against both engines, and the campaign's teeth: deliberately broken
 //! engines that the swarm must catch.
 
-use agora::netsim::{Behaviour, Jitter};
-use agora::simulate::ProtocolChoice;
-use agora::swarm::{self, Budget, CampaignOptions, NodeFault, Scenario, Weakening};
-use agora::types::NodeId;
+use agora_lab::simulate::ProtocolChoice;
+use agora_lab::swarm::{self, Budget, CampaignOptions, NodeFault, Scenario, Weakening};
+use agora_netsim::{Behaviour, Jitter};
+use agora_types::NodeId;
 
 const PROTOCOLS: [ProtocolChoice; 2] = [ProtocolChoice::Streamlet, ProtocolChoice::Pbft];
 

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use agora::consensus::Application;
-use agora::crypto::{Digest, DirectCheck};
-use agora::market::agents::{self, AgentsConfig};
-use agora::market::{MarketApp, MarketCounters, OrderAction};
-use agora::priority::{Lanes, Priority};
-use agora::types::{Batch, Block, Height, NodeId, Round, Transaction, codec};
+use agora_consensus::Application;
+use agora_crypto::{Digest, DirectCheck};
+use agora_lab::agents::{self, AgentsConfig};
+use agora_market::priority::{Lanes, Priority};
+use agora_market::{MarketApp, MarketCounters, OrderAction};
+use agora_types::{Batch, Block, Height, NodeId, Round, Transaction, codec};
 
 fn block(height: u64, txs: Vec<Transaction>) -> Block {
     Block::new(Digest::ZERO, Round(height), Height(height), NodeId(0), 0, Batch::new(txs).unwrap())

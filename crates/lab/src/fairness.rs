@@ -10,8 +10,9 @@ use agora_netsim::LatencySummary;
 use agora_orderbook::{AccountId, Event, Exchange, Side};
 use serde::Serialize;
 
-use crate::market::{
-    AccountRole, ExecutionOrder, MarketCounters, MarketGenesis, MarketObserver, OrderAction, agents,
+use crate::agents;
+use agora_market::{
+    AccountRole, ExecutionOrder, MarketCounters, MarketGenesis, MarketObserver, OrderAction,
 };
 
 /// Large orders a replica follows to the end, for slippage figures: every placed order of at

@@ -2,10 +2,10 @@
 //! in agreement over both protocols, a front-runner earns from proposal order and not from a
 //! batch auction, and lanes keep urgent orders fast under overload.
 
-use agora::market::ExecutionOrder;
-use agora::priority::Priority;
-use agora::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
-use agora::types::NodeId;
+use agora_lab::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
+use agora_market::ExecutionOrder;
+use agora_market::priority::Priority;
+use agora_types::NodeId;
 
 fn market(protocol: ProtocolChoice, ordering: ExecutionOrder, seed: u64) -> SimulateOptions {
     SimulateOptions {
@@ -83,8 +83,8 @@ fn under_overload_lanes_keep_urgent_orders_fast_and_market_makers_in() {
         simulate::run(&options).unwrap().summary.fairness.unwrap()
     };
     let (fifo, lanes) = (overloaded(None), overloaded(Some(Priority::default())));
-    let p99 = |f: &agora::fairness::Fairness, lane: &str| f.lane_latency_ms[lane].p99;
-    let p50 = |f: &agora::fairness::Fairness, lane: &str| f.lane_latency_ms[lane].p50;
+    let p99 = |f: &agora_lab::fairness::Fairness, lane: &str| f.lane_latency_ms[lane].p99;
+    let p50 = |f: &agora_lab::fairness::Fairness, lane: &str| f.lane_latency_ms[lane].p50;
     // Streamlet finalizes at most 100 transactions per 100 ms epoch: 2,000 per second is a
     // growing backlog. First come, first served, everyone waits for it.
     assert!(p50(&fifo, "cancels") > 1_000.0, "{fifo:?}");

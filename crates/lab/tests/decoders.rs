@@ -9,15 +9,15 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use agora::consensus::{Message, Protocol, TxLog};
-use agora::market::OrderAction;
-use agora::netsim::{
+use agora_consensus::{Message, Protocol, TxLog};
+use agora_market::OrderAction;
+use agora_netsim::{
     AdversaryEnv, Emission, Fault, FaultKind, Payload, SimConfig, Simulation, Targets, Workload,
 };
-use agora::orderbook::{Command, Exchange, FastBook, OrderType, SelfTrade, Side, TimeInForce};
-use agora::pbft::{Pbft, PbftConfig, PbftMessage};
-use agora::streamlet::{Streamlet, StreamletConfig, StreamletMessage};
-use agora::types::{NodeId, codec};
+use agora_orderbook::{Command, Exchange, FastBook, OrderType, SelfTrade, Side, TimeInForce};
+use agora_pbft::{Pbft, PbftConfig, PbftMessage};
+use agora_streamlet::{Streamlet, StreamletConfig, StreamletMessage};
+use agora_types::{NodeId, codec};
 use proptest::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,7 +28,7 @@ const MS: u64 = 1_000_000;
 /// (PBFT's first primary) crashes at 600 ms: node 1 then sends a VIEW-CHANGE and, as the next
 /// primary, a NEW-VIEW.
 fn capture<P: Protocol>(
-    engine: impl Fn(NodeId, &agora::types::Committee, &agora::types::SecretKey) -> P,
+    engine: impl Fn(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P,
 ) -> Vec<P::Message> {
     let mut config = SimConfig::new(4);
     config.seed = 5;

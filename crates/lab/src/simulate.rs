@@ -22,11 +22,12 @@ use agora_streamlet::{LeaderRule, StreamletConfig};
 use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
 use serde::Serialize;
 
+use crate::agents;
 use crate::fairness::{Fairness, FairnessInputs, MarketStudy, StudyRecord, Watch};
 use crate::frontrun::FrontrunMempool;
-use crate::market::{ExecutionOrder, MarketApp, MarketCounters, MarketGenesis, agents};
-use crate::priority::{LANES, Lanes, Priority};
 use crate::render::{self, ChainPicture};
+use agora_market::priority::{LANES, Lanes, Priority};
+use agora_market::{ExecutionOrder, MarketApp, MarketCounters, MarketGenesis};
 
 const MS: f64 = 1_000_000.0;
 
@@ -38,7 +39,7 @@ pub enum WorkloadChoice {
     /// Opaque transactions at `tx_rate`, applied by a transaction log.
     Random,
     /// Trading agents (random traders, market makers, a liquidator) sending signed orders to
-    /// the replicated exchange ([`crate::market`]).
+    /// the replicated exchange ([`agora_market`]).
     Market,
 }
 

@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use super::{BenchOptions, network};
 use crate::fairness::Fairness;
-use crate::market::ExecutionOrder;
-use crate::priority::Priority;
 use crate::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
+use agora_market::ExecutionOrder;
+use agora_market::priority::Priority;
 use agora_types::NodeId;
 
 /// One planned fairness run.

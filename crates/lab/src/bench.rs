@@ -304,7 +304,7 @@ fn run_wall(
     options: &BenchOptions,
     machine: &Machine,
 ) -> Result<RunRecord, String> {
-    use crate::market::agents;
+    use crate::agents;
     let n = planned.nodes;
     let open_loop = planned.scenario == "80%-load";
     let count = match (open_loop, options.quick || options.main) {
@@ -347,7 +347,7 @@ fn run_wall(
 /// One cluster run on the market, waiting for its engine.
 struct WallRun<'a> {
     config: ClusterConfig,
-    genesis: &'a crate::market::MarketGenesis,
+    genesis: &'a agora_market::MarketGenesis,
     load: Load,
 }
 
@@ -360,7 +360,7 @@ impl WithEngine for WallRun<'_> {
     ) -> Self::Output {
         let genesis = self.genesis;
         let app = |_| -> Box<dyn agora_consensus::Application + Send> {
-            Box::new(crate::market::MarketApp::new(genesis))
+            Box::new(agora_market::MarketApp::new(genesis))
         };
         agora_runtime::run(self.config, engine, app, self.load)
     }
@@ -370,7 +370,7 @@ impl WithEngine for WallRun<'_> {
 fn wall_once(
     planned: &Planned,
     machine: &Machine,
-    genesis: &crate::market::MarketGenesis,
+    genesis: &agora_market::MarketGenesis,
     txs: Vec<(NodeId, Transaction)>,
     open_loop: bool,
 ) -> Result<RunRecord, String> {
