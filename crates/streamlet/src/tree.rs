@@ -264,7 +264,10 @@ impl BlockTree {
         path.reverse();
         let mut out = Vec::with_capacity(path.len());
         for d in path {
+            let below = self.finalized_tip().height();
             let entry = self.entries.get_mut(&d).expect("on the path");
+            // The finalized chain only grows: each block joins one above the last.
+            assert!(entry.block.height() > below, "the finalized height never goes back");
             entry.finalized_at = Some(now);
             out.push(entry.block.clone());
             self.finalized_tip = d;

@@ -1,0 +1,115 @@
+//! A node's settings and its leader schedule.
+
+use agora_consensus::{BatchLimits, HashedLeader, LeaderElection, RoundRobin};
+use agora_types::{Epoch, NodeId, Round};
+
+/// How epoch leaders are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderRule {
+    /// A public hash of the epoch number (and this seed), reduced mod n: the paper's choice.
+    Hashed {
+        /// Public seed of the hash.
+        seed: u64,
+    },
+    /// Epoch `e` is led by node `e mod n`.
+    RoundRobin,
+}
+
+impl LeaderRule {
+    /// The leader of `epoch` in a committee of `n`.
+    pub fn leader(&self, n: u16, epoch: Epoch) -> NodeId {
+        match *self {
+            LeaderRule::Hashed { seed } => HashedLeader::new(n, seed).leader(Round(epoch.0)),
+            LeaderRule::RoundRobin => RoundRobin::new(n).leader(Round(epoch.0)),
+        }
+    }
+}
+
+/// Settings of a Streamlet node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamletConfig {
+    /// Δ: the assumed bound on message delay after GST. An epoch lasts 2Δ.
+    pub delta_ns: u64,
+    /// Leader schedule.
+    pub leader: LeaderRule,
+    /// Forward every message seen for the first time to all others.
+    pub echo: bool,
+    /// Bounds of a proposed batch (and of a re-forward).
+    pub batch: BatchLimits,
+    /// Proposals held while their parent is unknown, at most.
+    pub orphans_max: usize,
+    /// Encoded bytes of the proposals held while their parent is unknown, at most.
+    pub orphan_bytes_max: usize,
+    /// Validly signed proposals taken per epoch, at most. An honest leader sends one; a second
+    /// is already evidence of equivocation, and more would only fill memory.
+    pub proposals_per_epoch_max: usize,
+    /// Messages for epochs more than this ahead of the current one are dropped.
+    pub future_epochs_max: u64,
+    /// Votes held by the vote keeper, at most.
+    pub votes_max: usize,
+    /// Finalized blocks kept for [`ChainView`](agora_consensus::ChainView), at most.
+    pub history_max: usize,
+    /// Finalized transaction ids remembered to refuse proposals that repeat them.
+    pub finalized_memory: usize,
+    /// Submitted transactions wait to be forwarded to the next leaders until this many have
+    /// gathered, or until the node next handles a message or timer: one message carries many.
+    pub forward_batch_max: usize,
+    /// A pending transaction is re-forwarded only once this many epochs have passed since it
+    /// was last forwarded (by this node or to it), so a backlog is not resent every epoch.
+    pub reforward_after_epochs: u64,
+    /// When nothing has been finalized for this many epochs, the node sends again, to all, the
+    /// proposals it adopted above the finalized tip and its own votes for them (and again every
+    /// this many epochs while the stall lasts). Votes or blocks lost before GST are never sent
+    /// again otherwise, and nodes that disagree about the longest notarized chain stay stuck.
+    pub resync_after_epochs: u64,
+    /// Finalized blocks kept, each with its proposer's signature and its notarization, to send
+    /// a node that fell behind the finalized tip (it asks with [`StreamletMessage::Sync`](crate::StreamletMessage::Sync)). A
+    /// node further behind than this cannot catch up from its peers.
+    pub sync_blocks_max: usize,
+    /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
+    pub weaken: Option<StreamletWeakening>,
+}
+
+/// Deliberate bugs ("mutants") the swarm campaign must catch, kept so that it cannot silently
+/// lose its teeth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamletWeakening {
+    /// Notarization with one vote fewer than ⌈2n/3⌉.
+    QuorumOneSmaller,
+    /// Vote for any proposal that extends the finalized chain, not only a longest notarized one.
+    VoteExtendsFinalized,
+}
+
+impl StreamletConfig {
+    /// Streamlet with the given Δ, hashed leaders (seed 0), echo on, and default bounds.
+    pub fn new(delta_ns: u64) -> Self {
+        Self {
+            delta_ns,
+            leader: LeaderRule::Hashed { seed: 0 },
+            echo: true,
+            batch: BatchLimits::default(),
+            orphans_max: 1_024,
+            orphan_bytes_max: 32 << 20,
+            proposals_per_epoch_max: 2,
+            future_epochs_max: 64,
+            votes_max: 1 << 20,
+            history_max: 100_000,
+            finalized_memory: 1_000_000,
+            forward_batch_max: 256,
+            reforward_after_epochs: 4,
+            resync_after_epochs: 8,
+            sync_blocks_max: 64,
+            weaken: None,
+        }
+    }
+
+    /// Start of `epoch`: `2Δ(e − 1)`.
+    pub fn epoch_start_ns(&self, epoch: Epoch) -> u64 {
+        epoch.0.saturating_sub(1).saturating_mul(2 * self.delta_ns)
+    }
+
+    /// The epoch in progress at `now_ns`.
+    pub fn epoch_at(&self, now_ns: u64) -> Epoch {
+        Epoch(now_ns / (2 * self.delta_ns) + 1)
+    }
+}
