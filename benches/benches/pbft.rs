@@ -59,7 +59,8 @@ fn replay(
     inputs: &[(NodeId, PbftMessage)],
     checker: &mut dyn SignatureCheck,
 ) -> SeqNo {
-    let mut replica = Pbft::new(config(), committee.clone(), ME, keys[ME.index()].clone());
+    let mut replica = Pbft::new(config(), committee.clone(), ME, keys[ME.index()].clone())
+        .expect("a valid configuration");
     let mut mempool = InMemoryMempool::new(MempoolLimits::default());
     let mut actions = Vec::new();
     for (i, (from, message)) in inputs.iter().enumerate() {

@@ -32,6 +32,7 @@ fn config() -> StreamletConfig {
 
 fn engine(committee: &Committee, keys: &[SecretKey], me: NodeId) -> Streamlet {
     Streamlet::new(config(), committee.clone(), me, keys[me.index()].clone())
+        .expect("a valid configuration")
 }
 
 /// Runs node 0 through `epochs` epochs and returns its inputs.

@@ -463,6 +463,9 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         large_orders: args.large_orders,
     };
     let run = simulate::run(&options)?;
+    for warning in &run.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&run.summary)?)?;
     } else {

@@ -168,6 +168,15 @@ fn bad_options_give_one_line_and_a_non_zero_exit() {
 }
 
 #[test]
+fn a_streamlet_delta_below_the_latency_is_warned() {
+    let out = agora(&["simulate", "--delta-ms", "5", "--latency-ms", "10", "--duration-ms", "300"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("warning: ") && stderr.contains("finalize nothing"), "{stderr}");
+    assert!(agora(&["simulate", "--duration-ms", "300"]).stderr.is_empty());
+}
+
+#[test]
 fn help_and_walkthrough_work() {
     let out = agora(&["--help"]);
     assert!(out.status.success());

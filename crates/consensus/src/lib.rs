@@ -56,21 +56,25 @@
 
 mod application;
 mod chain;
+mod config_error;
 mod lanes;
 mod leader;
 mod measure;
 mod mempool;
 mod protocol;
+mod recent;
 pub mod reference;
 mod tamper;
 mod votes;
 
 pub use application::{Application, Applied, TxLog};
 pub use chain::{BlockStatus, BlockView, ChainView};
+pub use config_error::{ConfigError, DURATION_MAX_NS};
 pub use lanes::{Classifier, LanePolicy, LaneSpec, LanedMempool};
 pub use leader::{HashedLeader, LeaderElection, RoundRobin};
 pub use measure::LatencySummary;
 pub use mempool::{BatchLimits, InMemoryMempool, Mempool, MempoolError, MempoolLimits, Submitted};
 pub use protocol::{Action, Context, Ctx, Message, Protocol, Timer};
+pub use recent::RecentIds;
 pub use tamper::Tamper;
 pub use votes::{Equivocation, VALUES_PER_SLOT_MAX, VoteKeeper, VoteOutcome};

@@ -1,10 +1,12 @@
 //! The seam between an engine and the transactions waiting to be ordered, and a bounded default.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use agora_crypto::Digest;
-use agora_types::Transaction;
-use rustc_hash::{FxHashMap, FxHashSet};
+use agora_types::{Batch, Transaction};
+use rustc_hash::FxHashMap;
+
+use crate::RecentIds;
 
 /// How large a batch a leader may propose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,16 @@ impl Default for BatchLimits {
     /// 1,000 transactions or 1 MiB, whichever comes first.
     fn default() -> Self {
         Self { txs_max: 1_000, bytes_max: 1024 * 1024 }
+    }
+}
+
+impl BatchLimits {
+    /// Whether a received batch is within these limits: at most `txs_max` transactions and at
+    /// most `bytes_max` encoded bytes of them, plus the batch's count prefix (a varint of at most
+    /// 8 bytes for any count a batch can hold). Every engine checks proposals with this, so a
+    /// leader and its followers never disagree about what fits.
+    pub fn admits(&self, batch: &Batch) -> bool {
+        batch.len() <= self.txs_max && batch.encoded().len() <= self.bytes_max.saturating_add(8)
     }
 }
 
@@ -104,14 +116,13 @@ pub struct InMemoryMempool {
     index: FxHashMap<Digest, u64>,
     pending_bytes: usize,
     next_arrival: u64,
-    committed: FxHashSet<Digest>,
-    committed_order: VecDeque<Digest>,
+    committed: RecentIds,
 }
 
 impl InMemoryMempool {
     /// An empty mempool with the given bounds.
     pub fn new(limits: MempoolLimits) -> Self {
-        Self { limits, ..Self::default() }
+        Self { limits, committed: RecentIds::new(limits.committed_memory), ..Self::default() }
     }
 
     /// Encoded bytes pending.
@@ -127,18 +138,6 @@ impl InMemoryMempool {
     /// The pending transaction that was the `arrival`-th accepted (counting from 0).
     pub(crate) fn by_arrival(&self, arrival: u64) -> Option<&Transaction> {
         self.pending.get(&arrival)
-    }
-
-    fn remember_committed(&mut self, id: Digest) {
-        if self.limits.committed_memory == 0 || !self.committed.insert(id) {
-            return;
-        }
-        self.committed_order.push_back(id);
-        if self.committed_order.len() > self.limits.committed_memory
-            && let Some(old) = self.committed_order.pop_front()
-        {
-            self.committed.remove(&old);
-        }
     }
 }
 
@@ -190,7 +189,7 @@ impl Mempool for InMemoryMempool {
             {
                 self.pending_bytes -= removed.encoded_len();
             }
-            self.remember_committed(id);
+            self.committed.insert(id);
         }
     }
 

@@ -24,9 +24,10 @@
 //! }
 //!
 //! let config = EngineConfig::Streamlet(StreamletConfig::new(50_000_000));
-//! assert_eq!(with_engine(config, RoundName), "epoch");
+//! assert_eq!(with_engine(config, RoundName).unwrap(), "epoch");
 //! ```
 
+pub use agora_consensus::ConfigError;
 use agora_consensus::{ChainView, Protocol, Tamper};
 use agora_pbft::{Pbft, PbftConfig};
 use agora_streamlet::{Streamlet, StreamletConfig};
@@ -77,6 +78,23 @@ impl EngineConfig {
         match self {
             EngineConfig::Streamlet(_) => ProtocolChoice::Streamlet,
             EngineConfig::Pbft(_) => ProtocolChoice::Pbft,
+        }
+    }
+
+    /// Checks the protocol's configuration: the first bad setting, by field and value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            EngineConfig::Streamlet(c) => c.validate(),
+            EngineConfig::Pbft(c) => c.validate(),
+        }
+    }
+
+    /// Warnings about a configuration that is valid but cannot make progress on a network whose
+    /// messages take up to `delay_ns` one way (today: Streamlet with Δ below that delay).
+    pub fn warnings(&self, delay_ns: u64) -> Vec<String> {
+        match self {
+            EngineConfig::Streamlet(c) => c.synchrony_warning(delay_ns).into_iter().collect(),
+            EngineConfig::Pbft(_) => Vec::new(),
         }
     }
 }
@@ -142,13 +160,19 @@ pub trait WithEngine {
 }
 
 /// Hands `job` the factory of the engine `config` names: the one place that builds engines.
-pub fn with_engine<W: WithEngine>(config: EngineConfig, job: W) -> W::Output {
-    match config {
-        EngineConfig::Streamlet(c) => {
-            job.run(move |me, committee, key| Streamlet::new(c, committee.clone(), me, key.clone()))
-        }
-        EngineConfig::Pbft(c) => {
-            job.run(move |me, committee, key| Pbft::new(c, committee.clone(), me, key.clone()))
-        }
-    }
+///
+/// The configuration is checked first ([`EngineConfig::validate`]), so a bad value is an error
+/// here, before any engine exists. The factory then builds an engine for every member of the
+/// committee it is given; asking it for a node outside the committee is a driver bug and panics.
+pub fn with_engine<W: WithEngine>(config: EngineConfig, job: W) -> Result<W::Output, ConfigError> {
+    const MEMBER: &str = "the configuration was validated, and drivers build members only";
+    config.validate()?;
+    Ok(match config {
+        EngineConfig::Streamlet(c) => job.run(move |me, committee, key| {
+            Streamlet::new(c, committee.clone(), me, key.clone()).expect(MEMBER)
+        }),
+        EngineConfig::Pbft(c) => job.run(move |me, committee, key| {
+            Pbft::new(c, committee.clone(), me, key.clone()).expect(MEMBER)
+        }),
+    })
 }

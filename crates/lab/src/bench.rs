@@ -396,8 +396,9 @@ fn wall_once(
             EngineConfig::Pbft(p)
         }
     };
-    let report =
-        with_engine(engine, WallRun { config, genesis, load }).map_err(|e| e.to_string())?;
+    let report = with_engine(engine, WallRun { config, genesis, load })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let blocks = report.replicas.first().map_or(1, |r| r.height.max(1)) as f64;
     Ok(RunRecord {
         protocol: planned.protocol.name(),

@@ -154,6 +154,9 @@ pub enum SimulateError {
     /// The simulator refused the configuration.
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// The engine refused its configuration.
+    #[error("engine configuration: {0}")]
+    Engine(#[from] agora_engines::ConfigError),
 }
 
 fn ns(name: &str, ms: f64) -> Result<u64, SimulateError> {
@@ -295,6 +298,9 @@ pub struct SimulationRun {
     pub views: Vec<BlockView>,
     /// Every simulator event, when the trace was recorded.
     pub trace: Option<Vec<TraceEvent>>,
+    /// Settings that are valid but cannot make progress on this network (for example
+    /// Streamlet with Δ below the one-way latency), for the caller to show.
+    pub warnings: Vec<String>,
     options: SimulateOptions,
     leader_rule: LeaderRule,
 }
@@ -545,8 +551,11 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
         ProtocolChoice::Pbft => EngineConfig::Pbft(options.pbft_config()?),
     };
     let clients = Clients::new(options, &config);
+    let warnings = engine.warnings(config.network.latency_ns);
     let run = SimulateRun { options, config, leader_rule: streamlet.leader, clients: &clients };
-    with_engine(engine, run)
+    let mut run = with_engine(engine, run)??;
+    run.warnings = warnings;
+    Ok(run)
 }
 
 /// One simulation, waiting for its engine.
@@ -791,6 +800,7 @@ fn simulate<P: Protocol + ChainView, A: Application>(
         view_node,
         views,
         trace,
+        warnings: Vec::new(),
         options: options.clone(),
         leader_rule,
     })

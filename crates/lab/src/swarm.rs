@@ -565,6 +565,7 @@ fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, agora_ne
         ProtocolChoice::Pbft => EngineConfig::Pbft(scenario.pbft_config()),
     };
     with_engine(engine, SwarmRun { scenario, config })
+        .expect("the swarm draws only configurations its engines accept")
 }
 
 /// One scenario's simulation, waiting for its engine.

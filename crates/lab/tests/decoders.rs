@@ -73,6 +73,7 @@ fn streamlet_wire() -> &'static Vec<Vec<u8>> {
     WIRE.get_or_init(|| {
         encoded(&capture(|me, c, k| {
             Streamlet::new(StreamletConfig::new(50 * MS), c.clone(), me, k.clone())
+                .expect("a valid configuration")
         }))
     })
 }
@@ -80,8 +81,10 @@ fn streamlet_wire() -> &'static Vec<Vec<u8>> {
 fn pbft_wire() -> &'static Vec<Vec<u8>> {
     static WIRE: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     WIRE.get_or_init(|| {
-        let messages =
-            capture(|me, c, k| Pbft::new(PbftConfig::new(300 * MS), c.clone(), me, k.clone()));
+        let messages = capture(|me, c, k| {
+            Pbft::new(PbftConfig::new(300 * MS), c.clone(), me, k.clone())
+                .expect("a valid configuration")
+        });
         let kinds: std::collections::BTreeSet<&str> = messages.iter().map(Message::kind).collect();
         assert!(kinds.contains("view-change") && kinds.contains("new-view"), "captured {kinds:?}");
         encoded(&messages)

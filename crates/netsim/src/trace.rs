@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use agora_crypto::{Digest, DomainHasher, domain};
-use agora_types::NodeId;
+use agora_types::{NodeId, codec};
 use serde::Serialize;
 
 use crate::config::TraceMode;
@@ -130,11 +130,19 @@ pub struct Trace {
     hasher: DomainHasher,
     events: Vec<TraceEvent>,
     count: u64,
+    /// The last event's encoding, reused so that hashing allocates nothing.
+    scratch: Vec<u8>,
 }
 
 impl Trace {
     pub(crate) fn new(mode: TraceMode) -> Self {
-        Self { mode, hasher: domain::TRACE.hasher(), events: Vec::new(), count: 0 }
+        Self {
+            mode,
+            hasher: domain::TRACE.hasher(),
+            events: Vec::new(),
+            count: 0,
+            scratch: Vec::new(),
+        }
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -144,10 +152,10 @@ impl Trace {
     /// Adds `event` (callers check [`Trace::enabled`] first, to skip building it).
     pub(crate) fn push(&mut self, event: TraceEvent) {
         self.count += 1;
-        let mut buf = [0u8; 256];
-        // Every event encodes in far fewer than 256 bytes; kinds are short labels.
-        if let Ok(bytes) = postcard::to_slice(&event, &mut buf) {
-            self.hasher.update_u64(bytes.len() as u64).update(bytes);
+        self.scratch.clear();
+        // An event is a few labels and numbers, far below the message limit.
+        if codec::encode_into(&event, &mut self.scratch).is_ok() {
+            self.hasher.update_u64(self.scratch.len() as u64).update(&self.scratch);
         }
         if self.mode == TraceMode::Record {
             self.events.push(event);

@@ -77,7 +77,7 @@ fn main() {
     });
     let pbft = PbftConfig::new(200_000_000);
     let engine = |me, committee: &agora_types::Committee, key: &SecretKey| {
-        Pbft::new(pbft, committee.clone(), me, key.clone())
+        Pbft::new(pbft, committee.clone(), me, key.clone()).expect("a valid configuration")
     };
     let mut sim =
         Simulation::with_apps(config, engine, |_| Counter::default()).expect("a valid config");

@@ -6,7 +6,7 @@ use agora_consensus::Ctx;
 use agora_crypto::Digest;
 use agora_types::{Phase, SeqNo, Vote};
 
-use crate::{CheckpointProof, Pbft, PbftTimer, checkpoint_statement};
+use crate::{CheckpointProof, Pbft, PbftDrop, PbftTimer, checkpoint_statement};
 
 impl Pbft {
     /// §4.3: A CHECKPOINT arrives, counted toward a stable certificate.
@@ -16,19 +16,19 @@ impl Pbft {
             || s.round.0 != 0
             || !s.height.0.is_multiple_of(self.config.checkpoint_interval)
         {
-            return self.drop_message("not a checkpoint");
+            return self.drop_message(PbftDrop::NotACheckpoint);
         }
-        let seq = s.height.0;
-        if seq <= self.stable.seq.0 {
+        let seq = SeqNo(s.height.0);
+        if seq <= self.stable.seq {
             return;
         }
-        if seq > self.stable.seq.0 + 1_024 * self.config.checkpoint_interval {
-            return self.drop_message("checkpoint too far ahead");
+        if seq > self.stable.seq + 1_024 * self.config.checkpoint_interval {
+            return self.drop_message(PbftDrop::CheckpointTooFarAhead);
         }
         if self.checkpoints.add(&vote, &self.committee, ctx.checker()).is_err() {
-            return self.drop_message("bad checkpoint");
+            return self.drop_message(PbftDrop::BadCheckpoint);
         }
-        self.check_stable(ctx, SeqNo(seq), s.value);
+        self.check_stable(ctx, seq, s.value);
     }
 
     /// §4.3: With 2f+1 matching checkpoints for `(seq, digest)`: stable if it is ours, else fetch.
@@ -50,11 +50,11 @@ impl Pbft {
         if proof.seq <= self.stable.seq {
             return;
         }
-        if self.last_executed >= proof.seq.0 {
-            if self.own_checkpoints.get(&proof.seq.0) == Some(&proof.digest) {
+        if self.last_executed >= proof.seq {
+            if self.own_checkpoints.get(&proof.seq) == Some(&proof.digest) {
                 self.make_stable(ctx, proof);
             } else {
-                self.drop_message("stable checkpoint differs from the executed log");
+                self.drop_message(PbftDrop::CheckpointDiffersFromLog);
             }
         } else if self.fetch_target.as_ref().is_none_or(|t| t.seq < proof.seq) {
             self.fetch_target = Some(proof);
@@ -64,7 +64,7 @@ impl Pbft {
 
     /// §4.3: The checkpoint is stable: drop the log at or below it; the window moves.
     pub(crate) fn make_stable(&mut self, ctx: &mut Ctx<'_, Self>, proof: CheckpointProof) {
-        let h = proof.seq.0;
+        let h = proof.seq;
         // §4.3: a checkpoint is of an executed state, and h only moves forward.
         assert!(
             proof.seq > self.stable.seq && h <= self.last_executed,
@@ -74,11 +74,11 @@ impl Pbft {
         self.stats.stable_checkpoints += 1;
         self.slots.retain(|s, _| *s > h);
         self.prepared.retain(|s, _| *s > h);
-        self.votes.retain(|st| st.height.0 > h);
-        self.checkpoints.retain(|st| st.height.0 > h);
+        self.votes.retain(|st| st.height.0 > h.0);
+        self.checkpoints.retain(|st| st.height.0 > h.0);
         self.own_checkpoints.retain(|s, _| *s > h);
         self.replies.retain(|s, _| *s + self.config.log_window > h);
-        if self.fetch_target.as_ref().is_some_and(|t| t.seq.0 <= h) {
+        if self.fetch_target.as_ref().is_some_and(|t| t.seq <= h) {
             self.fetch_target = None;
             self.fetch_buffer.clear();
             ctx.cancel_timer(PbftTimer::Fetch);

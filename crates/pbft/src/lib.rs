@@ -70,6 +70,7 @@
 
 mod checkpoint;
 mod config;
+mod drop;
 mod messages;
 mod normal;
 mod replies;
@@ -77,17 +78,19 @@ mod requests;
 mod transfer;
 mod view_change;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
-    BlockStatus, BlockView, ChainView, Ctx, MempoolError, Protocol, Submitted, VoteKeeper,
+    BlockStatus, BlockView, ChainView, ConfigError, Ctx, MempoolError, Protocol, RecentIds,
+    Submitted, VoteKeeper,
 };
 use agora_crypto::{Digest, Domain, SecretKey};
 use agora_types::{Block, Committee, NodeId, Phase, SeqNo, Transaction, View};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-pub use config::{PbftConfig, PbftWeakening};
+pub use config::{LOG_WINDOW_MAX, PbftConfig, PbftWeakening};
+pub use drop::PbftDrop;
 pub use messages::{
     CheckpointProof, NewView, PbftMessage, PrePrepare, PreparedProof, Reply, ViewChange,
     checkpoint_statement, compute_o, null_block, primary, statement,
@@ -171,18 +174,17 @@ pub struct Pbft {
     view: View,
     status: Status,
     last_normal_view: View,
-    slots: BTreeMap<u64, Slot>,
-    prepared: BTreeMap<u64, PreparedProof>,
+    slots: BTreeMap<SeqNo, Slot>,
+    prepared: BTreeMap<SeqNo, PreparedProof>,
     votes: VoteKeeper,
     checkpoints: VoteKeeper,
-    next_seq: u64,
-    last_executed: u64,
+    next_seq: SeqNo,
+    last_executed: SeqNo,
     log_digest: Digest,
-    own_checkpoints: BTreeMap<u64, Digest>,
+    own_checkpoints: BTreeMap<SeqNo, Digest>,
     stable: CheckpointProof,
-    executed: BTreeMap<u64, Executed>,
-    executed_ids: FxHashSet<Digest>,
-    executed_order: VecDeque<Digest>,
+    executed: BTreeMap<SeqNo, Executed>,
+    executed_ids: RecentIds,
     view_changes: BTreeMap<View, BTreeMap<NodeId, ViewChange>>,
     new_view_sent: Option<View>,
     /// The NEW-VIEW that started the current view (none in view 0), for replicas that missed it.
@@ -195,14 +197,14 @@ pub struct Pbft {
     my_view_change: Option<ViewChange>,
     /// Pre-prepares for views not yet entered, by (view, sequence number), checked when the
     /// view is installed; at most `early_pre_prepares_max`, the nearest views kept.
-    early_pre_prepares: BTreeMap<(View, u64), PrePrepare>,
+    early_pre_prepares: BTreeMap<(View, SeqNo), PrePrepare>,
     attempts: u32,
     request_timer: bool,
     fetch_target: Option<CheckpointProof>,
-    fetch_buffer: BTreeMap<u64, Block>,
+    fetch_buffer: BTreeMap<SeqNo, Block>,
     fetch_round: usize,
     submitted_at: FxHashMap<Digest, u64>,
-    replies: BTreeMap<u64, BTreeMap<Digest, BTreeSet<NodeId>>>,
+    replies: BTreeMap<SeqNo, BTreeMap<Digest, BTreeSet<NodeId>>>,
     client_latencies_ns: Vec<u64>,
     stats: PbftStats,
 }
@@ -211,17 +213,29 @@ pub struct Pbft {
 const CLIENT_LATENCIES_MAX: usize = 10_000_000;
 
 impl Pbft {
-    /// Replica `me` of `committee`, signing with `key`.
-    pub fn new(config: PbftConfig, committee: Committee, me: NodeId, key: SecretKey) -> Self {
-        assert!(config.checkpoint_interval > 0 && config.log_window >= config.checkpoint_interval);
-        assert!(config.view_timeout_ns > 0, "T must be positive");
+    /// Replica `me` of `committee`, signing with `key`; an error names the first bad setting (see
+    /// [`PbftConfig::validate`]) or a `me` outside the committee.
+    pub fn new(
+        config: PbftConfig,
+        committee: Committee,
+        me: NodeId,
+        key: SecretKey,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        ConfigError::check(
+            me.index() < committee.n(),
+            "me",
+            me.0,
+            "not a member of the committee",
+        )?;
         let n = committee.n();
-        let quorum = match config.weaken {
-            Some(PbftWeakening::QuorumOneSmaller) => committee.byzantine_quorum() - 1,
-            _ => committee.byzantine_quorum(),
+        let quorum = if config.weakened(PbftWeakening::QuorumOneSmaller) {
+            committee.byzantine_quorum() - 1
+        } else {
+            committee.byzantine_quorum()
         };
         let votes_max = (config.log_window as usize + 2) * n * 4;
-        Self {
+        Ok(Self {
             votes: VoteKeeper::new(quorum.max(2) - 1, votes_max),
             checkpoints: VoteKeeper::new(quorum, votes_max),
             stable: CheckpointProof::genesis(genesis_log_digest()),
@@ -237,12 +251,11 @@ impl Pbft {
             last_normal_view: View(0),
             slots: BTreeMap::new(),
             prepared: BTreeMap::new(),
-            next_seq: 1,
-            last_executed: 0,
+            next_seq: SeqNo(1),
+            last_executed: SeqNo(0),
             own_checkpoints: BTreeMap::new(),
             executed: BTreeMap::new(),
-            executed_ids: FxHashSet::default(),
-            executed_order: VecDeque::new(),
+            executed_ids: RecentIds::new(config.executed_memory),
             view_changes: BTreeMap::new(),
             new_view_sent: None,
             current_new_view: None,
@@ -259,7 +272,7 @@ impl Pbft {
             replies: BTreeMap::new(),
             client_latencies_ns: Vec::new(),
             stats: PbftStats::default(),
-        }
+        })
     }
 
     /// The current view (the target view while a view change is under way).
@@ -274,7 +287,7 @@ impl Pbft {
 
     /// The last executed sequence number.
     pub fn last_executed(&self) -> SeqNo {
-        SeqNo(self.last_executed)
+        self.last_executed
     }
 
     /// The last stable checkpoint (h).
@@ -311,16 +324,18 @@ impl Pbft {
         self.primary_of(self.view) == self.me
     }
 
-    fn drop_message(&mut self, reason: &'static str) {
-        *self.stats.dropped.entry(reason).or_default() += 1;
+    fn drop_message(&mut self, reason: PbftDrop) {
+        *self.stats.dropped.entry(reason.as_str()).or_default() += 1;
     }
 
-    fn high_watermark(&self) -> u64 {
-        self.stable.seq.0 + self.config.log_window
+    /// H = h + L.
+    fn high_watermark(&self) -> SeqNo {
+        self.stable.seq + self.config.log_window
     }
 
-    fn in_window(&self, seq: u64) -> bool {
-        seq > self.stable.seq.0 && seq <= self.high_watermark()
+    /// h < n ≤ H.
+    fn in_window(&self, seq: SeqNo) -> bool {
+        seq > self.stable.seq && seq <= self.high_watermark()
     }
 }
 
@@ -346,7 +361,7 @@ impl Protocol for Pbft {
             PbftMessage::Forward(txs) => {
                 for tx in txs.into_iter().take(self.config.batch.txs_max) {
                     if let Err(MempoolError::Full { .. }) = ctx.mempool().insert(tx) {
-                        self.drop_message("mempool full");
+                        self.drop_message(PbftDrop::MempoolFull);
                         break;
                     }
                 }
@@ -394,13 +409,13 @@ impl Protocol for Pbft {
                     for forward in self.pending_forwards(ctx, &|_| false) {
                         ctx.broadcast(forward);
                     }
-                    self.start_view_change(ctx, View(view.0 + 1));
+                    self.start_view_change(ctx, view + 1);
                 }
             }
             PbftTimer::NewView(view)
                 if view == self.view && self.status == Status::ViewChanging =>
             {
-                self.start_view_change(ctx, View(view.0 + 1));
+                self.start_view_change(ctx, view + 1);
             }
             PbftTimer::Fetch if self.fetch_target.is_some() => self.start_fetch(ctx),
             PbftTimer::ResendViewChange(view)

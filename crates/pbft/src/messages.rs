@@ -4,9 +4,11 @@ use agora_consensus::{Message, Tamper};
 use agora_crypto::{Digest, SecretKey, Signature, SignatureCheck, domain};
 use agora_types::{
     Block, Certificate, Committee, Height, NodeId, Phase, Round, SeqNo, Statement, Transaction,
-    View, Vote,
+    View, Vote, codec,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::PbftDrop;
 
 /// The primary of `view` in a committee of `n`: replica `v mod n`.
 pub fn primary(view: View, n: usize) -> NodeId {
@@ -50,18 +52,18 @@ impl PrePrepare {
         &self,
         committee: &Committee,
         checker: &mut dyn SignatureCheck,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), PbftDrop> {
         let s = &self.vote.statement;
         if s.phase != Phase::PrePrepare {
-            return Err("not a pre-prepare statement");
+            return Err(PbftDrop::NotAPrePrepare);
         }
         if self.vote.voter != primary(self.view(), committee.n()) {
-            return Err("pre-prepare not from the view's primary");
+            return Err(PbftDrop::PrePrepareNotFromPrimary);
         }
         if self.block.digest() != s.value || self.block.height().0 != s.height.0 {
-            return Err("pre-prepare block does not match its digest or sequence number");
+            return Err(PbftDrop::PrePrepareBlockMismatch);
         }
-        self.vote.verify_with(committee, checker).map_err(|_| "bad pre-prepare signature")
+        self.vote.verify_with(committee, checker).map_err(|_| PbftDrop::BadPrePrepareSignature)
     }
 }
 
@@ -108,30 +110,30 @@ impl PreparedProof {
         prepares_needed: usize,
         require_block: bool,
         checker: &mut dyn SignatureCheck,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), PbftDrop> {
         let s = &self.pre_prepare.statement;
         if s.phase != Phase::PrePrepare
             || self.pre_prepare.voter != primary(self.view(), committee.n())
         {
-            return Err("prepared proof without the view's pre-prepare");
+            return Err(PbftDrop::ProofWithoutPrePrepare);
         }
         match &self.block {
             Some(block) if block.digest() != s.value || block.height().0 != s.height.0 => {
-                return Err("prepared proof block does not match its digest");
+                return Err(PbftDrop::ProofBlockMismatch);
             }
-            None if require_block => return Err("prepared proof without its block"),
+            None if require_block => return Err(PbftDrop::ProofWithoutBlock),
             _ => {}
         }
         self.pre_prepare
             .verify_with(committee, checker)
-            .map_err(|_| "bad pre-prepare signature")?;
+            .map_err(|_| PbftDrop::BadPrePrepareSignature)?;
         let expected = statement(Phase::Prepare, self.view(), self.seq(), self.digest());
         if self.prepares.signers().any(|s| s == self.pre_prepare.voter) {
-            return Err("the primary's prepare counted in a prepared proof");
+            return Err(PbftDrop::PrimaryPrepareInProof);
         }
         self.prepares
             .verify_for(committee, prepares_needed, &expected)
-            .map_err(|_| "bad prepare certificate")
+            .map_err(|_| PbftDrop::BadPrepareCertificate)
     }
 }
 
@@ -160,19 +162,19 @@ impl CheckpointProof {
         quorum: usize,
         genesis: Digest,
         checker: &mut dyn SignatureCheck,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), PbftDrop> {
         match &self.certificate {
             None if self.seq == SeqNo(0) && self.digest == genesis => Ok(()),
-            None => Err("checkpoint without proof"),
+            None => Err(PbftDrop::CheckpointWithoutProof),
             Some(cert) => {
                 let expected = checkpoint_statement(self.seq, self.digest);
                 cert.verify_with(committee, quorum, checker)
-                    .map_err(|_| "bad checkpoint certificate")
+                    .map_err(|_| PbftDrop::BadCheckpointCertificate)
                     .and_then(|()| {
                         if *cert.statement() == expected {
                             Ok(())
                         } else {
-                            Err("checkpoint certificate for something else")
+                            Err(PbftDrop::CheckpointCertificateMismatch)
                         }
                     })
             }
@@ -212,7 +214,7 @@ fn view_change_bytes(
     replica: NodeId,
 ) -> Vec<u8> {
     let stripped: Vec<PreparedProof> = prepared.iter().map(PreparedProof::stripped).collect();
-    postcard::to_stdvec(&(new_view, checkpoint, stripped, replica)).unwrap_or_default()
+    codec::signing_bytes(&(new_view, checkpoint, stripped, replica))
 }
 
 impl ViewChange {
@@ -250,22 +252,22 @@ impl ViewChange {
         window: u64,
         require_blocks: bool,
         checker: &mut dyn SignatureCheck,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), PbftDrop> {
         let bytes =
             view_change_bytes(self.new_view, &self.checkpoint, &self.prepared, self.replica);
         committee
             .verify_with(checker, self.replica, &domain::MESSAGE, &bytes, &self.signature)
-            .map_err(|_| "bad view-change signature")?;
+            .map_err(|_| PbftDrop::BadViewChangeSignature)?;
         let quorum = committee.byzantine_quorum();
         self.checkpoint.check(committee, quorum, genesis, checker)?;
         let mut last = self.checkpoint.seq;
         for p in &self.prepared {
             let seq = p.seq();
             if seq <= last || seq.0 > self.checkpoint.seq.0 + window {
-                return Err("prepared proofs out of order or outside the window");
+                return Err(PbftDrop::ProofsOutOfOrder);
             }
             if p.view() >= self.new_view {
-                return Err("prepared proof from a view not before the new one");
+                return Err(PbftDrop::ProofFromLaterView);
             }
             p.check(committee, quorum - 1, require_blocks, checker)?;
             last = seq;
@@ -497,6 +499,7 @@ mod tests {
         let vc = ViewChange::new(View(1), checkpoint, vec![proof], NodeId(2), &keys[2]);
         let check = |vc: &ViewChange, require| {
             vc.check(&committee, genesis_log_digest(), 16, require, &mut DirectCheck)
+                .map_err(PbftDrop::as_str)
         };
         assert_eq!(check(&vc, true), Ok(()));
         let stripped = vc.stripped();
@@ -538,7 +541,7 @@ mod tests {
             view_changes: stripped,
             pre_prepares: vec![PrePrepare { vote, block: block.clone() }],
         };
-        let size = postcard::to_stdvec(&nv).unwrap().len();
+        let size = codec::encoded_len(&nv);
         let block_size = block.encoded_len();
         assert!(
             size < block_size + block_size / 2,

@@ -7,8 +7,8 @@ use agora_types::{Batch, Block, Height, Phase, SeqNo, Transaction, View, Vote};
 use rustc_hash::FxHashSet;
 
 use crate::{
-    Executed, Pbft, PbftMessage, PbftWeakening, PrePrepare, PreparedProof, Reply, Slot, Status,
-    chain, checkpoint_statement, statement,
+    Executed, Pbft, PbftDrop, PbftMessage, PbftWeakening, PrePrepare, PreparedProof, Reply, Slot,
+    Status, chain, checkpoint_statement, statement,
 };
 
 impl Pbft {
@@ -53,13 +53,13 @@ impl Pbft {
             let block = Block::new(
                 parent,
                 agora_types::Round(self.view.0),
-                Height(seq),
+                Height(seq.0),
                 self.me,
                 ctx.now_ns(),
                 batch,
             );
             let vote = Vote::sign(
-                statement(Phase::PrePrepare, self.view, SeqNo(seq), block.digest()),
+                statement(Phase::PrePrepare, self.view, seq, block.digest()),
                 self.me,
                 &self.key,
             );
@@ -76,7 +76,7 @@ impl Pbft {
     }
 
     /// §4.2: The block this replica has at `seq`: pre-prepared, or executed and retained.
-    pub(crate) fn block_at(&self, seq: u64) -> Option<&Block> {
+    pub(crate) fn block_at(&self, seq: SeqNo) -> Option<&Block> {
         self.slots
             .get(&seq)
             .map(|s| &s.pre_prepare.block)
@@ -91,20 +91,20 @@ impl Pbft {
             return self.hold_early_pre_prepare(pp);
         }
         if !entered {
-            return self.drop_message("pre-prepare not for the current view");
+            return self.drop_message(PbftDrop::PrePrepareOtherView);
         }
-        let seq = pp.seq().0;
+        let seq = pp.seq();
         if !self.in_window(seq) {
-            return self.drop_message("pre-prepare outside the watermarks");
+            return self.drop_message(PbftDrop::PrePrepareOutsideWatermarks);
         }
         if self.is_primary() {
-            return self.drop_message("pre-prepare to the primary");
+            return self.drop_message(PbftDrop::PrePrepareToPrimary);
         }
         if let Some(slot) = self.slots.get(&seq)
             && slot.pre_prepare.view() == self.view
         {
             if slot.pre_prepare.digest() != pp.digest() {
-                self.drop_message("conflicting pre-prepare");
+                self.drop_message(PbftDrop::ConflictingPrePrepare);
             }
             return;
         }
@@ -124,12 +124,12 @@ impl Pbft {
     /// Only the structure is checked here; the signature and the batch are checked when the view is
     /// installed. When full, the pre-prepares of the farthest views give way.
     pub(crate) fn hold_early_pre_prepare(&mut self, pp: PrePrepare) {
-        if pp.view().0 > self.view.0 + self.config.future_views_max
+        if pp.view() > self.view + self.config.future_views_max
             || pp.vote.voter != self.primary_of(pp.view())
         {
-            return self.drop_message("pre-prepare for a far view or from another replica");
+            return self.drop_message(PbftDrop::PrePrepareFarOrForeign);
         }
-        let key = (pp.view(), pp.seq().0);
+        let key = (pp.view(), pp.seq());
         if self.early_pre_prepares.contains_key(&key) {
             return;
         }
@@ -137,9 +137,9 @@ impl Pbft {
             match self.early_pre_prepares.last_key_value() {
                 Some((last, _)) if *last > key => {
                     self.early_pre_prepares.pop_last();
-                    self.drop_message("early pre-prepare given way to a nearer view");
+                    self.drop_message(PbftDrop::EarlyPrePrepareEvicted);
                 }
-                _ => return self.drop_message("too many early pre-prepares"),
+                _ => return self.drop_message(PbftDrop::TooManyEarlyPrePrepares),
             }
         }
         self.early_pre_prepares.insert(key, pp);
@@ -147,7 +147,7 @@ impl Pbft {
 
     /// §4.4: The view is installed: check the pre-prepares held for it, forget older ones.
     pub(crate) fn replay_early_pre_prepares(&mut self, ctx: &mut Ctx<'_, Self>) {
-        let later = self.early_pre_prepares.split_off(&(View(self.view.0 + 1), 0));
+        let later = self.early_pre_prepares.split_off(&(self.view + 1, SeqNo(0)));
         let held = std::mem::replace(&mut self.early_pre_prepares, later);
         for ((view, _), pp) in held {
             if view == self.view {
@@ -160,23 +160,21 @@ impl Pbft {
     pub(crate) fn accept_pre_prepare(&mut self, ctx: &mut Ctx<'_, Self>, pp: PrePrepare) {
         let (view, seq, digest) = (pp.view(), pp.seq(), pp.digest());
         self.slots.insert(
-            seq.0,
+            seq,
             Slot { pre_prepare: pp, prepared_at: None, committed: false, commit_sent: false },
         );
         let prepare = Vote::sign(statement(Phase::Prepare, view, seq, digest), self.me, &self.key);
         ctx.broadcast(PbftMessage::Prepare(prepare));
         self.votes.add_verified(&prepare);
-        self.advance(ctx, seq.0);
+        self.advance(ctx, seq);
     }
 
     /// §4.2: Validity of a batch, whoever proposed it: within bounds, no transaction twice, none
     /// already executed, none in another sequence number of this view.
-    pub(crate) fn check_block(&self, block: &Block, seq: u64) -> Result<(), &'static str> {
+    pub(crate) fn check_block(&self, block: &Block, seq: SeqNo) -> Result<(), PbftDrop> {
         let batch = block.batch();
-        if batch.len() > self.config.batch.txs_max
-            || batch.encoded().len() > self.config.batch.bytes_max.saturating_add(8)
-        {
-            return Err("batch over the limits");
+        if !self.config.batch.admits(batch) {
+            return Err(PbftDrop::BatchOverTheLimits);
         }
         let others: FxHashSet<Digest> = self
             .slots
@@ -192,7 +190,7 @@ impl Pbft {
         for tx in batch.transactions() {
             let id = tx.id();
             if !seen.insert(id) || self.executed_ids.contains(&id) || others.contains(&id) {
-                return Err("batch repeats a transaction");
+                return Err(PbftDrop::BatchRepeatsTransaction);
             }
         }
         Ok(())
@@ -202,41 +200,41 @@ impl Pbft {
     pub(crate) fn on_vote(&mut self, ctx: &mut Ctx<'_, Self>, vote: Vote, phase: Phase) {
         let s = vote.statement;
         if s.phase != phase {
-            return self.drop_message("vote of the wrong phase");
+            return self.drop_message(PbftDrop::VoteWrongPhase);
         }
         let view = View(s.round.0);
-        if view < self.view || view.0 > self.view.0 + self.config.future_views_max {
-            return self.drop_message("vote for another view");
+        if view < self.view || view > self.view + self.config.future_views_max {
+            return self.drop_message(PbftDrop::VoteOtherView);
         }
-        if !self.in_window(s.height.0) {
-            return self.drop_message("vote outside the watermarks");
+        if !self.in_window(SeqNo(s.height.0)) {
+            return self.drop_message(PbftDrop::VoteOutsideWatermarks);
         }
         match self.votes.add(&vote, &self.committee, ctx.checker()) {
-            Err(_) => return self.drop_message("bad vote"),
-            Ok(VoteOutcome::Full) => return self.drop_message("vote limit"),
+            Err(_) => return self.drop_message(PbftDrop::BadVote),
+            Ok(VoteOutcome::Full) => return self.drop_message(PbftDrop::VoteLimit),
             Ok(_) => {}
         }
         if view == self.view && self.status == Status::Normal {
-            self.advance(ctx, s.height.0);
+            self.advance(ctx, SeqNo(s.height.0));
         }
     }
 
     /// §4.2: Moves one sequence number as far as its votes go: prepared, commit sent, committed,
     /// then executes what can be executed in order.
-    pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_, Self>, seq: u64) {
+    pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_, Self>, seq: SeqNo) {
         let Some(slot) = self.slots.get(&seq) else { return };
         let (view, digest) = (slot.pre_prepare.view(), slot.pre_prepare.digest());
         if view != self.view || self.status != Status::Normal {
             return;
         }
         let primary = self.primary_of(view);
-        let prepare = statement(Phase::Prepare, view, SeqNo(seq), digest);
-        let commit = statement(Phase::Commit, view, SeqNo(seq), digest);
+        let prepare = statement(Phase::Prepare, view, seq, digest);
+        let commit = statement(Phase::Commit, view, seq, digest);
         if slot.prepared_at.is_none() {
             // The pre-prepare is not a prepare, and neither is a prepare signed by the primary.
             let mut backups = self.votes.signers(&prepare)
                 - usize::from(self.votes.has_signed(&prepare, primary));
-            if self.config.weaken == Some(PbftWeakening::PrePrepareCountsAsPrepare) {
+            if self.config.weakened(PbftWeakening::PrePrepareCountsAsPrepare) {
                 backups += 1;
             }
             if backups + 1 < self.quorum {
@@ -252,7 +250,7 @@ impl Pbft {
             assert!(
                 proof.prepares.signers().all(|s| s != primary)
                     && (proof.prepares.signers().len() + 1 >= self.quorum
-                        || self.config.weaken.is_some()),
+                        || self.config.is_weakened()),
                 "a prepared certificate holds 2f backup prepares"
             );
             self.prepared.insert(seq, proof);
@@ -295,7 +293,7 @@ impl Pbft {
     ) {
         let seq = self.last_executed + 1;
         // §4.2: execution is in sequence order, so the last executed number only grows, by one.
-        assert_eq!(block.height().0, seq, "executed out of sequence order");
+        assert_eq!(block.height().0, seq.0, "executed out of sequence order");
         self.last_executed = seq;
         self.log_digest = chain(&self.log_digest, &block.digest());
         // PBFT orders requests, not unique ones: two views can each prepare the same request at
@@ -308,13 +306,6 @@ impl Pbft {
             let id = tx.id();
             if !self.executed_ids.insert(id) {
                 repeated.push(i);
-                continue;
-            }
-            self.executed_order.push_back(id);
-            if self.executed_order.len() > self.config.executed_memory
-                && let Some(old) = self.executed_order.pop_front()
-            {
-                self.executed_ids.remove(&old);
             }
         }
         if repeated.is_empty() {
@@ -333,16 +324,15 @@ impl Pbft {
         while self.executed.len() > self.config.retained_blocks {
             self.executed.pop_first();
         }
-        let reply = Reply { seq: SeqNo(seq), digest };
+        let reply = Reply { seq, digest };
         ctx.broadcast(PbftMessage::Reply(reply));
         self.on_reply(ctx, self.me, reply);
-        if seq.is_multiple_of(self.config.checkpoint_interval) {
+        if seq.0.is_multiple_of(self.config.checkpoint_interval) {
             self.own_checkpoints.insert(seq, self.log_digest);
-            let vote =
-                Vote::sign(checkpoint_statement(SeqNo(seq), self.log_digest), self.me, &self.key);
+            let vote = Vote::sign(checkpoint_statement(seq, self.log_digest), self.me, &self.key);
             ctx.broadcast(PbftMessage::Checkpoint(vote));
             self.checkpoints.add_verified(&vote);
-            self.check_stable(ctx, SeqNo(seq), self.log_digest);
+            self.check_stable(ctx, seq, self.log_digest);
         }
         // Progress in this view: the backoff starts over, and the timer restarts for what is left.
         self.attempts = 0;

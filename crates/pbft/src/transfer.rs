@@ -5,7 +5,7 @@
 use agora_consensus::Ctx;
 use agora_types::{Block, NodeId, SeqNo};
 
-use crate::{Pbft, PbftMessage, PbftTimer, chain};
+use crate::{Pbft, PbftDrop, PbftMessage, PbftTimer, chain};
 
 impl Pbft {
     /// TOCS, state transfer: Asks the target checkpoint's signers, one after another, for the
@@ -26,7 +26,7 @@ impl Pbft {
             .last_key_value()
             .map_or(self.last_executed, |(s, _)| (*s).max(self.last_executed))
             + 1;
-        ctx.send(peer, PbftMessage::Fetch { from: SeqNo(from), to: target.seq });
+        ctx.send(peer, PbftMessage::Fetch { from, to: target.seq });
         ctx.set_timer(PbftTimer::Fetch, self.config.view_timeout_ns / 2 + 1);
     }
 
@@ -40,11 +40,11 @@ impl Pbft {
         to: SeqNo,
     ) {
         if from > to {
-            return self.drop_message("empty fetch");
+            return self.drop_message(PbftDrop::EmptyFetch);
         }
         let blocks: Vec<Block> = self
             .executed
-            .range(from.0..=to.0)
+            .range(from..=to)
             .take(self.config.fetch_blocks_max)
             .map(|(_, e)| e.block.clone())
             .collect();
@@ -58,12 +58,12 @@ impl Pbft {
     pub(crate) fn on_blocks(&mut self, ctx: &mut Ctx<'_, Self>, blocks: Vec<Block>) {
         let Some(target) = self.fetch_target.clone() else { return };
         for block in blocks.into_iter().take(self.config.fetch_blocks_max) {
-            let seq = block.height().0;
-            if seq > self.last_executed && seq <= target.seq.0 {
+            let seq = SeqNo(block.height().0);
+            if seq > self.last_executed && seq <= target.seq {
                 self.fetch_buffer.entry(seq).or_insert(block);
             }
         }
-        let wanted = self.last_executed + 1..=target.seq.0;
+        let wanted = (self.last_executed.0 + 1..=target.seq.0).map(SeqNo);
         if !wanted.clone().all(|s| self.fetch_buffer.contains_key(&s)) {
             self.start_fetch(ctx);
             return;
@@ -73,7 +73,7 @@ impl Pbft {
             digest = chain(&digest, &self.fetch_buffer[&s].digest());
         }
         if digest != target.digest {
-            self.drop_message("fetched blocks do not match the checkpoint");
+            self.drop_message(PbftDrop::FetchMismatch);
             self.fetch_buffer.clear();
             self.start_fetch(ctx);
             return;
@@ -84,7 +84,7 @@ impl Pbft {
             self.slots.remove(&s);
             self.execute(ctx, block, None);
         }
-        self.own_checkpoints.insert(target.seq.0, self.log_digest);
+        self.own_checkpoints.insert(target.seq, self.log_digest);
         self.fetch_buffer.clear();
         self.fetch_target = None;
         ctx.cancel_timer(PbftTimer::Fetch);

@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::Ctx;
 use agora_crypto::Digest;
-use agora_types::{NodeId, Phase, Transaction, View, Vote};
+use agora_types::{NodeId, Phase, SeqNo, Transaction, View, Vote};
 use rustc_hash::FxHashSet;
 
 use crate::{
-    NewView, Pbft, PbftMessage, PbftTimer, PrePrepare, PreparedProof, Slot, Status, ViewChange,
-    compute_o, genesis_log_digest, statement,
+    NewView, Pbft, PbftDrop, PbftMessage, PbftTimer, PrePrepare, PreparedProof, Slot, Status,
+    ViewChange, compute_o, genesis_log_digest, statement,
 };
 
 impl Pbft {
@@ -29,7 +29,7 @@ impl Pbft {
         self.attempts = self.attempts.saturating_add(1);
         self.stats.view_changes += 1;
         let prepared: Vec<PreparedProof> =
-            self.prepared.range(self.stable.seq.0 + 1..).map(|(_, p)| p.clone()).collect();
+            self.prepared.range(self.stable.seq + 1..).map(|(_, p)| p.clone()).collect();
         let vc = ViewChange::new(target, self.stable.clone(), prepared, self.me, &self.key);
         ctx.broadcast(PbftMessage::ViewChange(Box::new(vc.clone())));
         self.my_view_change = Some(vc.clone());
@@ -67,9 +67,9 @@ impl Pbft {
     /// §4.4: A VIEW-CHANGE arrives: checked, then recorded.
     pub(crate) fn on_view_change(&mut self, ctx: &mut Ctx<'_, Self>, vc: ViewChange) {
         if vc.new_view <= self.last_normal_view
-            || vc.new_view.0 > self.view.0 + self.config.future_views_max
+            || vc.new_view > self.view + self.config.future_views_max
         {
-            return self.drop_message("view change for an old or far view");
+            return self.drop_message(PbftDrop::ViewChangeOldOrFar);
         }
         if self.view_changes.get(&vc.new_view).is_some_and(|m| m.contains_key(&vc.replica)) {
             return;
@@ -95,7 +95,7 @@ impl Pbft {
         // f+1 replicas want views above ours: join the smallest of them.
         let ours = self.view;
         let mut wanting: BTreeMap<NodeId, View> = BTreeMap::new();
-        for (v, by) in self.view_changes.range(View(ours.0 + 1)..) {
+        for (v, by) in self.view_changes.range(ours + 1..) {
             for replica in by.keys() {
                 wanting.entry(*replica).or_insert(*v);
             }
@@ -134,7 +134,7 @@ impl Pbft {
             // Every view change this primary accepted carried its proofs' blocks, so each chosen
             // digest has its block; should one be missing, sending O without it is impossible.
             let Some(block) = block else {
-                return self.drop_message("new view without the block of a prepared request");
+                return self.drop_message(PbftDrop::NewViewMissingBlock);
             };
             let vote =
                 Vote::sign(statement(Phase::PrePrepare, view, seq, digest), self.me, &self.key);
@@ -151,13 +151,13 @@ impl Pbft {
     /// §4.4: A NEW-VIEW arrives from whoever relays it: checked against V and O, then installed.
     pub(crate) fn on_new_view(&mut self, ctx: &mut Ctx<'_, Self>, nv: NewView) {
         if nv.view < self.view || (nv.view == self.view && self.status == Status::Normal) {
-            return self.drop_message("new view for an old view");
+            return self.drop_message(PbftDrop::NewViewOld);
         }
         // A NEW-VIEW proves itself (2f+1 signed view changes, O signed by the view's primary and
         // recomputed here), so it is accepted from whoever relays it: replicas pass it on to
         // one that missed it.
-        if nv.view.0 > self.view.0 + self.config.future_views_max {
-            return self.drop_message("new view too far ahead");
+        if nv.view > self.view + self.config.future_views_max {
+            return self.drop_message(PbftDrop::NewViewTooFar);
         }
         if let Err(reason) = self.check_new_view(ctx, &nv) {
             return self.drop_message(reason);
@@ -171,11 +171,11 @@ impl Pbft {
         &mut self,
         ctx: &mut Ctx<'_, Self>,
         nv: &NewView,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), PbftDrop> {
         let mut replicas = BTreeSet::new();
         for vc in &nv.view_changes {
             if vc.new_view != nv.view || !replicas.insert(vc.replica) {
-                return Err("new view with a duplicate or foreign view change");
+                return Err(PbftDrop::NewViewBadViewChanges);
             }
             vc.check(
                 &self.committee,
@@ -186,18 +186,18 @@ impl Pbft {
             )?;
         }
         if replicas.len() < self.quorum {
-            return Err("new view with too few view changes");
+            return Err(PbftDrop::NewViewTooFewViewChanges);
         }
         let (_, entries) = compute_o(nv.view, &nv.view_changes, self.n);
         if entries.len() != nv.pre_prepares.len() {
-            return Err("new view's O is not what V says");
+            return Err(PbftDrop::NewViewOMismatch);
         }
         for ((seq, digest, null), pp) in entries.iter().zip(&nv.pre_prepares) {
             // A null request is recomputed whole; a prepared one is bound by its digest, and
             // the pre-prepare check below ties the carried block to that digest.
             let same_null = null.as_ref().is_none_or(|block| pp.block == *block);
             if pp.view() != nv.view || pp.seq() != *seq || pp.digest() != *digest || !same_null {
-                return Err("new view's O is not what V says");
+                return Err(PbftDrop::NewViewOMismatch);
             }
             pp.check(&self.committee, ctx.checker())?;
         }
@@ -282,11 +282,11 @@ impl Pbft {
         self.adopt_checkpoint(ctx, checkpoint);
         self.slots.clear();
         let is_primary = self.is_primary();
-        let mut last = self.stable.seq.0;
+        let mut last = self.stable.seq;
         for pp in nv.pre_prepares {
-            let seq = pp.seq().0;
+            let seq = pp.seq();
             last = last.max(seq);
-            if seq <= self.stable.seq.0 {
+            if seq <= self.stable.seq {
                 continue;
             }
             if is_primary {
@@ -306,7 +306,7 @@ impl Pbft {
         self.last_normal_view = nv.view;
         self.stats.new_views += 1;
         // Votes for this view that arrived early count now.
-        let seqs: Vec<u64> = self.slots.keys().copied().collect();
+        let seqs: Vec<SeqNo> = self.slots.keys().copied().collect();
         for seq in seqs {
             self.advance(ctx, seq);
         }

@@ -107,7 +107,8 @@ fn hostile_pool(keys: &[SecretKey]) -> Vec<PbftMessage> {
 #[test]
 fn a_million_hostile_messages_leave_state_and_memory_bounded() {
     let (committee, keys) = Committee::deterministic(1, 4).unwrap();
-    let mut node = Pbft::new(PbftConfig::new(1_000_000_000), committee, NodeId(3), keys[3].clone());
+    let mut node = Pbft::new(PbftConfig::new(1_000_000_000), committee, NodeId(3), keys[3].clone())
+        .expect("a valid configuration");
     let pool = hostile_pool(&keys);
     let region = Region::new(GLOBAL);
     let flooded = flood(

@@ -37,7 +37,9 @@ fn load(c: &mut SimConfig, rate: f64, end_ms: u64, targets: Targets) {
 fn simulation(config: SimConfig, pbft: PbftConfig) -> Simulation<Pbft> {
     Simulation::new(
         config,
-        |me, committee, key| Pbft::new(pbft, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Pbft::new(pbft, committee.clone(), me, key.clone()).expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
     )
     .unwrap()

@@ -65,6 +65,7 @@ impl Cluster {
             .map(|i| {
                 let me = NodeId(i as u16);
                 Pbft::new(config, committee.clone(), me, keys[i].clone())
+                    .expect("a valid configuration")
             })
             .collect();
         let mut cluster = Self {

@@ -30,7 +30,10 @@ fn a_streamlet_cluster_finalizes_everything_everywhere() {
     let config = StreamletConfig::new(20_000_000);
     let report = run(
         ClusterConfig::new(4),
-        |me, committee, key| Streamlet::new(config, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Streamlet::new(config, committee.clone(), me, key.clone())
+                .expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
         load(400, 4, Some(2_000.0)),
     )
@@ -50,7 +53,10 @@ fn with_apply_threads_every_block_is_still_applied_everywhere_in_order() {
     cluster.verify_ahead = true;
     let report = run(
         cluster,
-        |me, committee, key| Streamlet::new(config, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Streamlet::new(config, committee.clone(), me, key.clone())
+                .expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
         load(2_000, 4, None),
     )
@@ -70,7 +76,9 @@ fn a_pbft_cluster_finalizes_everything_everywhere_as_fast_as_it_can() {
     cluster.verify_ahead = true;
     let report = run(
         cluster,
-        |me, committee, key| Pbft::new(config, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Pbft::new(config, committee.clone(), me, key.clone()).expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
         load(2_000, 4, None),
     )
@@ -98,7 +106,10 @@ fn replicas_with_tiny_inboxes_cannot_deadlock_on_each_other() {
     cluster.send_wait_max = std::time::Duration::from_millis(2);
     let report = run(
         cluster,
-        |me, committee, key| Streamlet::new(config, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Streamlet::new(config, committee.clone(), me, key.clone())
+                .expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
         load(400, 4, None),
     )

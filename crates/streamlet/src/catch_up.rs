@@ -8,7 +8,7 @@ use agora_crypto::Digest;
 use agora_types::{Epoch, NodeId, Round, Transaction, Vote};
 use rustc_hash::FxHashSet;
 
-use crate::{Streamlet, StreamletMessage, vote_statement};
+use crate::{Streamlet, StreamletDrop, StreamletMessage, vote_statement};
 
 impl Streamlet {
     /// Drops (and counts) the proposals waiting for a parent that are at or below finality.
@@ -23,7 +23,7 @@ impl Streamlet {
         self.orphan_bytes =
             self.orphans.values().flatten().map(|p| p.block.batch().encoded().len()).sum();
         if self.orphan_count < before {
-            *self.stats.dropped.entry("orphan below finality").or_default() +=
+            *self.stats.dropped.entry(StreamletDrop::OrphanBelowFinality.as_str()).or_default() +=
                 (before - self.orphan_count) as u64;
         }
     }

@@ -1,6 +1,8 @@
 //! A node's settings and its leader schedule.
 
-use agora_consensus::{BatchLimits, HashedLeader, LeaderElection, RoundRobin};
+use agora_consensus::{
+    BatchLimits, ConfigError, DURATION_MAX_NS, HashedLeader, LeaderElection, RoundRobin,
+};
 use agora_types::{Epoch, NodeId, Round};
 
 /// How epoch leaders are chosen.
@@ -63,15 +65,19 @@ pub struct StreamletConfig {
     /// again otherwise, and nodes that disagree about the longest notarized chain stay stuck.
     pub resync_after_epochs: u64,
     /// Finalized blocks kept, each with its proposer's signature and its notarization, to send
-    /// a node that fell behind the finalized tip (it asks with [`StreamletMessage::Sync`](crate::StreamletMessage::Sync)). A
-    /// node further behind than this cannot catch up from its peers.
+    /// a node that fell behind the finalized tip (it asks with
+    /// [`StreamletMessage::Sync`](crate::StreamletMessage::Sync)). A node further behind than
+    /// this cannot catch up from its peers.
     pub sync_blocks_max: usize,
-    /// A deliberately broken rule, for proving that tests catch it. Never set outside tests.
+    /// A deliberately broken rule, for proving that tests catch it. It exists only with the
+    /// `weaken` cargo feature, which the swarm (agora-lab) enables and a node never does.
+    #[cfg(feature = "weaken")]
     pub weaken: Option<StreamletWeakening>,
 }
 
 /// Deliberate bugs ("mutants") the swarm campaign must catch, kept so that it cannot silently
-/// lose its teeth.
+/// lose its teeth. They are switched on through `StreamletConfig::weaken`, which exists only with the
+/// `weaken` cargo feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamletWeakening {
     /// Notarization with one vote fewer than ⌈2n/3⌉.
@@ -99,8 +105,69 @@ impl StreamletConfig {
             reforward_after_epochs: 4,
             resync_after_epochs: 8,
             sync_blocks_max: 64,
+            #[cfg(feature = "weaken")]
             weaken: None,
         }
+    }
+
+    /// Checks the values the engine relies on: Δ positive and at most
+    /// [`DURATION_MAX_NS`], and room for at least one transaction per block and one proposal
+    /// per epoch. [`Streamlet::new`](crate::Streamlet::new) calls it.
+    ///
+    /// Δ is a promise about the network: Streamlet votes only in the epoch a proposal belongs
+    /// to, so with Δ below the network's one-way delay no proposal is voted for in time and
+    /// nothing is ever final. That cannot be checked here; [`Self::synchrony_warning`] says so
+    /// for a known delay.
+    ///
+    /// ```
+    /// use agora_streamlet::{Streamlet, StreamletConfig};
+    /// use agora_types::{Committee, NodeId};
+    ///
+    /// let (committee, keys) = Committee::deterministic(1, 4).unwrap();
+    /// let err = Streamlet::new(StreamletConfig::new(0), committee, NodeId(0), keys[0].clone());
+    /// assert_eq!(err.unwrap_err().to_string(), "delta_ns = 0: Δ must be positive and at most one day");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ConfigError::check(
+            (1..=DURATION_MAX_NS).contains(&self.delta_ns),
+            "delta_ns",
+            self.delta_ns,
+            "Δ must be positive and at most one day",
+        )?;
+        ConfigError::check(
+            self.batch.txs_max >= 1,
+            "batch.txs_max",
+            self.batch.txs_max,
+            "at least 1",
+        )?;
+        ConfigError::check(
+            self.proposals_per_epoch_max >= 1,
+            "proposals_per_epoch_max",
+            self.proposals_per_epoch_max,
+            "at least 1",
+        )
+    }
+
+    /// A warning when Δ is too short for a network whose messages take up to `delay_ns` one
+    /// way: a proposal sent at an epoch's start must reach every node, and their votes each
+    /// other, within the epoch's 2Δ, which needs Δ at least the one-way delay. `None` when Δ
+    /// covers it.
+    ///
+    /// ```
+    /// use agora_streamlet::StreamletConfig;
+    ///
+    /// let config = StreamletConfig::new(5_000_000); // Δ = 5 ms
+    /// assert!(config.synchrony_warning(10_000_000).unwrap().contains("finalize nothing"));
+    /// assert_eq!(config.synchrony_warning(5_000_000), None);
+    /// ```
+    pub fn synchrony_warning(&self, delay_ns: u64) -> Option<String> {
+        (self.delta_ns < delay_ns).then(|| {
+            format!(
+                "Δ = {} ns is below the network's one-way delay of {} ns: proposals arrive after \
+                 their epoch and Streamlet will finalize nothing",
+                self.delta_ns, delay_ns
+            )
+        })
     }
 
     /// Start of `epoch`: `2Δ(e − 1)`.
@@ -111,5 +178,18 @@ impl StreamletConfig {
     /// The epoch in progress at `now_ns`.
     pub fn epoch_at(&self, now_ns: u64) -> Epoch {
         Epoch(now_ns / (2 * self.delta_ns) + 1)
+    }
+}
+
+impl StreamletConfig {
+    /// Whether the mutant `w` is switched on; always false without the `weaken` feature.
+    pub(crate) fn weakened(&self, w: StreamletWeakening) -> bool {
+        #[cfg(feature = "weaken")]
+        return self.weaken == Some(w);
+        #[cfg(not(feature = "weaken"))]
+        {
+            let _ = w;
+            false
+        }
     }
 }

@@ -2,11 +2,10 @@
 //! adjacent notarized blocks with consecutive epochs finalize the chain up to the second.
 
 use agora_consensus::Ctx;
-use agora_crypto::Digest;
 use agora_types::{Block, Epoch, Height, NodeId, Round, Vote};
 
 use crate::tree::ConflictingFinality;
-use crate::{Streamlet, StreamletMessage, vote_statement};
+use crate::{Streamlet, StreamletDrop, StreamletMessage, vote_statement};
 
 impl Streamlet {
     /// §3 "Finalize": outputs the newly final blocks in log order, exactly once each, and keeps
@@ -28,7 +27,7 @@ impl Streamlet {
         }
         for block in blocks {
             for tx in block.batch().transactions() {
-                self.remember_finalized(tx.id());
+                self.finalized_txs.insert(tx.id());
                 self.forwarded_at.remove(&tx.id());
             }
             self.keep_finalized_proof(&block);
@@ -77,7 +76,7 @@ impl Streamlet {
         }
         let every = self.config.resync_after_epochs.max(1);
         if self.synced_at.get(&from).is_some_and(|e| self.epoch.0 < e.0.saturating_add(every)) {
-            return self.drop_message("sync asked too soon");
+            return self.drop_message(StreamletDrop::SyncAskedTooSoon);
         }
         self.synced_at.insert(from, self.epoch);
         let above = Height(finalized.0.saturating_add(1));
@@ -87,19 +86,6 @@ impl Streamlet {
             for (voter, signature) in certificate.signatures() {
                 let vote = Vote { statement, voter: *voter, signature: *signature };
                 ctx.send(from, StreamletMessage::EchoVote(vote));
-            }
-        }
-    }
-
-    /// Remembers a finalized transaction id (bounded), so that a repeat is never proposed or
-    /// voted for again.
-    pub(crate) fn remember_finalized(&mut self, id: Digest) {
-        if self.finalized_txs.insert(id) {
-            self.finalized_txs_order.push_back(id);
-            if self.finalized_txs_order.len() > self.config.finalized_memory
-                && let Some(old) = self.finalized_txs_order.pop_front()
-            {
-                self.finalized_txs.remove(&old);
             }
         }
     }

@@ -64,6 +64,7 @@
 
 mod catch_up;
 mod config;
+mod drop;
 mod epoch;
 mod finality;
 mod messages;
@@ -71,19 +72,21 @@ mod tree;
 mod vote;
 
 pub use config::{LeaderRule, StreamletConfig, StreamletWeakening};
+pub use drop::StreamletDrop;
 pub use messages::{Proposal, StreamletMessage};
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
-    BlockStatus, BlockView, ChainView, Ctx, MempoolError, Protocol, Submitted, VoteKeeper,
+    BlockStatus, BlockView, ChainView, ConfigError, Ctx, MempoolError, Protocol, RecentIds,
+    Submitted, VoteKeeper,
 };
 use agora_crypto::{Digest, SecretKey};
 use agora_types::{
     Block, Certificate, Committee, Epoch, Height, NodeId, Phase, Round, Statement, Transaction,
     Vote,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::tree::BlockTree;
@@ -141,8 +144,7 @@ pub struct Streamlet {
     /// Validly signed proposals taken, per epoch (pruned below finality).
     proposals_taken: BTreeMap<Epoch, usize>,
     seen: BTreeMap<Epoch, BTreeSet<Seen>>,
-    finalized_txs: FxHashSet<Digest>,
-    finalized_txs_order: VecDeque<Digest>,
+    finalized_txs: RecentIds,
     /// Submitted here, not yet forwarded to the next leaders.
     to_forward: Vec<Transaction>,
     /// When each pending transaction was last forwarded, by this node or to it (bounded by
@@ -166,16 +168,29 @@ pub struct Streamlet {
 }
 
 impl Streamlet {
-    /// Node `me` of `committee`, signing with `key`.
-    pub fn new(config: StreamletConfig, committee: Committee, me: NodeId, key: SecretKey) -> Self {
-        assert!(config.delta_ns > 0, "Δ must be positive");
+    /// Node `me` of `committee`, signing with `key`; an error names the first bad setting (see
+    /// [`StreamletConfig::validate`]) or a `me` outside the committee.
+    pub fn new(
+        config: StreamletConfig,
+        committee: Committee,
+        me: NodeId,
+        key: SecretKey,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        ConfigError::check(
+            me.index() < committee.n(),
+            "me",
+            me.0,
+            "not a member of the committee",
+        )?;
         let n = u16::try_from(committee.n()).expect("committees have at most 1024 members");
-        let quorum = match config.weaken {
-            Some(StreamletWeakening::QuorumOneSmaller) => committee.notarization_quorum() - 1,
-            _ => committee.notarization_quorum(),
+        let quorum = if config.weakened(StreamletWeakening::QuorumOneSmaller) {
+            committee.notarization_quorum() - 1
+        } else {
+            committee.notarization_quorum()
         };
         let keeper = VoteKeeper::new(quorum.max(1), config.votes_max);
-        Self {
+        Ok(Self {
             tree: BlockTree::new(config.history_max),
             config,
             committee,
@@ -191,8 +206,7 @@ impl Streamlet {
             orphan_bytes: 0,
             proposals_taken: BTreeMap::new(),
             seen: BTreeMap::new(),
-            finalized_txs: FxHashSet::default(),
-            finalized_txs_order: VecDeque::new(),
+            finalized_txs: RecentIds::new(config.finalized_memory),
             to_forward: Vec::new(),
             forwarded_at: FxHashMap::default(),
             adopted: BTreeMap::new(),
@@ -202,7 +216,7 @@ impl Streamlet {
             synced_at: BTreeMap::new(),
             progress_epoch: Epoch(0),
             stats: StreamletStats::default(),
-        }
+        })
     }
 
     /// The current epoch.
@@ -230,8 +244,8 @@ impl Streamlet {
         &self.stats
     }
 
-    fn drop_message(&mut self, reason: &'static str) {
-        *self.stats.dropped.entry(reason).or_default() += 1;
+    fn drop_message(&mut self, reason: StreamletDrop) {
+        *self.stats.dropped.entry(reason.as_str()).or_default() += 1;
     }
 }
 
@@ -286,7 +300,7 @@ impl Protocol for Streamlet {
                         Ok(Submitted::Accepted) => accepted.push(tx),
                         Ok(Submitted::Duplicate) => {}
                         Err(MempoolError::Full { .. }) => {
-                            self.drop_message("mempool full");
+                            self.drop_message(StreamletDrop::MempoolFull);
                             break;
                         }
                     }

@@ -10,7 +10,8 @@ use agora_types::{Block, Epoch, NodeId, Phase, Vote};
 use rustc_hash::FxHashSet;
 
 use crate::{
-    IntoEpoch, Proposal, Seen, Streamlet, StreamletMessage, StreamletWeakening, vote_statement,
+    IntoEpoch, Proposal, Seen, Streamlet, StreamletDrop, StreamletMessage, StreamletWeakening,
+    vote_statement,
 };
 
 impl Streamlet {
@@ -41,11 +42,11 @@ impl Streamlet {
     /// Refuses (and counts) messages for epochs too far ahead to hold, or below finality.
     pub(crate) fn epoch_acceptable(&mut self, epoch: Epoch) -> bool {
         if epoch.0 > self.epoch.0.saturating_add(self.config.future_epochs_max) {
-            self.drop_message("far-future epoch");
+            self.drop_message(StreamletDrop::FarFutureEpoch);
             return false;
         }
         if epoch < self.tree.finalized_tip().round().into_epoch() && epoch.0 > 0 {
-            self.drop_message("epoch below finality");
+            self.drop_message(StreamletDrop::EpochBelowFinality);
             return false;
         }
         true
@@ -63,7 +64,7 @@ impl Streamlet {
         let epoch = Epoch(block.round().0);
         let digest = block.digest();
         if epoch.0 == 0 || block.proposer() != self.leader_of(epoch) {
-            return self.drop_message("proposer is not the epoch's leader");
+            return self.drop_message(StreamletDrop::ProposerNotLeader);
         }
         if !self.epoch_acceptable(epoch) {
             return;
@@ -76,7 +77,7 @@ impl Streamlet {
         if self.proposals_taken.get(&epoch).copied().unwrap_or(0)
             >= self.config.proposals_per_epoch_max
         {
-            return self.drop_message("too many proposals in the epoch");
+            return self.drop_message(StreamletDrop::TooManyProposals);
         }
         let signed = self.committee.verify_with(
             ctx.checker(),
@@ -86,7 +87,7 @@ impl Streamlet {
             &proposal.signature,
         );
         if signed.is_err() {
-            return self.drop_message("bad proposal signature");
+            return self.drop_message(StreamletDrop::BadProposalSignature);
         }
         // Before echoing: a signed but oversized proposal must not be multiplied by n echoes.
         if let Err(reason) = self.within_limits(block) {
@@ -101,7 +102,7 @@ impl Streamlet {
             if self.orphan_count >= self.config.orphans_max
                 || self.orphan_bytes + bytes > self.config.orphan_bytes_max
             {
-                return self.drop_message("orphan limit");
+                return self.drop_message(StreamletDrop::OrphanLimit);
             }
             self.orphan_count += 1;
             self.orphan_bytes += bytes;
@@ -141,23 +142,21 @@ impl Streamlet {
     }
 
     /// The batch bounds, which need nothing but the block.
-    pub(crate) fn within_limits(&self, block: &Block) -> Result<(), &'static str> {
-        if block.batch().len() > self.config.batch.txs_max
-            || block.batch().encoded().len() > self.config.batch.bytes_max.saturating_add(8)
-        {
-            return Err("batch over the limits");
+    pub(crate) fn within_limits(&self, block: &Block) -> Result<(), StreamletDrop> {
+        if !self.config.batch.admits(block.batch()) {
+            return Err(StreamletDrop::BatchOverTheLimits);
         }
         Ok(())
     }
 
     /// Validity of a block's content, whoever proposed it.
-    pub(crate) fn check_block(&self, block: &Block) -> Result<(), &'static str> {
-        let parent = &self.tree.get(&block.parent()).ok_or("unknown parent")?.block;
+    pub(crate) fn check_block(&self, block: &Block) -> Result<(), StreamletDrop> {
+        let parent = &self.tree.get(&block.parent()).ok_or(StreamletDrop::UnknownParent)?.block;
         if block.height().0 != parent.height().0 + 1 {
-            return Err("height is not parent + 1");
+            return Err(StreamletDrop::HeightNotParentPlusOne);
         }
         if block.round() <= parent.round() {
-            return Err("epoch not after the parent's");
+            return Err(StreamletDrop::EpochNotAfterParent);
         }
         self.within_limits(block)?;
         let on_chain = self.ids_on_unfinalized_chain(&block.parent());
@@ -165,7 +164,7 @@ impl Streamlet {
         for tx in block.batch().transactions() {
             let id = tx.id();
             if !in_block.insert(id) || on_chain.contains(&id) || self.finalized_txs.contains(&id) {
-                return Err("repeats a transaction");
+                return Err(StreamletDrop::RepeatsTransaction);
             }
         }
         Ok(())
@@ -179,7 +178,7 @@ impl Streamlet {
             || self.last_voted >= epoch
             || self.first_proposal.get(&epoch) != Some(&digest)
             || !(self.tree.extends_longest(&block.parent())
-                || self.config.weaken == Some(StreamletWeakening::VoteExtendsFinalized))
+                || self.config.weakened(StreamletWeakening::VoteExtendsFinalized))
         {
             return;
         }
@@ -210,7 +209,7 @@ impl Streamlet {
         let s = vote.statement;
         let epoch = Epoch(s.round.0);
         if s.phase != Phase::Vote || epoch.0 == 0 {
-            return self.drop_message("not a Streamlet vote");
+            return self.drop_message(StreamletDrop::NotAStreamletVote);
         }
         if !self.epoch_acceptable(epoch) {
             return;
@@ -220,7 +219,7 @@ impl Streamlet {
         }
         let outcome = match self.keeper.add(&vote, &self.committee, ctx.checker()) {
             Ok(outcome) => outcome,
-            Err(_) => return self.drop_message("bad vote"),
+            Err(_) => return self.drop_message(StreamletDrop::BadVote),
         };
         self.first_sight(epoch, Seen::Vote(vote.voter, s));
         self.stats.equivocations = self.keeper.equivocations();
@@ -234,8 +233,8 @@ impl Streamlet {
                 self.try_vote_current(ctx);
             }
             VoteOutcome::Duplicate => {}
-            VoteOutcome::Stale => self.drop_message("stale vote"),
-            VoteOutcome::Full => self.drop_message("vote limit"),
+            VoteOutcome::Stale => self.drop_message(StreamletDrop::StaleVote),
+            VoteOutcome::Full => self.drop_message(StreamletDrop::VoteLimit),
         }
     }
 }

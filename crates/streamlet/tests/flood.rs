@@ -87,7 +87,8 @@ fn a_million_hostile_messages_leave_state_and_memory_bounded() {
     let (committee, keys) = Committee::deterministic(1, 4).unwrap();
     let mut config = StreamletConfig::new(DELTA);
     config.leader = LeaderRule::RoundRobin;
-    let mut node = Streamlet::new(config, committee, NodeId(3), keys[3].clone());
+    let mut node = Streamlet::new(config, committee, NodeId(3), keys[3].clone())
+        .expect("a valid configuration");
     let pool = hostile_pool(&keys);
     let region = Region::new(GLOBAL);
     let start = |node: &mut Streamlet, ctx: &mut agora_consensus::Ctx<'_, Streamlet>| {

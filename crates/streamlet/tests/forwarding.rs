@@ -22,7 +22,8 @@ impl Node {
         let mut config = StreamletConfig::new(DELTA);
         config.leader = LeaderRule::RoundRobin;
         config.forward_batch_max = forward_batch_max;
-        let node = Streamlet::new(config, committee, NodeId(3), keys[3].clone());
+        let node = Streamlet::new(config, committee, NodeId(3), keys[3].clone())
+            .expect("a valid configuration");
         Self { node, mempool: InMemoryMempool::new(MempoolLimits::default()), actions: Vec::new() }
     }
 

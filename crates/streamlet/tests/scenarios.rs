@@ -64,7 +64,9 @@ fn run_with(
     sc.leader = rule;
     let mut sim = Simulation::new(
         config,
-        |me, committee, key| Streamlet::new(sc, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Streamlet::new(sc, committee.clone(), me, key.clone()).expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
     )
     .unwrap();
@@ -274,7 +276,9 @@ fn echo_costs_messages_and_can_be_switched_off() {
     sc.echo = false;
     let mut sim = Simulation::new(
         config(4, 10),
-        |me, committee, key| Streamlet::new(sc, committee.clone(), me, key.clone()),
+        |me, committee, key| {
+            Streamlet::new(sc, committee.clone(), me, key.clone()).expect("a valid configuration")
+        },
         |_| Box::new(TxLog::new(true)),
     )
     .unwrap();

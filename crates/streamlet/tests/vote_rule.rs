@@ -25,7 +25,8 @@ impl Harness {
         let (committee, keys) = Committee::deterministic(1, 4).unwrap();
         let mut config = StreamletConfig::new(DELTA);
         config.leader = LeaderRule::RoundRobin;
-        let node = Streamlet::new(config, committee, NodeId(3), keys[3].clone());
+        let node = Streamlet::new(config, committee, NodeId(3), keys[3].clone())
+            .expect("a valid configuration");
         Self {
             node,
             keys,

@@ -68,6 +68,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, CodecError> {
     Ok(Bytes::from(out))
 }
 
+/// The encoding of `value` to be signed or verified, without the message limit (a signature may
+/// cover a part of a message that is checked against the limit as a whole).
+///
+/// Encoding agora's own types cannot fail: their `Serialize` is derived and every sequence has a
+/// known length, and a value decoded from the wire always encodes again. Should that ever break,
+/// this panics, because the alternative, signing an empty or partial buffer, would make
+/// unrelated messages share a signature.
+pub fn signing_bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("agora's types always encode")
+}
+
 /// The length of the encoding of `value`, computed without allocating.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     // Serializing into the size-counting flavor cannot fail for agora's types.

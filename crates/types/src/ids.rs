@@ -90,6 +90,42 @@ id!(
     "acct"
 );
 
+/// Counters that are stepped and compared as distances: `counter + k` and `counter - k` move it
+/// by `k`, and `a - b` is how far `a` is past `b`. Like integer arithmetic they panic on overflow
+/// in debug builds, so callers keep values in range (PBFT bounds both by its log window).
+macro_rules! counter_arithmetic {
+    ($($name:ident),*) => {$(
+        impl std::ops::Add<u64> for $name {
+            type Output = $name;
+            fn add(self, k: u64) -> $name {
+                $name(self.0 + k)
+            }
+        }
+
+        impl std::ops::AddAssign<u64> for $name {
+            fn add_assign(&mut self, k: u64) {
+                self.0 += k;
+            }
+        }
+
+        impl std::ops::Sub<u64> for $name {
+            type Output = $name;
+            fn sub(self, k: u64) -> $name {
+                $name(self.0 - k)
+            }
+        }
+
+        impl std::ops::Sub for $name {
+            type Output = u64;
+            fn sub(self, earlier: $name) -> u64 {
+                self.0 - earlier.0
+            }
+        }
+    )*};
+}
+
+counter_arithmetic!(SeqNo, View);
+
 impl NodeId {
     /// The member position as an index.
     pub const fn index(self) -> usize {
