@@ -20,8 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Everything CI checks, in order, stopping at the first failure: formatting, clippy with
-    /// warnings denied, the whole test suite (doc tests included), and the docs with warnings
-    /// denied.
+    /// warnings denied, the whole test suite (doc tests included), every library crate's
+    /// example, the docs with warnings denied, and `cargo package` of every library crate.
     Ci,
     /// Compare the protocols and write target/agora-report/ (report.md, report.json, SVG
     /// plots): `agora bench` built in release mode.
@@ -40,6 +40,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// `cargo package` for every library crate, each verified by building it from its packaged
+    /// sources alone (agora's own crates resolved to this checkout, since they are not on
+    /// crates.io).
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Task::Ci => ci(),
         Task::Bench { quick, no_wall } => bench(quick, no_wall),
         Task::Swarm { args } => swarm(&args),
+        Task::Package => run_steps(&[package_step()]),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,13 +66,13 @@ fn main() -> ExitCode {
 /// One step of a task: a cargo invocation with a name for the summary.
 struct Step {
     name: &'static str,
-    args: Vec<&'static str>,
+    args: Vec<String>,
     env: Vec<(&'static str, &'static str)>,
 }
 
 impl Step {
     fn new(name: &'static str, args: &[&'static str]) -> Self {
-        Self { name, args: args.to_vec(), env: Vec::new() }
+        Self { name, args: args.iter().map(|a| a.to_string()).collect(), env: Vec::new() }
     }
 
     fn env(mut self, key: &'static str, value: &'static str) -> Self {
@@ -75,6 +80,50 @@ impl Step {
         self
     }
 }
+
+/// The library crates, by directory and package name.
+const LIBRARIES: [(&str, &str); 12] = [
+    ("crypto", "agora-crypto"),
+    ("types", "agora-types"),
+    ("consensus", "agora-consensus"),
+    ("netsim", "agora-netsim"),
+    ("streamlet", "agora-streamlet"),
+    ("pbft", "agora-pbft"),
+    ("orderbook", "agora-orderbook"),
+    ("runtime", "agora-runtime"),
+    ("market", "agora-market"),
+    ("engines", "agora-engines"),
+    ("lab", "agora-lab"),
+    ("agora", "agora"),
+];
+
+/// `cargo package` of every library crate. A packaged crate names its agora dependencies by
+/// version, as crates.io would serve them; the patches point those at this checkout, so that
+/// verification builds each crate from its package and nothing else of the workspace.
+fn package_step() -> Step {
+    let mut step = Step::new("package", &["package", "--allow-dirty"]);
+    for (dir, name) in LIBRARIES {
+        let patch = format!("patch.crates-io.{name}.path=\"crates/{dir}\"");
+        step.args.extend(["--config".to_string(), patch, "-p".to_string(), name.to_string()]);
+    }
+    step
+}
+
+/// One example per library crate, with its arguments: `cargo xtask ci` runs them all.
+const EXAMPLES: [(&str, &[&str]); 12] = [
+    ("example: crypto", &["agora-crypto", "--example", "sign_and_verify"]),
+    ("example: types", &["agora-types", "--example", "block_on_the_wire"]),
+    ("example: consensus", &["agora-consensus", "--example", "votes_and_mempool"]),
+    ("example: netsim", &["agora-netsim", "--example", "same_seed_same_run"]),
+    ("example: streamlet", &["agora-streamlet", "--example", "crashed_leader"]),
+    ("example: pbft", &["agora-pbft", "--example", "custom_app"]),
+    ("example: engines", &["agora-engines", "--example", "swap_protocols"]),
+    ("example: orderbook", &["agora-orderbook", "--example", "book_alone"]),
+    ("example: market", &["agora-market", "--example", "two_replicas"]),
+    ("example: runtime", &["agora-runtime", "--example", "wall", "--", "2000"]),
+    ("example: lab", &["agora-lab", "--example", "small_campaign"]),
+    ("example: agora", &["agora", "--example", "quickstart"]),
+];
 
 fn ci() -> Result<()> {
     let mut steps = vec![
@@ -93,15 +142,17 @@ fn ci() -> Result<()> {
         steps.push(Step::new("tests", &["test", "--workspace", "--locked"]));
     }
     // The library crates' examples are what a new user runs first: they must run, not only
-    // build.
-    steps.push(Step::new(
-        "examples",
-        &["run", "--locked", "-p", "agora-pbft", "--example", "custom_app"],
-    ));
+    // build. Each asserts what it shows, so a broken one fails the step.
+    for (name, args) in EXAMPLES {
+        let mut step = Step::new(name, &["run", "--locked", "-p"]);
+        step.args.extend(args.iter().map(|a| a.to_string()));
+        steps.push(step);
+    }
     steps.push(
         Step::new("docs", &["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     );
+    steps.push(package_step());
     run_steps(&steps)
 }
 

@@ -28,7 +28,8 @@
 //! - [`simulate`], [`swarm`], [`bench`](mod@bench), [`fairness`], [`frontrun`], [`render`] and
 //!   [`walkthrough`].
 //!
-//! `docs/ARCHITECTURE.md` maps the crates and says where a reader starts.
+//! [`prelude`] names what most programs need. `docs/ARCHITECTURE.md` maps the crates and says
+//! where a reader starts.
 
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
@@ -47,4 +48,28 @@ pub use agora_types as types;
 pub mod market {
     pub use agora_lab::agents;
     pub use agora_market::*;
+}
+
+/// What most programs built on agora name: the values consensus agrees on, the engine seam and
+/// the engine factory, the simulator, and the order book's commands.
+///
+/// ```
+/// use agora::prelude::*;
+///
+/// let (committee, _keys) = Committee::deterministic(1, 4).unwrap();
+/// let engine = EngineConfig::Pbft(PbftConfig::new(500_000_000));
+/// assert!(engine.validate().is_ok());
+/// assert_eq!(committee.byzantine_quorum(), 3);
+/// ```
+pub mod prelude {
+    pub use agora_consensus::{Application, Applied, ChainView, Protocol, TxLog};
+    pub use agora_crypto::{Digest, SecretKey};
+    pub use agora_engines::{
+        ConfigError, Engine, EngineConfig, ProtocolChoice, WithEngine, with_engine,
+    };
+    pub use agora_netsim::{SimConfig, SimReport, Simulation, Targets, Workload};
+    pub use agora_orderbook::{AccountId, Command, Event, Exchange, MarketSpec, NewOrder, Side};
+    pub use agora_pbft::{Pbft, PbftConfig};
+    pub use agora_streamlet::{Streamlet, StreamletConfig};
+    pub use agora_types::{Block, Committee, Height, NodeId, Round, Transaction};
 }

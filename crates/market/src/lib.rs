@@ -78,6 +78,15 @@ pub enum OrderAction {
     },
 }
 
+impl From<NewOrder> for OrderAction {
+    /// The order as a transaction's payload. Its account is left out: the account is the one
+    /// the signing key is bound to, so an order cannot name someone else's.
+    fn from(o: NewOrder) -> Self {
+        let NewOrder { account: _, market, id, side, order_type, tif, price, qty, budget, stp } = o;
+        OrderAction::Place { market, id, side, order_type, tif, price, qty, budget, stp }
+    }
+}
+
 impl OrderAction {
     /// The payload bytes.
     pub fn encode(&self) -> Bytes {
@@ -594,18 +603,30 @@ mod tests {
     use agora_crypto::{DirectCheck, SecretKey};
     use agora_types::{Batch, NodeId, Round};
 
+    #[test]
+    fn a_book_order_becomes_a_payload_with_the_same_bytes_and_comes_back_for_its_signer() {
+        let order = NewOrder::limit(AccountId(7), "ETH-USD", 3, Side::Buy, 2_000, 5);
+        let action = OrderAction::from(order.clone());
+        let spelled_out = OrderAction::Place {
+            market: "ETH-USD".into(),
+            id: 3,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: Some(2_000),
+            qty: 5,
+            budget: None,
+            stp: SelfTrade::CancelResting,
+        };
+        assert_eq!(action.encode(), spelled_out.encode());
+        // The payload names no account: the signer's is put back.
+        assert_eq!(action.command(AccountId(7)), Command::Place(order));
+    }
+
     fn setup() -> (MarketApp, SecretKey, Arc<MarketCounters>) {
         let key = SecretKey::from_seed(1, 1);
         let genesis = MarketGenesis {
-            markets: vec![MarketSpec {
-                market: "ETH-USD".into(),
-                base: "ETH".into(),
-                quote: "USD".into(),
-                tick: 1,
-                lot: 1,
-                maker_fee_bps: 0,
-                taker_fee_bps: 0,
-            }],
+            markets: vec![MarketSpec::new("ETH-USD", "ETH", "USD")],
             accounts: vec![GenesisAccount {
                 key: PublicKeyBytes::from(key.public_key()),
                 account: AccountId(7),

@@ -100,6 +100,33 @@ pub struct MarketSpec {
     pub taker_fee_bps: i64,
 }
 
+impl MarketSpec {
+    /// Market `market` trading `base` against `quote`, with a tick and a lot of one unit and
+    /// no fees; set the other fields with struct update syntax:
+    ///
+    /// ```
+    /// use agora_orderbook::MarketSpec;
+    ///
+    /// let spec = MarketSpec { taker_fee_bps: 5, ..MarketSpec::new("ETH-USD", "ETH", "USD") };
+    /// assert_eq!((spec.tick, spec.lot, spec.maker_fee_bps, spec.taker_fee_bps), (1, 1, 0, 5));
+    /// ```
+    pub fn new(
+        market: impl Into<String>,
+        base: impl Into<String>,
+        quote: impl Into<String>,
+    ) -> Self {
+        Self {
+            market: market.into(),
+            base: base.into(),
+            quote: quote.into(),
+            tick: 1,
+            lot: 1,
+            maker_fee_bps: 0,
+            taker_fee_bps: 0,
+        }
+    }
+}
+
 /// An order to place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewOrder {

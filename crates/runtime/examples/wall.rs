@@ -11,10 +11,28 @@ use std::time::Duration;
 
 use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
-use agora_pbft::{Pbft, PbftConfig};
-use agora_runtime::{ClusterConfig, Load, WallReport, run, verify_rate};
-use agora_streamlet::{Streamlet, StreamletConfig};
-use agora_types::{NodeId, Transaction};
+use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_pbft::PbftConfig;
+use agora_runtime::{ClusterConfig, Load, RuntimeError, WallReport, run, verify_rate};
+use agora_streamlet::StreamletConfig;
+use agora_types::{Committee, NodeId, Transaction};
+
+/// One cluster run, for whichever engine the factory builds.
+struct Cluster {
+    config: ClusterConfig,
+    load: Load,
+}
+
+impl WithEngine for Cluster {
+    type Output = Result<WallReport, RuntimeError>;
+
+    fn run<P: Engine>(
+        self,
+        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
+    ) -> Self::Output {
+        run(self.config, engine, |_| Box::new(TxLog::new(true)), self.load)
+    }
+}
 use bytes::Bytes;
 
 fn load(txs: usize, nodes: usize) -> Load {
@@ -102,26 +120,16 @@ fn main() {
     };
     let mut streamlet = StreamletConfig::new(env("AGORA_DELTA_MS", 20) * 1_000_000);
     streamlet.batch.txs_max = env("AGORA_BATCH", 2_000) as usize;
-    if wants("streamlet") {
-        let r = run(
-            config,
-            |me, c, k| Streamlet::new(streamlet, c.clone(), me, k.clone()),
-            |_| Box::new(TxLog::new(true)),
-            load(txs, 4),
-        )
-        .expect("streamlet run");
-        print("streamlet", &r, one, all);
-    }
-    if wants("pbft") {
-        let mut pbft = PbftConfig::new(2_000_000_000);
-        pbft.batch.txs_max = env("AGORA_PBFT_BATCH", 500) as usize;
-        let r = run(
-            config,
-            |me, c, k| Pbft::new(pbft, c.clone(), me, k.clone()),
-            |_| Box::new(TxLog::new(true)),
-            load(txs, 4),
-        )
-        .expect("pbft run");
-        print("pbft", &r, one, all);
+    let mut pbft = PbftConfig::new(2_000_000_000);
+    pbft.batch.txs_max = env("AGORA_PBFT_BATCH", 500) as usize;
+    for engine in [EngineConfig::Streamlet(streamlet), EngineConfig::Pbft(pbft)] {
+        let name = engine.protocol().name();
+        if !wants(name) {
+            continue;
+        }
+        let report = with_engine(engine, Cluster { config, load: load(txs, 4) })
+            .expect("a valid configuration")
+            .unwrap_or_else(|e| panic!("{name} run: {e}"));
+        print(name, &report, one, all);
     }
 }
