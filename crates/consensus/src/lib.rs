@@ -57,6 +57,7 @@
 mod application;
 mod chain;
 mod config_error;
+mod driver;
 mod lanes;
 mod leader;
 mod measure;
@@ -70,6 +71,7 @@ mod votes;
 pub use application::{Application, Applied, TxLog};
 pub use chain::{BlockStatus, BlockView, ChainView};
 pub use config_error::{ConfigError, DURATION_MAX_NS};
+pub use driver::{Driver, TimerTable, dispatch};
 pub use lanes::{Classifier, LanePolicy, LaneSpec, LanedMempool};
 pub use leader::{HashedLeader, LeaderElection, RoundRobin};
 pub use measure::LatencySummary;

@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use agora_consensus::{BlockStatus, BlockView};
 use agora_crypto::Digest;
+use agora_pbft::PbftKind;
 use agora_types::{NodeId, Round};
 
 /// What to draw besides the blocks.
@@ -288,15 +289,25 @@ pub fn dot(p: &ChainPicture<'_>) -> String {
     s
 }
 
-/// Colour of a message kind in sequence charts.
-fn kind_colour(kind: &str) -> &'static str {
+/// The kinds a sequence chart draws in colour, in the order of its legend.
+const CHARTED: [PbftKind; 6] = [
+    PbftKind::PrePrepare,
+    PbftKind::Prepare,
+    PbftKind::Commit,
+    PbftKind::Reply,
+    PbftKind::ViewChange,
+    PbftKind::NewView,
+];
+
+/// Colour of a message kind in sequence charts (grey for the others).
+fn kind_colour(kind: Option<PbftKind>) -> &'static str {
     match kind {
-        "pre-prepare" => "#e53935",
-        "prepare" => "#00897b",
-        "commit" => "#1e88e5",
-        "reply" => "#43a047",
-        "view-change" => "#fb8c00",
-        "new-view" => "#8e24aa",
+        Some(PbftKind::PrePrepare) => "#e53935",
+        Some(PbftKind::Prepare) => "#00897b",
+        Some(PbftKind::Commit) => "#1e88e5",
+        Some(PbftKind::Reply) => "#43a047",
+        Some(PbftKind::ViewChange) => "#fb8c00",
+        Some(PbftKind::NewView) => "#8e24aa",
         _ => "#757575",
     }
 }
@@ -318,10 +329,10 @@ pub fn sequence_chart(
         to: usize,
         sent: u64,
         at: u64,
-        kind: &'static str,
+        kind: Option<PbftKind>,
     }
     // Messages of the instance itself; view-change traffic carries a view, not a sequence number.
-    let view_traffic = |kind: &str| matches!(kind, "view-change" | "new-view");
+    let view_traffic = |kind: &str| PbftKind::from_name(kind).is_some_and(PbftKind::is_view_change);
     let mine = |i: &Option<u64>, kind: &str| *i == Some(instance) && !view_traffic(kind);
     let span: Vec<u64> = events
         .iter()
@@ -349,16 +360,14 @@ pub fn sequence_chart(
     for e in events {
         match e {
             E::Deliver { t_ns, from, to, kind, sent_ns, instance: i } => {
-                let view_change = matches!(*kind, "view-change" | "new-view")
-                    && *sent_ns >= start
-                    && *t_ns <= last;
+                let view_change = view_traffic(kind) && *sent_ns >= start && *t_ns <= last;
                 if mine(i, kind) || view_change {
                     arrows.push(Arrow {
                         from: from.index(),
                         to: to.index(),
                         sent: *sent_ns,
                         at: *t_ns,
-                        kind,
+                        kind: PbftKind::from_name(kind),
                     });
                 }
             }
@@ -447,14 +456,14 @@ pub fn sequence_chart(
         );
     }
     // View-change traffic is drawn last and dashed, so it stays visible over the phases.
-    arrows.sort_by_key(|a| matches!(a.kind, "view-change" | "new-view"));
+    arrows.sort_by_key(|a| a.kind.is_some_and(PbftKind::is_view_change));
     for a in &arrows {
         let (x1, y1, x2, y2) = (x(a.from), y_of[&a.sent], x(a.to), y_of[&a.at]);
         let colour = kind_colour(a.kind);
         if a.from == a.to {
             continue;
         }
-        let dash = if matches!(a.kind, "view-change" | "new-view") {
+        let dash = if a.kind.is_some_and(PbftKind::is_view_change) {
             r#" stroke-dasharray="7 4""#
         } else {
             ""
@@ -476,15 +485,16 @@ pub fn sequence_chart(
     }
     let mut lx = 20.0;
     let ly = height - 30.0;
-    for kind in ["pre-prepare", "prepare", "commit", "reply", "view-change", "new-view"] {
+    for kind in CHARTED {
         let _ = writeln!(
             out,
             r#"<line x1="{lx:.0}" y1="{:.0}" x2="{:.0}" y2="{:.0}" stroke="{}" stroke-width="3"/><text x="{:.0}" y="{ly:.0}" font-size="12">{kind}</text>"#,
             ly - 4.0,
             lx + 22.0,
             ly - 4.0,
-            kind_colour(kind),
-            lx + 28.0
+            kind_colour(Some(kind)),
+            lx + 28.0,
+            kind = kind.as_str(),
         );
         lx += 118.0;
     }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use agora_consensus::{
-    Action, Application, Context, InMemoryMempool, Mempool, Message as _, Protocol, Submitted,
+    Action, Application, Context, Driver, InMemoryMempool, Mempool, Message as _, Protocol,
+    Submitted, TimerTable, dispatch,
 };
 use agora_crypto::{Digest, DomainHasher, PublicKeyBytes, SecretKey, domain};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
@@ -92,7 +93,7 @@ struct Node<P: Protocol, A> {
     honest: bool,
     up: bool,
     /// Pending timers: timer id → the id of its scheduled event (older events are stale).
-    timers: FxHashMap<P::Timer, u64>,
+    timers: TimerTable<P::Timer>,
     busy_until: u64,
     inbox: VecDeque<Input<P::Message, P::Timer>>,
     wake_pending: bool,
@@ -182,7 +183,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 app: app(id),
                 honest: true,
                 up: true,
-                timers: FxHashMap::default(),
+                timers: TimerTable::default(),
                 busy_until: 0,
                 inbox: VecDeque::new(),
                 wake_pending: false,
@@ -419,7 +420,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             }
             Event::Input { node, input } => {
                 if let Input::Timer { timer, id } = &input
-                    && self.nodes[node.index()].timers.get(timer) != Some(id)
+                    && !self.nodes[node.index()].timers.is_current(timer, *id)
                 {
                     return; // cancelled or moved
                 }
@@ -534,11 +535,10 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 }
             },
             Input::Timer { timer, id } => {
-                if n.timers.get(&timer) != Some(&id) {
+                if !n.timers.fire(&timer, id) {
                     self.actions = actions;
                     return;
                 }
-                n.timers.remove(&timer);
                 if self.trace.enabled() {
                     self.trace.push(TraceEvent::Timer { t_ns: now, node });
                 }
@@ -593,45 +593,36 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         actions: &mut Vec<Action<P::Message, P::Timer>>,
         depart: u64,
     ) {
-        for action in actions.drain(..) {
-            match action {
-                Action::Send { to, message } => {
-                    let (kind, bytes) = self.size(&message);
-                    let me = self.identity(node);
-                    if self.config.twins.is_empty() || to == me {
-                        // Without twins a member is one instance; to itself, this instance.
-                        let to = if to == me { node } else { to };
-                        self.send(node, to, message, kind, bytes, depart);
-                        continue;
-                    }
-                    let mut instances: Vec<NodeId> = self.instances_of(to).collect();
-                    if let Some(last) = instances.pop() {
-                        for instance in instances {
-                            self.send(node, instance, message.clone(), kind, bytes, depart);
-                        }
-                        self.send(node, last, message, kind, bytes, depart);
-                    }
-                }
-                Action::Broadcast { message } => {
-                    let (kind, bytes) = self.size(&message);
-                    let me = self.identity(node);
-                    let n = self.nodes.len() as u16;
-                    for to in (0..n).map(NodeId) {
-                        if self.identity(to) != me {
-                            self.send(node, to, message.clone(), kind, bytes, depart);
-                        }
-                    }
-                }
-                Action::SetTimer { timer, after_ns } => {
-                    let at = self.now.saturating_add(after_ns);
-                    let input = Input::Timer { timer: timer.clone(), id: self.seq };
-                    let id = self.schedule(at, Event::Input { node, input });
-                    self.nodes[node.index()].timers.insert(timer, id);
-                }
-                Action::CancelTimer { timer } => {
-                    self.nodes[node.index()].timers.remove(&timer);
-                }
-                Action::Commit { block } => self.commit(node, block, depart),
+        dispatch(actions.drain(..), &mut NodeDriver { sim: self, node, depart });
+    }
+
+    /// `node`'s engine sends `message` to member `to`: to each of its instances the network
+    /// lets through (one without twins; to itself, this instance).
+    fn send_to_member(&mut self, node: NodeId, to: NodeId, message: P::Message, depart: u64) {
+        let (kind, bytes) = self.size(&message);
+        let me = self.identity(node);
+        if self.config.twins.is_empty() || to == me {
+            let to = if to == me { node } else { to };
+            self.send(node, to, message, kind, bytes, depart);
+            return;
+        }
+        let mut instances: Vec<NodeId> = self.instances_of(to).collect();
+        if let Some(last) = instances.pop() {
+            for instance in instances {
+                self.send(node, instance, message.clone(), kind, bytes, depart);
+            }
+            self.send(node, last, message, kind, bytes, depart);
+        }
+    }
+
+    /// `node`'s engine sends `message` to every instance of every other member.
+    fn broadcast_from(&mut self, node: NodeId, message: P::Message, depart: u64) {
+        let (kind, bytes) = self.size(&message);
+        let me = self.identity(node);
+        let n = self.nodes.len() as u16;
+        for to in (0..n).map(NodeId) {
+            if self.identity(to) != me {
+                self.send(node, to, message.clone(), kind, bytes, depart);
             }
         }
     }
@@ -960,5 +951,38 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 deliveries_per_sec: self.deliveries as f64 / self.wall_seconds.max(1e-9),
             },
         }
+    }
+}
+
+/// One node's actions, carried out in the simulator: messages leave when the node's handling
+/// ends (`depart`), timers are events in the one queue.
+struct NodeDriver<'a, P: Protocol, A: Application> {
+    sim: &'a mut Simulation<P, A>,
+    node: NodeId,
+    depart: u64,
+}
+
+impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_, P, A> {
+    fn send(&mut self, to: NodeId, message: P::Message) {
+        self.sim.send_to_member(self.node, to, message, self.depart);
+    }
+
+    fn broadcast(&mut self, message: P::Message) {
+        self.sim.broadcast_from(self.node, message, self.depart);
+    }
+
+    fn set_timer(&mut self, timer: P::Timer, after_ns: u64) {
+        let at = self.sim.now.saturating_add(after_ns);
+        let input = Input::Timer { timer: timer.clone(), id: self.sim.seq };
+        let id = self.sim.schedule(at, Event::Input { node: self.node, input });
+        self.sim.nodes[self.node.index()].timers.arm(timer, id);
+    }
+
+    fn cancel_timer(&mut self, timer: P::Timer) {
+        self.sim.nodes[self.node.index()].timers.cancel(&timer);
+    }
+
+    fn commit(&mut self, block: Block) {
+        self.sim.commit(self.node, block, self.depart);
     }
 }

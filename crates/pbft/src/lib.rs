@@ -92,7 +92,7 @@ use serde::Serialize;
 pub use config::{LOG_WINDOW_MAX, PbftConfig, PbftWeakening};
 pub use drop::PbftDrop;
 pub use messages::{
-    CheckpointProof, NewView, PbftMessage, PrePrepare, PreparedProof, Reply, ViewChange,
+    CheckpointProof, NewView, PbftKind, PbftMessage, PrePrepare, PreparedProof, Reply, ViewChange,
     checkpoint_statement, compute_o, null_block, primary, statement,
 };
 

@@ -423,6 +423,91 @@ impl Tamper for PbftMessage {
     }
 }
 
+/// PBFT's message kinds, by the names traces and metrics use for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PbftKind {
+    /// Client requests passed on to the primary.
+    Forward,
+    /// PRE-PREPARE.
+    PrePrepare,
+    /// PREPARE.
+    Prepare,
+    /// COMMIT.
+    Commit,
+    /// REPLY.
+    Reply,
+    /// CHECKPOINT.
+    Checkpoint,
+    /// VIEW-CHANGE.
+    ViewChange,
+    /// NEW-VIEW.
+    NewView,
+    /// A state-transfer request.
+    Fetch,
+    /// A state-transfer answer.
+    Blocks,
+}
+
+impl PbftKind {
+    /// Every kind, in protocol order.
+    pub const ALL: [PbftKind; 10] = [
+        PbftKind::Forward,
+        PbftKind::PrePrepare,
+        PbftKind::Prepare,
+        PbftKind::Commit,
+        PbftKind::Reply,
+        PbftKind::Checkpoint,
+        PbftKind::ViewChange,
+        PbftKind::NewView,
+        PbftKind::Fetch,
+        PbftKind::Blocks,
+    ];
+
+    /// The name traces and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PbftKind::Forward => "forward",
+            PbftKind::PrePrepare => "pre-prepare",
+            PbftKind::Prepare => "prepare",
+            PbftKind::Commit => "commit",
+            PbftKind::Reply => "reply",
+            PbftKind::Checkpoint => "checkpoint",
+            PbftKind::ViewChange => "view-change",
+            PbftKind::NewView => "new-view",
+            PbftKind::Fetch => "fetch",
+            PbftKind::Blocks => "blocks",
+        }
+    }
+
+    /// The kind a trace names `name`, if it is one of PBFT's.
+    pub fn from_name(name: &str) -> Option<PbftKind> {
+        PbftKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// VIEW-CHANGE and NEW-VIEW: traffic of a view, not of a sequence number.
+    pub fn is_view_change(self) -> bool {
+        matches!(self, PbftKind::ViewChange | PbftKind::NewView)
+    }
+}
+
+impl PbftMessage {
+    /// This message's kind.
+    pub fn kind_of(&self) -> PbftKind {
+        match self {
+            PbftMessage::Forward(_) => PbftKind::Forward,
+            PbftMessage::PrePrepare(_) => PbftKind::PrePrepare,
+            PbftMessage::Prepare(_) => PbftKind::Prepare,
+            PbftMessage::Commit(_) => PbftKind::Commit,
+            PbftMessage::Reply(_) => PbftKind::Reply,
+            PbftMessage::Checkpoint(_) => PbftKind::Checkpoint,
+            PbftMessage::ViewChange(_) => PbftKind::ViewChange,
+            PbftMessage::NewView(_) => PbftKind::NewView,
+            PbftMessage::Fetch { .. } => PbftKind::Fetch,
+            PbftMessage::Blocks(_) => PbftKind::Blocks,
+        }
+    }
+}
+
 impl Message for PbftMessage {
     fn transactions(&self) -> &[Transaction] {
         match self {
@@ -433,18 +518,7 @@ impl Message for PbftMessage {
     }
 
     fn kind(&self) -> &'static str {
-        match self {
-            PbftMessage::Forward(_) => "forward",
-            PbftMessage::PrePrepare(_) => "pre-prepare",
-            PbftMessage::Prepare(_) => "prepare",
-            PbftMessage::Commit(_) => "commit",
-            PbftMessage::Reply(_) => "reply",
-            PbftMessage::Checkpoint(_) => "checkpoint",
-            PbftMessage::ViewChange(_) => "view-change",
-            PbftMessage::NewView(_) => "new-view",
-            PbftMessage::Fetch { .. } => "fetch",
-            PbftMessage::Blocks(_) => "blocks",
-        }
+        self.kind_of().as_str()
     }
 
     fn instance(&self) -> Option<u64> {

@@ -31,26 +31,27 @@
 //!   replica-CPU-second). [`verify_rate`] measures the physical limit they are compared with.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use agora_consensus::{
-    Action, Application, Context, InMemoryMempool, LatencySummary, MempoolLimits, Message,
-    Protocol, Submitted,
+    Application, InMemoryMempool, LatencySummary, MempoolLimits, Protocol, TimerTable,
 };
-use agora_crypto::{
-    Digest, Domain, KeyCachingCheck, PublicKey, PublicKeyBytes, SecretKey, Signature,
-    SignatureCheck, SignatureError, check_id, domain,
-};
-use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
-use bytes::Bytes;
-use crossbeam_channel::{
-    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded,
-};
+use agora_crypto::{Digest, KeyCachingCheck, PublicKey, SecretKey, Signature, domain};
+use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+
+mod apply;
+mod replica;
+mod verify;
+
+use apply::{APPLY_QUEUE_BLOCKS, AppSide, Apply};
+use replica::{Input, Replica, Shared};
+use verify::{Job, VerdictCheck, Verdicts, verifier};
 
 /// Settings of a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,429 +203,11 @@ pub struct WallReport {
     pub replicas: Vec<ReplicaReport>,
 }
 
-enum Input {
-    Message { from: NodeId, bytes: Bytes },
-    Submit { tx: Box<Transaction>, at: Instant },
-    Stop,
-}
-
-/// Verdicts computed ahead of time lie in a replica's cache at most this many.
-const VERDICTS_MAX: usize = 1 << 20;
-
-fn verdict_key(
-    key: &PublicKeyBytes,
-    domain: &Domain,
-    message: &[u8],
-    signature: &Signature,
-) -> [u8; 32] {
-    *check_id(key.as_bytes(), domain, message, signature).as_bytes()
-}
-
-/// One replica's verdicts: `None` while a worker has it, then the result.
-#[derive(Default)]
-struct Verdicts(Mutex<FxHashMap<[u8; 32], Option<bool>>>);
-
-impl Verdicts {
-    /// Claims `key` for a worker; false if it is already claimed or known.
-    fn claim(&self, key: [u8; 32]) -> bool {
-        let Ok(mut map) = self.0.lock() else { return false };
-        if map.len() >= VERDICTS_MAX {
-            map.clear();
-        }
-        map.insert(key, None).is_none()
-    }
-
-    fn record(&self, key: [u8; 32], valid: bool) {
-        if let Ok(mut map) = self.0.lock()
-            && let Some(entry) = map.get_mut(&key)
-        {
-            *entry = Some(valid);
-        }
-    }
-
-    /// The verdict, if a worker finished it; otherwise the claim is withdrawn (the caller
-    /// verifies now, and the worker will skip it). Either way the entry is forgotten: a block is
-    /// applied once.
-    fn take(&self, key: &[u8; 32]) -> Option<bool> {
-        self.0.lock().ok()?.remove(key).flatten()
-    }
-
-    /// True while a claimed job is still wanted (not done, not withdrawn).
-    fn wanted(&self, key: &[u8; 32]) -> bool {
-        self.0.lock().is_ok_and(|map| matches!(map.get(key), Some(None)))
-    }
-}
-
-/// A replica's checker: transaction signatures from the verdict cache when ready, anything else
-/// (and misses) verified here, with parsed keys cached.
-struct VerdictCheck {
-    /// `None` when verify-ahead is off: nothing to look up, so no per-transaction key hash.
-    verdicts: Option<Arc<Verdicts>>,
-    inline: KeyCachingCheck,
-    hits: u64,
-    misses: u64,
-}
-
-impl SignatureCheck for VerdictCheck {
-    fn check(
-        &mut self,
-        key: &PublicKey,
-        domain: &Domain,
-        message: &[u8],
-        signature: &Signature,
-    ) -> Result<(), SignatureError> {
-        self.inline.check(key, domain, message, signature)
-    }
-
-    fn check_bytes(
-        &mut self,
-        key: &PublicKeyBytes,
-        domain: &Domain,
-        message: &[u8],
-        signature: &Signature,
-    ) -> Result<(), SignatureError> {
-        let Some(verdicts) = &self.verdicts else {
-            return self.inline.check_bytes(key, domain, message, signature);
-        };
-        match verdicts.take(&verdict_key(key, domain, message, signature)) {
-            Some(valid) => {
-                self.hits += 1;
-                if valid { Ok(()) } else { Err(SignatureError::Invalid) }
-            }
-            None => {
-                self.misses += 1;
-                self.inline.check_bytes(key, domain, message, signature)
-            }
-        }
-    }
-}
-
-/// A transaction to verify ahead of time for one replica.
-struct Job {
-    verdicts: Arc<Verdicts>,
-    key: [u8; 32],
-    tx: Transaction,
-}
-
-/// A verifier thread: verifies what replicas hand it and leaves the verdicts in their caches.
-fn verifier(jobs: Receiver<Job>) {
-    let mut check = KeyCachingCheck::new(65_536);
-    while let Ok(job) = jobs.recv() {
-        // The replica may have needed it already and verified it itself.
-        if !job.verdicts.wanted(&job.key) {
-            continue;
-        }
-        let valid = job.tx.verify_with(&mut check).is_ok();
-        job.verdicts.record(job.key, valid);
-    }
-}
-
-/// Final blocks queued for a replica's apply thread at most.
-const APPLY_QUEUE_BLOCKS: usize = 256;
-
-/// The application side of a replica: it applies final blocks in order, verifying their
-/// transactions, and keeps what the report needs.
-struct AppSide {
-    app: Box<dyn Application + Send>,
-    checker: VerdictCheck,
-    /// Transactions applied, read by the run's end condition.
-    finalized: Arc<AtomicU64>,
-    height: u64,
-    state_digest: Digest,
-    recent_digests: BTreeMap<u64, Digest>,
-    finalized_txs: u64,
-    last_commit: Option<Instant>,
-    shared: Arc<Shared>,
-    /// Submission → applied here, for transactions submitted here, ns.
-    applied_latencies_ns: Vec<u64>,
-}
-
-impl AppSide {
-    /// Applies `block`, of which the transactions submitted at `mine` were submitted here.
-    fn apply(&mut self, block: &Block, mine: &[Instant]) {
-        let applied = self.app.apply(block, &mut self.checker);
-        let now = Instant::now();
-        for t0 in mine {
-            self.applied_latencies_ns.push(now.saturating_duration_since(*t0).as_nanos() as u64);
-        }
-        // The load's window counts transactions until they are applied where they entered.
-        self.shared.final_at_entry.fetch_add(mine.len() as u64, Ordering::Relaxed);
-        let txs = block.batch().len() as u64;
-        self.height = block.height().0;
-        self.state_digest = applied.state_digest;
-        self.recent_digests.insert(self.height, applied.state_digest);
-        while self.recent_digests.len() > 4_096 {
-            self.recent_digests.pop_first();
-        }
-        self.finalized_txs += txs;
-        self.last_commit = Some(Instant::now());
-        self.finalized.fetch_add(txs, Ordering::Relaxed);
-    }
-
-    fn fill(self, report: &mut ReplicaReport) {
-        report.height = self.height;
-        report.state_digest = self.state_digest;
-        report.recent_digests = self.recent_digests;
-        report.finalized_txs = self.finalized_txs;
-        report.last_commit = self.last_commit;
-        report.verdict_hits = self.checker.hits;
-        report.verdict_misses = self.checker.misses;
-        report.applied_latencies_ns = self.applied_latencies_ns;
-    }
-}
-
-/// Where a replica applies final blocks.
-enum Apply {
-    /// On its own thread, between consensus events.
-    Inline(AppSide),
-    /// On a thread of its own, fed through a bounded queue.
-    Thread { blocks: Sender<(Block, Vec<Instant>)>, handle: thread::JoinHandle<AppSide> },
-}
-
-/// Counters the load generator and the run's end condition read.
-#[derive(Default)]
-struct Shared {
-    /// Submissions a replica has handled (accepted, duplicate or refused).
-    handled: AtomicU64,
-    /// Of those, accepted.
-    accepted: AtomicU64,
-    /// Accepted transactions final at the replica they were submitted to.
-    final_at_entry: AtomicU64,
-}
-
-struct Replica<P: Protocol> {
-    me: NodeId,
-    engine: P,
-    mempool: InMemoryMempool,
-    /// Where final blocks are applied.
-    apply: Apply,
-    peers: Arc<Vec<Sender<Input>>>,
-    start: Instant,
-    timers: BTreeMap<(Instant, u64), P::Timer>,
-    armed: FxHashMap<P::Timer, (Instant, u64)>,
-    timer_seq: u64,
-    submitted_at: FxHashMap<Digest, Instant>,
-    shared: Arc<Shared>,
-    /// The engine's signature checks (votes, proposals).
-    checker: KeyCachingCheck,
-    /// Verdicts computed ahead, shared with the application side.
-    verdicts: Option<Arc<Verdicts>>,
-    /// Where transactions go to be verified ahead of time, if they do.
-    jobs: Option<Sender<Job>>,
-    /// The longest wait on a full inbox.
-    send_wait_max: Duration,
-    report: ReplicaReport,
-}
-
-impl<P: Protocol> Replica<P> {
-    /// Hands transactions to the verifier pool (once each); a full queue just means verifying
-    /// them inline later.
-    fn verify_ahead(&self, txs: &[Transaction]) {
-        let (Some(jobs), Some(verdicts)) = (&self.jobs, &self.verdicts) else { return };
-        for tx in txs {
-            let key =
-                verdict_key(tx.sender(), &domain::TX_SIGNATURE, tx.id().as_bytes(), tx.signature());
-            if verdicts.claim(key) {
-                let job = Job { verdicts: Arc::clone(verdicts), key, tx: tx.clone() };
-                if jobs.try_send(job).is_err()
-                    && let Ok(mut map) = verdicts.0.lock()
-                {
-                    map.remove(&key);
-                }
-            }
-        }
-    }
-
-    fn now_ns(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.start).as_nanos() as u64
-    }
-
-    fn run(mut self, inbox: Receiver<Input>) -> ReplicaReport {
-        self.step(Instant::now(), |engine, ctx| engine.on_start(ctx));
-        loop {
-            let now = Instant::now();
-            self.fire_timers(now);
-            let wait = self
-                .timers
-                .keys()
-                .next()
-                .map_or(Duration::from_millis(100), |(d, _)| d.saturating_duration_since(now));
-            match inbox.recv_timeout(wait) {
-                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(input) => {
-                    if !self.handle(input) {
-                        break;
-                    }
-                    // Drain what is already waiting before looking at the clock again.
-                    while let Ok(input) = inbox.try_recv() {
-                        if !self.handle(input) {
-                            return self.finish();
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-        }
-        self.finish()
-    }
-
-    /// The report, with the application side's part (waiting for its thread to apply what is
-    /// queued, if it has one).
-    fn finish(self) -> ReplicaReport {
-        let mut report = self.report;
-        let side = match self.apply {
-            Apply::Inline(side) => side,
-            Apply::Thread { blocks, handle } => {
-                drop(blocks);
-                match handle.join() {
-                    Ok(side) => side,
-                    Err(_) => return report,
-                }
-            }
-        };
-        side.fill(&mut report);
-        report
-    }
-
-    /// Handles one input; `false` to stop.
-    fn handle(&mut self, input: Input) -> bool {
-        let now = Instant::now();
-        match input {
-            Input::Stop => return false,
-            Input::Message { from, bytes } => match codec::decode::<P::Message>(&bytes) {
-                Ok(message) => {
-                    self.verify_ahead(message.transactions());
-                    self.step(now, |engine, ctx| engine.on_message(ctx, from, message))
-                }
-                Err(_) => self.report.decode_errors += 1,
-            },
-            Input::Submit { tx, at } => {
-                self.verify_ahead(std::slice::from_ref(&tx));
-                let id = tx.id();
-                let mut outcome = None;
-                self.step(now, |engine, ctx| outcome = Some(engine.on_transaction(ctx, *tx)));
-                self.shared.handled.fetch_add(1, Ordering::Relaxed);
-                match outcome {
-                    Some(Ok(Submitted::Accepted)) => {
-                        self.submitted_at.insert(id, at);
-                        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Some(Err(_)) => self.report.mempool_full += 1,
-                    _ => {}
-                }
-            }
-        }
-        true
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some((&(deadline, seq), _)) = self.timers.first_key_value() {
-            if deadline > now {
-                break;
-            }
-            let timer = self.timers.remove(&(deadline, seq)).expect("just seen");
-            if self.armed.get(&timer) == Some(&(deadline, seq)) {
-                self.armed.remove(&timer);
-                self.step(now, |engine, ctx| engine.on_timer(ctx, timer));
-            }
-        }
-    }
-
-    /// Runs one engine handler, then carries out its actions.
-    fn step(&mut self, now: Instant, f: impl FnOnce(&mut P, &mut agora_consensus::Ctx<'_, P>)) {
-        let mut actions = Vec::new();
-        let now_ns = self.now_ns(now);
-        let mut ctx =
-            Context::new(now_ns, self.me, &mut actions, &mut self.mempool, &mut self.checker);
-        f(&mut self.engine, &mut ctx);
-        for action in actions {
-            match action {
-                Action::Send { to, message } => self.send(&[to], &message),
-                Action::Broadcast { message } => {
-                    let all: Vec<NodeId> = (0..self.peers.len() as u16)
-                        .map(NodeId)
-                        .filter(|n| *n != self.me)
-                        .collect();
-                    self.send(&all, &message);
-                }
-                Action::SetTimer { timer, after_ns } => {
-                    let deadline = now + Duration::from_nanos(after_ns);
-                    self.timer_seq += 1;
-                    if let Some(old) = self.armed.insert(timer.clone(), (deadline, self.timer_seq))
-                    {
-                        self.timers.remove(&old);
-                    }
-                    self.timers.insert((deadline, self.timer_seq), timer);
-                }
-                Action::CancelTimer { timer } => {
-                    if let Some(old) = self.armed.remove(&timer) {
-                        self.timers.remove(&old);
-                    }
-                }
-                Action::Commit { block } => {
-                    let at = Instant::now();
-                    // The submission times of this replica's clients' transactions, for the
-                    // applied latency.
-                    let mut mine = Vec::new();
-                    for tx in block.batch().transactions() {
-                        if let Some(t0) = self.submitted_at.remove(&tx.id()) {
-                            self.report
-                                .latencies_ns
-                                .push(at.saturating_duration_since(t0).as_nanos() as u64);
-                            mine.push(t0);
-                        }
-                    }
-                    match &mut self.apply {
-                        Apply::Inline(side) => side.apply(&block, &mine),
-                        // A full queue holds consensus back: the backlog stays bounded.
-                        Apply::Thread { blocks, .. } => {
-                            let _ = blocks.send((block, mine));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured),
-    /// for at most `send_wait_max`, then the message to it is dropped (counted).
-    fn send(&mut self, to: &[NodeId], message: &P::Message) {
-        let Ok(bytes) = codec::encode(message) else {
-            self.report.encode_errors += 1;
-            return;
-        };
-        let kind = message.kind();
-        for recipient in to {
-            let input = Input::Message { from: self.me, bytes: bytes.clone() };
-            let link = &self.peers[recipient.index()];
-            match link.try_send(input) {
-                Ok(()) => {}
-                Err(TrySendError::Full(input)) => {
-                    let t0 = Instant::now();
-                    let sent = link.send_timeout(input, self.send_wait_max);
-                    self.report.send_blocked_ns += t0.elapsed().as_nanos() as u64;
-                    match sent {
-                        Ok(()) => {}
-                        Err(SendTimeoutError::Timeout(_)) => {
-                            self.report.send_dropped += 1;
-                            continue;
-                        }
-                        Err(SendTimeoutError::Disconnected(_)) => continue,
-                    }
-                }
-                Err(TrySendError::Disconnected(_)) => continue,
-            }
-            self.report.messages += 1;
-            self.report.bytes += bytes.len() as u64;
-            let k = self.report.by_kind.entry(kind).or_default();
-            k.0 += 1;
-            k.1 += bytes.len() as u64;
-        }
-    }
-}
-
 /// Runs a cluster of `config.nodes` replicas of engine `P` until every accepted transaction of
 /// `load` is final at every replica (or the timeout), and reports.
+///
+/// In its parts: keys for the committee, the verifier pool, the replicas on their threads, the
+/// load, the wait until everything accepted is final everywhere, and the report.
 pub fn run<P>(
     config: ClusterConfig,
     engine: impl Fn(NodeId, &Committee, &SecretKey) -> P,
@@ -642,13 +225,76 @@ where
     let shared = Arc::new(Shared::default());
     let finalized: Vec<Arc<AtomicU64>> =
         (0..config.nodes).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let (jobs, workers) = spawn_verifiers(&config);
+    let cpu_before = process_cpu_seconds();
+    let start = Instant::now();
+    let handles: Vec<_> = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(i, inbox)| {
+            let me = NodeId(i as u16);
+            let links = Links {
+                peers: Arc::clone(&peers),
+                shared: Arc::clone(&shared),
+                finalized: Arc::clone(&finalized[i]),
+                jobs: config.verify_ahead.then(|| jobs.clone()),
+            };
+            spawn_replica(
+                &config,
+                me,
+                engine(me, &committee, &keys[i]),
+                app(me),
+                links,
+                start,
+                inbox,
+            )
+        })
+        .collect();
+    let first_submission = Instant::now();
+    let total = load.txs.len() as u64;
+    submit(load, &peers, &shared, &config, first_submission);
+    let timed_out = !settle(&shared, &finalized, total, first_submission + config.timeout);
+    for p in peers.iter() {
+        let _ = p.send(Input::Stop);
+    }
+    let mut replicas = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        replicas.push(h.join().map_err(|_| RuntimeError::ReplicaPanicked(NodeId(i as u16)))?);
+    }
+    // The replicas held the last senders of the job queue: the workers now stop.
+    drop(jobs);
+    for w in workers {
+        let _ = w.join();
+    }
+    if timed_out {
+        return Err(RuntimeError::Timeout(config.timeout));
+    }
+    let cpu_seconds = match (cpu_before, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    Ok(report(&config, &shared, replicas, first_submission, cpu_seconds))
+}
+
+/// What a replica shares with the rest of the cluster.
+struct Links {
+    peers: Arc<Vec<Sender<Input>>>,
+    shared: Arc<Shared>,
+    /// Transactions applied at this replica, read by the end condition.
+    finalized: Arc<AtomicU64>,
+    jobs: Option<Sender<Job>>,
+}
+
+/// The verifier pool (one thread per core when verifying ahead, none otherwise) and the queue
+/// that feeds it.
+fn spawn_verifiers(config: &ClusterConfig) -> (Sender<Job>, Vec<thread::JoinHandle<()>>) {
     let (jobs, job_queue) = bounded::<Job>(65_536);
     let pool = if config.verify_ahead {
         thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         0
     };
-    let workers: Vec<_> = (0..pool)
+    let workers = (0..pool)
         .map(|w| {
             let queue = job_queue.clone();
             thread::Builder::new()
@@ -657,73 +303,90 @@ where
                 .expect("threads can be spawned")
         })
         .collect();
-    drop(job_queue);
-    let cpu_before = process_cpu_seconds();
-    let start = Instant::now();
-    let mut handles = Vec::new();
-    for (i, inbox) in receivers.into_iter().enumerate() {
-        let me = NodeId(i as u16);
-        let verdicts = config.verify_ahead.then(|| Arc::new(Verdicts::default()));
-        let side = AppSide {
-            app: app(me),
-            checker: VerdictCheck {
-                verdicts: verdicts.clone(),
-                inline: KeyCachingCheck::new(65_536),
-                hits: 0,
-                misses: 0,
-            },
-            finalized: Arc::clone(&finalized[i]),
-            height: 0,
-            state_digest: Digest::ZERO,
-            recent_digests: BTreeMap::new(),
-            finalized_txs: 0,
-            last_commit: None,
-            shared: Arc::clone(&shared),
-            applied_latencies_ns: Vec::new(),
-        };
-        let apply = if config.apply_thread {
-            let (blocks, queue) = bounded::<(Block, Vec<Instant>)>(APPLY_QUEUE_BLOCKS);
-            let handle = thread::Builder::new()
-                .name(format!("apply-{i}"))
-                .spawn(move || {
-                    let mut side = side;
-                    while let Ok((block, mine)) = queue.recv() {
-                        side.apply(&block, &mine);
-                    }
-                    side
-                })
-                .expect("threads can be spawned");
-            Apply::Thread { blocks, handle }
-        } else {
-            Apply::Inline(side)
-        };
-        let replica = Replica {
-            me,
-            engine: engine(me, &committee, &keys[i]),
-            mempool: InMemoryMempool::new(config.mempool),
-            apply,
-            peers: Arc::clone(&peers),
-            start,
-            timers: BTreeMap::new(),
-            armed: FxHashMap::default(),
-            timer_seq: 0,
-            submitted_at: FxHashMap::default(),
-            shared: Arc::clone(&shared),
-            checker: KeyCachingCheck::new(4_096),
-            verdicts,
-            jobs: config.verify_ahead.then(|| jobs.clone()),
-            send_wait_max: config.send_wait_max,
-            report: ReplicaReport::default(),
-        };
+    (jobs, workers)
+}
+
+/// One replica on its thread (and its application on another, with
+/// [`ClusterConfig::apply_thread`]).
+fn spawn_replica<P>(
+    config: &ClusterConfig,
+    me: NodeId,
+    engine: P,
+    app: Box<dyn Application + Send>,
+    links: Links,
+    start: Instant,
+    inbox: Receiver<Input>,
+) -> thread::JoinHandle<ReplicaReport>
+where
+    P: Protocol + Send + 'static,
+    P::Timer: Send,
+{
+    let verdicts = config.verify_ahead.then(|| Arc::new(Verdicts::default()));
+    let side = AppSide {
+        app,
+        checker: VerdictCheck {
+            verdicts: verdicts.clone(),
+            inline: KeyCachingCheck::new(65_536),
+            hits: 0,
+            misses: 0,
+        },
+        finalized: links.finalized,
+        height: 0,
+        state_digest: Digest::ZERO,
+        recent_digests: BTreeMap::new(),
+        finalized_txs: 0,
+        last_commit: None,
+        shared: Arc::clone(&links.shared),
+        applied_latencies_ns: Vec::new(),
+    };
+    let apply = if config.apply_thread {
+        let (blocks, queue) = bounded::<(Block, Vec<Instant>)>(APPLY_QUEUE_BLOCKS);
         let handle = thread::Builder::new()
-            .name(format!("replica-{i}"))
-            .spawn(move || replica.run(inbox))
+            .name(format!("apply-{}", me.0))
+            .spawn(move || {
+                let mut side = side;
+                while let Ok((block, mine)) = queue.recv() {
+                    side.apply(&block, &mine);
+                }
+                side
+            })
             .expect("threads can be spawned");
-        handles.push(handle);
-    }
-    // The load, open loop at its rate, or as fast as the window allows.
-    let first_submission = Instant::now();
-    let total = load.txs.len() as u64;
+        Apply::Thread { blocks, handle }
+    } else {
+        Apply::Inline(side)
+    };
+    let replica = Replica {
+        me,
+        engine,
+        mempool: InMemoryMempool::new(config.mempool),
+        apply,
+        peers: links.peers,
+        start,
+        timers: BTreeMap::new(),
+        armed: TimerTable::default(),
+        timer_seq: 0,
+        submitted_at: FxHashMap::default(),
+        shared: links.shared,
+        checker: KeyCachingCheck::new(4_096),
+        verdicts,
+        jobs: links.jobs,
+        send_wait_max: config.send_wait_max,
+        report: ReplicaReport::default(),
+    };
+    thread::Builder::new()
+        .name(format!("replica-{}", me.0))
+        .spawn(move || replica.run(inbox))
+        .expect("threads can be spawned")
+}
+
+/// The load, open loop at its rate, or as fast as the window allows.
+fn submit(
+    load: Load,
+    peers: &[Sender<Input>],
+    shared: &Shared,
+    config: &ClusterConfig,
+    first_submission: Instant,
+) {
     for (k, (node, tx)) in load.txs.into_iter().enumerate() {
         match load.rate_per_sec {
             Some(rate) => {
@@ -747,41 +410,33 @@ where
         let _ = peers[node.index() % config.nodes]
             .send(Input::Submit { tx: Box::new(tx), at: Instant::now() });
     }
-    // Wait until every accepted transaction is final at every replica.
-    let deadline = first_submission + config.timeout;
-    let mut timed_out = false;
+}
+
+/// Waits until every one of the `total` submissions was handled and every accepted transaction
+/// is final at every replica; false if `deadline` came first.
+fn settle(shared: &Shared, finalized: &[Arc<AtomicU64>], total: u64, deadline: Instant) -> bool {
     loop {
         let handled = shared.handled.load(Ordering::Relaxed);
         let accepted = shared.accepted.load(Ordering::Relaxed);
         let settled = finalized.iter().all(|f| f.load(Ordering::Relaxed) >= accepted);
         if handled == total && settled {
-            break;
+            return true;
         }
         if Instant::now() > deadline {
-            timed_out = true;
-            break;
+            return false;
         }
         thread::sleep(Duration::from_millis(2));
     }
-    for p in peers.iter() {
-        let _ = p.send(Input::Stop);
-    }
-    let mut replicas = Vec::new();
-    for (i, h) in handles.into_iter().enumerate() {
-        replicas.push(h.join().map_err(|_| RuntimeError::ReplicaPanicked(NodeId(i as u16)))?);
-    }
-    // The replicas held the last senders of the job queue: the workers now stop.
-    drop(jobs);
-    for w in workers {
-        let _ = w.join();
-    }
-    if timed_out {
-        return Err(RuntimeError::Timeout(config.timeout));
-    }
-    let cpu_seconds = match (cpu_before, process_cpu_seconds()) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+}
+
+/// The cluster's figures from its replicas' reports.
+fn report(
+    config: &ClusterConfig,
+    shared: &Shared,
+    replicas: Vec<ReplicaReport>,
+    first_submission: Instant,
+    cpu_seconds: Option<f64>,
+) -> WallReport {
     let end = replicas.iter().filter_map(|r| r.last_commit).max().unwrap_or_else(Instant::now);
     let wall_seconds = end.saturating_duration_since(first_submission).as_secs_f64();
     let txs_finalized = replicas.iter().map(|r| r.finalized_txs).min().unwrap_or(0);
@@ -798,7 +453,7 @@ where
         replicas.iter().map(|r| r.recent_digests.get(&common)).collect();
     let state_digests_agree =
         common > 0 && at_common.iter().all(|d| d.is_some() && *d == at_common[0]);
-    Ok(WallReport {
+    WallReport {
         nodes: config.nodes,
         txs_submitted: shared.accepted.load(Ordering::Relaxed),
         txs_finalized,
@@ -817,7 +472,7 @@ where
             .map(|c| txs_finalized as f64 / (c / config.nodes as f64)),
         state_digests_agree,
         replicas,
-    })
+    }
 }
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat` on Linux.

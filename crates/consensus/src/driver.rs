@@ -1,0 +1,121 @@
+//! What every driver does with an engine's actions, written once: the simulator and the
+//! real-time runtime differ in how they send, wait and apply, not in what an action means.
+
+use std::hash::Hash;
+
+use agora_types::{Block, NodeId};
+use rustc_hash::FxHashMap;
+
+use crate::Action;
+
+/// How a driver carries out each kind of [`Action`]. [`dispatch`] is the one place that maps
+/// actions onto these, so a new action kind is handled by every driver or by none.
+pub trait Driver<M, T> {
+    /// Sends `message` to `to`.
+    fn send(&mut self, to: NodeId, message: M);
+    /// Sends `message` to every other member.
+    fn broadcast(&mut self, message: M);
+    /// Arms `timer` to fire after `after_ns`, moving it if it is armed already (see
+    /// [`TimerTable`]).
+    fn set_timer(&mut self, timer: T, after_ns: u64);
+    /// Disarms `timer`, if it is armed.
+    fn cancel_timer(&mut self, timer: T);
+    /// `block` is final: apply it.
+    fn commit(&mut self, block: Block);
+}
+
+/// Carries out `actions` in the order the engine emitted them.
+pub fn dispatch<M, T>(
+    actions: impl IntoIterator<Item = Action<M, T>>,
+    driver: &mut impl Driver<M, T>,
+) {
+    for action in actions {
+        match action {
+            Action::Send { to, message } => driver.send(to, message),
+            Action::Broadcast { message } => driver.broadcast(message),
+            Action::SetTimer { timer, after_ns } => driver.set_timer(timer, after_ns),
+            Action::CancelTimer { timer } => driver.cancel_timer(timer),
+            Action::Commit { block } => driver.commit(block),
+        }
+    }
+}
+
+/// Which arming of each timer is current: an engine that sets an armed timer moves it, and one
+/// that cancels it forgets it, so a driver that scheduled the earlier arming must ignore it when
+/// it comes due. The driver names each arming by an id of its own (an event number, a deadline
+/// sequence number) and asks here whether the one that came due is still the current one.
+///
+/// An id is whatever the driver keys its schedule by: the simulator's event number, or the
+/// runtime's `(deadline, sequence number)`, so that a replaced arming can be taken out of the
+/// schedule at once.
+#[derive(Debug, Clone)]
+pub struct TimerTable<T, I = u64> {
+    armed: FxHashMap<T, I>,
+}
+
+impl<T, I> Default for TimerTable<T, I> {
+    fn default() -> Self {
+        Self { armed: FxHashMap::default() }
+    }
+}
+
+impl<T: Eq + Hash, I: Copy + PartialEq> TimerTable<T, I> {
+    /// Records that `timer` is now armed as `id`; returns the arming it replaces, if any.
+    pub fn arm(&mut self, timer: T, id: I) -> Option<I> {
+        self.armed.insert(timer, id)
+    }
+
+    /// Disarms `timer`; returns the arming it cancels, if any.
+    pub fn cancel(&mut self, timer: &T) -> Option<I> {
+        self.armed.remove(timer)
+    }
+
+    /// Whether arming `id` of `timer` is the current one.
+    pub fn is_current(&self, timer: &T, id: I) -> bool {
+        self.armed.get(timer) == Some(&id)
+    }
+
+    /// When arming `id` of `timer` comes due: true, and the timer is disarmed, if it is the
+    /// current arming (the engine's handler runs); false if it was moved or cancelled since.
+    pub fn fire(&mut self, timer: &T, id: I) -> bool {
+        let current = self.is_current(timer, id);
+        if current {
+            self.armed.remove(timer);
+        }
+        current
+    }
+
+    /// Disarms every timer (a crashed node forgets its timers).
+    pub fn clear(&mut self) {
+        self.armed.clear();
+    }
+
+    /// Timers armed.
+    pub fn len(&self) -> usize {
+        self.armed.len()
+    }
+
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.armed.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_or_cancelled_arming_does_not_fire() {
+        let mut t = TimerTable::default();
+        assert_eq!(t.arm("view", 1), None);
+        assert_eq!(t.arm("view", 2), Some(1));
+        assert!(!t.fire(&"view", 1), "moved: the first arming is stale");
+        assert!(t.fire(&"view", 2));
+        assert!(!t.fire(&"view", 2), "a timer fires once");
+        t.arm("epoch", 3);
+        assert_eq!(t.cancel(&"epoch"), Some(3));
+        assert!(!t.fire(&"epoch", 3));
+        assert!(t.is_empty());
+    }
+}

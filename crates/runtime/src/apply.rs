@@ -1,0 +1,79 @@
+//! The application side of a replica: final blocks applied in order, inline or on a thread
+//! of their own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use agora_consensus::Application;
+use agora_crypto::Digest;
+use agora_types::Block;
+use crossbeam_channel::Sender;
+
+use crate::ReplicaReport;
+use crate::replica::Shared;
+use crate::verify::VerdictCheck;
+
+/// Final blocks queued for a replica's apply thread at most.
+pub(crate) const APPLY_QUEUE_BLOCKS: usize = 256;
+
+/// The application side of a replica: it applies final blocks in order, verifying their
+/// transactions, and keeps what the report needs.
+pub(crate) struct AppSide {
+    pub(crate) app: Box<dyn Application + Send>,
+    pub(crate) checker: VerdictCheck,
+    /// Transactions applied, read by the run's end condition.
+    pub(crate) finalized: Arc<AtomicU64>,
+    pub(crate) height: u64,
+    pub(crate) state_digest: Digest,
+    pub(crate) recent_digests: BTreeMap<u64, Digest>,
+    pub(crate) finalized_txs: u64,
+    pub(crate) last_commit: Option<Instant>,
+    pub(crate) shared: Arc<Shared>,
+    /// Submission → applied here, for transactions submitted here, ns.
+    pub(crate) applied_latencies_ns: Vec<u64>,
+}
+
+impl AppSide {
+    /// Applies `block`, of which the transactions submitted at `mine` were submitted here.
+    pub(crate) fn apply(&mut self, block: &Block, mine: &[Instant]) {
+        let applied = self.app.apply(block, &mut self.checker);
+        let now = Instant::now();
+        for t0 in mine {
+            self.applied_latencies_ns.push(now.saturating_duration_since(*t0).as_nanos() as u64);
+        }
+        // The load's window counts transactions until they are applied where they entered.
+        self.shared.final_at_entry.fetch_add(mine.len() as u64, Ordering::Relaxed);
+        let txs = block.batch().len() as u64;
+        self.height = block.height().0;
+        self.state_digest = applied.state_digest;
+        self.recent_digests.insert(self.height, applied.state_digest);
+        while self.recent_digests.len() > 4_096 {
+            self.recent_digests.pop_first();
+        }
+        self.finalized_txs += txs;
+        self.last_commit = Some(Instant::now());
+        self.finalized.fetch_add(txs, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fill(self, report: &mut ReplicaReport) {
+        report.height = self.height;
+        report.state_digest = self.state_digest;
+        report.recent_digests = self.recent_digests;
+        report.finalized_txs = self.finalized_txs;
+        report.last_commit = self.last_commit;
+        report.verdict_hits = self.checker.hits;
+        report.verdict_misses = self.checker.misses;
+        report.applied_latencies_ns = self.applied_latencies_ns;
+    }
+}
+
+/// Where a replica applies final blocks.
+pub(crate) enum Apply {
+    /// On its own thread, between consensus events.
+    Inline(AppSide),
+    /// On a thread of its own, fed through a bounded queue.
+    Thread { blocks: Sender<(Block, Vec<Instant>)>, handle: thread::JoinHandle<AppSide> },
+}

@@ -1,0 +1,286 @@
+//! One replica: its engine, mempool and timers on a thread, its actions carried out on real
+//! clocks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agora_consensus::{
+    Context, Driver, InMemoryMempool, Message, Protocol, Submitted, TimerTable, dispatch,
+};
+use agora_crypto::{Digest, KeyCachingCheck, domain};
+use agora_types::{Block, NodeId, Transaction, codec};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+use rustc_hash::FxHashMap;
+
+use crate::ReplicaReport;
+use crate::apply::Apply;
+use crate::verify::{Job, Verdicts, verdict_key};
+
+/// What reaches a replica's inbox.
+pub(crate) enum Input {
+    Message { from: NodeId, bytes: Bytes },
+    Submit { tx: Box<Transaction>, at: Instant },
+    Stop,
+}
+
+/// Counters the load generator and the run's end condition read.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// Submissions a replica has handled (accepted, duplicate or refused).
+    pub(crate) handled: AtomicU64,
+    /// Of those, accepted.
+    pub(crate) accepted: AtomicU64,
+    /// Accepted transactions final at the replica they were submitted to.
+    pub(crate) final_at_entry: AtomicU64,
+}
+
+pub(crate) struct Replica<P: Protocol> {
+    pub(crate) me: NodeId,
+    pub(crate) engine: P,
+    pub(crate) mempool: InMemoryMempool,
+    /// Where final blocks are applied.
+    pub(crate) apply: Apply,
+    pub(crate) peers: Arc<Vec<Sender<Input>>>,
+    pub(crate) start: Instant,
+    pub(crate) timers: BTreeMap<(Instant, u64), P::Timer>,
+    pub(crate) armed: TimerTable<P::Timer, (Instant, u64)>,
+    pub(crate) timer_seq: u64,
+    pub(crate) submitted_at: FxHashMap<Digest, Instant>,
+    pub(crate) shared: Arc<Shared>,
+    /// The engine's signature checks (votes, proposals).
+    pub(crate) checker: KeyCachingCheck,
+    /// Verdicts computed ahead, shared with the application side.
+    pub(crate) verdicts: Option<Arc<Verdicts>>,
+    /// Where transactions go to be verified ahead of time, if they do.
+    pub(crate) jobs: Option<Sender<Job>>,
+    /// The longest wait on a full inbox.
+    pub(crate) send_wait_max: Duration,
+    pub(crate) report: ReplicaReport,
+}
+
+impl<P: Protocol> Replica<P> {
+    /// Hands transactions to the verifier pool (once each); a full queue just means verifying
+    /// them inline later.
+    pub(crate) fn verify_ahead(&self, txs: &[Transaction]) {
+        let (Some(jobs), Some(verdicts)) = (&self.jobs, &self.verdicts) else { return };
+        for tx in txs {
+            let key =
+                verdict_key(tx.sender(), &domain::TX_SIGNATURE, tx.id().as_bytes(), tx.signature());
+            if verdicts.claim(key) {
+                let job = Job { verdicts: Arc::clone(verdicts), key, tx: tx.clone() };
+                if jobs.try_send(job).is_err()
+                    && let Ok(mut map) = verdicts.0.lock()
+                {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn now_ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_nanos() as u64
+    }
+
+    pub(crate) fn run(mut self, inbox: Receiver<Input>) -> ReplicaReport {
+        self.step(Instant::now(), |engine, ctx| engine.on_start(ctx));
+        loop {
+            let now = Instant::now();
+            self.fire_timers(now);
+            let wait = self
+                .timers
+                .keys()
+                .next()
+                .map_or(Duration::from_millis(100), |(d, _)| d.saturating_duration_since(now));
+            match inbox.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(input) => {
+                    if !self.handle(input) {
+                        break;
+                    }
+                    // Drain what is already waiting before looking at the clock again.
+                    while let Ok(input) = inbox.try_recv() {
+                        if !self.handle(input) {
+                            return self.finish();
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.finish()
+    }
+
+    /// The report, with the application side's part (waiting for its thread to apply what is
+    /// queued, if it has one).
+    pub(crate) fn finish(self) -> ReplicaReport {
+        let mut report = self.report;
+        let side = match self.apply {
+            Apply::Inline(side) => side,
+            Apply::Thread { blocks, handle } => {
+                drop(blocks);
+                match handle.join() {
+                    Ok(side) => side,
+                    Err(_) => return report,
+                }
+            }
+        };
+        side.fill(&mut report);
+        report
+    }
+
+    /// Handles one input; `false` to stop.
+    pub(crate) fn handle(&mut self, input: Input) -> bool {
+        let now = Instant::now();
+        match input {
+            Input::Stop => return false,
+            Input::Message { from, bytes } => match codec::decode::<P::Message>(&bytes) {
+                Ok(message) => {
+                    self.verify_ahead(message.transactions());
+                    self.step(now, |engine, ctx| engine.on_message(ctx, from, message))
+                }
+                Err(_) => self.report.decode_errors += 1,
+            },
+            Input::Submit { tx, at } => {
+                self.verify_ahead(std::slice::from_ref(&tx));
+                let id = tx.id();
+                let mut outcome = None;
+                self.step(now, |engine, ctx| outcome = Some(engine.on_transaction(ctx, *tx)));
+                self.shared.handled.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Some(Ok(Submitted::Accepted)) => {
+                        self.submitted_at.insert(id, at);
+                        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(_)) => self.report.mempool_full += 1,
+                    _ => {}
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn fire_timers(&mut self, now: Instant) {
+        while let Some((&(deadline, seq), _)) = self.timers.first_key_value() {
+            if deadline > now {
+                break;
+            }
+            let timer = self.timers.remove(&(deadline, seq)).expect("just seen");
+            if self.armed.fire(&timer, (deadline, seq)) {
+                self.step(now, |engine, ctx| engine.on_timer(ctx, timer));
+            }
+        }
+    }
+
+    /// Runs one engine handler, then carries out its actions.
+    pub(crate) fn step(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut P, &mut agora_consensus::Ctx<'_, P>),
+    ) {
+        let mut actions = Vec::new();
+        let now_ns = self.now_ns(now);
+        let mut ctx =
+            Context::new(now_ns, self.me, &mut actions, &mut self.mempool, &mut self.checker);
+        f(&mut self.engine, &mut ctx);
+        dispatch(actions, &mut ReplicaDriver { replica: self, now });
+    }
+
+    /// The submission times of this replica's clients' transactions in a final block (each
+    /// recorded as a finality latency), then the block to its application side.
+    pub(crate) fn commit(&mut self, block: Block) {
+        let at = Instant::now();
+        let mut mine = Vec::new();
+        for tx in block.batch().transactions() {
+            if let Some(t0) = self.submitted_at.remove(&tx.id()) {
+                self.report.latencies_ns.push(at.saturating_duration_since(t0).as_nanos() as u64);
+                mine.push(t0);
+            }
+        }
+        match &mut self.apply {
+            Apply::Inline(side) => side.apply(&block, &mine),
+            // A full queue holds consensus back: the backlog stays bounded.
+            Apply::Thread { blocks, .. } => {
+                let _ = blocks.send((block, mine));
+            }
+        }
+    }
+
+    /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured),
+    /// for at most `send_wait_max`, then the message to it is dropped (counted).
+    pub(crate) fn send(&mut self, to: &[NodeId], message: &P::Message) {
+        let Ok(bytes) = codec::encode(message) else {
+            self.report.encode_errors += 1;
+            return;
+        };
+        let kind = message.kind();
+        for recipient in to {
+            let input = Input::Message { from: self.me, bytes: bytes.clone() };
+            let link = &self.peers[recipient.index()];
+            match link.try_send(input) {
+                Ok(()) => {}
+                Err(TrySendError::Full(input)) => {
+                    let t0 = Instant::now();
+                    let sent = link.send_timeout(input, self.send_wait_max);
+                    self.report.send_blocked_ns += t0.elapsed().as_nanos() as u64;
+                    match sent {
+                        Ok(()) => {}
+                        Err(SendTimeoutError::Timeout(_)) => {
+                            self.report.send_dropped += 1;
+                            continue;
+                        }
+                        Err(SendTimeoutError::Disconnected(_)) => continue,
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => continue,
+            }
+            self.report.messages += 1;
+            self.report.bytes += bytes.len() as u64;
+            let k = self.report.by_kind.entry(kind).or_default();
+            k.0 += 1;
+            k.1 += bytes.len() as u64;
+        }
+    }
+}
+
+/// One replica's actions, carried out on real clocks: timers are deadlines in the replica's own
+/// map, messages go straight to the peers' inboxes.
+pub(crate) struct ReplicaDriver<'a, P: Protocol> {
+    pub(crate) replica: &'a mut Replica<P>,
+    pub(crate) now: Instant,
+}
+
+impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
+    fn send(&mut self, to: NodeId, message: P::Message) {
+        self.replica.send(&[to], &message);
+    }
+
+    fn broadcast(&mut self, message: P::Message) {
+        let me = self.replica.me;
+        let all: Vec<NodeId> =
+            (0..self.replica.peers.len() as u16).map(NodeId).filter(|n| *n != me).collect();
+        self.replica.send(&all, &message);
+    }
+
+    fn set_timer(&mut self, timer: P::Timer, after_ns: u64) {
+        let r = &mut *self.replica;
+        let deadline = self.now + Duration::from_nanos(after_ns);
+        r.timer_seq += 1;
+        if let Some(old) = r.armed.arm(timer.clone(), (deadline, r.timer_seq)) {
+            r.timers.remove(&old);
+        }
+        r.timers.insert((deadline, r.timer_seq), timer);
+    }
+
+    fn cancel_timer(&mut self, timer: P::Timer) {
+        if let Some(old) = self.replica.armed.cancel(&timer) {
+            self.replica.timers.remove(&old);
+        }
+    }
+
+    fn commit(&mut self, block: Block) {
+        self.replica.commit(block);
+    }
+}
