@@ -462,7 +462,7 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         frontrunner: args.frontrunner.map(NodeId),
         large_orders: args.large_orders,
     };
-    let run = simulate::run(&options)?;
+    let run = simulate::run(&options).map_err(in_flags)?;
     for warning in &run.warnings {
         eprintln!("warning: {warning}");
     }
@@ -493,6 +493,20 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A library error about a field of the options, said in terms of the flag that sets it.
+fn in_flags(e: simulate::SimulateError) -> anyhow::Error {
+    match e {
+        simulate::SimulateError::Field { field, reason } => {
+            let flag = match field {
+                "crashes" => "crash".to_string(),
+                f => f.replace('_', "-"),
+            };
+            anyhow::anyhow!("--{flag} {reason}")
+        }
+        other => other.into(),
+    }
 }
 
 fn run_bench(args: &BenchArgs) -> Result<()> {

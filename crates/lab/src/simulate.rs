@@ -148,9 +148,15 @@ impl Default for SimulateOptions {
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
-    /// An option is out of range.
-    #[error("{0}")]
-    Option(String),
+    /// A field of [`SimulateOptions`] is out of range: its name (as the struct spells it) and
+    /// what is wrong with its value. The command line names the flag instead.
+    #[error("{field} {reason}")]
+    Field {
+        /// The field of [`SimulateOptions`].
+        field: &'static str,
+        /// What is wrong, for example "must be positive".
+        reason: String,
+    },
     /// The simulator refused the configuration.
     #[error(transparent)]
     Sim(#[from] SimError),
@@ -159,11 +165,18 @@ pub enum SimulateError {
     Engine(#[from] agora_engines::ConfigError),
 }
 
-fn ns(name: &str, ms: f64) -> Result<u64, SimulateError> {
+impl SimulateError {
+    fn field(field: &'static str, reason: impl Into<String>) -> Self {
+        SimulateError::Field { field, reason: reason.into() }
+    }
+}
+
+fn ns(name: &'static str, ms: f64) -> Result<u64, SimulateError> {
     if !ms.is_finite() || ms < 0.0 || ms * MS > u64::MAX as f64 / 4.0 {
-        return Err(SimulateError::Option(format!(
-            "--{name} must be a non-negative number of milliseconds, got {ms}"
-        )));
+        return Err(SimulateError::field(
+            name,
+            format!("must be a non-negative number of milliseconds, got {ms}"),
+        ));
     }
     Ok((ms * MS).round() as u64)
 }
@@ -385,64 +398,69 @@ impl SimulateOptions {
     /// The simulator configuration these options describe.
     pub fn sim_config(&self) -> Result<SimConfig, SimulateError> {
         if self.nodes == 0 || self.nodes > agora_types::COMMITTEE_SIZE_MAX {
-            return Err(SimulateError::Option(format!(
-                "--nodes must be between 1 and {}, got {}",
-                agora_types::COMMITTEE_SIZE_MAX,
-                self.nodes
-            )));
+            return Err(SimulateError::field(
+                "nodes",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    agora_types::COMMITTEE_SIZE_MAX,
+                    self.nodes
+                ),
+            ));
         }
         if !(self.tx_rate.is_finite() && self.tx_rate >= 0.0) {
-            return Err(SimulateError::Option(format!(
-                "--tx-rate must be a non-negative number, got {}",
-                self.tx_rate
-            )));
+            return Err(SimulateError::field(
+                "tx_rate",
+                format!("must be a non-negative number, got {}", self.tx_rate),
+            ));
         }
         if self.batch_max == 0 || self.batch_max > agora_types::BATCH_TXS_MAX {
-            return Err(SimulateError::Option(format!(
-                "--batch-max must be between 1 and {}",
-                agora_types::BATCH_TXS_MAX
-            )));
+            return Err(SimulateError::field(
+                "batch_max",
+                format!("must be between 1 and {}", agora_types::BATCH_TXS_MAX),
+            ));
         }
         let market_only = self.ordering != ExecutionOrder::Proposal
             || self.priority.is_some()
             || self.frontrunner.is_some();
         if market_only && self.workload != WorkloadChoice::Market {
-            return Err(SimulateError::Option(
-                "--ordering, --priority and --frontrunner need --workload market".into(),
+            return Err(SimulateError::field(
+                "workload",
+                "must be market for an execution ordering, priority lanes or a front-runner",
             ));
         }
         if let Some(f) = self.frontrunner
             && f.index() >= self.nodes
         {
-            return Err(SimulateError::Option(format!(
-                "--frontrunner {} is not a node of a committee of {}",
-                f.0, self.nodes
-            )));
+            return Err(SimulateError::field(
+                "frontrunner",
+                format!("{} is not a node of a committee of {}", f.0, self.nodes),
+            ));
         }
         if !(0.0..=1.0).contains(&self.large_orders) {
-            return Err(SimulateError::Option(format!(
-                "--large-orders must be a fraction from 0 to 1, got {}",
-                self.large_orders
-            )));
+            return Err(SimulateError::field(
+                "large_orders",
+                format!("must be a fraction from 0 to 1, got {}", self.large_orders),
+            ));
         }
-        let delta = ns("delta-ms", self.delta_ms)?;
+        let delta = ns("delta_ms", self.delta_ms)?;
         if delta == 0 {
-            return Err(SimulateError::Option("--delta-ms must be positive".into()));
+            return Err(SimulateError::field("delta_ms", "must be positive"));
         }
-        let latency = ns("latency-ms", self.latency_ms)?;
+        let latency = ns("latency_ms", self.latency_ms)?;
         let mut c = SimConfig::new(self.nodes);
         c.seed = self.seed;
-        c.duration_ns = ns("duration-ms", self.duration_ms)?;
+        c.duration_ns = ns("duration_ms", self.duration_ms)?;
         c.network.latency_ns = latency;
-        let jitter = ns("jitter-ms", self.jitter_ms)?;
+        let jitter = ns("jitter_ms", self.jitter_ms)?;
         if jitter > 0 {
             c.network.jitter = Jitter::Uniform { max_ns: jitter };
         }
         if let Some(mbps) = self.bandwidth_mbps {
             if !(mbps.is_finite() && mbps > 0.0) {
-                return Err(SimulateError::Option(format!(
-                    "--bandwidth-mbps must be positive, got {mbps}"
-                )));
+                return Err(SimulateError::field(
+                    "bandwidth_mbps",
+                    format!("must be positive, got {mbps}"),
+                ));
             }
             c.network.bandwidth_bps = Some((mbps * 1e6).round().max(1.0) as u64);
         }
@@ -459,7 +477,7 @@ impl SimulateOptions {
         }
         for (node, at_ms) in &self.crashes {
             c.faults.push(Fault {
-                at_ns: ns("crash", *at_ms)?,
+                at_ns: ns("crashes", *at_ms)?,
                 node: *node,
                 kind: FaultKind::Crash,
             });
@@ -467,9 +485,7 @@ impl SimulateOptions {
         let streamlet = self.streamlet_config(delta);
         for &e in &self.crash_leader_of_epoch {
             if e == 0 {
-                return Err(SimulateError::Option(
-                    "--crash-leader-of-epoch counts epochs from 1".into(),
-                ));
+                return Err(SimulateError::field("crash_leader_of_epoch", "counts epochs from 1"));
             }
             let leader = streamlet.leader.leader(self.nodes as u16, Epoch(e));
             c.faults.push(Fault {
@@ -491,9 +507,9 @@ impl SimulateOptions {
             }
         }
         if let Some((from, to)) = self.partition_ms {
-            let (start_ns, end_ns) = (ns("partition", from)?, ns("partition", to)?);
+            let (start_ns, end_ns) = (ns("partition_ms", from)?, ns("partition_ms", to)?);
             if end_ns <= start_ns {
-                return Err(SimulateError::Option("a partition must end after it starts".into()));
+                return Err(SimulateError::field("partition_ms", "must end after it starts"));
             }
             let half: Vec<NodeId> = (0..self.nodes / 2).map(|i| NodeId(i as u16)).collect();
             c.network.partitions.push(agora_netsim::Partition {
@@ -503,10 +519,10 @@ impl SimulateOptions {
             });
         }
         if self.checkpoint_interval == 0 {
-            return Err(SimulateError::Option("--checkpoint-interval must be positive".into()));
+            return Err(SimulateError::field("checkpoint_interval", "must be positive"));
         }
-        if ns("view-timeout-ms", self.view_timeout_ms)? == 0 {
-            return Err(SimulateError::Option("--view-timeout-ms must be positive".into()));
+        if ns("view_timeout_ms", self.view_timeout_ms)? == 0 {
+            return Err(SimulateError::field("view_timeout_ms", "must be positive"));
         }
         c.trace = if self.record_trace { TraceMode::Record } else { TraceMode::Digest };
         Ok(c)
@@ -524,7 +540,7 @@ impl SimulateOptions {
     }
 
     fn pbft_config(&self) -> Result<PbftConfig, SimulateError> {
-        let mut p = PbftConfig::new(ns("view-timeout-ms", self.view_timeout_ms)?);
+        let mut p = PbftConfig::new(ns("view_timeout_ms", self.view_timeout_ms)?);
         p.checkpoint_interval = self.checkpoint_interval;
         p.log_window = self.checkpoint_interval.saturating_mul(4);
         p.batch.txs_max = self.batch_max;
@@ -545,7 +561,7 @@ struct Extras {
 /// Runs the simulation the options describe.
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let config = options.sim_config()?;
-    let streamlet = options.streamlet_config(ns("delta-ms", options.delta_ms)?);
+    let streamlet = options.streamlet_config(ns("delta_ms", options.delta_ms)?);
     let engine = match options.protocol {
         ProtocolChoice::Streamlet => EngineConfig::Streamlet(streamlet),
         ProtocolChoice::Pbft => EngineConfig::Pbft(options.pbft_config()?),
@@ -1022,6 +1038,14 @@ impl fmt::Display for SimulationSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_option_out_of_range_is_named_by_its_field_not_by_a_flag() {
+        let o = SimulateOptions { delta_ms: 0.0, ..SimulateOptions::default() };
+        let e = o.sim_config().unwrap_err();
+        assert!(matches!(e, SimulateError::Field { field: "delta_ms", .. }), "{e}");
+        assert_eq!(e.to_string(), "delta_ms must be positive");
+    }
 
     #[test]
     fn defaults_run_safely_and_finalize_everything() {
