@@ -19,13 +19,9 @@ fn setup() -> (MarketGenesis, Block) {
     let keys: Vec<SecretKey> = (0..ACCOUNTS).map(|i| SecretKey::from_seed(42, i)).collect();
     let genesis = MarketGenesis {
         markets: vec![MarketSpec {
-            market: "ETH-USD".into(),
-            base: "ETH".into(),
-            quote: "USD".into(),
-            tick: 1,
-            lot: 1,
             maker_fee_bps: -1,
             taker_fee_bps: 5,
+            ..MarketSpec::new("ETH-USD", "ETH", "USD")
         }],
         accounts: keys
             .iter()

@@ -26,13 +26,9 @@ fn workload(ops: usize) -> (Exchange, Vec<Command>) {
     let mut events = Vec::new();
     ex.apply(
         &Command::Market(MarketSpec {
-            market: "ETH-USD".into(),
-            base: "ETH".into(),
-            quote: "USD".into(),
-            tick: 1,
-            lot: 1,
             maker_fee_bps: -1,
             taker_fee_bps: 5,
+            ..MarketSpec::new("ETH-USD", "ETH", "USD")
         }),
         &mut events,
     );

@@ -26,6 +26,16 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// `Err` naming `me` unless it is a member of `committee`.
+    pub fn member(
+        committee: &agora_types::Committee,
+        me: agora_types::NodeId,
+    ) -> Result<(), ConfigError> {
+        ConfigError::check(me.index() < committee.n(), "me", me.0, "not a member of the committee")
+    }
+}
+
 /// The longest duration, in nanoseconds, an engine accepts for Δ or a timeout: one day. Longer
 /// values would only ever stall a run, and bounding them keeps every timer computation far from
 /// overflow.

@@ -239,13 +239,9 @@ pub fn generate(
         .collect();
     let genesis = MarketGenesis {
         markets: vec![MarketSpec {
-            market: MARKET.into(),
-            base: "ETH".into(),
-            quote: "USD".into(),
-            tick: 1,
-            lot: 1,
             maker_fee_bps: -1,
             taker_fee_bps: 5,
+            ..MarketSpec::new(MARKET, "ETH", "USD")
         }],
         accounts: agents
             .iter()

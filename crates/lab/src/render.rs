@@ -312,25 +312,26 @@ fn kind_colour(kind: Option<PbftKind>) -> &'static str {
     }
 }
 
-/// A message sequence chart of one protocol instance (a PBFT sequence number): one column per
-/// replica, time downward, one arrow per delivered message of the instance, coloured by phase,
-/// with the view-change messages of the same time span, executions and crashes. Long quiet
-/// stretches (a timeout running out) are compressed and labelled with their real length.
+/// One delivered message in a sequence chart.
+struct Arrow {
+    from: usize,
+    to: usize,
+    sent: u64,
+    at: u64,
+    kind: Option<PbftKind>,
+}
+
+/// A labelled point on a replica's line: an execution, a crash, a restart.
+type Mark = (usize, u64, String, &'static str);
+
+/// The arrows and marks of `instance`'s chart: its messages, the view-change traffic of the same
+/// time span (from a crash before it, which caused the view change), executions and faults.
 /// `None` when the trace has no message of the instance.
-pub fn sequence_chart(
+fn chart_events(
     events: &[agora_netsim::TraceEvent],
-    nodes: usize,
     instance: u64,
-    title: &str,
-) -> Option<String> {
+) -> Option<(Vec<Arrow>, Vec<Mark>)> {
     use agora_netsim::TraceEvent as E;
-    struct Arrow {
-        from: usize,
-        to: usize,
-        sent: u64,
-        at: u64,
-        kind: Option<PbftKind>,
-    }
     // Messages of the instance itself; view-change traffic carries a view, not a sequence number.
     let view_traffic = |kind: &str| PbftKind::from_name(kind).is_some_and(PbftKind::is_view_change);
     let mine = |i: &Option<u64>, kind: &str| *i == Some(instance) && !view_traffic(kind);
@@ -356,7 +357,7 @@ pub fn sequence_chart(
         .max()
         .unwrap_or(first);
     let mut arrows = Vec::new();
-    let mut marks: Vec<(usize, u64, String, &'static str)> = Vec::new();
+    let mut marks: Vec<Mark> = Vec::new();
     for e in events {
         match e {
             E::Deliver { t_ns, from, to, kind, sent_ns, instance: i } => {
@@ -383,12 +384,20 @@ pub fn sequence_chart(
             _ => {}
         }
     }
-    // Time → y: 4 px per ms, but a gap longer than 25 ms takes 50 px and is labelled.
+    Some((arrows, marks))
+}
+
+/// Time → y: 4 px per ms, but a gap longer than 25 ms takes 50 px and is labelled. Returns each
+/// time's y, the breaks (y, the gap in ms) and the last y.
+fn time_axis(
+    arrows: &[Arrow],
+    marks: &[Mark],
+    top: f64,
+) -> (BTreeMap<u64, f64>, Vec<(f64, f64)>, f64) {
     let mut times: Vec<u64> =
         arrows.iter().flat_map(|a| [a.sent, a.at]).chain(marks.iter().map(|m| m.1)).collect();
     times.sort_unstable();
     times.dedup();
-    let top = 110.0;
     let mut y_of = BTreeMap::new();
     let mut breaks = Vec::new();
     let mut y = top;
@@ -406,6 +415,22 @@ pub fn sequence_chart(
         y_of.insert(t, y);
         prev = Some(t);
     }
+    (y_of, breaks, y)
+}
+
+/// A message sequence chart of one protocol instance (a PBFT sequence number): one column per
+/// replica, time downward, one arrow per delivered message of the instance, coloured by phase,
+/// with the view-change messages of the same time span, executions and crashes. Long quiet
+/// stretches (a timeout running out) are compressed and labelled with their real length.
+/// `None` when the trace has no message of the instance.
+pub fn sequence_chart(
+    events: &[agora_netsim::TraceEvent],
+    nodes: usize,
+    instance: u64,
+    title: &str,
+) -> Option<String> {
+    let (mut arrows, marks) = chart_events(events, instance)?;
+    let (y_of, breaks, y) = time_axis(&arrows, &marks, 110.0);
     let col_w = 150.0;
     let left = 110.0;
     let x = |node: usize| left + node as f64 * col_w;

@@ -222,12 +222,7 @@ impl Pbft {
         key: SecretKey,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        ConfigError::check(
-            me.index() < committee.n(),
-            "me",
-            me.0,
-            "not a member of the committee",
-        )?;
+        ConfigError::member(&committee, me)?;
         let n = committee.n();
         let quorum = if config.weakened(PbftWeakening::QuorumOneSmaller) {
             committee.byzantine_quorum() - 1

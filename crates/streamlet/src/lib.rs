@@ -177,12 +177,7 @@ impl Streamlet {
         key: SecretKey,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        ConfigError::check(
-            me.index() < committee.n(),
-            "me",
-            me.0,
-            "not a member of the committee",
-        )?;
+        ConfigError::member(&committee, me)?;
         let n = u16::try_from(committee.n()).expect("committees have at most 1024 members");
         let quorum = if config.weakened(StreamletWeakening::QuorumOneSmaller) {
             committee.notarization_quorum() - 1
