@@ -225,7 +225,8 @@ struct SimulateArgs {
     /// Crash a node at a time and keep it down: NODE@MS (repeatable).
     #[arg(long, value_parser = parse_crash, value_name = "NODE@MS")]
     crash: Vec<CrashAt>,
-    /// Take the leader of epoch E down for exactly that epoch, then let it carry on (repeatable).
+    /// Streamlet: take the leader of epoch E down for exactly that epoch, then let it carry on
+    /// (repeatable).
     #[arg(long, value_name = "E")]
     crash_leader_of_epoch: Vec<u64>,
     /// How epoch leaders are chosen.

@@ -58,7 +58,6 @@ pub struct SimulationRun {
     /// Streamlet with Δ below the one-way latency), for the caller to show.
     pub warnings: Vec<String>,
     options: SimulateOptions,
-    leader_rule: LeaderRule,
 }
 
 impl SimulationRun {
@@ -66,7 +65,7 @@ impl SimulationRun {
     pub fn leader_of(&self, round: Round) -> NodeId {
         match self.options.protocol {
             ProtocolChoice::Streamlet => {
-                self.leader_rule.leader(self.options.nodes as u16, Epoch(round.0))
+                self.options.leader_rule().leader(self.options.nodes as u16, Epoch(round.0))
             }
             ProtocolChoice::Pbft => {
                 agora_pbft::primary(agora_types::View(round.0), self.options.nodes)
@@ -147,14 +146,15 @@ struct Extras {
 /// Runs the simulation the options describe.
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let config = options.sim_config()?;
-    let streamlet = options.streamlet_config(ns("delta_ms", options.delta_ms)?);
     let engine = match options.protocol {
-        ProtocolChoice::Streamlet => EngineConfig::Streamlet(streamlet),
+        ProtocolChoice::Streamlet => {
+            EngineConfig::Streamlet(options.streamlet_config(ns("delta_ms", options.delta_ms)?))
+        }
         ProtocolChoice::Pbft => EngineConfig::Pbft(options.pbft_config()?),
     };
     let clients = Clients::new(options, &config);
     let warnings = engine.warnings(config.network.latency_ns);
-    let run = SimulateRun { options, config, leader_rule: streamlet.leader, clients: &clients };
+    let run = SimulateRun { options, config, clients: &clients };
     let mut run = with_engine(engine, run)??;
     run.warnings = warnings;
     Ok(run)
@@ -164,7 +164,6 @@ pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
 struct SimulateRun<'a> {
     options: &'a SimulateOptions,
     config: SimConfig,
-    leader_rule: LeaderRule,
     clients: &'a Clients,
 }
 
@@ -175,9 +174,9 @@ impl WithEngine for SimulateRun<'_> {
         self,
         engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
     ) -> Self::Output {
-        let Self { options, config, leader_rule, clients } = self;
+        let Self { options, config, clients } = self;
         let adversary = options.equivocator.then(|| adversary(Behaviour::Equivocate));
-        simulate_workload(options, config, leader_rule, clients, engine, adversary, |honest| {
+        simulate_workload(options, config, clients, engine, adversary, |honest| {
             Extras {
                 view_changes: honest.iter().filter_map(|e| e.view_number()).max(),
                 // Only engines that reply to clients have them.
@@ -270,7 +269,6 @@ impl Clients {
 fn simulate_workload<P: Protocol + ChainView>(
     options: &SimulateOptions,
     config: SimConfig,
-    leader_rule: LeaderRule,
     clients: &Clients,
     engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
     adversary: Option<Box<dyn agora_netsim::Adversary<P::Message>>>,
@@ -279,13 +277,13 @@ fn simulate_workload<P: Protocol + ChainView>(
     match &clients.market {
         None => {
             let apps = |_| TxLog::new(true);
-            simulate(options, config, leader_rule, clients, engine, apps, None, adversary, extras)
+            simulate(options, config, clients, engine, apps, None, adversary, extras)
         }
         Some((genesis, _, observed)) => {
             let apps = |node| clients.market_app(genesis, observed, node);
             let makers = clients.makers.borrow_mut().take();
             let hook = makers.map(|m| Box::new(m) as Box<dyn ClientHook<MarketApp>>);
-            simulate(options, config, leader_rule, clients, engine, apps, hook, adversary, extras)
+            simulate(options, config, clients, engine, apps, hook, adversary, extras)
         }
     }
 }
@@ -294,7 +292,6 @@ fn simulate_workload<P: Protocol + ChainView>(
 fn simulate<P: Protocol + ChainView, A: Application>(
     options: &SimulateOptions,
     config: SimConfig,
-    leader_rule: LeaderRule,
     clients: &Clients,
     engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
     apps: impl FnMut(NodeId) -> A,
@@ -404,13 +401,27 @@ fn simulate<P: Protocol + ChainView, A: Application>(
         trace,
         warnings: Vec::new(),
         options: options.clone(),
-        leader_rule,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_named_in_the_other_protocols_terms_is_refused() {
+        let pbft = SimulateOptions {
+            protocol: ProtocolChoice::Pbft,
+            crash_leader_of_epoch: vec![3],
+            ..SimulateOptions::default()
+        };
+        let e = pbft.sim_config().unwrap_err();
+        assert!(matches!(e, SimulateError::Field { field: "crash_leader_of_epoch", .. }), "{e}");
+        let streamlet =
+            SimulateOptions { crash_primary_of_view: vec![0], ..SimulateOptions::default() };
+        let e = streamlet.sim_config().unwrap_err();
+        assert!(matches!(e, SimulateError::Field { field: "crash_primary_of_view", .. }), "{e}");
+    }
 
     #[test]
     fn an_option_out_of_range_is_named_by_its_field_not_by_a_flag() {

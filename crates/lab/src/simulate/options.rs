@@ -241,11 +241,23 @@ impl SimulateOptions {
                 kind: FaultKind::Crash,
             });
         }
-        let streamlet = self.streamlet_config(delta);
+        if !self.crash_leader_of_epoch.is_empty() && self.protocol != ProtocolChoice::Streamlet {
+            return Err(SimulateError::field(
+                "crash_leader_of_epoch",
+                "names Streamlet epochs; for PBFT use crash_primary_of_view",
+            ));
+        }
+        if !self.crash_primary_of_view.is_empty() && self.protocol != ProtocolChoice::Pbft {
+            return Err(SimulateError::field(
+                "crash_primary_of_view",
+                "names PBFT views; for Streamlet use crash_leader_of_epoch",
+            ));
+        }
         for &e in &self.crash_leader_of_epoch {
             if e == 0 {
                 return Err(SimulateError::field("crash_leader_of_epoch", "counts epochs from 1"));
             }
+            let streamlet = self.streamlet_config(delta);
             let leader = streamlet.leader.leader(self.nodes as u16, Epoch(e));
             c.faults.push(Fault {
                 at_ns: streamlet.epoch_start_ns(Epoch(e)),
@@ -287,12 +299,17 @@ impl SimulateOptions {
         Ok(c)
     }
 
-    pub(super) fn streamlet_config(&self, delta_ns: u64) -> StreamletConfig {
-        let mut s = StreamletConfig::new(delta_ns.max(1));
-        s.leader = match self.leader {
+    /// Streamlet's leader schedule, as the options choose it.
+    pub(super) fn leader_rule(&self) -> LeaderRule {
+        match self.leader {
             LeaderChoice::Hashed => LeaderRule::Hashed { seed: self.seed },
             LeaderChoice::RoundRobin => LeaderRule::RoundRobin,
-        };
+        }
+    }
+
+    pub(super) fn streamlet_config(&self, delta_ns: u64) -> StreamletConfig {
+        let mut s = StreamletConfig::new(delta_ns.max(1));
+        s.leader = self.leader_rule();
         s.echo = self.echo;
         s.batch.txs_max = self.batch_max;
         s
