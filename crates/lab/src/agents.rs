@@ -237,118 +237,19 @@ pub fn generate(
             node: NodeId((i % nodes.max(1)) as u16),
         })
         .collect();
-    let genesis = MarketGenesis {
-        markets: vec![MarketSpec {
-            maker_fee_bps: -1,
-            taker_fee_bps: 5,
-            ..MarketSpec::new(MARKET, "ETH", "USD")
-        }],
-        accounts: agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| GenesisAccount {
-                key: PublicKeyBytes::from(a.key.public_key()),
-                account: AccountId(i as u64 + 1),
-                deposits: vec![("USD".into(), 1_000_000_000), ("ETH".into(), 1_000_000)],
-                role: if i < config.traders {
-                    AccountRole::Trader
-                } else if i < config.traders + config.market_makers {
-                    AccountRole::MarketMaker
-                } else if i < config.traders + config.market_makers + config.liquidators {
-                    AccountRole::Liquidator
-                } else {
-                    AccountRole::Trader
-                },
-            })
-            .collect(),
-    };
+    let genesis = genesis_of(config, &agents);
     // The fair price: a random walk in ticks, one step per 10 ms.
-    let steps = (config.end_ns / 10_000_000) as usize + 1;
-    let mut fair = Vec::with_capacity(steps);
-    let mut p: i64 = 2_000;
-    for _ in 0..steps {
-        p = (p + rng.random_range(-2..=2)).clamp(1_000, 3_000);
-        fair.push(p as u64);
-    }
-    let fair = FairPrice(fair);
+    let fair = fair_walk(config, &mut rng);
     let fair_at = |t: u64| fair.at(t);
     let mut out = Vec::new();
     let (traders, makers) = (config.traders, config.market_makers);
     // Random traders: limits near the fair price, market orders, cancels and amends.
     for agent in agents.iter_mut().take(traders) {
-        let mut t = 0.0f64;
-        loop {
-            t += -(1.0 - rng.random::<f64>()).ln() * 1e9 / config.trader_rate.max(1e-9);
-            let at = t as u64;
-            if at >= config.end_ns {
-                break;
-            }
-            let mid = fair_at(at);
-            let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
-            if config.large_orders > 0.0 && rng.random_bool(config.large_orders.min(1.0)) {
-                let id = agent.next_id;
-                agent.next_id += 1;
-                let worst = match side {
-                    Side::Buy => mid + 30,
-                    Side::Sell => mid.saturating_sub(30).max(1),
-                };
-                let qty = rng.random_range(LARGE_ORDER_LOTS..=2 * LARGE_ORDER_LOTS);
-                out.push(agent.sign(at, &market_order(id, side, worst, qty)));
-                continue;
-            }
-            let action = match rng.random_range(0..100) {
-                0..=54 => {
-                    let offset = rng.random_range(0..8);
-                    let price = if side == Side::Buy { mid - offset } else { mid + offset };
-                    let id = agent.next_id;
-                    agent.next_id += 1;
-                    agent.open.push(id);
-                    limit(id, side, price.max(1), rng.random_range(1..20), TimeInForce::Gtc)
-                }
-                55..=69 => {
-                    let id = agent.next_id;
-                    agent.next_id += 1;
-                    let worst = match side {
-                        Side::Buy => mid + 10,
-                        Side::Sell => mid.saturating_sub(10).max(1),
-                    };
-                    market_order(id, side, worst, rng.random_range(1..10))
-                }
-                70..=84 if !agent.open.is_empty() => {
-                    let id = agent.open.swap_remove(rng.random_range(0..agent.open.len()));
-                    OrderAction::Cancel { market: MARKET.into(), id }
-                }
-                _ if !agent.open.is_empty() => {
-                    let id = agent.open[rng.random_range(0..agent.open.len())];
-                    OrderAction::Amend {
-                        market: MARKET.into(),
-                        id,
-                        price: None,
-                        qty: Some(rng.random_range(1..20)),
-                    }
-                }
-                _ => continue,
-            };
-            out.push(agent.sign(at, &action));
-        }
+        trade(agent, config, &fair_at, &mut rng, &mut out);
     }
     // Liquidators: urgent market sells (or buys) of larger size, about once a second.
     for l in 0..config.liquidators {
-        let agent = &mut agents[traders + makers + l];
-        let mut t = 500_000_000 + rng.random_range(0..500_000_000);
-        while t < config.end_ns {
-            let mid = fair_at(t);
-            let side = if rng.random_bool(0.7) { Side::Sell } else { Side::Buy };
-            let id = agent.next_id;
-            agent.next_id += 1;
-            let worst = match side {
-                Side::Buy => mid + 50,
-                Side::Sell => mid.saturating_sub(50).max(1),
-            };
-            let action = market_order(id, side, worst, 100);
-            out.push(agent.sign(t, &action));
-            t += 700_000_000 + rng.random_range(0..600_000_000);
-        }
+        liquidate(&mut agents[traders + makers + l], config, &fair_at, &mut rng, &mut out);
     }
     // Market makers: their first quotes now; after that they react to what is final.
     let makers: Vec<Maker> = agents
@@ -375,4 +276,136 @@ pub fn generate(
     }
     out.sort_by_key(|s| (s.at_ns, s.node, s.tx.id()));
     (genesis, out, makers)
+}
+
+/// The genesis of a run's agents: one market, and every agent funded, in the order traders,
+/// market makers, liquidators, then the front-runner (a trader's role).
+fn genesis_of(config: &AgentsConfig, agents: &[Agent]) -> MarketGenesis {
+    MarketGenesis {
+        markets: vec![MarketSpec {
+            maker_fee_bps: -1,
+            taker_fee_bps: 5,
+            ..MarketSpec::new(MARKET, "ETH", "USD")
+        }],
+        accounts: agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| GenesisAccount {
+                key: PublicKeyBytes::from(a.key.public_key()),
+                account: AccountId(i as u64 + 1),
+                deposits: vec![("USD".into(), 1_000_000_000), ("ETH".into(), 1_000_000)],
+                role: if i < config.traders {
+                    AccountRole::Trader
+                } else if i < config.traders + config.market_makers {
+                    AccountRole::MarketMaker
+                } else if i < config.traders + config.market_makers + config.liquidators {
+                    AccountRole::Liquidator
+                } else {
+                    AccountRole::Trader
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The fair price: a random walk in ticks between 1,000 and 3,000, one step per 10 ms.
+fn fair_walk(config: &AgentsConfig, rng: &mut ChaCha8Rng) -> FairPrice {
+    let steps = (config.end_ns / 10_000_000) as usize + 1;
+    let mut fair = Vec::with_capacity(steps);
+    let mut p: i64 = 2_000;
+    for _ in 0..steps {
+        p = (p + rng.random_range(-2..=2)).clamp(1_000, 3_000);
+        fair.push(p as u64);
+    }
+    FairPrice(fair)
+}
+
+/// A random trader's order flow: limits near the fair price, market orders (some large),
+/// cancels and amends, as a Poisson process at the trader rate.
+fn trade(
+    agent: &mut Agent,
+    config: &AgentsConfig,
+    fair_at: &impl Fn(u64) -> u64,
+    rng: &mut ChaCha8Rng,
+    out: &mut Vec<Submission>,
+) {
+    let mut t = 0.0f64;
+    loop {
+        t += -(1.0 - rng.random::<f64>()).ln() * 1e9 / config.trader_rate.max(1e-9);
+        let at = t as u64;
+        if at >= config.end_ns {
+            break;
+        }
+        let mid = fair_at(at);
+        let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+        if config.large_orders > 0.0 && rng.random_bool(config.large_orders.min(1.0)) {
+            let id = agent.next_id;
+            agent.next_id += 1;
+            let worst = match side {
+                Side::Buy => mid + 30,
+                Side::Sell => mid.saturating_sub(30).max(1),
+            };
+            let qty = rng.random_range(LARGE_ORDER_LOTS..=2 * LARGE_ORDER_LOTS);
+            out.push(agent.sign(at, &market_order(id, side, worst, qty)));
+            continue;
+        }
+        let action = match rng.random_range(0..100) {
+            0..=54 => {
+                let offset = rng.random_range(0..8);
+                let price = if side == Side::Buy { mid - offset } else { mid + offset };
+                let id = agent.next_id;
+                agent.next_id += 1;
+                agent.open.push(id);
+                limit(id, side, price.max(1), rng.random_range(1..20), TimeInForce::Gtc)
+            }
+            55..=69 => {
+                let id = agent.next_id;
+                agent.next_id += 1;
+                let worst = match side {
+                    Side::Buy => mid + 10,
+                    Side::Sell => mid.saturating_sub(10).max(1),
+                };
+                market_order(id, side, worst, rng.random_range(1..10))
+            }
+            70..=84 if !agent.open.is_empty() => {
+                let id = agent.open.swap_remove(rng.random_range(0..agent.open.len()));
+                OrderAction::Cancel { market: MARKET.into(), id }
+            }
+            _ if !agent.open.is_empty() => {
+                let id = agent.open[rng.random_range(0..agent.open.len())];
+                OrderAction::Amend {
+                    market: MARKET.into(),
+                    id,
+                    price: None,
+                    qty: Some(rng.random_range(1..20)),
+                }
+            }
+            _ => continue,
+        };
+        out.push(agent.sign(at, &action));
+    }
+}
+
+/// A liquidator's flow: urgent market sells (or buys) of larger size, about once a second.
+fn liquidate(
+    agent: &mut Agent,
+    config: &AgentsConfig,
+    fair_at: &impl Fn(u64) -> u64,
+    rng: &mut ChaCha8Rng,
+    out: &mut Vec<Submission>,
+) {
+    let mut t = 500_000_000 + rng.random_range(0..500_000_000);
+    while t < config.end_ns {
+        let mid = fair_at(t);
+        let side = if rng.random_bool(0.7) { Side::Sell } else { Side::Buy };
+        let id = agent.next_id;
+        agent.next_id += 1;
+        let worst = match side {
+            Side::Buy => mid + 50,
+            Side::Sell => mid.saturating_sub(50).max(1),
+        };
+        let action = market_order(id, side, worst, 100);
+        out.push(agent.sign(t, &action));
+        t += 700_000_000 + rng.random_range(0..600_000_000);
+    }
 }
