@@ -156,6 +156,53 @@ pub(super) fn ns(name: &'static str, ms: f64) -> Result<u64, SimulateError> {
 impl SimulateOptions {
     /// The simulator configuration these options describe.
     pub fn sim_config(&self) -> Result<SimConfig, SimulateError> {
+        self.check_ranges()?;
+        let delta = ns("delta_ms", self.delta_ms)?;
+        if delta == 0 {
+            return Err(SimulateError::field("delta_ms", "must be positive"));
+        }
+        let latency = ns("latency_ms", self.latency_ms)?;
+        let mut c = SimConfig::new(self.nodes);
+        c.seed = self.seed;
+        c.duration_ns = ns("duration_ms", self.duration_ms)?;
+        c.network.latency_ns = latency;
+        let jitter = ns("jitter_ms", self.jitter_ms)?;
+        if jitter > 0 {
+            c.network.jitter = Jitter::Uniform { max_ns: jitter };
+        }
+        if let Some(mbps) = self.bandwidth_mbps {
+            if !(mbps.is_finite() && mbps > 0.0) {
+                return Err(SimulateError::field(
+                    "bandwidth_mbps",
+                    format!("must be positive, got {mbps}"),
+                ));
+            }
+            c.network.bandwidth_bps = Some((mbps * 1e6).round().max(1.0) as u64);
+        }
+        let drain = 8 * delta;
+        if self.tx_rate > 0.0 && c.duration_ns > drain && self.workload == WorkloadChoice::Random {
+            c.workload = Some(Workload {
+                rate_per_sec: self.tx_rate,
+                start_ns: 0,
+                end_ns: c.duration_ns - drain,
+                clients: 64,
+                payload_bytes: 48,
+                targets: Targets::Random,
+            });
+        }
+        self.add_faults(&mut c, delta)?;
+        if self.checkpoint_interval == 0 {
+            return Err(SimulateError::field("checkpoint_interval", "must be positive"));
+        }
+        if ns("view_timeout_ms", self.view_timeout_ms)? == 0 {
+            return Err(SimulateError::field("view_timeout_ms", "must be positive"));
+        }
+        c.trace = if self.record_trace { TraceMode::Record } else { TraceMode::Digest };
+        Ok(c)
+    }
+
+    /// The bounds of the counts and fractions, and the options only the market workload has.
+    fn check_ranges(&self) -> Result<(), SimulateError> {
         if self.nodes == 0 || self.nodes > agora_types::COMMITTEE_SIZE_MAX {
             return Err(SimulateError::field(
                 "nodes",
@@ -201,39 +248,12 @@ impl SimulateOptions {
                 format!("must be a fraction from 0 to 1, got {}", self.large_orders),
             ));
         }
-        let delta = ns("delta_ms", self.delta_ms)?;
-        if delta == 0 {
-            return Err(SimulateError::field("delta_ms", "must be positive"));
-        }
-        let latency = ns("latency_ms", self.latency_ms)?;
-        let mut c = SimConfig::new(self.nodes);
-        c.seed = self.seed;
-        c.duration_ns = ns("duration_ms", self.duration_ms)?;
-        c.network.latency_ns = latency;
-        let jitter = ns("jitter_ms", self.jitter_ms)?;
-        if jitter > 0 {
-            c.network.jitter = Jitter::Uniform { max_ns: jitter };
-        }
-        if let Some(mbps) = self.bandwidth_mbps {
-            if !(mbps.is_finite() && mbps > 0.0) {
-                return Err(SimulateError::field(
-                    "bandwidth_mbps",
-                    format!("must be positive, got {mbps}"),
-                ));
-            }
-            c.network.bandwidth_bps = Some((mbps * 1e6).round().max(1.0) as u64);
-        }
-        let drain = 8 * delta;
-        if self.tx_rate > 0.0 && c.duration_ns > drain && self.workload == WorkloadChoice::Random {
-            c.workload = Some(Workload {
-                rate_per_sec: self.tx_rate,
-                start_ns: 0,
-                end_ns: c.duration_ns - drain,
-                clients: 64,
-                payload_bytes: 48,
-                targets: Targets::Random,
-            });
-        }
+        Ok(())
+    }
+
+    /// The scheduled faults: crashes, a Streamlet epoch's leader down for its epoch, PBFT
+    /// primaries down from a quarter of the run, and a partition into halves.
+    fn add_faults(&self, c: &mut SimConfig, delta: u64) -> Result<(), SimulateError> {
         for (node, at_ms) in &self.crashes {
             c.faults.push(Fault {
                 at_ns: ns("crashes", *at_ms)?,
@@ -289,14 +309,7 @@ impl SimulateOptions {
                 groups: vec![half],
             });
         }
-        if self.checkpoint_interval == 0 {
-            return Err(SimulateError::field("checkpoint_interval", "must be positive"));
-        }
-        if ns("view_timeout_ms", self.view_timeout_ms)? == 0 {
-            return Err(SimulateError::field("view_timeout_ms", "must be positive"));
-        }
-        c.trace = if self.record_trace { TraceMode::Record } else { TraceMode::Digest };
-        Ok(c)
+        Ok(())
     }
 
     /// Streamlet's leader schedule, as the options choose it.
