@@ -223,6 +223,10 @@ fn streamlet_scenarios_that_once_failed() {
     // finalized never learned those blocks, and once another crashed every quorum needed it.
     let seeds = [25, 123, 132, 136, 162, 183, 289, 299, 520_000_495];
     assert_seeds_pass(ProtocolChoice::Streamlet, &seeds);
+    // 791007136 (n = 7, two faulty leaders): one of them spent a node's proposal quota for
+    // its epoch on invalid proposals; the node refused the block the others notarized, every
+    // later block waited for it as a parent, and every quorum needed that node.
+    assert_generated_pass(ProtocolChoice::Streamlet, &[791_007_136]);
 }
 
 /// A bounded campaign, as CI runs it: `seeds` scenarios from `first`, all of which must hold

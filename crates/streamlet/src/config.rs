@@ -43,7 +43,8 @@ pub struct StreamletConfig {
     /// Encoded bytes of the proposals held while their parent is unknown, at most.
     pub orphan_bytes_max: usize,
     /// Validly signed proposals taken per epoch, at most. An honest leader sends one; a second
-    /// is already evidence of equivocation, and more would only fill memory.
+    /// is already evidence of equivocation, and more would only fill memory. A proposal whose
+    /// block this node has seen notarized is taken beyond the quota (at most one per epoch).
     pub proposals_per_epoch_max: usize,
     /// Messages for epochs more than this ahead of the current one are dropped.
     pub future_epochs_max: u64,

@@ -37,6 +37,7 @@
 //! | — | a crashed leader costs its epoch's block, not the chain | `epoch.rs` `enter_epoch` (the next epoch starts on the clock) | `a_leader_down_for_its_epoch_costs_one_block_and_delays_finality`, `f_plus_one_crashed_nodes_stop_everything_safely` |
 //! | — | a node cut off while the others finalized fetches the finalized blocks with their notarizations | `finality.rs` `on_sync`, `keep_finalized_proof`; `catch_up.rs` `resync` | `a_node_left_behind_the_finalized_tip_catches_up_when_its_quorum_needs_it` |
 //! | — | submissions go to the next two leaders, in batches; a backlog is re-forwarded only after it waited | `catch_up.rs` `flush_forwards`, `reforward` | `submissions_are_forwarded_in_batches_to_the_next_two_leaders`, `a_backlog_is_reforwarded_only_after_it_has_waited` |
+//! | — | a leader's proposals per epoch are bounded, but a block this node saw notarized is taken beyond the bound, so a faulty leader cannot keep it out | `vote.rs` `on_proposal` | `a_notarized_proposal_is_taken_after_a_faulty_leader_spent_the_epochs_quota`, `streamlet_scenarios_that_once_failed` |
 //! | — | dead forks, orphans and hostile floods stay bounded | `tree.rs` `prune`; `catch_up.rs` `prune_orphans` | `dead_forks_are_pruned_after_finality`, `a_million_hostile_messages_leave_state_and_memory_bounded` |
 //!
 //! ## In more detail

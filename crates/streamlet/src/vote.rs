@@ -73,9 +73,14 @@ impl Streamlet {
             return;
         }
         // Before the signature: the epoch's quota is spent only by validly signed proposals,
-        // so checking it first lets a flood of extra ones cost no verification.
+        // so checking it first lets a flood of extra ones cost no verification. A block this
+        // node already holds a notarization for is taken whatever the quota: a faulty leader
+        // that spent it on invalid proposals must not keep the notarized one out for good,
+        // for every later block would wait for it as a parent. Two quorums share an honest
+        // voter, who votes once per epoch, so at most one such block per epoch passes.
         if self.proposals_taken.get(&epoch).copied().unwrap_or(0)
             >= self.config.proposals_per_epoch_max
+            && !self.keeper.is_certified(&vote_statement(block))
         {
             return self.drop_message(StreamletDrop::TooManyProposals);
         }

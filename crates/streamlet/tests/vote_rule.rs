@@ -192,3 +192,27 @@ fn a_proposal_waiting_for_its_parents_notarization_gets_the_vote_when_it_comes()
     h.notarize(&b1.block);
     assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())]);
 }
+
+#[test]
+fn a_notarized_proposal_is_taken_after_a_faulty_leader_spent_the_epochs_quota() {
+    // Swarm seed 791007136: the faulty leader of an epoch sent one node two proposals that
+    // spent its quota, then the others notarized a third. Refused as "too many proposals",
+    // it never reached that node's tree, every later block waited for it as a parent, and
+    // with that node needed in every quorum nothing was final again.
+    let mut h = Harness::new();
+    h.enter(1);
+    for stamp in 0..2 {
+        h.deliver(StreamletMessage::Propose(h.proposal(&Block::genesis(), 1, 1, stamp)));
+    }
+    let notarized = h.proposal(&Block::genesis(), 1, 1, 2);
+    h.deliver(StreamletMessage::Propose(notarized.clone()));
+    assert_eq!(h.node.notarized_height(), Height(0), "the quota holds for a block not notarized");
+    h.notarize(&notarized.block);
+    h.deliver(StreamletMessage::EchoPropose(notarized.clone()));
+    assert_eq!(h.node.notarized_height(), Height(1), "the notarized block joins the tree");
+    h.enter(2);
+    h.actions.clear();
+    let b2 = h.proposal(&notarized.block, 2, 2, 0);
+    h.deliver(StreamletMessage::Propose(b2.clone()));
+    assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())], "and the chain goes on from it");
+}
