@@ -8,6 +8,10 @@
 //!   execution order lets it gain;
 //! - [`fairness`]: front-runner profit, victims' slippage, lane latencies and block space of a
 //!   market run, reduced from what the market application reports through its observer;
+//! - [`spec`]: one description of a simulated run ([`spec::RunSpec`]: protocol and its
+//!   configuration, committee, network, faults, workload, execution order and lanes), which
+//!   `simulate`, the swarm and the benchmark's simulated rows all build, and the one function
+//!   that runs it;
 //! - [`simulate`]: run a protocol in the simulator from a few options (what `agora simulate`
 //!   does), with a JSON-ready summary;
 //! - [`swarm`]: randomized fault campaigns and Twins scenarios, with replayable seeds;
@@ -21,5 +25,6 @@ pub mod fairness;
 pub mod frontrun;
 pub mod render;
 pub mod simulate;
+pub mod spec;
 pub mod swarm;
 pub mod walkthrough;

@@ -6,27 +6,23 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use std::sync::Arc;
-
-use agora_consensus::{
-    Application, BlockView, ChainView, InMemoryMempool, LanedMempool, Mempool, Protocol, TxLog,
-};
-use agora_crypto::{Digest, PublicKeyBytes};
-use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_consensus::BlockView;
+use agora_crypto::Digest;
+use agora_engines::EngineConfig;
 use agora_netsim::{
-    Behaviour, ClientHook, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError,
-    SimReport, Simulation, Targets, TraceEvent, TraceMode, Violation, Workload, adversary,
+    Behaviour, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport, Targets,
+    TraceEvent, TraceMode, Violation, Workload,
 };
 use agora_pbft::PbftConfig;
 use agora_streamlet::{LeaderRule, StreamletConfig};
-use agora_types::{Committee, Epoch, NodeId, Round, SecretKey};
+use agora_types::{Epoch, NodeId, Round};
 
-use crate::agents;
-use crate::fairness::{Fairness, FairnessInputs, MarketStudy, StudyRecord, Watch};
-use crate::frontrun::FrontrunMempool;
+use crate::agents::AgentsConfig;
+use crate::fairness::Fairness;
 use crate::render::{self, ChainPicture};
-use agora_market::priority::{LANES, Lanes, Priority};
-use agora_market::{ExecutionOrder, MarketApp, MarketCounters, MarketGenesis};
+use crate::spec::{MarketSpec, RunSpec, SpecError};
+use agora_market::ExecutionOrder;
+use agora_market::priority::Priority;
 
 pub use agora_engines::ProtocolChoice;
 
@@ -34,7 +30,7 @@ mod options;
 mod summary;
 
 pub use options::{LeaderChoice, SimulateError, SimulateOptions, WorkloadChoice};
-use options::{MS, ns};
+use options::MS;
 pub(crate) use summary::Describe;
 pub use summary::{
     BlockSummary, KindCount, LatencyMs, MessageSummary, NodeSummary, SimulationSummary,
@@ -136,272 +132,43 @@ impl SimulationRun {
     }
 }
 
-/// What a protocol adds to the common summary.
-#[derive(Debug, Default)]
-struct Extras {
-    view_changes: Option<u64>,
-    client_latencies_ns: Option<Vec<u64>>,
-}
-
 /// Runs the simulation the options describe.
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
-    let config = options.sim_config()?;
-    let engine = match options.protocol {
-        ProtocolChoice::Streamlet => {
-            EngineConfig::Streamlet(options.streamlet_config(ns("delta_ms", options.delta_ms)?))
-        }
-        ProtocolChoice::Pbft => EngineConfig::Pbft(options.pbft_config()?),
-    };
-    let clients = Clients::new(options, &config);
-    let warnings = engine.warnings(config.network.latency_ns);
-    let run = SimulateRun { options, config, clients: &clients };
-    let mut run = with_engine(engine, run)??;
-    run.warnings = warnings;
-    Ok(run)
-}
-
-/// One simulation, waiting for its engine.
-struct SimulateRun<'a> {
-    options: &'a SimulateOptions,
-    config: SimConfig,
-    clients: &'a Clients,
-}
-
-impl WithEngine for SimulateRun<'_> {
-    type Output = Result<SimulationRun, SimulateError>;
-
-    fn run<P: Engine>(
-        self,
-        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
-    ) -> Self::Output {
-        let Self { options, config, clients } = self;
-        let adversary = options.equivocator.then(|| adversary(Behaviour::Equivocate));
-        simulate_workload(options, config, clients, engine, adversary, |honest| {
-            Extras {
-                view_changes: honest.iter().filter_map(|e| e.view_number()).max(),
-                // Only engines that reply to clients have them.
-                client_latencies_ns: honest.iter().try_fold(Vec::new(), |mut all, e| {
-                    all.extend_from_slice(e.client_latencies_ns()?);
-                    Some(all)
-                }),
-            }
-        })
+    let spec = options.spec()?;
+    let warnings = spec.engine.warnings(spec.sim.network.latency_ns);
+    let finished = spec.run()?;
+    let report = &finished.report;
+    let mut summary = summarise(options, report, &finished.views);
+    summary.view_changes = finished.view_changes;
+    if let Some(seen) = finished.market {
+        summary.state_digest_agree = Some(report.safety_ok && honest_digests_agree(report));
+        summary.trades = Some(seen.trades);
+        summary.orders_applied = Some(seen.orders_applied);
+        summary.market_maker_requotes = Some(seen.market_maker_requotes);
+        summary.fairness = Some(seen.fairness);
     }
-}
-
-/// What the study of one replica's market fills in: its counters and its record.
-type Observed = (Arc<MarketCounters>, Arc<std::sync::Mutex<StudyRecord>>);
-
-/// The client side of a run: nothing extra for the random workload; for the market, the agents'
-/// orders, the genesis every replica starts from, and what each replica's study observed (one
-/// entry per replica, filled in as the replicas are built).
-struct Clients {
-    market: Option<(MarketGenesis, Vec<agents::Submission>, std::cell::RefCell<Vec<Observed>>)>,
-    makers: std::cell::RefCell<Option<agents::MarketMakers>>,
-    requotes: Option<Arc<std::sync::atomic::AtomicU64>>,
-    /// The front-runner's account key.
-    frontrunner_key: Option<SecretKey>,
-    ordering: ExecutionOrder,
-}
-
-impl Clients {
-    fn new(options: &SimulateOptions, config: &SimConfig) -> Self {
-        if options.workload != WorkloadChoice::Market {
-            return Self {
-                market: None,
-                makers: std::cell::RefCell::new(None),
-                requotes: None,
-                frontrunner_key: None,
-                ordering: options.ordering,
-            };
-        }
-        let drain = 8 * (options.delta_ms * MS) as u64;
-        let traders = 8;
-        let agents_config = agents::AgentsConfig {
-            traders,
-            market_makers: 2,
-            liquidators: 1,
-            trader_rate: (options.tx_rate / traders as f64).max(0.1),
-            quote_every_ns: 250_000_000,
-            end_ns: config.duration_ns.saturating_sub(drain),
-            large_orders: options.large_orders,
-            frontrunner: options.frontrunner.is_some(),
-        };
-        let (genesis, orders, makers) =
-            agents::generate(&agents_config, options.seed, options.nodes);
-        let frontrunner_key =
-            options.frontrunner.map(|_| agents::frontrunner_key(&agents_config, options.seed));
-        let requotes = Some(makers.requotes());
-        Self {
-            market: Some((genesis, orders, std::cell::RefCell::new(Vec::new()))),
-            makers: std::cell::RefCell::new(Some(makers)),
-            requotes,
-            frontrunner_key,
-            ordering: options.ordering,
-        }
-    }
-
-    /// Replica `node`'s market, observed by a fairness study whose findings land in the
-    /// market's third field.
-    fn market_app(
-        &self,
-        genesis: &MarketGenesis,
-        observed: &std::cell::RefCell<Vec<Observed>>,
-        node: NodeId,
-    ) -> MarketApp {
-        // The front-runner's holdings are what its profit is measured from.
-        let frontrunner = self.frontrunner_key.as_ref().and_then(|key| {
-            let key = PublicKeyBytes::from(key.public_key());
-            genesis.accounts.iter().find(|a| a.key == key).map(|a| a.account)
-        });
-        let follow = frontrunner.map(|a| (a, vec!["USD".to_owned(), "ETH".to_owned()]));
-        let watch = Watch { min_qty: agents::LARGE_ORDER_LOTS, max_orders: 100_000 };
-        let study = MarketStudy::new(watch, follow.into_iter().collect());
-        let mut observed = observed.borrow_mut();
-        debug_assert_eq!(observed.len(), node.index(), "replicas are built in order");
-        observed.push((study.counters(), study.record()));
-        MarketApp::new(genesis).with_order(self.ordering).with_observer(Box::new(study))
-    }
-}
-
-/// Runs one protocol on the options' workload: a transaction log per replica for random
-/// transactions, the observed market (and its market makers) for the market.
-fn simulate_workload<P: Protocol + ChainView>(
-    options: &SimulateOptions,
-    config: SimConfig,
-    clients: &Clients,
-    engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
-    adversary: Option<Box<dyn agora_netsim::Adversary<P::Message>>>,
-    extras: impl FnOnce(&[&P]) -> Extras,
-) -> Result<SimulationRun, SimulateError> {
-    match &clients.market {
-        None => {
-            let apps = |_| TxLog::new(true);
-            simulate(options, config, clients, engine, apps, None, adversary, extras)
-        }
-        Some((genesis, _, observed)) => {
-            let apps = |node| clients.market_app(genesis, observed, node);
-            let makers = clients.makers.borrow_mut().take();
-            let hook = makers.map(|m| Box::new(m) as Box<dyn ClientHook<MarketApp>>);
-            simulate(options, config, clients, engine, apps, hook, adversary, extras)
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)] // one private call site per workload
-fn simulate<P: Protocol + ChainView, A: Application>(
-    options: &SimulateOptions,
-    config: SimConfig,
-    clients: &Clients,
-    engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
-    apps: impl FnMut(NodeId) -> A,
-    hook: Option<Box<dyn ClientHook<A>>>,
-    adversary: Option<Box<dyn agora_netsim::Adversary<P::Message>>>,
-    extras: impl FnOnce(&[&P]) -> Extras,
-) -> Result<SimulationRun, SimulateError> {
-    let record = config.trace == TraceMode::Record;
-    let limits = config.mempool;
-    let mut sim = Simulation::with_apps(config, engine, apps)?;
-    if let Some(adversary) = adversary {
-        sim.set_adversary(NodeId(0), adversary);
-    }
-    let mut attacks = None;
-    if let Some((genesis, orders, _)) = &clients.market {
-        let priority = options.priority.clone().unwrap_or_default();
-        for node in (0..options.nodes).map(|i| NodeId(i as u16)) {
-            let mut mempool: Box<dyn Mempool> = match &options.priority {
-                Some(p) => {
-                    Box::new(LanedMempool::new(limits, p.policy(genesis), p.classifier(genesis)))
-                }
-                None => Box::new(InMemoryMempool::new(limits)),
-            };
-            if let (Some(f), Some(key)) = (options.frontrunner, &clients.frontrunner_key)
-                && f == node
-            {
-                let fr = FrontrunMempool::new(mempool, key.clone(), agents::LARGE_ORDER_LOTS);
-                attacks = Some(fr.attacks());
-                sim.declare_byzantine_client(PublicKeyBytes::from(key.public_key()));
-                mempool = Box::new(fr);
-            }
-            sim.set_mempool(node, mempool);
-        }
-        let lanes = Lanes::new(&priority, genesis);
-        sim.set_latency_classes(
-            LANES.iter().map(|l| (*l).to_owned()).collect(),
-            Box::new(move |tx| lanes.lane(tx)),
-        );
-        for order in orders {
-            sim.submit_at(order.at_ns, order.node, order.tx.clone());
-        }
-    }
-    if let Some(hook) = hook {
-        sim.set_client_hook(hook);
-    }
-    let report = sim.run();
-    // Report from the furthest honest replica: a crashed one is honest but stopped early.
-    let view_node = report
-        .nodes_detail
-        .iter()
-        .filter(|d| d.honest)
-        .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
-        .map_or(NodeId(0), |d| d.node);
-    let views = sim.engine(view_node).block_views();
-    let trace = record.then(|| sim.trace().events().to_vec());
-    let honest: Vec<&P> = sim.honest_nodes().into_iter().map(|n| sim.engine(n)).collect();
-    let extras = extras(&honest);
-    let mut summary = summarise(options, &report, &views);
-    summary.view_changes = extras.view_changes;
-    if let Some((_, _, observed)) = &clients.market {
-        let top = report
-            .nodes_detail
-            .iter()
-            .filter(|d| d.honest)
-            .map(|d| d.finalized_height)
-            .max()
-            .unwrap_or(0);
-        let mut digests = report
-            .nodes_detail
-            .iter()
-            .filter(|d| d.honest && d.finalized_height == top)
-            .map(|d| d.state_digest);
-        let first = digests.next();
-        summary.state_digest_agree =
-            Some(first.is_some() && digests.all(|d| Some(d) == first) && report.safety_ok);
-        let observed = observed.borrow();
-        let (c, record) = &observed[view_node.index()];
-        summary.trades = Some(c.trades.load(std::sync::atomic::Ordering::Relaxed));
-        summary.orders_applied = Some(c.orders_applied.load(std::sync::atomic::Ordering::Relaxed));
-        summary.market_maker_requotes =
-            clients.requotes.as_ref().map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
-        if let Some((genesis, _, _)) = &clients.market {
-            let inputs = FairnessInputs {
-                ordering: clients.ordering,
-                genesis,
-                frontrunner: options
-                    .frontrunner
-                    .zip(clients.frontrunner_key.as_ref())
-                    .map(|(node, key)| (node.0, PublicKeyBytes::from(key.public_key()))),
-                attacks: attacks.map_or(0, |a| a.load(std::sync::atomic::Ordering::Relaxed)),
-                priority: options.priority.is_some(),
-                lanes: &report.latency_by_class,
-            };
-            let record = record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            summary.fairness = Some(Fairness::measure(&record, &inputs));
-        }
-    }
-    summary.latency_client_ms = extras.client_latencies_ns.map(|mut l| {
+    summary.latency_client_ms = finished.client_latencies_ns.map(|mut l| {
         let s = LatencySummary::of(&mut l);
         LatencyMs { p50: ms(s.p50_ns), p99: ms(s.p99_ns), max: ms(s.max_ns) }
     });
     Ok(SimulationRun {
         summary,
-        report,
-        view_node,
-        views,
-        trace,
-        warnings: Vec::new(),
+        report: finished.report,
+        view_node: finished.view_node,
+        views: finished.views,
+        trace: finished.trace,
+        warnings,
         options: options.clone(),
     })
+}
+
+/// The honest replicas that reached the highest finalized height hold the same state digest.
+fn honest_digests_agree(report: &SimReport) -> bool {
+    let honest = || report.nodes_detail.iter().filter(|d| d.honest);
+    let top = honest().map(|d| d.finalized_height).max().unwrap_or(0);
+    let mut digests = honest().filter(|d| d.finalized_height == top).map(|d| d.state_digest);
+    let first = digests.next();
+    first.is_some() && digests.all(|d| Some(d) == first)
 }
 
 #[cfg(test)]

@@ -16,12 +16,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use agora_consensus::{BlockView, TxLog};
-use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_consensus::BlockView;
+use agora_engines::EngineConfig;
 use agora_netsim::{
     BeforeGst, Behaviour, Fault, FaultKind, Gst, Jitter, LivenessCheck, NetworkConfig, Partition,
-    SimConfig, SimReport, Simulation, Targets, TraceEvent, TraceMode, Violation, Workload,
-    adversary,
+    SimConfig, SimReport, Targets, TraceEvent, TraceMode, Violation, Workload,
 };
 use agora_pbft::{PbftConfig, PbftWeakening};
 use agora_streamlet::{LeaderRule, StreamletConfig, StreamletWeakening};
@@ -31,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::render::{self, ChainPicture};
 use crate::simulate::{Describe, ProtocolChoice};
+use crate::spec::{RunSpec, SpecError};
 
 const MS: u64 = 1_000_000;
 /// Separates the scenario generator's random stream from the simulator's.
@@ -90,7 +90,7 @@ pub struct Recorded {
 pub enum RunError {
     /// The scenario's configuration was refused.
     #[error(transparent)]
-    Setup(#[from] agora_netsim::SimError),
+    Setup(#[from] SpecError),
     /// An engine panicked: a failure of the scenario as surely as a fork (no trace survives).
     #[error("an engine panicked: {0}")]
     Panicked(String),
@@ -137,69 +137,23 @@ fn split_brain(
     partitions
 }
 
-fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, agora_netsim::SimError> {
+fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, SpecError> {
     let trace = if record { TraceMode::Record } else { TraceMode::Off };
-    let config = scenario.sim_config(trace);
-    let engine = match scenario.protocol {
-        ProtocolChoice::Streamlet => EngineConfig::Streamlet(scenario.streamlet_config()),
-        ProtocolChoice::Pbft => EngineConfig::Pbft(scenario.pbft_config()),
-    };
-    with_engine(engine, SwarmRun { scenario, config })
-        .expect("the swarm draws only configurations its engines accept")
-}
-
-/// One scenario's simulation, waiting for its engine.
-struct SwarmRun<'a> {
-    scenario: &'a Scenario,
-    config: SimConfig,
-}
-
-impl WithEngine for SwarmRun<'_> {
-    type Output = Result<Recorded, agora_netsim::SimError>;
-
-    fn run<P: Engine>(
-        self,
-        engine: impl Fn(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P + Copy,
-    ) -> Self::Output {
-        run_with(self.scenario, self.config, engine)
-    }
-}
-
-fn run_with<P: Engine>(
-    scenario: &Scenario,
-    config: SimConfig,
-    engine: impl FnMut(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P,
-) -> Result<Recorded, agora_netsim::SimError> {
-    let mut sim = Simulation::new(config, engine, |_| Box::new(TxLog::new(true)))?;
-    for (node, fault) in &scenario.faults {
-        if let NodeFault::Byzantine(b) = fault {
-            sim.set_adversary(*node, adversary::<P::Message>(*b));
-        }
-    }
-    let report = sim.run();
-    let view_node = report
-        .nodes_detail
-        .iter()
-        .filter(|d| d.honest)
-        .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
-        .map_or(NodeId(0), |d| d.node);
-    let mut outcome = outcome(scenario, &report);
+    let finished = scenario.spec(trace).run()?;
+    let mut outcome = outcome(scenario, &finished.report);
     // A finalization an engine refused because it conflicts with its log never reaches the
     // log, so the checker alone cannot see it: two chains met the finality rule, which is a
     // fork of the protocol even if no log shows both.
-    for node in sim.honest_nodes() {
-        let refused = sim.engine(node).refused_conflicting_finality();
-        if refused > 0 {
-            outcome.safety.push(format!(
-                "node {node} refused {refused} finalization(s) conflicting with its finalized log"
-            ));
-        }
+    for (node, refused) in finished.refused_conflicting_finality {
+        outcome.safety.push(format!(
+            "node {node} refused {refused} finalization(s) conflicting with its finalized log"
+        ));
     }
     Ok(Recorded {
         outcome,
-        trace: sim.trace().events().to_vec(),
-        views: sim.engine(view_node).block_views(),
-        view_node,
+        trace: finished.trace.unwrap_or_default(),
+        views: finished.views,
+        view_node: finished.view_node,
     })
 }
 

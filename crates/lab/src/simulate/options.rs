@@ -153,7 +153,57 @@ pub(super) fn ns(name: &'static str, ms: f64) -> Result<u64, SimulateError> {
     Ok((ms * MS).round() as u64)
 }
 
+impl From<SpecError> for SimulateError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::Sim(e) => SimulateError::Sim(e),
+            SpecError::Engine(e) => SimulateError::Engine(e),
+        }
+    }
+}
+
 impl SimulateOptions {
+    /// The run these options describe, checked: every field in range, and a configuration
+    /// the engine accepts.
+    pub fn spec(&self) -> Result<RunSpec, SimulateError> {
+        let sim = self.sim_config()?;
+        let engine = match self.protocol {
+            ProtocolChoice::Streamlet => {
+                EngineConfig::Streamlet(self.streamlet_config(ns("delta_ms", self.delta_ms)?))
+            }
+            ProtocolChoice::Pbft => EngineConfig::Pbft(self.pbft_config()?),
+        };
+        engine.validate()?;
+        let market = (self.workload == WorkloadChoice::Market).then(|| MarketSpec {
+            agents: self.agents(sim.duration_ns),
+            ordering: self.ordering,
+            lanes: self.priority.clone(),
+            frontrunner: self.frontrunner,
+        });
+        let byzantine = match self.equivocator {
+            true => vec![(NodeId(0), Behaviour::Equivocate)],
+            false => Vec::new(),
+        };
+        Ok(RunSpec { engine, sim, byzantine, market })
+    }
+
+    /// The market's agents: eight traders sharing the transaction rate, two market makers and
+    /// a liquidator, all stopping eight Δ before the end so that their orders can be final.
+    fn agents(&self, duration_ns: u64) -> AgentsConfig {
+        let drain = 8 * (self.delta_ms * MS) as u64;
+        let traders = 8;
+        AgentsConfig {
+            traders,
+            market_makers: 2,
+            liquidators: 1,
+            trader_rate: (self.tx_rate / traders as f64).max(0.1),
+            quote_every_ns: 250_000_000,
+            end_ns: duration_ns.saturating_sub(drain),
+            large_orders: self.large_orders,
+            frontrunner: self.frontrunner.is_some(),
+        }
+    }
+
     /// The simulator configuration these options describe.
     pub fn sim_config(&self) -> Result<SimConfig, SimulateError> {
         self.check_ranges()?;

@@ -316,6 +316,24 @@ impl Scenario {
             || self.faults.iter().any(|(_, f)| matches!(f, NodeFault::Byzantine(_)))
     }
 
+    /// The run this scenario describes: its engine, its simulator configuration, and its
+    /// Byzantine members with their behaviours.
+    pub fn spec(&self, trace: TraceMode) -> RunSpec {
+        let engine = match self.protocol {
+            ProtocolChoice::Streamlet => EngineConfig::Streamlet(self.streamlet_config()),
+            ProtocolChoice::Pbft => EngineConfig::Pbft(self.pbft_config()),
+        };
+        let byzantine = self
+            .faults
+            .iter()
+            .filter_map(|(node, fault)| match fault {
+                NodeFault::Byzantine(b) => Some((*node, *b)),
+                NodeFault::Crash { .. } => None,
+            })
+            .collect();
+        RunSpec { engine, sim: self.sim_config(trace), byzantine, market: None }
+    }
+
     /// The simulator configuration.
     pub fn sim_config(&self, trace: TraceMode) -> SimConfig {
         let mut c = SimConfig::new(self.nodes);
