@@ -16,13 +16,11 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agora::market::ExecutionOrder;
 use agora::priority::Priority;
-use agora::simulate::{self, LeaderChoice, ProtocolChoice, SimulateOptions};
-use agora::types::NodeId;
+use agora::simulate::{self, ProtocolChoice, SimulateOptions};
 use agora::walkthrough::{self, WalkthroughConfig, WalkthroughReport};
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// agora: a market's orders, put in one agreed order by BFT consensus.
 /// `println!` that returns an error for a closed standard output instead of panicking; `main`
@@ -75,7 +73,7 @@ enum Command {
 struct SwarmArgs {
     /// The protocol under test.
     #[arg(long, value_enum)]
-    protocol: ProtocolArg,
+    protocol: ProtocolChoice,
     /// How many scenarios.
     #[arg(long, default_value_t = 100)]
     seeds: u64,
@@ -143,137 +141,20 @@ struct BookArgs {
     depth: usize,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ProtocolArg {
-    /// Streamlet (Chan & Shi, AFT 2020).
-    Streamlet,
-    /// PBFT (Castro & Liskov, OSDI 1999).
-    Pbft,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum WorkloadArg {
-    /// Opaque transactions at --tx-rate, applied by a transaction log.
-    Random,
-    /// Trading agents sending signed orders to the replicated exchange.
-    Market,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LeaderArg {
-    /// A public hash of the epoch number.
-    Hashed,
-    /// Epoch e led by node e mod n.
-    RoundRobin,
-}
-
-/// `NODE@MS`: a node that crashes at a time and stays down.
-#[derive(Clone, Copy, Debug)]
-struct CrashAt {
-    node: u16,
-    at_ms: f64,
-}
-
-fn parse_crash(s: &str) -> Result<CrashAt, String> {
-    let (node, at) = s.split_once('@').ok_or_else(|| format!("expected NODE@MS, got `{s}`"))?;
-    let node = node.trim().parse::<u16>().map_err(|_| format!("`{node}` is not a node number"))?;
-    let at_ms =
-        at.trim().parse::<f64>().map_err(|_| format!("`{at}` is not a time in milliseconds"))?;
-    if !at_ms.is_finite() || at_ms < 0.0 {
-        return Err(format!("`{at}` is not a non-negative time in milliseconds"));
-    }
-    Ok(CrashAt { node, at_ms })
-}
-
+/// `agora simulate`: the lab's options, and what only the command line does with a run.
 #[derive(Args)]
 struct SimulateArgs {
-    /// The protocol to run.
-    #[arg(long, value_enum, default_value_t = ProtocolArg::Streamlet)]
-    protocol: ProtocolArg,
-    /// Number of nodes (1 to 1024).
-    #[arg(long, default_value_t = 4)]
-    nodes: usize,
-    /// Seed of the run: network randomness, keys, workload, hashed leaders.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Simulated time to run, in milliseconds.
-    #[arg(long, default_value_t = 2_000.0)]
-    duration_ms: f64,
-    /// One-way message latency δ, in milliseconds.
-    #[arg(long, default_value_t = 10.0)]
-    latency_ms: f64,
-    /// Extra uniform delay per message, up to this many milliseconds.
-    #[arg(long, default_value_t = 0.0)]
-    jitter_ms: f64,
-    /// Δ, in milliseconds (a Streamlet epoch lasts 2Δ).
-    #[arg(long, default_value_t = 50.0)]
-    delta_ms: f64,
-    /// Uplink bandwidth of every node, in Mbit/s (default: unlimited).
-    #[arg(long)]
-    bandwidth_mbps: Option<f64>,
-    /// Transactions per simulated second, each to a replica chosen at random. Submissions stop
-    /// 8Δ before the end so that the pipeline drains.
-    #[arg(long, default_value_t = 100.0)]
-    tx_rate: f64,
-    /// Largest batch a leader proposes.
-    #[arg(long, default_value_t = 1_000)]
-    batch_max: usize,
-    /// What clients submit: opaque transactions, or a market of trading agents (the JSON then
-    /// adds state_digest_agree, trades and orders_applied).
-    #[arg(long, value_enum, default_value_t = WorkloadArg::Random)]
-    workload: WorkloadArg,
-    /// Crash a node at a time and keep it down: NODE@MS (repeatable).
-    #[arg(long, value_parser = parse_crash, value_name = "NODE@MS")]
-    crash: Vec<CrashAt>,
-    /// Streamlet: take the leader of epoch E down for exactly that epoch, then let it carry on
-    /// (repeatable).
-    #[arg(long, value_name = "E")]
-    crash_leader_of_epoch: Vec<u64>,
-    /// How epoch leaders are chosen.
-    #[arg(long, value_enum, default_value_t = LeaderArg::Hashed)]
-    leader: LeaderArg,
-    /// Switch off Streamlet's echo rule (for experiments).
-    #[arg(long)]
-    no_echo: bool,
-    /// PBFT: a checkpoint every K sequence numbers (the log window is 4K).
-    #[arg(long, default_value_t = 16, value_name = "K")]
-    checkpoint_interval: u64,
-    /// PBFT: the view-change timeout T in milliseconds (NEW-VIEW waits back off T, 2T, 4T, …).
-    #[arg(long, default_value_t = 500.0, value_name = "T")]
-    view_timeout_ms: f64,
-    /// PBFT: the primary of view V crashes a quarter of the way into the run and stays down
-    /// (repeatable).
-    #[arg(long, value_name = "V")]
-    crash_primary_of_view: Vec<u64>,
-    /// Node 0 is Byzantine and equivocates (two blocks per round, to different halves): the
-    /// swarm's `equivocate` behaviour.
-    #[arg(long)]
-    equivocator: bool,
+    #[command(flatten)]
+    run: SimulateOptions,
     /// Split the committee in two halves from FROM to TO (ms), then heal.
-    #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
-    partition_ms: Option<Vec<f64>>,
-    /// Market: the order replicas execute a block in — the proposer's (`proposal`), cancels
-    /// then a key fixed by the next block (`canonical`), or one uniform price per block
-    /// (`batch-auction`).
-    #[arg(long, default_value = "proposal", value_parser = parse_ordering, value_name = "MODE")]
-    ordering: ExecutionOrder,
-    /// Market: priority lanes in every mempool. `default` (liquidations 8:0.2, cancels 4:0.1,
-    /// high-value 2:0.1, ordinary 1:0.1), or overrides LANE=WEIGHT:MIN_SHARE,… Without it, one
-    /// first-come lane.
-    #[arg(long, value_name = "SPEC", value_parser = parse_priority)]
-    priority: Option<Priority>,
+    #[arg(long = "partition-ms", num_args = 2, value_names = ["FROM", "TO"])]
+    partition: Option<Vec<f64>>,
     /// Market, with --priority: new orders from this notional on (quote units) are high-value.
     #[arg(long, value_name = "QUOTE")]
     high_value_notional: Option<u64>,
     /// Market, with --priority: a market maker's turn inside a lane (others have 1).
     #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
     market_maker_weight: Option<u32>,
-    /// Market: this node is Byzantine and front-runs large orders whenever it leads.
-    #[arg(long, value_name = "NODE")]
-    frontrunner: Option<u16>,
-    /// Market: the fraction of traders' orders that are large market orders (60–120 lots).
-    #[arg(long, default_value_t = 0.05, value_name = "FRACTION")]
-    large_orders: f64,
     /// Draw the message sequence chart of sequence number N (PBFT) as SVG.
     #[arg(long, num_args = 2, value_names = ["N", "FILE.svg"])]
     render_seq: Option<Vec<String>>,
@@ -289,45 +170,6 @@ struct SimulateArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
-}
-
-impl Default for SimulateArgs {
-    fn default() -> Self {
-        let d = SimulateOptions::default();
-        Self {
-            protocol: ProtocolArg::Streamlet,
-            nodes: d.nodes,
-            seed: d.seed,
-            duration_ms: d.duration_ms,
-            latency_ms: d.latency_ms,
-            jitter_ms: d.jitter_ms,
-            delta_ms: d.delta_ms,
-            bandwidth_mbps: d.bandwidth_mbps,
-            tx_rate: d.tx_rate,
-            batch_max: d.batch_max,
-            workload: WorkloadArg::Random,
-            crash: Vec::new(),
-            crash_leader_of_epoch: Vec::new(),
-            leader: LeaderArg::Hashed,
-            no_echo: false,
-            checkpoint_interval: d.checkpoint_interval,
-            view_timeout_ms: d.view_timeout_ms,
-            crash_primary_of_view: Vec::new(),
-            render_seq: None,
-            equivocator: false,
-            partition_ms: None,
-            ordering: d.ordering,
-            priority: None,
-            high_value_notional: None,
-            market_maker_weight: None,
-            frontrunner: None,
-            large_orders: d.large_orders,
-            render: None,
-            dot: None,
-            trace: None,
-            json: false,
-        }
-    }
 }
 
 #[derive(Args)]
@@ -390,19 +232,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_ordering(s: &str) -> std::result::Result<ExecutionOrder, String> {
-    s.parse()
-}
-
-fn parse_priority(s: &str) -> std::result::Result<Priority, String> {
-    Priority::parse(s)
-}
-
 /// The priority settings: `--priority` with `--high-value-notional` and
 /// `--market-maker-weight` on top.
 fn priority_of(args: &SimulateArgs) -> Result<Option<Priority>> {
     let tuning = args.high_value_notional.is_some() || args.market_maker_weight.is_some();
-    let Some(mut p) = args.priority.clone() else {
+    let Some(mut p) = args.run.priority.clone() else {
         if tuning {
             anyhow::bail!("--high-value-notional and --market-maker-weight need --priority");
         }
@@ -428,40 +262,10 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
         None => None,
     };
     let options = SimulateOptions {
-        protocol: match args.protocol {
-            ProtocolArg::Streamlet => ProtocolChoice::Streamlet,
-            ProtocolArg::Pbft => ProtocolChoice::Pbft,
-        },
-        nodes: args.nodes,
-        seed: args.seed,
-        duration_ms: args.duration_ms,
-        latency_ms: args.latency_ms,
-        jitter_ms: args.jitter_ms,
-        delta_ms: args.delta_ms,
-        bandwidth_mbps: args.bandwidth_mbps,
-        tx_rate: args.tx_rate,
-        batch_max: args.batch_max,
-        crashes: args.crash.iter().map(|c| (NodeId(c.node), c.at_ms)).collect(),
-        crash_leader_of_epoch: args.crash_leader_of_epoch.clone(),
-        leader: match args.leader {
-            LeaderArg::Hashed => LeaderChoice::Hashed,
-            LeaderArg::RoundRobin => LeaderChoice::RoundRobin,
-        },
-        echo: !args.no_echo,
-        checkpoint_interval: args.checkpoint_interval,
-        view_timeout_ms: args.view_timeout_ms,
-        crash_primary_of_view: args.crash_primary_of_view.clone(),
         record_trace: args.trace.is_some() || render_seq.is_some(),
-        equivocator: args.equivocator,
-        partition_ms: args.partition_ms.as_ref().map(|p| (p[0], p[1])),
-        workload: match args.workload {
-            WorkloadArg::Random => agora::simulate::WorkloadChoice::Random,
-            WorkloadArg::Market => agora::simulate::WorkloadChoice::Market,
-        },
-        ordering: args.ordering,
+        partition_ms: args.partition.as_ref().map(|p| (p[0], p[1])),
         priority: priority_of(args)?,
-        frontrunner: args.frontrunner.map(NodeId),
-        large_orders: args.large_orders,
+        ..args.run.clone()
     };
     let run = simulate::run(&options).map_err(in_flags)?;
     for warning in &run.warnings {
@@ -496,14 +300,19 @@ fn run_simulate(args: &SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-/// A library error about a field of the options, said in terms of the flag that sets it.
+/// A library error about a field of the options, said in terms of the flag that sets it: the
+/// flag derived from the field (`crashes` is `--crash`), or for a field the command line fills
+/// in itself, the field's name in flag form (`partition_ms` is `--partition-ms`).
 fn in_flags(e: simulate::SimulateError) -> anyhow::Error {
     match e {
         simulate::SimulateError::Field { field, reason } => {
-            let flag = match field {
-                "crashes" => "crash".to_string(),
-                f => f.replace('_', "-"),
-            };
+            let command =
+                <SimulateArgs as clap::Args>::augment_args(clap::Command::new("simulate"));
+            let flag = command
+                .get_arguments()
+                .find(|a| a.get_id() == field)
+                .and_then(|a| a.get_long().map(str::to_owned))
+                .unwrap_or_else(|| field.replace('_', "-"));
             anyhow::anyhow!("--{flag} {reason}")
         }
         other => other.into(),
@@ -569,10 +378,7 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
     use agora::swarm::{self, Budget, CampaignOptions};
     let budget = if args.beyond_budget { Budget::Beyond } else { Budget::Within };
     let options = CampaignOptions {
-        protocol: match args.protocol {
-            ProtocolArg::Streamlet => ProtocolChoice::Streamlet,
-            ProtocolArg::Pbft => ProtocolChoice::Pbft,
-        },
+        protocol: args.protocol,
         seeds: args.seeds,
         first_seed: args.first_seed,
         nodes: args.nodes.map(usize::from),

@@ -168,6 +168,21 @@ fn bad_options_give_one_line_and_a_non_zero_exit() {
 }
 
 #[test]
+fn a_field_the_library_refuses_is_named_by_the_flag_that_sets_it() {
+    // The flags are derived from the lab's options: `crashes` is `--crash`, and the fields
+    // the command line fills in itself keep their names in flag form.
+    for (args, flag) in [
+        (&["simulate", "--crash", "1@1e300"][..], "--crash "),
+        (&["simulate", "--partition-ms", "200", "100"], "--partition-ms "),
+        (&["simulate", "--large-orders", "2"], "--large-orders "),
+        (&["simulate", "--frontrunner", "9", "--workload", "market"], "--frontrunner "),
+    ] {
+        let stderr = String::from_utf8(agora(args).stderr).unwrap();
+        assert!(stderr.starts_with(&format!("agora: {flag}")), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn a_streamlet_delta_below_the_latency_is_warned() {
     let out = agora(&["simulate", "--delta-ms", "5", "--latency-ms", "10", "--duration-ms", "300"]);
     assert!(out.status.success());

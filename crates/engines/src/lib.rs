@@ -35,10 +35,11 @@ use agora_types::{Committee, NodeId, SecretKey};
 
 /// Which protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ProtocolChoice {
-    /// Streamlet (Chan & Shi 2020).
+    /// Streamlet (Chan & Shi, AFT 2020).
     Streamlet,
-    /// PBFT (Castro & Liskov 1999).
+    /// PBFT (Castro & Liskov, OSDI 1999).
     Pbft,
 }
 

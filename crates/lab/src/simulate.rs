@@ -29,8 +29,8 @@ pub use agora_engines::ProtocolChoice;
 mod options;
 mod summary;
 
-pub use options::{LeaderChoice, SimulateError, SimulateOptions, WorkloadChoice};
 use options::MS;
+pub use options::{LeaderChoice, SimulateError, SimulateOptions, WorkloadChoice};
 pub(crate) use summary::Describe;
 pub use summary::{
     BlockSummary, KindCount, LatencyMs, MessageSummary, NodeSummary, SimulationSummary,

@@ -6,17 +6,17 @@ use super::*;
 pub(super) const MS: f64 = 1_000_000.0;
 
 /// What the clients submit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WorkloadChoice {
     /// Opaque transactions at `tx_rate`, applied by a transaction log.
     Random,
     /// Trading agents (random traders, market makers, a liquidator) sending signed orders to
-    /// the replicated exchange ([`agora_market`]).
+    /// the replicated exchange (agora-market).
     Market,
 }
 
 /// How leaders are chosen (for protocols with rotating leaders).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LeaderChoice {
     /// A public hash of the round.
     Hashed,
@@ -24,97 +24,150 @@ pub enum LeaderChoice {
     RoundRobin,
 }
 
-/// Everything `agora simulate` can be told.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything `agora simulate` can be told. The command line's options are derived from these
+/// fields (`nodes` is `--nodes`, `crashes` is `--crash`, `echo` is `--no-echo`), with the
+/// defaults of [`SimulateOptions::DEFAULTS`]; the few that take two values or only make
+/// sense there (`partition_ms`, `record_trace`) the command line fills in itself.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct SimulateOptions {
-    /// The protocol.
+    /// The protocol to run.
+    #[arg(long, value_enum, default_value_t = Self::DEFAULTS.protocol)]
     pub protocol: ProtocolChoice,
-    /// Committee size.
+    /// Number of nodes (1 to 1024).
+    #[arg(long, default_value_t = Self::DEFAULTS.nodes)]
     pub nodes: usize,
-    /// Seed of the run (network randomness, keys, workload).
+    /// Seed of the run: network randomness, keys, workload, hashed leaders.
+    #[arg(long, default_value_t = Self::DEFAULTS.seed)]
     pub seed: u64,
-    /// Simulated duration in milliseconds.
+    /// Simulated time to run, in milliseconds.
+    #[arg(long, default_value_t = Self::DEFAULTS.duration_ms)]
     pub duration_ms: f64,
-    /// One-way latency δ in milliseconds.
+    /// One-way message latency δ, in milliseconds.
+    #[arg(long, default_value_t = Self::DEFAULTS.latency_ms)]
     pub latency_ms: f64,
-    /// Uniform jitter added to each message, at most this many milliseconds.
+    /// Extra uniform delay per message, up to this many milliseconds.
+    #[arg(long, default_value_t = Self::DEFAULTS.jitter_ms)]
     pub jitter_ms: f64,
-    /// Δ in milliseconds (Streamlet epochs last 2Δ).
+    /// Δ, in milliseconds (a Streamlet epoch lasts 2Δ).
+    #[arg(long, default_value_t = Self::DEFAULTS.delta_ms)]
     pub delta_ms: f64,
-    /// Uplink bandwidth per node in Mbit/s; `None` is unlimited.
+    /// Uplink bandwidth of every node, in Mbit/s (default: unlimited).
+    #[arg(long)]
     pub bandwidth_mbps: Option<f64>,
-    /// Transactions per simulated second, each to a replica chosen at random. Submission stops
-    /// eight Δ before the end, so that what was submitted can be finalized.
+    /// Transactions per simulated second, each to a replica chosen at random. Submissions stop
+    /// 8Δ before the end so that the pipeline drains.
+    #[arg(long, default_value_t = Self::DEFAULTS.tx_rate)]
     pub tx_rate: f64,
     /// Largest batch a leader proposes.
+    #[arg(long, default_value_t = Self::DEFAULTS.batch_max)]
     pub batch_max: usize,
-    /// Nodes that crash at a time (in ms) and stay down.
+    /// Crash a node at a time and keep it down: NODE@MS (repeatable).
+    #[arg(long = "crash", value_parser = parse_crash, value_name = "NODE@MS")]
     pub crashes: Vec<(NodeId, f64)>,
-    /// Epochs whose leader is down for exactly that epoch (it neither sends nor receives from
-    /// the epoch's start to its end), then carries on.
+    /// Streamlet: take the leader of epoch E down for exactly that epoch, then let it carry on
+    /// (repeatable).
+    #[arg(long, value_name = "E")]
     pub crash_leader_of_epoch: Vec<u64>,
-    /// Leader schedule.
+    /// How epoch leaders are chosen.
+    #[arg(long, value_enum, default_value_t = Self::DEFAULTS.leader)]
     pub leader: LeaderChoice,
-    /// Streamlet's echo rule.
+    /// Streamlet's echo rule (`--no-echo` switches it off, for experiments).
+    #[arg(long = "no-echo", action = clap::ArgAction::SetFalse)]
     pub echo: bool,
     /// PBFT: a checkpoint every K sequence numbers (the log window is 4K).
+    #[arg(long, default_value_t = Self::DEFAULTS.checkpoint_interval, value_name = "K")]
     pub checkpoint_interval: u64,
-    /// PBFT: the view-change timeout T, in milliseconds.
+    /// PBFT: the view-change timeout T in milliseconds (NEW-VIEW waits back off T, 2T, 4T, …).
+    #[arg(long, default_value_t = Self::DEFAULTS.view_timeout_ms, value_name = "T")]
     pub view_timeout_ms: f64,
-    /// PBFT: the primary of each of these views (replica v mod n) crashes a quarter of the way
-    /// into the run and stays down.
+    /// PBFT: the primary of view V (replica V mod n) crashes a quarter of the way into the run
+    /// and stays down (repeatable).
+    #[arg(long, value_name = "V")]
     pub crash_primary_of_view: Vec<u64>,
     /// Keep the whole trace (for `--trace` and sequence charts).
+    #[arg(skip)]
     pub record_trace: bool,
-    /// What the clients submit.
+    /// What clients submit: opaque transactions, or a market of trading agents (the JSON then
+    /// adds state_digest_agree, trades and orders_applied).
+    #[arg(long, value_enum, default_value_t = Self::DEFAULTS.workload)]
     pub workload: WorkloadChoice,
     /// Split the committee in two halves from the first to the second time (ms); then heal.
+    #[arg(skip)]
     pub partition_ms: Option<(f64, f64)>,
-    /// Node 0 is Byzantine and equivocates: as leader or primary it sends one block to half of
-    /// the nodes and another, signed too, to the rest.
+    /// Node 0 is Byzantine and equivocates (two blocks per round, to different halves): the
+    /// swarm's `equivocate` behaviour.
+    #[arg(long)]
     pub equivocator: bool,
-    /// Market workload: the order in which replicas execute a block's transactions.
+    /// Market: the order replicas execute a block in — the proposer's (`proposal`), cancels
+    /// then a key fixed by the next block (`canonical`), or one uniform price per block
+    /// (`batch-auction`).
+    #[arg(long, default_value = "proposal", value_name = "MODE")]
     pub ordering: ExecutionOrder,
-    /// Market workload: priority lanes in every replica's mempool (`None`: one first-come
-    /// lane).
+    /// Market: priority lanes in every mempool. `default` (liquidations 8:0.2, cancels 4:0.1,
+    /// high-value 2:0.1, ordinary 1:0.1), or overrides LANE=WEIGHT:MIN_SHARE,… Without it, one
+    /// first-come lane.
+    #[arg(long, value_name = "SPEC", value_parser = Priority::parse)]
     pub priority: Option<Priority>,
-    /// Market workload: this node front-runs large orders whenever it leads
-    /// ([`crate::frontrun`]).
+    /// Market: this node is Byzantine and front-runs large orders whenever it leads (the
+    /// lab's front-runner).
+    #[arg(long, value_name = "NODE", value_parser = parse_node)]
     pub frontrunner: Option<NodeId>,
-    /// Market workload: the fraction of traders' orders that are large market orders.
+    /// Market: the fraction of traders' orders that are large market orders (60–120 lots).
+    #[arg(long, default_value_t = Self::DEFAULTS.large_orders, value_name = "FRACTION")]
     pub large_orders: f64,
+}
+
+impl SimulateOptions {
+    /// The defaults, which the command line's are too.
+    pub const DEFAULTS: SimulateOptions = SimulateOptions {
+        protocol: ProtocolChoice::Streamlet,
+        nodes: 4,
+        seed: 0,
+        duration_ms: 2_000.0,
+        latency_ms: 10.0,
+        jitter_ms: 0.0,
+        delta_ms: 50.0,
+        bandwidth_mbps: None,
+        tx_rate: 100.0,
+        batch_max: 1_000,
+        crashes: Vec::new(),
+        crash_leader_of_epoch: Vec::new(),
+        leader: LeaderChoice::Hashed,
+        echo: true,
+        checkpoint_interval: 16,
+        view_timeout_ms: 500.0,
+        crash_primary_of_view: Vec::new(),
+        record_trace: false,
+        workload: WorkloadChoice::Random,
+        partition_ms: None,
+        equivocator: false,
+        ordering: ExecutionOrder::Proposal,
+        priority: None,
+        frontrunner: None,
+        large_orders: 0.05,
+    };
 }
 
 impl Default for SimulateOptions {
     fn default() -> Self {
-        Self {
-            protocol: ProtocolChoice::Streamlet,
-            nodes: 4,
-            seed: 0,
-            duration_ms: 2_000.0,
-            latency_ms: 10.0,
-            jitter_ms: 0.0,
-            delta_ms: 50.0,
-            bandwidth_mbps: None,
-            tx_rate: 100.0,
-            batch_max: 1_000,
-            crashes: Vec::new(),
-            crash_leader_of_epoch: Vec::new(),
-            leader: LeaderChoice::Hashed,
-            echo: true,
-            checkpoint_interval: 16,
-            view_timeout_ms: 500.0,
-            crash_primary_of_view: Vec::new(),
-            record_trace: false,
-            workload: WorkloadChoice::Random,
-            partition_ms: None,
-            equivocator: false,
-            ordering: ExecutionOrder::Proposal,
-            priority: None,
-            frontrunner: None,
-            large_orders: 0.05,
-        }
+        Self::DEFAULTS
     }
+}
+
+/// `NODE@MS`: a node that crashes at a time (in milliseconds).
+fn parse_crash(s: &str) -> Result<(NodeId, f64), String> {
+    let (node, at) = s.split_once('@').ok_or_else(|| format!("expected NODE@MS, got `{s}`"))?;
+    let node = parse_node(node.trim())?;
+    let at_ms =
+        at.trim().parse::<f64>().map_err(|_| format!("`{at}` is not a time in milliseconds"))?;
+    if !at_ms.is_finite() || at_ms < 0.0 {
+        return Err(format!("`{at}` is not a non-negative time in milliseconds"));
+    }
+    Ok((node, at_ms))
+}
+
+fn parse_node(s: &str) -> Result<NodeId, String> {
+    s.parse::<u16>().map(NodeId).map_err(|_| format!("`{s}` is not a node number"))
 }
 
 /// Why a simulation could not run.
