@@ -60,15 +60,25 @@ pub trait Protocol {
     /// A timer the engine set has fired.
     fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: Self::Timer);
 
-    /// A client submitted `tx` to this node. The default puts it in the mempool; engines
-    /// override it to also forward the transaction towards a leader. The transaction is
-    /// well-formed; the driver may or may not have verified its signature yet.
+    /// A client submitted `tx` to this node. It goes into the mempool and, if it is new there,
+    /// to [`Protocol::on_accepted`]. The transaction is well-formed; the driver may or may not
+    /// have verified its signature yet.
     fn on_transaction(
         &mut self,
         ctx: &mut Ctx<'_, Self>,
         tx: Transaction,
     ) -> Result<Submitted, MempoolError> {
-        ctx.mempool().insert(tx)
+        let outcome = ctx.mempool().insert(tx.clone())?;
+        if outcome == Submitted::Accepted {
+            self.on_accepted(ctx, tx);
+        }
+        Ok(outcome)
+    }
+
+    /// A transaction submitted to this node entered its mempool (it was not there before).
+    /// The default does nothing more; engines forward it towards a leader, or propose.
+    fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
+        let _ = (ctx, tx);
     }
 }
 

@@ -21,7 +21,7 @@ use agora_crypto::Digest;
 use agora_types::{Batch, Block, Height, NodeId, Round, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::mempool::{BatchLimits, MempoolError, Submitted};
+use crate::mempool::BatchLimits;
 use crate::protocol::{Ctx, Message, Protocol};
 
 /// The reference engine's messages.
@@ -245,15 +245,9 @@ impl Protocol for ReferenceEngine {
         }
     }
 
-    fn on_transaction(
-        &mut self,
-        ctx: &mut Ctx<'_, Self>,
-        tx: Transaction,
-    ) -> Result<Submitted, MempoolError> {
-        let outcome = ctx.mempool().insert(tx.clone())?;
-        if outcome == Submitted::Accepted && !self.is_leader(ctx) {
+    fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
+        if !self.is_leader(ctx) {
             ctx.send(self.config.leader, RefMessage::Forward(tx));
         }
-        Ok(outcome)
     }
 }

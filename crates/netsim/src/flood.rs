@@ -10,9 +10,39 @@
 //! nothing lasting).
 
 use agora_consensus::{Context, Ctx, InMemoryMempool, MempoolLimits, Protocol};
-use agora_types::{NodeId, codec};
+use agora_crypto::domain;
+use agora_types::{Batch, NodeId, PublicKeyBytes, SecretKey, Transaction, codec};
+use bytes::Bytes;
 
 use crate::MemoCheck;
+
+/// Messages a flood test delivers.
+pub const MESSAGES: usize = 1_000_000;
+
+/// Growth allowed from the end of the first pass over the pool (every distinct message seen
+/// once) to the end of the flood: repeats must cost nothing lasting.
+pub const REPEAT_GROWTH_MAX_BYTES: isize = 1 << 20;
+
+/// A batch of 100 made-up transactions of 1,000 bytes each (about 110 KB), distinct for each
+/// `k`: what a hostile member would have a node retain. Engines do not check transaction
+/// signatures before execution, so one wrong signature serves them all.
+pub fn bulky_batch(k: u64) -> Batch {
+    let client = SecretKey::from_seed(99, 1);
+    let sender = PublicKeyBytes::from(client.public_key());
+    let wrong = client.sign(&domain::TX_SIGNATURE, b"not these");
+    let txs = (0..100u64).map(|i| {
+        let payload = Bytes::from(vec![(k + i) as u8; 1_000]);
+        Transaction::from_parts(sender, k * 1_000 + i, payload, wrong)
+            .expect("a made-up transaction is within the limits")
+    });
+    Batch::new(txs.collect()).expect("a hundred transactions are within the batch limits")
+}
+
+/// Bytes live by a counting allocator's tallies since a point: what was allocated, less what
+/// was freed, plus what reallocations added.
+pub fn live_bytes(allocated: usize, deallocated: usize, reallocated: isize) -> isize {
+    allocated as isize - deallocated as isize + reallocated
+}
 
 /// What a flood left in the node's memory, by the caller's counter (bytes live).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -82,7 +82,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
     BlockStatus, BlockView, ChainView, ConfigError, Ctx, MempoolError, Protocol, RecentIds,
-    Submitted, VoteKeeper,
+    VoteKeeper,
 };
 use agora_crypto::{Digest, Domain, SecretKey};
 use agora_types::{Block, Committee, NodeId, Phase, SeqNo, Transaction, View};
@@ -430,24 +430,16 @@ impl Protocol for Pbft {
         }
     }
 
-    fn on_transaction(
-        &mut self,
-        ctx: &mut Ctx<'_, Self>,
-        tx: Transaction,
-    ) -> Result<Submitted, MempoolError> {
-        let outcome = ctx.mempool().insert(tx.clone())?;
-        if outcome == Submitted::Accepted {
-            if self.submitted_at.len() < CLIENT_LATENCIES_MAX {
-                self.submitted_at.insert(tx.id(), ctx.now_ns());
-            }
-            if self.is_primary() && self.status == Status::Normal {
-                self.propose(ctx);
-            } else {
-                self.forward(ctx, vec![tx]);
-                self.ensure_request_timer(ctx);
-            }
+    fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
+        if self.submitted_at.len() < CLIENT_LATENCIES_MAX {
+            self.submitted_at.insert(tx.id(), ctx.now_ns());
         }
-        Ok(outcome)
+        if self.is_primary() && self.status == Status::Normal {
+            self.propose(ctx);
+        } else {
+            self.forward(ctx, vec![tx]);
+            self.ensure_request_timer(ctx);
+        }
     }
 }
 

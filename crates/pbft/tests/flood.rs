@@ -9,45 +9,27 @@ use std::alloc::System;
 
 use agora_consensus::Protocol;
 use agora_crypto::{Digest, domain};
-use agora_netsim::flood::flood;
+use agora_netsim::flood::{MESSAGES, REPEAT_GROWTH_MAX_BYTES, bulky_batch, flood, live_bytes};
 use agora_pbft::{
     CheckpointProof, NewView, Pbft, PbftConfig, PbftMessage, PrePrepare, ViewChange,
     checkpoint_statement, genesis_log_digest, statement,
 };
 use agora_types::{
-    Batch, Block, Certificate, Committee, Height, NodeId, Phase, PublicKeyBytes, Round, SecretKey,
-    SeqNo, Transaction, View, Vote,
+    Block, Certificate, Committee, Height, NodeId, Phase, Round, SecretKey, SeqNo, View, Vote,
 };
-use bytes::Bytes;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-const MESSAGES: usize = 1_000_000;
 /// What the backup may retain, at most: one pre-prepared block (about 110 KB here) per sequence
 /// number of the log window (64), the votes, and change.
 const RETAINED_MAX_BYTES: isize = 48 << 20;
-/// Growth allowed from the end of the first pass over the pool to the end of the flood.
-const REPEAT_GROWTH_MAX_BYTES: isize = 1 << 20;
-
-fn live(region: &Region<'_, System>) -> isize {
-    let c = region.change();
-    c.bytes_allocated as isize - c.bytes_deallocated as isize + c.bytes_reallocated
-}
 
 fn hostile_pool(keys: &[SecretKey]) -> Vec<PbftMessage> {
     let evil = &keys[0];
-    let client = SecretKey::from_seed(99, 1);
-    let sender = PublicKeyBytes::from(client.public_key());
-    let wrong = client.sign(&domain::TX_SIGNATURE, b"not these");
     let block = |seq: u64, k: u64| {
-        let txs = (0..100u64).map(|i| {
-            let payload = Bytes::from(vec![(k + i) as u8; 1_000]);
-            Transaction::from_parts(sender, k * 1_000 + i, payload, wrong).unwrap()
-        });
-        let batch = Batch::new(txs.collect()).unwrap();
-        Block::new(Digest::ZERO, Round(0), Height(seq), NodeId(0), k, batch)
+        Block::new(Digest::ZERO, Round(0), Height(seq), NodeId(0), k, bulky_batch(k))
     };
     let random = |k: u64| domain::BLOCK.hash(&k.to_le_bytes());
     let sign = |phase, view: u64, seq: u64, value| {
@@ -118,7 +100,10 @@ fn a_million_hostile_messages_leave_state_and_memory_bounded() {
         &pool,
         MESSAGES,
         |node, ctx| node.on_start(ctx),
-        || live(&region),
+        || {
+            let c = region.change();
+            live_bytes(c.bytes_allocated, c.bytes_deallocated, c.bytes_reallocated)
+        },
     );
 
     let dropped = &node.stats().dropped;

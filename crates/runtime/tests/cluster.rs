@@ -4,7 +4,7 @@
 use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
 use agora_pbft::{Pbft, PbftConfig};
-use agora_runtime::{ClusterConfig, Load, run, verify_rate};
+use agora_runtime::{ClusterConfig, Load, WallReport, run, verify_rate};
 use agora_streamlet::{Streamlet, StreamletConfig};
 use agora_types::{NodeId, Transaction};
 use bytes::Bytes;
@@ -25,19 +25,18 @@ fn load(txs: usize, nodes: usize, rate: Option<f64>) -> Load {
     Load { txs, rate_per_sec: rate, window: 2_000 }
 }
 
+/// A Streamlet cluster (Δ = 20 ms) over transaction logs.
+fn streamlet(cluster: ClusterConfig, load: Load) -> WallReport {
+    let config = StreamletConfig::new(20_000_000);
+    let engine = |me, committee: &agora_types::Committee, key: &SecretKey| {
+        Streamlet::new(config, committee.clone(), me, key.clone()).expect("a valid configuration")
+    };
+    run(cluster, engine, |_| Box::new(TxLog::new(true)), load).expect("the cluster runs")
+}
+
 #[test]
 fn a_streamlet_cluster_finalizes_everything_everywhere() {
-    let config = StreamletConfig::new(20_000_000);
-    let report = run(
-        ClusterConfig::new(4),
-        |me, committee, key| {
-            Streamlet::new(config, committee.clone(), me, key.clone())
-                .expect("a valid configuration")
-        },
-        |_| Box::new(TxLog::new(true)),
-        load(400, 4, Some(2_000.0)),
-    )
-    .unwrap();
+    let report = streamlet(ClusterConfig::new(4), load(400, 4, Some(2_000.0)));
     assert_eq!(report.txs_submitted, 400);
     assert_eq!(report.txs_finalized, 400);
     assert!(report.state_digests_agree, "{report:?}");
@@ -47,20 +46,10 @@ fn a_streamlet_cluster_finalizes_everything_everywhere() {
 
 #[test]
 fn with_apply_threads_every_block_is_still_applied_everywhere_in_order() {
-    let config = StreamletConfig::new(20_000_000);
     let mut cluster = ClusterConfig::new(4);
     cluster.apply_thread = true;
     cluster.verify_ahead = true;
-    let report = run(
-        cluster,
-        |me, committee, key| {
-            Streamlet::new(config, committee.clone(), me, key.clone())
-                .expect("a valid configuration")
-        },
-        |_| Box::new(TxLog::new(true)),
-        load(2_000, 4, None),
-    )
-    .unwrap();
+    let report = streamlet(cluster, load(2_000, 4, None));
     assert_eq!(report.txs_finalized, 2_000);
     assert!(report.state_digests_agree, "{report:?}");
     // Applied no earlier than final, for the transactions submitted at each replica.
@@ -100,20 +89,10 @@ fn replicas_with_tiny_inboxes_cannot_deadlock_on_each_other() {
     // With unbounded waits this run hangs for good (seen: every replica blocked in send). Waits
     // are bounded, so full inboxes cost dropped messages (network loss), never a hang, and
     // later epochs still finalize everything.
-    let config = StreamletConfig::new(20_000_000);
     let mut cluster = ClusterConfig::new(4);
     cluster.inbox_capacity = 16;
     cluster.send_wait_max = std::time::Duration::from_millis(2);
-    let report = run(
-        cluster,
-        |me, committee, key| {
-            Streamlet::new(config, committee.clone(), me, key.clone())
-                .expect("a valid configuration")
-        },
-        |_| Box::new(TxLog::new(true)),
-        load(400, 4, None),
-    )
-    .unwrap();
+    let report = streamlet(cluster, load(400, 4, None));
     assert_eq!(report.txs_finalized, 400, "{report:?}");
     assert!(report.state_digests_agree, "{report:?}");
 }

@@ -318,20 +318,11 @@ impl Protocol for Streamlet {
         self.flush_forwards(ctx);
     }
 
-    fn on_transaction(
-        &mut self,
-        ctx: &mut Ctx<'_, Self>,
-        tx: Transaction,
-    ) -> Result<Submitted, MempoolError> {
-        let outcome = ctx.mempool().insert(tx.clone())?;
-        if outcome == Submitted::Accepted {
-            self.to_forward.push(tx);
-            if self.to_forward.len() >= self.config.forward_batch_max.min(self.config.batch.txs_max)
-            {
-                self.flush_forwards(ctx);
-            }
+    fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
+        self.to_forward.push(tx);
+        if self.to_forward.len() >= self.config.forward_batch_max.min(self.config.batch.txs_max) {
+            self.flush_forwards(ctx);
         }
-        Ok(outcome)
     }
 }
 

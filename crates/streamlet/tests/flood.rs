@@ -8,48 +8,27 @@ use std::alloc::System;
 
 use agora_consensus::Protocol;
 use agora_crypto::{Digest, domain};
-use agora_netsim::flood::flood;
+use agora_netsim::flood::{MESSAGES, REPEAT_GROWTH_MAX_BYTES, bulky_batch, flood, live_bytes};
 use agora_streamlet::{
     LeaderRule, Proposal, Streamlet, StreamletConfig, StreamletMessage, StreamletTimer,
 };
 use agora_types::{
-    Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, SecretKey, Statement,
-    Transaction, Vote,
+    Block, Committee, Epoch, Height, NodeId, Phase, Round, SecretKey, Statement, Vote,
 };
-use bytes::Bytes;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const DELTA: u64 = 50_000_000;
-const MESSAGES: usize = 1_000_000;
 /// What the node may retain, at most, after the whole flood.
 const RETAINED_MAX_BYTES: isize = 48 << 20;
-/// Growth allowed from the end of the first pass over the pool (every distinct message seen
-/// once) to the end of the flood: repeats must cost nothing lasting.
-const REPEAT_GROWTH_MAX_BYTES: isize = 1 << 20;
-
-fn live(region: &Region<'_, System>) -> isize {
-    let c = region.change();
-    c.bytes_allocated as isize - c.bytes_deallocated as isize + c.bytes_reallocated
-}
 
 fn hostile_pool(committee_keys: &[SecretKey]) -> Vec<StreamletMessage> {
     let evil = &committee_keys[0];
-    // Each proposal carries its own batch of 100 made-up transactions of 1,000 bytes (about
-    // 110 KB): retaining them is what a flood would try to make a node do. Their signatures are
-    // not checked before execution, so one wrong signature serves them all.
-    let client = SecretKey::from_seed(99, 1);
-    let sender = agora_types::PublicKeyBytes::from(client.public_key());
-    let wrong = client.sign(&domain::TX_SIGNATURE, b"not these");
-    let batch = |k: u64| {
-        let txs = (0..100u64).map(|i| {
-            let payload = Bytes::from(vec![(k + i) as u8; 1_000]);
-            Transaction::from_parts(sender, k * 1_000 + i, payload, wrong).unwrap()
-        });
-        Batch::new(txs.collect()).unwrap()
-    };
+    // Each proposal carries its own bulky batch: retaining them is what a flood would try to
+    // make a node do.
+    let batch = bulky_batch;
     // Node 0 leads epochs 4, 8, …, 60 (round robin), all within the accepted window.
     let epochs: Vec<u64> = (1..=15).map(|k| 4 * k).collect();
     let propose = |parent: Digest, epoch: u64, stamp: u64| {
@@ -94,7 +73,10 @@ fn a_million_hostile_messages_leave_state_and_memory_bounded() {
     let start = |node: &mut Streamlet, ctx: &mut agora_consensus::Ctx<'_, Streamlet>| {
         node.on_timer(ctx, StreamletTimer::EpochStart(Epoch(1)))
     };
-    let flooded = flood(&mut node, NodeId(3), NodeId(0), &pool, MESSAGES, start, || live(&region));
+    let flooded = flood(&mut node, NodeId(3), NodeId(0), &pool, MESSAGES, start, || {
+        let c = region.change();
+        live_bytes(c.bytes_allocated, c.bytes_deallocated, c.bytes_reallocated)
+    });
 
     assert_eq!(node.notarized_height(), Height(0), "nothing may be notarized");
     assert_eq!(node.finalized_tip().digest(), Block::genesis().digest());

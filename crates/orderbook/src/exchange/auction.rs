@@ -351,18 +351,9 @@ impl<B: Book> Exchange<B> {
         } else {
             (&parts[s].taker, &parts[b].taker, seller_fee, buyer_fee)
         };
-        events.push(Event::Trade {
-            market: Arc::clone(&self.markets[m].name),
-            maker_id: maker.id,
-            taker_id: taker.id,
-            maker_account: maker.account,
-            taker_account: taker.account,
-            taker_side: taker.side,
-            price,
-            qty: q,
-            maker_fee,
-            taker_fee,
-        });
+        let event =
+            self.trade_event(m, (maker.id, maker.account), taker, price, q, (maker_fee, taker_fee));
+        events.push(event);
     }
 
     /// A resting order after the uncross: gone when filled, else reduced.

@@ -310,18 +310,40 @@ impl<B: Book> Exchange<B> {
         } else {
             self.markets[m].book.reduce(maker.account, maker.id, left, maker.held - maker_consumed);
         }
-        events.push(Event::Trade {
+        let event = self.trade_event(
+            m,
+            (maker.id, maker.account),
+            taker,
+            maker.price,
+            q,
+            (maker_fee, taker_fee),
+        );
+        events.push(event);
+    }
+
+    /// The event of one fill in market `m`: `maker` (its order and account) rested, `taker`
+    /// came in; `fees` are the maker's and the taker's.
+    pub(super) fn trade_event(
+        &self,
+        m: usize,
+        maker: (OrderId, AccountId),
+        taker: &Taker,
+        price: u64,
+        qty: u64,
+        (maker_fee, taker_fee): (i64, i64),
+    ) -> Event {
+        Event::Trade {
             market: Arc::clone(&self.markets[m].name),
-            maker_id: maker.id,
+            maker_id: maker.0,
             taker_id: taker.id,
-            maker_account: maker.account,
+            maker_account: maker.1,
             taker_account: taker.account,
             taker_side: taker.side,
-            price: maker.price,
-            qty: q,
+            price,
+            qty,
             maker_fee,
             taker_fee,
-        });
+        }
     }
 
     /// Moves the money of one fill: the buyer pays notional + its fee out of its hold (what the
