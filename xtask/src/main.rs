@@ -114,6 +114,7 @@ const EXAMPLES: [(&str, &[&str]); 12] = [
     ("example: crypto", &["agora-crypto", "--example", "sign_and_verify"]),
     ("example: types", &["agora-types", "--example", "block_on_the_wire"]),
     ("example: consensus", &["agora-consensus", "--example", "votes_and_mempool"]),
+    ("example: store", &["agora-store", "--example", "crash_and_recover"]),
     ("example: netsim", &["agora-netsim", "--example", "same_seed_same_run"]),
     ("example: streamlet", &["agora-streamlet", "--example", "crashed_leader"]),
     ("example: pbft", &["agora-pbft", "--example", "custom_app"]),
