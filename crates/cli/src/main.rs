@@ -88,7 +88,8 @@ struct SwarmArgs {
     #[arg(long)]
     beyond_budget: bool,
     /// Run a deliberately broken engine (quorum-one-smaller, vote-extends-finalized,
-    /// pre-prepare-counts-as-prepare): the campaign should fail.
+    /// pre-prepare-counts-as-prepare, vote-before-durable) or node (amnesia: restarts lose the
+    /// journal): the campaign should fail.
     #[arg(long, value_parser = parse_weakening)]
     weaken: Option<agora::swarm::Weakening>,
     /// Twins scenarios: n = 4 plus a second instance of one member (two beyond the budget),
@@ -103,7 +104,7 @@ struct SwarmArgs {
 fn parse_weakening(s: &str) -> Result<agora::swarm::Weakening, String> {
     agora::swarm::Weakening::parse(s).ok_or_else(|| {
         format!(
-            "unknown weakening `{s}`: quorum-one-smaller, vote-extends-finalized or pre-prepare-counts-as-prepare"
+            "unknown weakening `{s}`: quorum-one-smaller, vote-extends-finalized, pre-prepare-counts-as-prepare, vote-before-durable or amnesia"
         )
     })
 }
@@ -428,12 +429,15 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
     let crash_only_safety =
         report.safety_failures.iter().filter(|o| !o.scenario.has_byzantine()).count();
     outln!(
-        "{} {}: {} scenarios ({} with a Byzantine node), {} transactions final, {} undecodable messages dropped; {} safety failures ({} without a Byzantine node), {} liveness failures",
+        "{} {}: {} scenarios ({} with a Byzantine node), {} transactions final, {} restarts ({} from the journal, {} crashed mid-sync), {} undecodable messages dropped; {} safety failures ({} without a Byzantine node), {} liveness failures",
         options.protocol.name(),
         if args.beyond_budget { "beyond the fault budget" } else { "within the fault budget" },
         report.runs,
         report.with_byzantine,
         report.finalized,
+        report.restarts.0,
+        report.restarts.1,
+        report.restarts.2,
         report.decode_errors,
         report.safety_failures.len(),
         crash_only_safety,

@@ -3,6 +3,7 @@
 
 use std::hash::Hash;
 
+use agora_types::bytes::Bytes;
 use agora_types::{Block, NodeId};
 use rustc_hash::FxHashMap;
 
@@ -22,21 +23,42 @@ pub trait Driver<M, T> {
     fn cancel_timer(&mut self, timer: T);
     /// `block` is final: apply it.
     fn commit(&mut self, block: Block);
+    /// Appends `record` to the node's journal, not yet durable.
+    fn persist(&mut self, record: Bytes, checkpoint: bool);
+    /// Makes every record appended so far durable.
+    fn sync(&mut self);
 }
 
-/// Carries out `actions` in the order the engine emitted them.
+/// Carries out `actions` in the order the engine emitted them, with the one durability rule
+/// every driver keeps: a record the engine persisted is durable before any message emitted
+/// after it leaves. Records are appended as they come and synced once, just before the first
+/// send that follows them, or at the end of the pass (group commit: one sync per pass in the
+/// usual persist-then-send handler, however many records it wrote).
 pub fn dispatch<M, T>(
     actions: impl IntoIterator<Item = Action<M, T>>,
     driver: &mut impl Driver<M, T>,
 ) {
+    let mut unsynced = false;
     for action in actions {
+        let sends = matches!(action, Action::Send { .. } | Action::Broadcast { .. });
+        if sends && unsynced {
+            driver.sync();
+            unsynced = false;
+        }
         match action {
             Action::Send { to, message } => driver.send(to, message),
             Action::Broadcast { message } => driver.broadcast(message),
             Action::SetTimer { timer, after_ns } => driver.set_timer(timer, after_ns),
             Action::CancelTimer { timer } => driver.cancel_timer(timer),
             Action::Commit { block } => driver.commit(block),
+            Action::Persist { record, checkpoint } => {
+                driver.persist(record, checkpoint);
+                unsynced = true;
+            }
         }
+    }
+    if unsynced {
+        driver.sync();
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use agora_crypto::SignatureCheck;
+use agora_types::bytes::Bytes;
 use agora_types::{Block, NodeId, Transaction, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,8 +51,18 @@ pub trait Protocol {
     /// The engine's timer identifiers.
     type Timer: Timer;
 
-    /// The node starts (or restarts after a crash, with the state it had).
+    /// The node starts, or restarts after a crash (on an engine [`Protocol::restore`]d from its
+    /// journal, or, in a simulation that models stable storage of everything, with the state it
+    /// had).
     fn on_start(&mut self, ctx: &mut Ctx<'_, Self>);
+
+    /// A freshly built engine of a node that crashed is handed the records it persisted, oldest
+    /// first, from its latest checkpoint on, before [`Protocol::on_start`]. An engine that
+    /// persists nothing keeps the default, which restores nothing.
+    fn restore(&mut self, records: &[Bytes]) -> Result<(), RestoreError> {
+        let _ = records;
+        Ok(())
+    }
 
     /// A message from `from` arrived. `from` is authenticated by the transport (the link it came
     /// on), not by the message's content, which may come from a Byzantine node.
@@ -118,6 +129,27 @@ pub enum Action<M, T> {
         /// The finalized block.
         block: Block,
     },
+    /// Append `record` to the node's journal. The driver makes it durable before any message
+    /// emitted after it leaves the node (see [`dispatch`](crate::dispatch)), so an engine
+    /// persists its safety state (a vote, a lock) and then sends the message that depends on it.
+    Persist {
+        /// The engine's own encoding of what it must not forget.
+        record: Bytes,
+        /// The record stands for every record before it: once it is durable, the driver may
+        /// prune them, and a restart replays from the latest checkpoint on.
+        checkpoint: bool,
+    },
+}
+
+/// A journal record an engine could not restore from: the node must not start, for it would
+/// run without the safety state the record held.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("journal record {index} does not restore: {reason}")]
+pub struct RestoreError {
+    /// Its position among the records handed to [`Protocol::restore`].
+    pub index: usize,
+    /// Why.
+    pub reason: String,
 }
 
 /// What a driver hands an engine for one event: the time, the node's identity, its mempool, a
@@ -180,6 +212,16 @@ impl<'a, M, T> Context<'a, M, T> {
     /// Cancels `timer`.
     pub fn cancel_timer(&mut self, timer: T) {
         self.actions.push(Action::CancelTimer { timer });
+    }
+
+    /// Appends `record` to the journal: durable before any message sent after it leaves.
+    pub fn persist(&mut self, record: Bytes) {
+        self.actions.push(Action::Persist { record, checkpoint: false });
+    }
+
+    /// Appends `record`, which stands for every record before it, to the journal.
+    pub fn checkpoint(&mut self, record: Bytes) {
+        self.actions.push(Action::Persist { record, checkpoint: true });
     }
 
     /// Reports `block` as final (in log order, exactly once). Its transactions leave the mempool

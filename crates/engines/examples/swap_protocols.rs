@@ -20,7 +20,7 @@ impl WithEngine for Run {
 
     fn run<P: Engine>(
         self,
-        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
+        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy + 'static,
     ) -> Self::Output {
         let mut sim = Simulation::new(self.0, engine, |_| Box::new(TxLog::new(true)))?;
         Ok((P::PROTOCOL.name(), sim.run()))

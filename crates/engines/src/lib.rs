@@ -16,7 +16,7 @@
 //!
 //! impl WithEngine for RoundName {
 //!     type Output = &'static str;
-//!     fn run<P: Engine>(self, engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy) -> Self::Output {
+//!     fn run<P: Engine>(self, engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy + 'static) -> Self::Output {
 //!         let (committee, keys) = Committee::deterministic(1, 4).unwrap();
 //!         let _replicas: Vec<P> = committee.members().map(|me| engine(me, &committee, &keys[me.index()])).collect();
 //!         P::PROTOCOL.round_name()
@@ -28,7 +28,7 @@
 //! ```
 
 pub use agora_consensus::ConfigError;
-use agora_consensus::{ChainView, Protocol, Tamper};
+use agora_consensus::{ChainView, Equivocation, Protocol, Tamper};
 use agora_pbft::{Pbft, PbftConfig};
 use agora_streamlet::{Streamlet, StreamletConfig};
 use agora_types::{Committee, NodeId, SecretKey};
@@ -126,6 +126,13 @@ pub trait Engine:
     fn refused_conflicting_finality(&self) -> u64 {
         0
     }
+
+    /// Every pair of conflicting votes of one member this replica saw (the first the engine
+    /// keeps). A pair signed by an honest member is a double vote: a correct engine with a
+    /// durable journal never casts one, even across crashes.
+    fn equivocations(&self) -> Vec<Equivocation> {
+        Vec::new()
+    }
 }
 
 impl Engine for Streamlet {
@@ -133,6 +140,10 @@ impl Engine for Streamlet {
 
     fn refused_conflicting_finality(&self) -> u64 {
         self.stats().conflicting_finality
+    }
+
+    fn equivocations(&self) -> Vec<Equivocation> {
+        self.equivocation_evidence().to_vec()
     }
 }
 
@@ -146,6 +157,10 @@ impl Engine for Pbft {
     fn client_latencies_ns(&self) -> Option<&[u64]> {
         Some(Pbft::client_latencies_ns(self))
     }
+
+    fn equivocations(&self) -> Vec<Equivocation> {
+        self.equivocation_evidence().cloned().collect()
+    }
 }
 
 /// What a driver does with an engine whose protocol is known only at run time.
@@ -153,10 +168,11 @@ pub trait WithEngine {
     /// What it gives back.
     type Output;
 
-    /// Runs with `engine(me, committee, key)`, which builds member `me`'s engine.
+    /// Runs with `engine(me, committee, key)`, which builds member `me`'s engine (as often as
+    /// a driver needs: a restarted node gets a fresh one).
     fn run<P: Engine>(
         self,
-        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
+        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy + 'static,
     ) -> Self::Output;
 }
 

@@ -356,7 +356,7 @@ impl WithEngine for WallRun<'_> {
 
     fn run<P: Engine>(
         self,
-        engine: impl Fn(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P + Copy,
+        engine: impl Fn(NodeId, &agora_types::Committee, &agora_types::SecretKey) -> P + Copy + 'static,
     ) -> Self::Output {
         let genesis = self.genesis;
         let app = |_| -> Box<dyn agora_consensus::Application + Send> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use agora_consensus::{
-    Application, BlockView, InMemoryMempool, LanedMempool, Mempool, Protocol, TxLog,
+    Application, BlockView, Equivocation, InMemoryMempool, LanedMempool, Mempool, Protocol, TxLog,
 };
 use agora_crypto::PublicKeyBytes;
 use agora_engines::{ConfigError, Engine, EngineConfig, WithEngine, with_engine};
@@ -77,6 +77,10 @@ pub struct Finished {
     /// Honest nodes that refused finalizations conflicting with their finalized log, and how
     /// many each refused.
     pub refused_conflicting_finality: Vec<(NodeId, u64)>,
+    /// Double votes of honest members, each with the honest replica that saw it: a vote the
+    /// member forgot it cast (a restart without its journal, a vote sent before its record was
+    /// durable).
+    pub honest_double_votes: Vec<(NodeId, Equivocation)>,
     /// What the market of [`Finished::view_node`] saw, for a market run.
     pub market: Option<MarketSeen>,
 }
@@ -125,7 +129,7 @@ impl WithEngine for Run<'_> {
 
     fn run<P: Engine>(
         self,
-        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy,
+        engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy + 'static,
     ) -> Self::Output {
         let Self { spec, clients } = self;
         match &clients.market {
@@ -264,10 +268,20 @@ impl MarketClients {
     }
 }
 
+/// The conflicting votes of honest members that honest replicas saw.
+fn honest_double_votes<P: Engine>(honest: &[(NodeId, &P)]) -> Vec<(NodeId, Equivocation)> {
+    let is_honest = |voter: NodeId| honest.iter().any(|(n, _)| *n == voter);
+    honest
+        .iter()
+        .flat_map(|(observer, engine)| engine.equivocations().into_iter().map(|e| (*observer, e)))
+        .filter(|(_, e)| is_honest(e.first.voter))
+        .collect()
+}
+
 fn simulate<P: Engine, A: Application>(
     spec: RunSpec,
     clients: &Clients,
-    engine: impl FnMut(NodeId, &Committee, &SecretKey) -> P,
+    engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy + 'static,
     apps: impl FnMut(NodeId) -> A,
     hook: Option<Box<dyn ClientHook<A>>>,
 ) -> Result<Finished, SimError> {
@@ -275,6 +289,8 @@ fn simulate<P: Engine, A: Application>(
     let record = config.trace == TraceMode::Record;
     let (limits, nodes) = (config.mempool, config.nodes);
     let mut sim = Simulation::with_apps(config, engine, apps)?;
+    // A node that restarts as a new process would gets a fresh engine from the same factory.
+    sim.set_rebuild(engine);
     for (node, behaviour) in byzantine {
         sim.set_adversary(node, adversary::<P::Message>(behaviour));
     }
@@ -310,6 +326,7 @@ fn simulate<P: Engine, A: Application>(
             .map(|(n, e)| (*n, e.refused_conflicting_finality()))
             .filter(|(_, refused)| *refused > 0)
             .collect(),
+        honest_double_votes: honest_double_votes(&honest),
         market,
         report,
     })

@@ -37,12 +37,15 @@ const MS: u64 = 1_000_000;
 const SCENARIO_STREAM: u64 = 0x5357_4152_4d00_0001;
 /// Decides, apart from everything else, whether a scenario is the tightest in the budget.
 const TIGHT_STREAM: u64 = 0x5357_4152_4d00_0002;
+/// How a scenario's nodes restart, on a stream of its own, so that it adds to a seed's other
+/// draws without changing them.
+const RESTART_STREAM: u64 = 0x5357_4152_4d00_0004;
 /// Decides, apart from everything else, whether a two-twin scenario holds a split brain.
 const SPLIT_STREAM: u64 = 0x5357_4152_4d00_0003;
 
 mod scenario;
 
-pub use scenario::{Budget, NodeFault, Scenario, Weakening};
+pub use scenario::{Budget, HonestRestart, NodeFault, Restarts, Scenario, Weakening};
 
 /// What one scenario did.
 #[derive(Debug, Clone)]
@@ -63,6 +66,8 @@ pub struct Outcome {
     pub decode_errors: u64,
     /// Simulator events processed.
     pub events: u64,
+    /// Restarts, of any kind; restarts from the journal; crashes while a sync was in flight.
+    pub restarts: (u64, u64, u64),
 }
 
 impl Outcome {
@@ -149,6 +154,19 @@ fn run_unguarded(scenario: &Scenario, record: bool) -> Result<Recorded, SpecErro
             "node {node} refused {refused} finalization(s) conflicting with its finalized log"
         ));
     }
+    // A member that votes twice in one slot is Byzantine by definition: if it is one the
+    // scenario calls honest, it forgot a vote (no journal, or a vote sent before it was durable).
+    if let Some((observer, e)) = finished.honest_double_votes.first() {
+        let s = e.first.statement;
+        outcome.safety.push(format!(
+            "honest node {} voted twice in round {} at height {} ({} and {}), seen by node {observer}",
+            e.first.voter,
+            s.round.0,
+            s.height.0,
+            s.value.short(),
+            e.second.statement.value.short(),
+        ));
+    }
     Ok(Recorded {
         outcome,
         trace: finished.trace.unwrap_or_default(),
@@ -174,6 +192,9 @@ fn outcome(scenario: &Scenario, report: &SimReport) -> Outcome {
             .map(|d| d.decode_errors)
             .sum(),
         events: report.events,
+        restarts: report.nodes_detail.iter().fold((0, 0, 0), |(all, journal, mid), d| {
+            (all + d.restarts, journal + d.recoveries, mid + d.crashes_mid_sync)
+        }),
     }
 }
 
@@ -257,6 +278,9 @@ pub struct CampaignReport {
     pub finalized: u64,
     /// Undecodable messages honest nodes dropped, summed.
     pub decode_errors: u64,
+    /// Restarts, of any kind; restarts from the journal; crashes while a sync was in flight;
+    /// summed.
+    pub restarts: (u64, u64, u64),
     /// Scenarios that broke safety.
     pub safety_failures: Vec<Outcome>,
     /// Scenarios that broke liveness (and not safety).
@@ -304,12 +328,16 @@ pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> Ca
                 accepted: 0,
                 decode_errors: 0,
                 events: 0,
+                restarts: (0, 0, 0),
             },
         };
         report.runs += 1;
         report.with_byzantine += u64::from(scenario.has_byzantine());
         report.finalized += outcome.finalized;
         report.decode_errors += outcome.decode_errors;
+        report.restarts.0 += outcome.restarts.0;
+        report.restarts.1 += outcome.restarts.1;
+        report.restarts.2 += outcome.restarts.2;
         each(&outcome);
         let failed = !outcome.ok();
         if !outcome.safety.is_empty() {

@@ -74,10 +74,11 @@ fn first_fork(protocol: ProtocolChoice, weakening: Weakening, seeds: u64) -> Opt
 
 #[test]
 fn the_campaign_catches_a_streamlet_quorum_one_vote_short() {
-    // Random faults at n = 4 find it only where a partition lets both halves finalize
-    // (seeds 117 and 219 of the first 300): a node left behind catches up as soon as it hears
-    // the others, so it no longer forks by not knowing. Twins split the twin's two instances
-    // between the halves every few rounds (first fork at seed 9).
+    // Random faults at n = 4 find it only where a partition lets both halves finalize (seed
+    // 219 of the first 300; 117 too before scenarios drew restarts and journal syncs): a node
+    // left behind catches up as soon as it hears the others, so it no longer forks by not
+    // knowing. Twins split the twin's two instances between the halves every few rounds (first
+    // fork at seed 23).
     let report = campaign_of(
         ProtocolChoice::Streamlet,
         Some(Weakening::QuorumOneSmaller),
@@ -86,7 +87,7 @@ fn the_campaign_catches_a_streamlet_quorum_one_vote_short() {
         40,
     );
     assert!(!report.safety_failures.is_empty(), "no fork within 40 Twins scenarios");
-    let mut plain = Scenario::generate(ProtocolChoice::Streamlet, 117, Some(4), Budget::Within);
+    let mut plain = Scenario::generate(ProtocolChoice::Streamlet, 219, Some(4), Budget::Within);
     plain.weakening = Some(Weakening::QuorumOneSmaller);
     let o = swarm::run(&plain, false).expect("the scenario runs").outcome;
     assert!(!o.safety.is_empty(), "{plain}: no fork");

@@ -78,6 +78,20 @@ pub enum Violation {
         /// Disagreeing replica and its state.
         second: (NodeId, Digest),
     },
+    /// A node that restarted finalized a different block at a height it had finalized
+    /// before: it forgot what it voted for, or what it finalized.
+    Refinalized {
+        /// When.
+        t_ns: u64,
+        /// Who.
+        node: NodeId,
+        /// The height.
+        height: u64,
+        /// What it finalized there first.
+        first: Digest,
+        /// What it finalized there again.
+        again: Digest,
+    },
     /// A transaction missed its liveness deadline.
     NotFinalized {
         /// The transaction.
@@ -178,6 +192,19 @@ impl InvariantChecker {
             } else {
                 self.finalized_at.insert(id, (height, t_ns));
             }
+        }
+    }
+
+    /// `node`, restarted, finalized `block` at a height it had finalized before: the same
+    /// block is harmless, another one is a fork of its own log.
+    pub(crate) fn on_refinalize(&mut self, t_ns: u64, node: NodeId, block: &Block) {
+        let height = block.height().0;
+        let Some(first) = self.logs[node.index()].get((height - 1) as usize) else {
+            return;
+        };
+        if *first != block.digest() {
+            let (first, again) = (*first, block.digest());
+            self.violations.push(Violation::Refinalized { t_ns, node, height, first, again });
         }
     }
 

@@ -118,6 +118,9 @@ pub struct ProcessingConfig {
     pub per_event_ns: u64,
     /// Cost of one signature verification.
     pub per_verify_ns: u64,
+    /// Time one journal sync takes. A pass whose engine persisted records syncs once, and its
+    /// messages leave when the sync ends; a crash before then loses what was not synced.
+    pub per_sync_ns: u64,
 }
 
 /// A crash or a restart.
@@ -125,8 +128,23 @@ pub struct ProcessingConfig {
 pub enum FaultKind {
     /// The node stops: it handles nothing and sends nothing; its timers are forgotten.
     Crash,
-    /// The node starts again with the state it had (as if it had persisted everything).
+    /// The node crashes halfway through its first journal sync at or after this time: part of
+    /// what it was writing is lost, and nothing its pass sent after the records leaves. A
+    /// restart of the node that comes first cancels it (the crash never happened).
+    CrashInSync,
+    /// The node starts again with the state it had, as if it had persisted everything: the
+    /// model of stable storage the paper protocols assume.
     Restart,
+    /// The node starts again as a new process would: a fresh engine, restored from the
+    /// records of its journal that were durable at the crash (a crash while a sync was in
+    /// flight keeps a random prefix of what it was syncing). The mempool and the application
+    /// survive, as the node's own stores would keep them. Needs [`Simulation::set_rebuild`].
+    ///
+    /// [`Simulation::set_rebuild`]: crate::Simulation::set_rebuild
+    Recover,
+    /// As [`FaultKind::Recover`], with the journal lost: a fresh engine that remembers nothing
+    /// it voted for. The mutant that durable storage exists to prevent.
+    Amnesia,
 }
 
 /// A scheduled crash or restart.

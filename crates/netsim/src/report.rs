@@ -92,6 +92,16 @@ pub struct NodeDetail {
     pub sent: Traffic,
     /// Bytes it received that did not decode.
     pub decode_errors: u64,
+    /// Journal syncs its passes made.
+    pub journal_syncs: u64,
+    /// Bytes its journal holds at the end (pruned at the engine's checkpoints).
+    pub journal_bytes: u64,
+    /// Times it restarted, in any way.
+    pub restarts: u64,
+    /// Times it restarted as a fresh engine restored from its journal.
+    pub recoveries: u64,
+    /// Times it crashed while a journal sync was in flight (losing part of what it wrote).
+    pub crashes_mid_sync: u64,
 }
 
 /// Wall-clock speed of the simulator itself: the only part of a report that differs between two

@@ -10,6 +10,7 @@ use agora_consensus::{
     Submitted, TimerTable, dispatch,
 };
 use agora_crypto::{Digest, DomainHasher, PublicKeyBytes, SecretKey, domain};
+use agora_store::{EngineJournal, MemJournal};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
@@ -50,6 +51,9 @@ pub trait ClientHook<A: ?Sized = Box<dyn Application>> {
     );
 }
 
+/// Builds member `node`'s engine afresh: see [`Simulation::set_rebuild`].
+pub(crate) type Rebuild<P> = Box<dyn FnMut(NodeId, &Committee, &SecretKey) -> P>;
+
 /// Why a simulation could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -81,6 +85,15 @@ enum Event<M, T> {
     Wake { node: NodeId },
     /// A crash or restart.
     Fault(Fault),
+    /// A node's journal sync (the `seq`-th it began) ends: its records are durable, and the
+    /// messages its pass sent after them leave.
+    Synced { node: NodeId, seq: u64 },
+}
+
+/// A message a pass sent after persisting records: it waits for their sync.
+enum Held<M> {
+    To(NodeId, M),
+    All(M),
 }
 
 struct LatencyClasses {
@@ -106,6 +119,18 @@ struct Node<P: Protocol, A> {
     state: Digest,
     sent: Traffic,
     decode_errors: u64,
+    /// What the engine persisted, with a disk's durability.
+    journal: EngineJournal<MemJournal>,
+    /// When the sync in flight ends: until then, a crash loses what it was syncing and the
+    /// messages held behind it.
+    sync_until: Option<u64>,
+    held: Vec<Held<P::Message>>,
+    /// A [`FaultKind::CrashInSync`] is waiting for the node's next sync.
+    crash_in_sync: bool,
+    syncs: u64,
+    restarts: u64,
+    recoveries: u64,
+    crashes_mid_sync: u64,
 }
 
 /// A deterministic simulation of `n` nodes running engine `P`.
@@ -136,6 +161,8 @@ pub struct Simulation<P: Protocol, A: Application = Box<dyn Application>> {
     link_last_arrival: Vec<u64>,
     accepted: FxHashMap<Digest, (u64, NodeId)>,
     client_hook: Option<Box<dyn ClientHook<A>>>,
+    /// Builds a fresh engine for a node that restarts as a new process would.
+    rebuild: Option<Rebuild<P>>,
     hook_out: Vec<(u64, NodeId, Transaction)>,
     latencies: Vec<u64>,
     /// Latency classes: names, the classifier, and each class's samples.
@@ -196,6 +223,14 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 state: Digest::ZERO,
                 sent: Traffic::default(),
                 decode_errors: 0,
+                journal: EngineJournal::default(),
+                sync_until: None,
+                held: Vec::new(),
+                crash_in_sync: false,
+                syncs: 0,
+                restarts: 0,
+                recoveries: 0,
+                crashes_mid_sync: 0,
             })
             .collect();
         let mut sim = Self {
@@ -221,6 +256,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             declared: Vec::new(),
             accepted: FxHashMap::default(),
             client_hook: None,
+            rebuild: None,
             hook_out: Vec::new(),
             latencies: Vec::new(),
             latency_classes: None,
@@ -281,6 +317,15 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
     /// `node`'s application, to read its state after a run.
     pub fn app(&self, node: NodeId) -> &A {
         &self.nodes[node.index()].app
+    }
+
+    /// How a node that restarts with [`FaultKind::Recover`] or [`FaultKind::Amnesia`] gets a
+    /// fresh engine: `rebuild(node, committee, key)`, usually the factory that built the first.
+    pub fn set_rebuild(
+        &mut self,
+        rebuild: impl FnMut(NodeId, &Committee, &SecretKey) -> P + 'static,
+    ) {
+        self.rebuild = Some(Box::new(rebuild));
     }
 
     /// Installs clients that react to finalized blocks (see [`ClientHook`]).
@@ -464,6 +509,11 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 }
             }
             Event::Fault(fault) => self.fault(fault),
+            Event::Synced { node, seq } => {
+                if self.nodes[node.index()].syncs == seq {
+                    self.settle_journal(node);
+                }
+            }
         }
     }
 
@@ -485,31 +535,95 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
 
     fn fault(&mut self, fault: Fault) {
         let node = fault.node;
-        let n = &mut self.nodes[node.index()];
+        let up = self.nodes[node.index()].up;
         match fault.kind {
-            FaultKind::Crash if n.up => {
-                n.up = false;
-                n.timers.clear();
-                n.inbox.clear();
-                n.busy_until = self.now;
-                if self.trace.enabled() {
-                    self.trace.push(TraceEvent::Crash { t_ns: self.now, node });
-                }
+            FaultKind::Crash if up => self.crash(node),
+            FaultKind::CrashInSync if up => self.nodes[node.index()].crash_in_sync = true,
+            FaultKind::Restart if !up => self.restart(node),
+            FaultKind::Recover | FaultKind::Amnesia if !up => {
+                self.rebuild(node, fault.kind == FaultKind::Amnesia);
+                self.restart(node);
             }
-            FaultKind::Restart if !n.up => {
-                n.up = true;
-                n.busy_until = self.now;
-                if self.trace.enabled() {
-                    self.trace.push(TraceEvent::Restart { t_ns: self.now, node });
-                }
-                self.offer(node, Input::Start);
+            // A restart due while a crash still waits for a sync: the crash never came.
+            FaultKind::Restart | FaultKind::Recover | FaultKind::Amnesia => {
+                self.nodes[node.index()].crash_in_sync = false;
             }
             _ => {}
         }
     }
 
+    fn crash(&mut self, node: NodeId) {
+        self.settle_journal(node);
+        let n = &mut self.nodes[node.index()];
+        if n.sync_until.take().is_some() {
+            // The sync in flight did not finish: a prefix of what it was writing made it, and
+            // nothing the pass sent after it left.
+            n.held.clear();
+            let unsynced = n.journal.journal().unsynced();
+            let kept = self.rng.random_range(0..=unsynced);
+            n.journal.journal_mut().crash(kept);
+            n.crashes_mid_sync += 1;
+        }
+        n.up = false;
+        n.crash_in_sync = false;
+        n.timers.clear();
+        n.inbox.clear();
+        n.busy_until = self.now;
+        if self.trace.enabled() {
+            self.trace.push(TraceEvent::Crash { t_ns: self.now, node });
+        }
+    }
+
+    fn restart(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node.index()];
+        n.up = true;
+        n.restarts += 1;
+        n.busy_until = self.now;
+        if self.trace.enabled() {
+            self.trace.push(TraceEvent::Restart { t_ns: self.now, node });
+        }
+        self.offer(node, Input::Start);
+    }
+
+    /// A fresh engine for `node`, restored from its journal (or from nothing, with amnesia).
+    fn rebuild(&mut self, node: NodeId, amnesia: bool) {
+        let me = self.identity(node);
+        let rebuild = self.rebuild.as_mut().expect(
+            "a Recover or Amnesia fault needs Simulation::set_rebuild, which builds the fresh engine",
+        );
+        let mut engine = rebuild(me, &self.committee, &self.secrets[me.index()]);
+        let n = &mut self.nodes[node.index()];
+        if amnesia {
+            n.journal = EngineJournal::default();
+        }
+        let records = n.journal.records().expect("an in-memory journal reads back what it holds");
+        // An engine that cannot read its own records would run without its safety state.
+        engine.restore(&records).expect("an engine restores from the records it wrote");
+        n.engine = engine;
+        n.recoveries += 1;
+    }
+
+    /// A sync that has ended makes its records durable and lets the messages held behind it
+    /// go.
+    fn settle_journal(&mut self, node: NodeId) {
+        let now = self.now;
+        let n = &mut self.nodes[node.index()];
+        if n.sync_until.is_none_or(|until| until > now) {
+            return;
+        }
+        n.sync_until = None;
+        n.journal.sync().expect("an in-memory journal always syncs");
+        for held in std::mem::take(&mut n.held) {
+            match held {
+                Held::To(to, message) => self.send_to_member(node, to, message, now),
+                Held::All(message) => self.broadcast_from(node, message, now),
+            }
+        }
+    }
+
     /// Runs one input through the node's engine, then carries out what the engine asked for.
     fn handle(&mut self, node: NodeId, input: Input<P::Message, P::Timer>) {
+        self.settle_journal(node);
         let now = self.now;
         let checks_before = self.memo.calls();
         let mut actions = std::mem::take(&mut self.actions);

@@ -259,7 +259,7 @@ fn a_busy_node_queues_its_inputs() {
     // Three senders ping node 3 at the same instant; handling costs 2 ms each, so node 3
     // handles them at t, t + 2 ms and t + 4 ms, in arrival order.
     let mut config = recording(4);
-    config.processing = ProcessingConfig { per_event_ns: 2 * MS, per_verify_ns: 0 };
+    config.processing = ProcessingConfig { per_event_ns: 2 * MS, per_verify_ns: 0, per_sync_ns: 0 };
     let mut sim = simulate(config, pinger(&[0, 1, 2], Some(3), 10 * MS, 1, 8));
     sim.run();
     let at_3: Vec<(u64, u16)> =

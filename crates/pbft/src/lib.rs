@@ -81,8 +81,8 @@ mod view_change;
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
-    BlockStatus, BlockView, ChainView, ConfigError, Ctx, MempoolError, Protocol, RecentIds,
-    VoteKeeper,
+    BlockStatus, BlockView, ChainView, ConfigError, Ctx, Equivocation, MempoolError, Protocol,
+    RecentIds, VoteKeeper,
 };
 use agora_crypto::{Digest, Domain, SecretKey};
 use agora_types::{Block, Committee, NodeId, Phase, SeqNo, Transaction, View};
@@ -304,6 +304,12 @@ impl Pbft {
     /// clients submitted to this replica.
     pub fn client_latencies_ns(&self) -> &[u64] {
         &self.client_latencies_ns
+    }
+
+    /// Two votes of one member for different values in one slot, as this replica saw them
+    /// (prepares, commits, pre-prepares and checkpoints; the first records kept).
+    pub fn equivocation_evidence(&self) -> impl Iterator<Item = &Equivocation> {
+        self.votes.evidence().iter().chain(self.checkpoints.evidence())
     }
 
     /// Drops and events.

@@ -111,6 +111,8 @@ impl Cluster {
                     self.timers[i].push((timer, self.now + after_ns));
                 }
                 Action::CancelTimer { timer } => self.timers[i].retain(|(t, _)| *t != timer),
+                // This harness models stable storage of everything: records need no journal.
+                Action::Persist { .. } => {}
                 Action::Commit { block } => {
                     self.commits[i].extend(block.batch().transactions().iter().cloned())
                 }

@@ -40,6 +40,7 @@ use agora_consensus::{
     Application, InMemoryMempool, LatencySummary, MempoolLimits, Protocol, TimerTable,
 };
 use agora_crypto::{Digest, KeyCachingCheck, PublicKey, SecretKey, Signature, domain};
+use agora_store::EngineJournal;
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
@@ -371,6 +372,7 @@ where
         verdicts,
         jobs: links.jobs,
         send_wait_max: config.send_wait_max,
+        journal: EngineJournal::default(),
         report: ReplicaReport::default(),
     };
     thread::Builder::new()

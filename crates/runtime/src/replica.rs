@@ -10,6 +10,7 @@ use agora_consensus::{
     Context, Driver, InMemoryMempool, Message, Protocol, Submitted, TimerTable, dispatch,
 };
 use agora_crypto::{Digest, KeyCachingCheck, domain};
+use agora_store::{EngineJournal, MemJournal};
 use agora_types::{Block, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
@@ -59,6 +60,9 @@ pub(crate) struct Replica<P: Protocol> {
     /// The longest wait on a full inbox.
     pub(crate) send_wait_max: Duration,
     pub(crate) report: ReplicaReport,
+    /// What the engine persisted. In memory for now: a replica's directory of real stores
+    /// comes with the runtime's restart test.
+    pub(crate) journal: EngineJournal<MemJournal>,
 }
 
 impl<P: Protocol> Replica<P> {
@@ -282,5 +286,14 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
 
     fn commit(&mut self, block: Block) {
         self.replica.commit(block);
+    }
+
+    fn persist(&mut self, record: Bytes, checkpoint: bool) {
+        let persisted = self.replica.journal.persist(&record, checkpoint);
+        persisted.expect("engine records are below the journal's limit");
+    }
+
+    fn sync(&mut self) {
+        self.replica.journal.sync().expect("an in-memory journal always syncs");
     }
 }

@@ -18,6 +18,7 @@
 //! after a damaged one for the cost of hashing 12 bytes per position, which is how it tells a
 //! torn tail from corruption in the middle.
 
+pub mod engine;
 pub mod file;
 pub mod memory;
 

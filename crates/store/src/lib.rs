@@ -48,6 +48,7 @@ pub use agora_types::Height;
 pub use blocks::memory::MemBlockStore;
 pub use blocks::redb::RedbBlockStore;
 pub use blocks::{BlockStore, FinalizedBlock, Snapshot, SnapshotPolicy};
+pub use journal::engine::EngineJournal;
 pub use journal::file::{FileJournal, FileJournalConfig};
 pub use journal::memory::MemJournal;
 pub use journal::{Journal, Lsn, RECORD_BYTES_MAX, TornTail};

@@ -6,6 +6,7 @@ use agora_crypto::{Digest, domain};
 use agora_types::{Batch, Block, Epoch, Height, Round, Transaction};
 use rustc_hash::FxHashSet;
 
+use crate::persist::{CHECKPOINT_AFTER_RECORDS, StreamletRecord};
 use crate::{Proposal, Streamlet, StreamletMessage, StreamletTimer};
 
 impl Streamlet {
@@ -24,11 +25,15 @@ impl Streamlet {
             ctx.set_timer(StreamletTimer::MidEpoch(epoch), mid - now);
         }
         self.first_proposal.retain(|e, _| *e >= epoch);
+        if self.records_since_checkpoint >= CHECKPOINT_AFTER_RECORDS {
+            self.checkpoint(ctx);
+        }
         let stall = self.config.resync_after_epochs.max(1);
         if epoch.0 >= self.progress_epoch.0.saturating_add(stall) {
             self.resync(ctx);
         }
-        if self.leader_of(epoch) == self.me {
+        // A leader that restarted in its own epoch has already proposed in it.
+        if self.leader_of(epoch) == self.me && self.last_proposed < epoch {
             self.propose(ctx);
         }
         self.try_vote_current(ctx);
@@ -47,6 +52,8 @@ impl Streamlet {
         let signature = self.key.sign(&domain::PROPOSAL, block.digest().as_bytes());
         let proposal = Proposal { block, signature };
         self.stats.proposals += 1;
+        self.last_proposed = self.epoch;
+        self.persist(ctx, &StreamletRecord::Adopted(proposal.clone()));
         ctx.broadcast(StreamletMessage::Propose(proposal.clone()));
         self.on_proposal(ctx, self.me, proposal);
     }

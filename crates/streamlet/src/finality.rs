@@ -25,13 +25,25 @@ impl Streamlet {
         if blocks.is_empty() {
             return;
         }
-        for block in blocks {
+        for block in self.note_finalized(blocks) {
+            ctx.commit(block);
+        }
+        // The new finalized tip stands for everything the journal held before it.
+        self.checkpoint(ctx);
+    }
+
+    /// What finality changes in the node's memory (the ids it refuses again, the proofs it
+    /// keeps, what it prunes); returns the blocks to commit.
+    pub(crate) fn note_finalized(&mut self, blocks: Vec<Block>) -> Vec<Block> {
+        if blocks.is_empty() {
+            return blocks;
+        }
+        for block in &blocks {
             for tx in block.batch().transactions() {
                 self.finalized_txs.insert(tx.id());
                 self.forwarded_at.remove(&tx.id());
             }
-            self.keep_finalized_proof(&block);
-            ctx.commit(block);
+            self.keep_finalized_proof(block);
         }
         let horizon = Epoch(self.tree.finalized_tip().round().0);
         self.progress_epoch = self.epoch;
@@ -43,6 +55,7 @@ impl Streamlet {
         self.seen.retain(|e, _| *e >= horizon);
         self.proposals_taken.retain(|e, _| *e >= horizon);
         self.prune_orphans();
+        blocks
     }
 
     /// Keeps a newly finalized block's signed proposal and notarization for [`Self::on_sync`]

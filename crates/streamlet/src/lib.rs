@@ -15,6 +15,7 @@
 //! | `finality.rs` | §3 "Finalize": committing, and the proofs kept to help others catch up |
 //! | `tree.rs` | the block tree: notarized chains, finality, pruning |
 //! | `catch_up.rs` | beyond the paper: forwarding, re-forwarding, resync, bounded orphans |
+//! | `persist.rs` | beyond the paper: what a node journals before it speaks, and its restore |
 //!
 //! ## The rules
 //!
@@ -38,9 +39,18 @@
 //! | — | a node cut off while the others finalized fetches the finalized blocks with their notarizations | `finality.rs` `on_sync`, `keep_finalized_proof`; `catch_up.rs` `resync` | `a_node_left_behind_the_finalized_tip_catches_up_when_its_quorum_needs_it` |
 //! | — | submissions go to the next two leaders, in batches; a backlog is re-forwarded only after it waited | `catch_up.rs` `flush_forwards`, `reforward` | `submissions_are_forwarded_in_batches_to_the_next_two_leaders`, `a_backlog_is_reforwarded_only_after_it_has_waited` |
 //! | — | a leader's proposals per epoch are bounded, but a block this node saw notarized is taken beyond the bound, so a faulty leader cannot keep it out | `vote.rs` `on_proposal` | `a_notarized_proposal_is_taken_after_a_faulty_leader_spent_the_epochs_quota`, `streamlet_scenarios_that_once_failed` |
+//! | 3 (its proof, for a node that crashes) | a node votes at most once per epoch across a crash: its vote is durable before it is sent | `vote.rs` `try_vote` (persist, then broadcast); `persist.rs` `restore_vote` | `a_vote_is_persisted_before_it_is_broadcast`, `a_restarted_node_never_votes_twice_in_an_epoch_and_an_amnesiac_one_does` |
+//! | — | a restarted node keeps its notarized chain and resumes from its last checkpoint | `persist.rs` `checkpoint`, `restore_checkpoint`; `tree.rs` `BlockTree::rooted` | `a_restarted_node_keeps_its_notarized_chain`, `a_node_restarted_from_its_journal_rejoins_and_agrees` |
 //! | — | dead forks, orphans and hostile floods stay bounded | `tree.rs` `prune`; `catch_up.rs` `prune_orphans` | `dead_forks_are_pruned_after_finality`, `a_million_hostile_messages_leave_state_and_memory_bounded` |
 //!
 //! ## In more detail
+//!
+//! Persistence: before a vote, a proposal or a notarization can shape any message, the node
+//! appends a record of it to its journal through [`Context::persist`](agora_consensus::Context::persist), and the driver syncs it before
+//! the message leaves. Each finalization writes a checkpoint (and so does an epoch start once
+//! 64 records followed the last one), so the journal holds one checkpoint and the records after
+//! it. `persist.rs` has the table of records and the rule each serves; [`Protocol::restore`]
+//! replays them into a fresh engine.
 //!
 //! Proposals are signed over the block digest, so that echoed copies stay attributable; echoed
 //! copies have their own message kinds, so their cost shows in the metrics. Echo is on by default:
@@ -69,6 +79,7 @@ mod drop;
 mod epoch;
 mod finality;
 mod messages;
+mod persist;
 mod tree;
 mod vote;
 
@@ -79,10 +90,11 @@ pub use messages::{Proposal, StreamletMessage};
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
-    BlockStatus, BlockView, ChainView, ConfigError, Ctx, MempoolError, Protocol, RecentIds,
-    Submitted, VoteKeeper,
+    BlockStatus, BlockView, ChainView, ConfigError, Ctx, Equivocation, MempoolError, Protocol,
+    RecentIds, RestoreError, Submitted, VoteKeeper,
 };
 use agora_crypto::{Digest, SecretKey};
+use agora_types::bytes::Bytes;
 use agora_types::{
     Block, Certificate, Committee, Epoch, Height, NodeId, Phase, Round, Statement, Transaction,
     Vote,
@@ -165,6 +177,12 @@ pub struct Streamlet {
     synced_at: BTreeMap<NodeId, Epoch>,
     /// The epoch of the last finalization (or resync) this node saw.
     progress_epoch: Epoch,
+    /// The last epoch this node proposed in (a leader proposes once per epoch).
+    last_proposed: Epoch,
+    /// Records persisted since the last checkpoint.
+    records_since_checkpoint: usize,
+    /// Blocks that became final again while the journal was replayed, committed on start.
+    recovered_commits: Vec<Block>,
     stats: StreamletStats,
 }
 
@@ -211,6 +229,9 @@ impl Streamlet {
             finalized_proofs: BTreeMap::new(),
             synced_at: BTreeMap::new(),
             progress_epoch: Epoch(0),
+            last_proposed: Epoch(0),
+            records_since_checkpoint: 0,
+            recovered_commits: Vec::new(),
             stats: StreamletStats::default(),
         })
     }
@@ -233,6 +254,12 @@ impl Streamlet {
     /// Length of the longest notarized chain this node has seen.
     pub fn notarized_height(&self) -> Height {
         self.tree.longest()
+    }
+
+    /// Two votes of one member in one epoch for different blocks, as this node saw them (the
+    /// first records kept).
+    pub fn equivocation_evidence(&self) -> &[Equivocation] {
+        self.keeper.evidence()
     }
 
     /// Drops and events, by reason.
@@ -271,6 +298,9 @@ impl Protocol for Streamlet {
     /// Epochs run in lock-step from time 0: a node (re)starting at `now` joins the epoch in
     /// progress, acting on it at once only if `now` is its start.
     fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
+        for block in std::mem::take(&mut self.recovered_commits) {
+            ctx.commit(block);
+        }
         let now = ctx.now_ns();
         let epoch = self.config.epoch_at(now);
         if now == self.config.epoch_start_ns(epoch) {
@@ -280,6 +310,11 @@ impl Protocol for Streamlet {
             let next = Epoch(epoch.0 + 1);
             ctx.set_timer(StreamletTimer::EpochStart(next), self.config.epoch_start_ns(next) - now);
         }
+    }
+
+    /// Replays the journal: see the `persist` module for what each record is and why.
+    fn restore(&mut self, records: &[Bytes]) -> Result<(), RestoreError> {
+        self.restore_from(records)
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, message: StreamletMessage) {

@@ -49,10 +49,16 @@ pub(crate) struct BlockTree {
 
 impl BlockTree {
     pub(crate) fn new(history_max: usize) -> Self {
-        let genesis = Block::genesis();
-        let digest = genesis.digest();
+        Self::rooted(Block::genesis(), history_max)
+    }
+
+    /// A tree whose root is `root`, final and notarized as genesis is: where a node that
+    /// restarts from a checkpoint resumes.
+    pub(crate) fn rooted(root: Block, history_max: usize) -> Self {
+        let digest = root.digest();
+        let longest = root.height();
         let entry = Entry {
-            block: genesis,
+            block: root,
             notarized_at: Some(0),
             on_notarized_chain: true,
             finalized_at: Some(0),
@@ -63,7 +69,7 @@ impl BlockTree {
             children: BTreeMap::new(),
             notarized_early: BTreeMap::new(),
             longest_tips: BTreeSet::from([digest]),
-            longest: Height(0),
+            longest,
             finalized_tip: digest,
             history_max: history_max.max(1),
             finalized_order: std::collections::VecDeque::from([digest]),

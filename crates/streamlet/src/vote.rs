@@ -9,6 +9,7 @@ use agora_crypto::domain;
 use agora_types::{Block, Epoch, NodeId, Phase, Vote};
 use rustc_hash::FxHashSet;
 
+use crate::persist::StreamletRecord;
 use crate::{
     IntoEpoch, Proposal, Seen, Streamlet, StreamletDrop, StreamletMessage, StreamletWeakening,
     vote_statement,
@@ -128,6 +129,10 @@ impl Streamlet {
                 self.drop_message(reason);
                 continue;
             }
+            if block.proposer() != self.me {
+                // A leader's own proposal was persisted before it was broadcast.
+                self.persist(ctx, &StreamletRecord::Adopted(proposal.clone()));
+            }
             if self.adopted_count < self.config.orphans_max {
                 self.adopted_count += 1;
                 self.adopted.entry(Epoch(block.round().0)).or_default().push(proposal);
@@ -191,7 +196,15 @@ impl Streamlet {
         self.stats.votes_cast += 1;
         let vote = Vote::sign(vote_statement(block), self.me, &self.key);
         self.own_votes.insert(epoch, vote);
-        ctx.broadcast(StreamletMessage::Vote(vote));
+        if self.config.weakened(StreamletWeakening::VoteBeforeDurable) {
+            ctx.broadcast(StreamletMessage::Vote(vote));
+            self.persist(ctx, &StreamletRecord::Voted(vote));
+        } else {
+            // Durable before it is sent: the driver syncs this record before the broadcast
+            // leaves.
+            self.persist(ctx, &StreamletRecord::Voted(vote));
+            ctx.broadcast(StreamletMessage::Vote(vote));
+        }
         self.on_vote(ctx, self.me, vote);
     }
 
@@ -232,6 +245,7 @@ impl Streamlet {
         match outcome {
             VoteOutcome::Counted { signers } => self.tree.set_votes(&s.value, signers),
             VoteOutcome::Certified(cert) => {
+                self.persist(ctx, &StreamletRecord::Notarized(cert.clone()));
                 self.tree.set_votes(&s.value, cert.signers().len());
                 let finalized = self.tree.notarize(s.value, ctx.now_ns());
                 self.commit_finalized(ctx, finalized);

@@ -318,3 +318,31 @@ fn a_node_left_behind_the_finalized_tip_catches_up_when_its_quorum_needs_it() {
     let d3 = &r.report.nodes_detail[3];
     assert!(d3.finalized_height > behind_at_heal as u64, "node 3 at {}", d3.finalized_height);
 }
+
+#[test]
+fn a_node_restarted_from_its_journal_rejoins_and_agrees() {
+    // Node 2 crashes in epoch 6, while a sync may be in flight, and comes back in epoch 9 as a
+    // fresh engine restored from its journal: it resumes from its last checkpoint, catches up
+    // and ends with the same log as the others.
+    let epochs = 30;
+    let mut c = config(4, epochs);
+    c.processing.per_sync_ns = MS;
+    c.faults = vec![
+        Fault { at_ns: t(6) + SMALL_DELTA, node: NodeId(2), kind: FaultKind::Crash },
+        Fault { at_ns: t(9) + 7 * MS, node: NodeId(2), kind: FaultKind::Recover },
+    ];
+    let r = run_with(c, LeaderRule::RoundRobin, |sim| {
+        let mut sc = StreamletConfig::new(DELTA);
+        sc.leader = LeaderRule::RoundRobin;
+        sim.set_rebuild(move |me, committee, key| {
+            Streamlet::new(sc, committee.clone(), me, key.clone()).expect("a valid configuration")
+        });
+    });
+    let restarted = &r.report.nodes_detail[2];
+    assert_eq!(restarted.recoveries, 1);
+    assert!(restarted.journal_syncs > 0);
+    assert!(restarted.finalized_height > 20, "it kept finalizing: {}", restarted.finalized_height);
+    // Checkpoints at every finalization keep the journal to a few records.
+    assert!(restarted.journal_bytes < 16 * 1024, "{} journal bytes", restarted.journal_bytes);
+    assert_equal_logs(&r, 0..4);
+}

@@ -6,6 +6,7 @@ use agora_crypto::{DirectCheck, domain};
 use agora_streamlet::{
     LeaderRule, Proposal, Streamlet, StreamletConfig, StreamletMessage, StreamletTimer,
 };
+use agora_types::bytes::Bytes;
 use agora_types::{
     Batch, Block, Committee, Epoch, Height, NodeId, Phase, Round, SecretKey, Statement, Vote,
 };
@@ -41,6 +42,38 @@ impl Harness {
         let mut ctx =
             Context::new(now, NodeId(3), &mut self.actions, &mut self.mempool, &mut check);
         self.node.on_timer(&mut ctx, StreamletTimer::EpochStart(Epoch(epoch)));
+    }
+
+    /// The records node 3 persisted so far, from its latest checkpoint on: what a driver's
+    /// journal would hand a restarted engine.
+    fn journal(&self) -> Vec<Bytes> {
+        let mut journal = Vec::new();
+        for action in &self.actions {
+            if let Action::Persist { record, checkpoint } = action {
+                if *checkpoint {
+                    journal.clear();
+                }
+                journal.push(record.clone());
+            }
+        }
+        journal
+    }
+
+    /// Node 3 crashes and starts again in its current epoch, as a fresh engine restored from
+    /// `journal`.
+    fn restart_from(&mut self, journal: &[Bytes]) {
+        let epoch = self.node.epoch();
+        let (committee, _) = Committee::deterministic(1, 4).unwrap();
+        let mut config = StreamletConfig::new(DELTA);
+        config.leader = LeaderRule::RoundRobin;
+        self.node = Streamlet::new(config, committee, NodeId(3), self.keys[3].clone()).unwrap();
+        self.node.restore(journal).expect("the engine restores from its own records");
+        let now = 2 * DELTA * (epoch.0 - 1) + 1;
+        self.actions.clear();
+        let mut check = DirectCheck;
+        let mut ctx =
+            Context::new(now, NodeId(3), &mut self.actions, &mut self.mempool, &mut check);
+        self.node.on_start(&mut ctx);
     }
 
     fn proposal(&self, parent: &Block, epoch: u64, proposer: u16, stamp: u64) -> Proposal {
@@ -215,4 +248,54 @@ fn a_notarized_proposal_is_taken_after_a_faulty_leader_spent_the_epochs_quota() 
     let b2 = h.proposal(&notarized.block, 2, 2, 0);
     h.deliver(StreamletMessage::Propose(b2.clone()));
     assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())], "and the chain goes on from it");
+}
+
+#[test]
+fn a_vote_is_persisted_before_it_is_broadcast() {
+    let mut h = Harness::new();
+    h.enter(1);
+    h.actions.clear();
+    h.deliver(StreamletMessage::Propose(h.proposal(&Block::genesis(), 1, 1, 0)));
+    let position = |wanted: fn(&Action<StreamletMessage, StreamletTimer>) -> bool| {
+        h.actions.iter().position(wanted).expect("the action is there")
+    };
+    let persisted = position(|a| matches!(a, Action::Persist { .. }));
+    let sent = position(|a| matches!(a, Action::Broadcast { message: StreamletMessage::Vote(_) }));
+    assert!(persisted < sent, "the vote left before its record");
+}
+
+#[test]
+fn a_restarted_node_never_votes_twice_in_an_epoch_and_an_amnesiac_one_does() {
+    // The leader of epoch 1 equivocates: node 3 votes for the first proposal, crashes, and
+    // after a restart in the same epoch receives the second.
+    for (journal_kept, votes_again) in [(true, false), (false, true)] {
+        let mut h = Harness::new();
+        h.enter(1);
+        let first = h.proposal(&Block::genesis(), 1, 1, 0);
+        h.deliver(StreamletMessage::Propose(first.clone()));
+        let journal = if journal_kept { h.journal() } else { Vec::new() };
+        assert_eq!(h.votes_cast(), vec![(1, first.block.digest())]);
+        h.restart_from(&journal);
+        let second = h.proposal(&Block::genesis(), 1, 1, 1);
+        h.deliver(StreamletMessage::Propose(second.clone()));
+        let again = h.votes_cast();
+        assert_eq!(!again.is_empty(), votes_again, "journal kept: {journal_kept}: {again:?}");
+    }
+}
+
+#[test]
+fn a_restarted_node_keeps_its_notarized_chain() {
+    let mut h = Harness::new();
+    h.enter(1);
+    let b1 = h.proposal(&Block::genesis(), 1, 1, 0);
+    h.deliver(StreamletMessage::Propose(b1.clone()));
+    h.notarize(&b1.block);
+    let journal = h.journal();
+    h.enter(2);
+    h.restart_from(&journal);
+    assert_eq!(h.node.notarized_height(), Height(1), "b1 is still notarized");
+    // Epoch 2's proposal on b1 extends the longest notarized chain: the restarted node votes.
+    let b2 = h.proposal(&b1.block, 2, 2, 0);
+    h.deliver(StreamletMessage::Propose(b2.clone()));
+    assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())]);
 }

@@ -64,6 +64,19 @@ pub struct SimulateOptions {
     /// Crash a node at a time and keep it down: NODE@MS (repeatable).
     #[arg(long = "crash", value_parser = parse_crash, value_name = "NODE@MS")]
     pub crashes: Vec<(NodeId, f64)>,
+    /// Bring a node back at a time: NODE@MS (repeatable), for a node taken down with
+    /// `--crash`. It comes back as a new process would: a fresh engine restored from its journal
+    /// (Streamlet; PBFT does not journal its state yet, and refuses this).
+    #[arg(long = "restart", value_parser = parse_crash, value_name = "NODE@MS")]
+    pub restarts: Vec<(NodeId, f64)>,
+    /// Restarts lose the journal: the engine comes back remembering nothing it voted for (the
+    /// mutant that durable storage prevents).
+    #[arg(long)]
+    pub amnesia: bool,
+    /// How long one journal sync takes, in milliseconds: a pass that persisted records holds
+    /// its messages until its sync ends, and a crash within it loses part of what it wrote.
+    #[arg(long, default_value_t = Self::DEFAULTS.sync_ms, value_name = "MS")]
+    pub sync_ms: f64,
     /// Streamlet: take the leader of epoch E down for exactly that epoch, then let it carry on
     /// (repeatable).
     #[arg(long, value_name = "E")]
@@ -131,6 +144,9 @@ impl SimulateOptions {
         tx_rate: 100.0,
         batch_max: 1_000,
         crashes: Vec::new(),
+        restarts: Vec::new(),
+        amnesia: false,
+        sync_ms: 0.0,
         crash_leader_of_epoch: Vec::new(),
         leader: LeaderChoice::Hashed,
         echo: true,
@@ -266,6 +282,7 @@ impl SimulateOptions {
         }
         let latency = ns("latency_ms", self.latency_ms)?;
         let mut c = SimConfig::new(self.nodes);
+        c.processing.per_sync_ns = ns("sync_ms", self.sync_ms)?;
         c.seed = self.seed;
         c.duration_ns = ns("duration_ms", self.duration_ms)?;
         c.network.latency_ns = latency;
@@ -354,6 +371,37 @@ impl SimulateOptions {
         Ok(())
     }
 
+    /// `--restart`: each restarts a node `--crash` took down, after it went down.
+    fn add_restarts(&self, c: &mut SimConfig) -> Result<(), SimulateError> {
+        if self.restarts.is_empty() {
+            return if self.amnesia {
+                Err(SimulateError::field("amnesia", "applies to restarts: add --restart NODE@MS"))
+            } else {
+                Ok(())
+            };
+        }
+        if self.protocol != ProtocolChoice::Streamlet {
+            return Err(SimulateError::field(
+                "restarts",
+                "PBFT does not journal its state yet, so a restart from its journal would be an \
+                 amnesiac one; restart Streamlet nodes only",
+            ));
+        }
+        for (node, at_ms) in &self.restarts {
+            let at_ns = ns("restarts", *at_ms)?;
+            let down = self.crashes.iter().any(|(n, crash_ms)| n == node && *crash_ms < *at_ms);
+            if !down {
+                return Err(SimulateError::field(
+                    "restarts",
+                    format!("node {node} is not down before {at_ms} ms: crash it with --crash"),
+                ));
+            }
+            let kind = if self.amnesia { FaultKind::Amnesia } else { FaultKind::Recover };
+            c.faults.push(Fault { at_ns, node: *node, kind });
+        }
+        Ok(())
+    }
+
     /// The scheduled faults: crashes, a Streamlet epoch's leader down for its epoch, PBFT
     /// primaries down from a quarter of the run, and a partition into halves.
     fn add_faults(&self, c: &mut SimConfig, delta: u64) -> Result<(), SimulateError> {
@@ -364,6 +412,7 @@ impl SimulateOptions {
                 kind: FaultKind::Crash,
             });
         }
+        self.add_restarts(c)?;
         if !self.crash_leader_of_epoch.is_empty() && self.protocol != ProtocolChoice::Streamlet {
             return Err(SimulateError::field(
                 "crash_leader_of_epoch",

@@ -235,6 +235,13 @@ impl fmt::Display for Describe<'_> {
                 first.0,
                 first.1.short()
             ),
+            Violation::Refinalized { t_ns, node, height, first, again } => write!(
+                f,
+                "at {:.3} ms node {node}, restarted, finalized {} at height {height}, where it had finalized {}",
+                at(t_ns),
+                again.short(),
+                first.short()
+            ),
             Violation::NotFinalized { tx, submitted_ns, deadline_ns } => write!(
                 f,
                 "transaction {} submitted at {:.3} ms was not final by {:.3} ms",

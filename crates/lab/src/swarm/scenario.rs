@@ -22,6 +22,10 @@ pub enum Weakening {
     VoteExtendsFinalized,
     /// PBFT counts the primary's pre-prepare as one of the 2f prepares.
     PrePrepareCountsAsPrepare,
+    /// Streamlet broadcasts a vote before its journal record is durable.
+    VoteBeforeDurable,
+    /// Every restart loses the journal: the node comes back remembering nothing it voted for.
+    Amnesia,
 }
 
 impl Weakening {
@@ -31,6 +35,8 @@ impl Weakening {
             Weakening::QuorumOneSmaller => "quorum-one-smaller",
             Weakening::VoteExtendsFinalized => "vote-extends-finalized",
             Weakening::PrePrepareCountsAsPrepare => "pre-prepare-counts-as-prepare",
+            Weakening::VoteBeforeDurable => "vote-before-durable",
+            Weakening::Amnesia => "amnesia",
         }
     }
 
@@ -40,6 +46,8 @@ impl Weakening {
             Weakening::QuorumOneSmaller,
             Weakening::VoteExtendsFinalized,
             Weakening::PrePrepareCountsAsPrepare,
+            Weakening::VoteBeforeDurable,
+            Weakening::Amnesia,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -58,6 +66,56 @@ pub enum NodeFault {
         /// When it starts again.
         restart_ns: Option<u64>,
     },
+}
+
+/// How a scenario's nodes restart, and the disk they restart from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restarts {
+    /// A node that restarts is a fresh engine restored from its journal
+    /// ([`FaultKind::Recover`]); otherwise it resumes with its memory ([`FaultKind::Restart`]:
+    /// the stable storage of everything the papers assume). PBFT resumes until it persists its
+    /// state.
+    pub recover: bool,
+    /// How long one journal sync takes: a crash within a sync loses a suffix of what it was
+    /// writing.
+    pub sync_ns: u64,
+    /// An honest member that crashes and restarts before GST.
+    pub honest: Option<HonestRestart>,
+}
+
+/// An honest member's crash and restart, before GST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HonestRestart {
+    /// Which member: the `pick`-th (modulo their count) that is neither faulty nor twinned.
+    pub pick: u64,
+    /// When it goes down.
+    pub down_ns: u64,
+    /// When it comes back.
+    pub up_ns: u64,
+    /// It goes down halfway through its first journal sync after `down_ns`
+    /// ([`FaultKind::CrashInSync`]), rather than at `down_ns`.
+    pub in_sync: bool,
+}
+
+impl Restarts {
+    /// The restarts of `seed`, for a run whose GST is `gst_ns`.
+    fn drawn(protocol: ProtocolChoice, seed: u64, gst_ns: u64, delta_ns: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ RESTART_STREAM);
+        let recover = protocol == ProtocolChoice::Streamlet && rng.random_bool(0.75);
+        let sync_ns = rng.random_range(100..=3_000) * 1_000;
+        let honest = rng.random_bool(0.5).then(|| {
+            let down_ns = rng.random_range(0..gst_ns.max(1));
+            // Half are a blink, back within 2Δ: a restart in the round it crashed in is where
+            // a forgotten vote could be cast again.
+            let up_ns = if rng.random_bool(0.5) {
+                down_ns + rng.random_range(1..=2 * delta_ns.max(1))
+            } else {
+                rng.random_range(down_ns..=gst_ns)
+            };
+            HonestRestart { pick: rng.random(), down_ns, up_ns, in_sync: rng.random_bool(0.5) }
+        });
+        Self { recover, sync_ns, honest }
+    }
 }
 
 /// One random scenario, all drawn from its seed.
@@ -92,6 +150,8 @@ pub struct Scenario {
     pub weakening: Option<Weakening>,
     /// Members that run twice (Twins): the twin is instance `nodes + j`.
     pub twins: Vec<NodeId>,
+    /// How nodes restart.
+    pub restarts: Restarts,
 }
 
 impl Scenario {
@@ -307,6 +367,7 @@ impl Scenario {
             duration_ns: load_end_ns + liveness_bound_ns,
             weakening: None,
             twins: Vec::new(),
+            restarts: Restarts::drawn(protocol, seed, gst_ns, delta_ns),
         }
     }
 
@@ -351,15 +412,39 @@ impl Scenario {
             payload_bytes: 32,
             targets: Targets::Random,
         });
+        let restart = match self.weakening {
+            Some(Weakening::Amnesia) => FaultKind::Amnesia,
+            // The mutant loses records only where restarts read the journal.
+            Some(Weakening::VoteBeforeDurable) => FaultKind::Recover,
+            _ if self.restarts.recover => FaultKind::Recover,
+            _ => FaultKind::Restart,
+        };
         for (node, fault) in &self.faults {
             if let NodeFault::Crash { at_ns, restart_ns } = *fault {
                 c.faults.push(Fault { at_ns, node: *node, kind: FaultKind::Crash });
                 if let Some(at_ns) = restart_ns {
-                    c.faults.push(Fault { at_ns, node: *node, kind: FaultKind::Restart });
+                    c.faults.push(Fault { at_ns, node: *node, kind: restart });
                 }
             }
         }
+        if let Some((node, honest)) = self.honest_restart() {
+            let down = if honest.in_sync { FaultKind::CrashInSync } else { FaultKind::Crash };
+            c.faults.push(Fault { at_ns: honest.down_ns, node, kind: down });
+            c.faults.push(Fault { at_ns: honest.up_ns, node, kind: restart });
+        }
+        c.processing.per_sync_ns = self.restarts.sync_ns;
         c
+    }
+
+    /// The honest member that crashes and restarts, with its times, if the scenario has one.
+    pub fn honest_restart(&self) -> Option<(NodeId, HonestRestart)> {
+        let honest = self.restarts.honest?;
+        let eligible: Vec<NodeId> = (0..self.nodes as u16)
+            .map(NodeId)
+            .filter(|n| !self.twins.contains(n) && self.faults.iter().all(|(f, _)| f != n))
+            .collect();
+        let node = *eligible.get((honest.pick % eligible.len().max(1) as u64) as usize)?;
+        Some((node, honest))
     }
 
     /// The command that runs this scenario again.
@@ -389,6 +474,7 @@ impl Scenario {
         c.weaken = match self.weakening {
             Some(Weakening::QuorumOneSmaller) => Some(StreamletWeakening::QuorumOneSmaller),
             Some(Weakening::VoteExtendsFinalized) => Some(StreamletWeakening::VoteExtendsFinalized),
+            Some(Weakening::VoteBeforeDurable) => Some(StreamletWeakening::VoteBeforeDurable),
             _ => None,
         };
         c
@@ -438,6 +524,13 @@ impl fmt::Display for Scenario {
         for (j, twin) in self.twins.iter().enumerate() {
             write!(f, "; node {twin} twinned (instance {})", self.nodes + j)?;
         }
+        if let Some((node, honest)) = self.honest_restart() {
+            let (down, up) = (honest.down_ns / MS, honest.up_ns / MS);
+            let how = if honest.in_sync { " (crashing in a sync)" } else { "" };
+            write!(f, "; honest node {node} down {down}–{up} ms{how}")?;
+        }
+        let how = if self.restarts.recover { "from the journal" } else { "with memory" };
+        write!(f, "; restarts {how}, sync {} µs", self.restarts.sync_ns / 1_000)?;
         if let Some(w) = self.weakening {
             write!(f, "; weakened: {}", w.name())?;
         }

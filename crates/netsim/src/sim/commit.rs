@@ -6,6 +6,14 @@ use super::*;
 impl<P: Protocol, A: Application> Simulation<P, A> {
     pub(super) fn commit(&mut self, node: NodeId, block: Block, at: u64) {
         let n = &mut self.nodes[node.index()];
+        if block.height().0 <= n.finalized_height {
+            // A restarted engine finalizing again what its application already holds: the
+            // node applies it once; a different block at that height is a fork.
+            if n.honest {
+                self.checker.on_refinalize(at, node, &block);
+            }
+            return;
+        }
         let applied = n.app.apply(&block, &mut self.memo);
         n.finalized_height = block.height().0;
         n.state = applied.state_digest;
@@ -129,6 +137,11 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 state_digest: n.state,
                 sent: n.sent,
                 decode_errors: n.decode_errors,
+                journal_syncs: n.syncs,
+                journal_bytes: agora_store::Journal::size_bytes(n.journal.journal()),
+                restarts: n.restarts,
+                recoveries: n.recoveries,
+                crashes_mid_sync: n.crashes_mid_sync,
             })
             .collect();
         let violations = self.checker.violations().to_vec();

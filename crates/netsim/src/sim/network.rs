@@ -11,7 +11,17 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         actions: &mut Vec<Action<P::Message, P::Timer>>,
         depart: u64,
     ) {
-        dispatch(actions.drain(..), &mut NodeDriver { sim: self, node, depart });
+        let mut driver = NodeDriver { sim: self, node, depart, synced: false };
+        dispatch(actions.drain(..), &mut driver);
+        // A pass that synced its journal holds the node, and what it sent after the records,
+        // until the sync ends.
+        let (depart, synced) = (driver.depart, driver.synced);
+        let n = &mut self.nodes[node.index()];
+        n.busy_until = n.busy_until.max(depart);
+        if synced {
+            let seq = n.syncs;
+            self.schedule(depart, Event::Synced { node, seq });
+        }
     }
 
     /// `node`'s engine sends `message` to member `to`: to each of its instances the network
@@ -221,15 +231,25 @@ struct NodeDriver<'a, P: Protocol, A: Application> {
     sim: &'a mut Simulation<P, A>,
     node: NodeId,
     depart: u64,
+    /// The pass synced its journal: what it sends from now on waits for the sync to end.
+    synced: bool,
 }
 
 impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_, P, A> {
     fn send(&mut self, to: NodeId, message: P::Message) {
-        self.sim.send_to_member(self.node, to, message, self.depart);
+        if self.synced {
+            self.sim.nodes[self.node.index()].held.push(Held::To(to, message));
+        } else {
+            self.sim.send_to_member(self.node, to, message, self.depart);
+        }
     }
 
     fn broadcast(&mut self, message: P::Message) {
-        self.sim.broadcast_from(self.node, message, self.depart);
+        if self.synced {
+            self.sim.nodes[self.node.index()].held.push(Held::All(message));
+        } else {
+            self.sim.broadcast_from(self.node, message, self.depart);
+        }
     }
 
     fn set_timer(&mut self, timer: P::Timer, after_ns: u64) {
@@ -245,5 +265,30 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
 
     fn commit(&mut self, block: Block) {
         self.sim.commit(self.node, block, self.depart);
+    }
+
+    fn persist(&mut self, record: Bytes, checkpoint: bool) {
+        let journal = &mut self.sim.nodes[self.node.index()].journal;
+        journal.persist(&record, checkpoint).expect("engine records are below the journal's limit");
+    }
+
+    /// The sync takes `per_sync_ns`; what the pass sends after it leaves when it ends.
+    fn sync(&mut self) {
+        let cost = self.sim.config.processing.per_sync_ns;
+        let n = &mut self.sim.nodes[self.node.index()];
+        n.syncs += 1;
+        if cost == 0 {
+            // A disk that syncs in no time: nothing waits, and no crash can come between.
+            n.journal.sync().expect("an in-memory journal always syncs");
+            return;
+        }
+        let start = self.depart;
+        self.depart = start.saturating_add(cost);
+        self.synced = true;
+        n.sync_until = Some(self.depart);
+        if std::mem::take(&mut n.crash_in_sync) {
+            let crash = Fault { at_ns: start + cost / 2, node: self.node, kind: FaultKind::Crash };
+            self.sim.schedule(crash.at_ns, Event::Fault(crash));
+        }
     }
 }
