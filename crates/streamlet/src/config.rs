@@ -85,9 +85,6 @@ pub enum StreamletWeakening {
     QuorumOneSmaller,
     /// Vote for any proposal that extends the finalized chain, not only a longest notarized one.
     VoteExtendsFinalized,
-    /// Broadcast a vote before its journal record, so that a crash in the sync that follows
-    /// loses the record of a vote already on the wire.
-    VoteBeforeDurable,
 }
 
 impl StreamletConfig {

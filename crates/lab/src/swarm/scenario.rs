@@ -22,10 +22,6 @@ pub enum Weakening {
     VoteExtendsFinalized,
     /// PBFT counts the primary's pre-prepare as one of the 2f prepares.
     PrePrepareCountsAsPrepare,
-    /// Streamlet broadcasts a vote before its journal record is durable.
-    VoteBeforeDurable,
-    /// Every restart loses the journal: the node comes back remembering nothing it voted for.
-    Amnesia,
 }
 
 impl Weakening {
@@ -35,8 +31,6 @@ impl Weakening {
             Weakening::QuorumOneSmaller => "quorum-one-smaller",
             Weakening::VoteExtendsFinalized => "vote-extends-finalized",
             Weakening::PrePrepareCountsAsPrepare => "pre-prepare-counts-as-prepare",
-            Weakening::VoteBeforeDurable => "vote-before-durable",
-            Weakening::Amnesia => "amnesia",
         }
     }
 
@@ -46,8 +40,6 @@ impl Weakening {
             Weakening::QuorumOneSmaller,
             Weakening::VoteExtendsFinalized,
             Weakening::PrePrepareCountsAsPrepare,
-            Weakening::VoteBeforeDurable,
-            Weakening::Amnesia,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -412,13 +404,7 @@ impl Scenario {
             payload_bytes: 32,
             targets: Targets::Random,
         });
-        let restart = match self.weakening {
-            Some(Weakening::Amnesia) => FaultKind::Amnesia,
-            // The mutant loses records only where restarts read the journal.
-            Some(Weakening::VoteBeforeDurable) => FaultKind::Recover,
-            _ if self.restarts.recover => FaultKind::Recover,
-            _ => FaultKind::Restart,
-        };
+        let restart = if self.restarts.recover { FaultKind::Recover } else { FaultKind::Restart };
         for (node, fault) in &self.faults {
             if let NodeFault::Crash { at_ns, restart_ns } = *fault {
                 c.faults.push(Fault { at_ns, node: *node, kind: FaultKind::Crash });
@@ -474,7 +460,6 @@ impl Scenario {
         c.weaken = match self.weakening {
             Some(Weakening::QuorumOneSmaller) => Some(StreamletWeakening::QuorumOneSmaller),
             Some(Weakening::VoteExtendsFinalized) => Some(StreamletWeakening::VoteExtendsFinalized),
-            Some(Weakening::VoteBeforeDurable) => Some(StreamletWeakening::VoteBeforeDurable),
             _ => None,
         };
         c
