@@ -600,7 +600,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         // An engine that cannot read its own records would run without its safety state.
         engine.restore(&records).expect("an engine restores from the records it wrote");
         n.engine = engine;
-        n.recoveries += 1;
+        n.recoveries += u64::from(!amnesia);
     }
 
     /// A sync that has ended makes its records durable and lets the messages held behind it

@@ -46,6 +46,13 @@ pub struct NodeSummary {
     pub finalized_height: u64,
     /// Digest of its finalized log.
     pub log_digest: Digest,
+    /// Times it restarted as a fresh engine restored from its journal (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recoveries: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// One block of the agreed log, with times as the first honest node saw them.
@@ -163,6 +170,7 @@ pub(super) fn summarise(
                 honest: d.honest,
                 finalized_height: d.finalized_height,
                 log_digest: d.log_digest,
+                recoveries: d.recoveries,
             })
             .collect(),
         view_changes: None,
@@ -332,7 +340,7 @@ impl fmt::Display for SimulationSummary {
         }
         writeln!(f, "  nodes")?;
         for n in &self.nodes_detail {
-            writeln!(
+            write!(
                 f,
                 "    n{:<3} {:<9} height {:>4}  log {}",
                 n.node,
@@ -340,6 +348,10 @@ impl fmt::Display for SimulationSummary {
                 n.finalized_height,
                 n.log_digest.short()
             )?;
+            if n.recoveries > 0 {
+                write!(f, "  restarted {}× from its journal", n.recoveries)?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
