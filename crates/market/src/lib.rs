@@ -28,6 +28,9 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub mod priority;
+mod snapshot;
+
+pub use snapshot::{MarketSnapshotError, SNAPSHOT_BYTES_MAX};
 
 /// What a market transaction asks for. The account is not in it: it is the signer's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +216,7 @@ pub const NONCE_WINDOW: u64 = 4_096;
 /// acceptable: at least the window's floor, and never itself taken. `ahead` holds the taken
 /// nonces above it, which stays empty while a sender's transactions are executed in order. The
 /// form is canonical: one set of taken nonces has one representation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Nonces {
     next: u64,
     ahead: BTreeSet<u64>,

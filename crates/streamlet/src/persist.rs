@@ -28,8 +28,9 @@ pub(crate) const CHECKPOINT_AFTER_RECORDS: usize = 64;
 /// The notarized proposals a checkpoint carries stop at this many bytes, keeping it well under
 /// the journal's record limit.
 pub(crate) const CHECKPOINT_BYTES_MAX: usize = 8 << 20;
-/// Records are decoded under this limit: a checkpoint's proposals and their certificates.
-const RECORD_BYTES_MAX: usize = 16 << 20;
+/// Records are encoded and decoded under this limit: a checkpoint's proposals and their
+/// certificates, with room left under a journal's 16 MiB record limit for the driver's envelope.
+const RECORD_BYTES_MAX: usize = 15 << 20;
 
 /// One record of a Streamlet node's journal; see the [module docs](self).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,7 +55,8 @@ pub(crate) struct Checkpoint {
 impl Streamlet {
     /// Appends `record` to the journal.
     pub(crate) fn persist(&mut self, ctx: &mut Ctx<'_, Self>, record: &StreamletRecord) {
-        let bytes = codec::encode(record).expect("a record within the codec's limits");
+        let bytes = codec::encode_with_limit(record, RECORD_BYTES_MAX)
+            .expect("a record holds one message's worth");
         self.records_since_checkpoint += 1;
         ctx.persist(bytes);
     }
@@ -62,7 +64,8 @@ impl Streamlet {
     /// Writes a checkpoint: it stands for every record before it.
     pub(crate) fn checkpoint(&mut self, ctx: &mut Ctx<'_, Self>) {
         let record = StreamletRecord::Checkpoint(self.checkpoint_now());
-        let bytes = codec::encode(&record).expect("a checkpoint within the codec's limits");
+        let bytes = codec::encode_with_limit(&record, RECORD_BYTES_MAX)
+            .expect("a checkpoint's proposals stop at CHECKPOINT_BYTES_MAX, below the limit");
         self.records_since_checkpoint = 0;
         ctx.checkpoint(bytes);
     }
@@ -75,11 +78,12 @@ impl Streamlet {
             if !self.keeper.is_certified(&statement) {
                 continue;
             }
-            bytes += proposal.block.encoded_len();
+            let certificate = self.keeper.certificate_of(&statement, None);
+            bytes += proposal.block.encoded_len() + codec::encoded_len(&certificate);
             if bytes > CHECKPOINT_BYTES_MAX {
                 break;
             }
-            notarized.push((proposal.clone(), self.keeper.certificate_of(&statement, None)));
+            notarized.push((proposal.clone(), certificate));
         }
         Checkpoint {
             finalized: self.tree.finalized_tip().clone(),

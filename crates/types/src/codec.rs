@@ -48,23 +48,41 @@ impl From<postcard::Error> for CodecError {
     }
 }
 
-/// Appends the encoding of `value` to `out`.
+/// Appends the encoding of `value` to `out`, under [`MESSAGE_BYTES_MAX`].
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    encode_into_with_limit(value, out, MESSAGE_BYTES_MAX)
+}
+
+/// Appends the encoding of `value` to `out`, refusing (and leaving `out` as it was) one over
+/// `limit` bytes: for values that are not messages, such as journal records and snapshots.
+pub fn encode_into_with_limit<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), CodecError> {
     let start = out.len();
     let taken = std::mem::take(out);
     *out = postcard::to_extend(value, taken)?;
     let size = out.len() - start;
-    if size > MESSAGE_BYTES_MAX {
+    if size > limit {
         out.truncate(start);
-        return Err(CodecError::TooLarge { size, limit: MESSAGE_BYTES_MAX });
+        return Err(CodecError::TooLarge { size, limit });
     }
     Ok(())
 }
 
-/// The encoding of `value`, as a shareable buffer.
+/// The encoding of `value`, as a shareable buffer, under [`MESSAGE_BYTES_MAX`].
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, CodecError> {
-    let mut out = Vec::with_capacity(encoded_len(value));
-    encode_into(value, &mut out)?;
+    encode_with_limit(value, MESSAGE_BYTES_MAX)
+}
+
+/// The encoding of `value`, as a shareable buffer, under `limit` bytes.
+pub fn encode_with_limit<T: Serialize + ?Sized>(
+    value: &T,
+    limit: usize,
+) -> Result<Bytes, CodecError> {
+    let mut out = Vec::with_capacity(encoded_len(value).min(limit));
+    encode_into_with_limit(value, &mut out, limit)?;
     Ok(Bytes::from(out))
 }
 

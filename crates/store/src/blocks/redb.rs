@@ -244,9 +244,10 @@ impl RedbBlockStore {
             for block in blocks {
                 let height = block.height().0;
                 let key = height.to_le_bytes();
-                let encoded = codec::encode(block).map_err(|error| {
-                    self.undecodable("blocks", height.to_string(), error.to_string())
-                })?;
+                let encoded =
+                    codec::encode_with_limit(block, BLOCK_BYTES_MAX).map_err(|error| {
+                        self.undecodable("blocks", height.to_string(), error.to_string())
+                    })?;
                 table.insert(height, seal("blocks", &key, &encoded).as_slice()).at(&self.path)?;
                 let digest = seal("digests", &key, block.state_digest.as_bytes());
                 digests.insert(height, digest.as_slice()).at(&self.path)?;

@@ -1,0 +1,91 @@
+//! Snapshots of the replicated market: a replica restarts from its latest one and replays the
+//! finalized blocks after it, and a replica far behind starts from a peer's whose digest is
+//! certified.
+//!
+//! A snapshot holds the order book's canonical snapshot, the nonce windows, the height, the
+//! execution order and, in canonical order, the final block still waiting for its successor.
+//! Restoring checks what it decodes: the book's own consistency checks, then the state digest
+//! recomputed from scratch against the one the caller expects (the store's, or a certified
+//! one). A snapshot that passes both is the state, to the bit; anything else is an error,
+//! never a panic and never a market that differs silently.
+
+use std::collections::BTreeMap;
+
+use agora_crypto::Digest;
+use agora_orderbook::{AccountId, Exchange, Snapshot};
+use agora_types::{Block, Height, codec};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{ExecutionOrder, MarketApp, MarketGenesis, Nonces};
+
+/// The largest snapshot the market decodes: 1 GiB.
+pub const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
+
+/// What a snapshot encodes.
+#[derive(Serialize, Deserialize)]
+struct Image {
+    exchange: Snapshot,
+    nonces: BTreeMap<AccountId, Nonces>,
+    height: Height,
+    order: ExecutionOrder,
+    waiting: Option<Block>,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarketSnapshotError {
+    /// The bytes are not a market snapshot.
+    #[error("the snapshot does not decode: {0}")]
+    Undecodable(String),
+    /// The order book in it is inconsistent.
+    #[error("the snapshot's order book is inconsistent: {0}")]
+    Book(String),
+    /// It decodes, but its state is not the one expected.
+    #[error("the snapshot's state digest is {found}, not the expected {expected}")]
+    WrongDigest {
+        /// The digest the caller expected.
+        expected: Digest,
+        /// The digest of the state the snapshot holds.
+        found: Digest,
+    },
+}
+
+impl MarketApp {
+    /// The market's state as a snapshot (see the [module docs](self)).
+    pub fn snapshot(&self) -> Bytes {
+        let image = Image {
+            exchange: self.exchange.snapshot(),
+            nonces: self.nonces.clone(),
+            height: self.height,
+            order: self.order,
+            waiting: self.waiting.clone(),
+        };
+        codec::encode_with_limit(&image, SNAPSHOT_BYTES_MAX).expect("a market snapshot encodes")
+    }
+
+    /// The market of `genesis` (its accounts), in the state `snapshot` holds, whose digest must
+    /// be `expected`.
+    pub fn from_snapshot(
+        genesis: &MarketGenesis,
+        snapshot: &[u8],
+        expected: Digest,
+    ) -> Result<Self, MarketSnapshotError> {
+        let image: Image = codec::decode_with_limit(snapshot, SNAPSHOT_BYTES_MAX)
+            .map_err(|error| MarketSnapshotError::Undecodable(error.to_string()))?;
+        let exchange = Exchange::from_snapshot(&image.exchange)
+            .map_err(|error| MarketSnapshotError::Book(error.to_string()))?;
+        let mut app = MarketApp::new(genesis).with_order(image.order);
+        app.exchange = exchange;
+        app.nonces = image.nonces;
+        app.height = image.height;
+        app.waiting = image.waiting;
+        // From scratch, not through the level cache: the cache is empty, and this is the check.
+        let found = app.recompute_digest();
+        if found != expected {
+            return Err(MarketSnapshotError::WrongDigest { expected, found });
+        }
+        app.digest = found;
+        Ok(app)
+    }
+}
