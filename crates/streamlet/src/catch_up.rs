@@ -78,12 +78,15 @@ impl Streamlet {
         for vote in self.own_votes.values() {
             ctx.broadcast(StreamletMessage::Vote(*vote));
         }
-        // Proposals waiting for parents this node never saw: it may have fallen behind the
-        // others' finalized tip, and finalized blocks are never sent again unasked. Ask the
-        // proposers of the newest ones, who had those parents.
+        // A stalled node may have fallen behind the others' finalized tip, and finalized blocks
+        // and their votes are never sent again unasked. Ask the proposers of the newest
+        // proposals it holds, waiting for their parents or adopted, who had what came before.
+        // Not only orphans: a node that holds every block of the others' chain but lost some of
+        // their votes has no orphan, and waited for good (swarm seed 810105773).
         let finalized = self.tree.finalized_tip().height();
         let mut asked = BTreeSet::new();
-        let newest = self.orphans.values().flatten().map(|p| (p.block.round(), p.block.proposer()));
+        let held = self.orphans.values().flatten().chain(self.adopted.values().flatten());
+        let newest = held.map(|p| (p.block.round(), p.block.proposer()));
         let mut newest: Vec<(Round, NodeId)> = newest.collect();
         newest.sort_unstable_by(|a, b| b.cmp(a));
         for (_, proposer) in newest {

@@ -65,9 +65,9 @@
 //! dropped; every drop is counted by reason ([`StreamletStats`]).
 //!
 //! Catching up: in a stall (nothing final for [`StreamletConfig::resync_after_epochs`]) a node
-//! sends again the proposals and votes of its unfinalized chain (`resync`), and a node that
-//! holds proposals whose parents it never saw asks their proposers for the finalized blocks
-//! above its own finalized height ([`StreamletMessage::Sync`], answered from the last
+//! sends again the proposals and votes of its unfinalized chain (`resync`), and asks the
+//! proposers of the newest proposals it holds (waiting for their parents, or adopted) for the
+//! finalized blocks above its own finalized height ([`StreamletMessage::Sync`], answered from the last
 //! [`StreamletConfig::sync_blocks_max`] finalized blocks with their notarizations). Without the
 //! second, a node cut off while the others finalized could never rejoin, and when it is needed
 //! for every quorum the chain stops (`tests/scenarios.rs`,

@@ -27,7 +27,7 @@ pub enum StreamletMessage {
     EchoVote(Vote),
     /// Client transactions on their way to upcoming leaders.
     Forward(Vec<Transaction>),
-    /// A node that holds proposals whose parents it does not know asks for the finalized
+    /// A stalled node asks the proposers of the newest proposals it holds for the finalized
     /// blocks above its own finalized height; the answer comes as echoes of their proposals and
     /// of the votes that notarized them.
     Sync {
