@@ -52,7 +52,9 @@ pub enum MarketSnapshotError {
 }
 
 impl MarketApp {
-    /// The market's state as a snapshot (see the [module docs](self)).
+    /// The market's state as a snapshot: the order book's canonical snapshot, the nonce
+    /// windows, the height, the execution order and, in canonical order, the final block still
+    /// waiting for its successor. [`MarketApp::from_snapshot`] restores it.
     pub fn snapshot(&self) -> Bytes {
         let image = Image {
             exchange: self.exchange.snapshot(),
@@ -65,7 +67,9 @@ impl MarketApp {
     }
 
     /// The market of `genesis` (its accounts), in the state `snapshot` holds, whose digest must
-    /// be `expected`.
+    /// be `expected` (the store's, or a certified one). The book's consistency checks run
+    /// first, then the state digest is recomputed from scratch: a snapshot that passes both is
+    /// the state to the bit, and anything else is an error, never a panic.
     pub fn from_snapshot(
         genesis: &MarketGenesis,
         snapshot: &[u8],
