@@ -82,9 +82,10 @@ impl Step {
 }
 
 /// The library crates, by directory and package name.
-const LIBRARIES: [(&str, &str); 12] = [
+const LIBRARIES: [(&str, &str); 13] = [
     ("crypto", "agora-crypto"),
     ("types", "agora-types"),
+    ("store", "agora-store"),
     ("consensus", "agora-consensus"),
     ("netsim", "agora-netsim"),
     ("streamlet", "agora-streamlet"),
