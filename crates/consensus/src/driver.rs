@@ -23,8 +23,9 @@ pub trait Driver<M, T> {
     fn cancel_timer(&mut self, timer: T);
     /// `block` is final: apply it.
     fn commit(&mut self, block: Block);
-    /// Appends `record` to the node's journal, not yet durable.
-    fn persist(&mut self, record: Bytes, checkpoint: bool);
+    /// Appends `record` to the node's journal, not yet durable; `checkpoint` as in
+    /// [`Action::Persist`].
+    fn persist(&mut self, record: Bytes, checkpoint: Option<u64>);
     /// Makes every record appended so far durable.
     fn sync(&mut self);
 }

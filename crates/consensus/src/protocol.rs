@@ -135,9 +135,10 @@ pub enum Action<M, T> {
     Persist {
         /// The engine's own encoding of what it must not forget.
         record: Bytes,
-        /// The record stands for every record before it: once it is durable, the driver may
-        /// prune them, and a restart replays from the latest checkpoint on.
-        checkpoint: bool,
+        /// `Some(keep)`: the record is a checkpoint that stands for every record before it but
+        /// the last `keep` (which it still needs). Once it is durable the driver may prune the
+        /// others, and a restart replays from the latest checkpoint's kept records on.
+        checkpoint: Option<u64>,
     },
 }
 
@@ -216,12 +217,19 @@ impl<'a, M, T> Context<'a, M, T> {
 
     /// Appends `record` to the journal: durable before any message sent after it leaves.
     pub fn persist(&mut self, record: Bytes) {
-        self.actions.push(Action::Persist { record, checkpoint: false });
+        self.actions.push(Action::Persist { record, checkpoint: None });
     }
 
     /// Appends `record`, which stands for every record before it, to the journal.
     pub fn checkpoint(&mut self, record: Bytes) {
-        self.actions.push(Action::Persist { record, checkpoint: true });
+        self.checkpoint_keeping(record, 0);
+    }
+
+    /// Appends `record`, which stands for every record before it but the last `keep` it still
+    /// needs (records it refers to rather than copies), to the journal. A restart hands the
+    /// engine those `keep` records, then this one, then what followed.
+    pub fn checkpoint_keeping(&mut self, record: Bytes, keep: u64) {
+        self.actions.push(Action::Persist { record, checkpoint: Some(keep) });
     }
 
     /// Reports `block` as final (in log order, exactly once). Its transactions leave the mempool

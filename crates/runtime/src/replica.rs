@@ -288,7 +288,7 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
         self.replica.commit(block);
     }
 
-    fn persist(&mut self, record: Bytes, checkpoint: bool) {
+    fn persist(&mut self, record: Bytes, checkpoint: Option<u64>) {
         let persisted = self.replica.journal.persist(&record, checkpoint);
         persisted.expect("engine records are below the journal's limit");
     }

@@ -72,7 +72,15 @@ pub trait Journal {
     /// Declares every record before `keep_from` unneeded. An implementation may keep some of
     /// them (a file journal drops whole segments only), but never drops one at or after
     /// `keep_from`. Pruning beyond the next position is clamped to it.
-    fn prune(&mut self, keep_from: Lsn) -> Result<(), StoreError>;
+    fn prune(&mut self, keep_from: Lsn) -> Result<(), StoreError> {
+        self.prune_once_durable(keep_from, keep_from)
+    }
+
+    /// Declares every record before `keep_from` unneeded once the record at `durable_at` (at or
+    /// after `keep_from`) is durable: a checkpoint at `durable_at` that still needs a few records
+    /// before it keeps them, and a lost checkpoint takes nothing with it. Both points are clamped
+    /// to the next position; asking again keeps the furthest of each.
+    fn prune_once_durable(&mut self, keep_from: Lsn, durable_at: Lsn) -> Result<(), StoreError>;
 
     /// The position the next append will get.
     fn next_lsn(&self) -> Lsn;

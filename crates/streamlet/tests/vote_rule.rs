@@ -50,8 +50,8 @@ impl Harness {
         let mut journal = Vec::new();
         for action in &self.actions {
             if let Action::Persist { record, checkpoint } = action {
-                if *checkpoint {
-                    journal.clear();
+                if let Some(keep) = *checkpoint {
+                    journal.drain(..journal.len() - keep as usize);
                 }
                 journal.push(record.clone());
             }

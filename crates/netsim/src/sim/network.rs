@@ -267,7 +267,7 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
         self.sim.commit(self.node, block, self.depart);
     }
 
-    fn persist(&mut self, record: Bytes, checkpoint: bool) {
+    fn persist(&mut self, record: Bytes, checkpoint: Option<u64>) {
         let journal = &mut self.sim.nodes[self.node.index()].journal;
         journal.persist(&record, checkpoint).expect("engine records are below the journal's limit");
     }

@@ -1,10 +1,13 @@
 //! An engine's records in a [`Journal`]: the one envelope every driver writes them in.
 //!
 //! Engines persist opaque records, some of which are checkpoints: a checkpoint stands for every
-//! record before it. A driver appends each record behind one tag byte (0 a record, 1 a
-//! checkpoint), prunes the journal before each checkpoint (the journal waits until the
-//! checkpoint is durable), and on a restart hands the engine the records from the latest
-//! checkpoint on.
+//! record before it but the last few it names (`keep`), which it still needs (say, the blocks of
+//! the log above a stable checkpoint, journalled once when they arrived rather than copied into
+//! every checkpoint). A driver appends each record behind a tag byte (0 a record, 1 a checkpoint
+//! that keeps nothing before it, 2 a checkpoint followed by its `keep` as 8 little-endian bytes),
+//! prunes the journal before what each checkpoint keeps (the journal waits until the checkpoint
+//! itself is durable), and on a restart hands the engine the records from the latest
+//! checkpoint's kept records on.
 
 use bytes::Bytes;
 
@@ -13,6 +16,7 @@ use crate::StoreError;
 
 const RECORD: u8 = 0;
 const CHECKPOINT: u8 = 1;
+const CHECKPOINT_KEEPING: u8 = 2;
 
 /// A journal holding one engine's records; see the [module docs](self).
 #[derive(Debug, Clone, Default)]
@@ -27,15 +31,23 @@ impl<J: Journal> EngineJournal<J> {
         Self { journal, buffer: Vec::new() }
     }
 
-    /// Appends `record`; a `checkpoint` stands for every record before it, which the journal
-    /// drops once the checkpoint is durable.
-    pub fn persist(&mut self, record: &[u8], checkpoint: bool) -> Result<Lsn, StoreError> {
+    /// Appends `record`. `checkpoint: Some(keep)` makes it a checkpoint that stands for every
+    /// record before it but the last `keep`: the journal drops the others once the checkpoint is
+    /// durable.
+    pub fn persist(&mut self, record: &[u8], checkpoint: Option<u64>) -> Result<Lsn, StoreError> {
         self.buffer.clear();
-        self.buffer.push(if checkpoint { CHECKPOINT } else { RECORD });
+        match checkpoint {
+            None => self.buffer.push(RECORD),
+            Some(0) => self.buffer.push(CHECKPOINT),
+            Some(keep) => {
+                self.buffer.push(CHECKPOINT_KEEPING);
+                self.buffer.extend_from_slice(&keep.to_le_bytes());
+            }
+        }
         self.buffer.extend_from_slice(record);
         let lsn = self.journal.append(&self.buffer)?;
-        if checkpoint {
-            self.journal.prune(lsn)?;
+        if let Some(keep) = checkpoint {
+            self.journal.prune_once_durable(Lsn(lsn.0.saturating_sub(keep)), lsn)?;
         }
         Ok(lsn)
     }
@@ -45,27 +57,40 @@ impl<J: Journal> EngineJournal<J> {
         self.journal.sync()
     }
 
-    /// The engine's records from the latest checkpoint on, oldest first: what
-    /// `Protocol::restore` is handed. A record with an unknown tag is [`StoreError::Corrupt`]
-    /// (its checksum held, so another program or version wrote it).
+    /// The engine's records from the latest checkpoint's kept records on, oldest first: what
+    /// `Protocol::restore` is handed. A record with an unknown tag, or a checkpoint that keeps
+    /// records the journal no longer holds, is [`StoreError::Corrupt`] (its checksum held, so
+    /// another program or version wrote it).
     pub fn records(&mut self) -> Result<Vec<Bytes>, StoreError> {
         let records = self.journal.records()?;
         let mut from = 0;
+        let mut bodies = Vec::with_capacity(records.len());
         for (index, (lsn, record)) in records.iter().enumerate() {
+            let corrupt = |reason| StoreError::Corrupt {
+                path: "engine journal".into(),
+                offset: 0,
+                lsn: *lsn,
+                reason,
+            };
             match record.first() {
-                Some(&CHECKPOINT) => from = index,
-                Some(&RECORD) => {}
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        path: "engine journal".into(),
-                        offset: 0,
-                        lsn: *lsn,
-                        reason: "a record without an engine record's tag",
-                    });
+                Some(&RECORD) => bodies.push(record.slice(1..)),
+                Some(&CHECKPOINT) => {
+                    from = index;
+                    bodies.push(record.slice(1..));
                 }
+                Some(&CHECKPOINT_KEEPING) if record.len() >= 9 => {
+                    let keep = u64::from_le_bytes(record[1..9].try_into().expect("8 bytes"));
+                    from = usize::try_from(keep)
+                        .ok()
+                        .and_then(|keep| index.checked_sub(keep))
+                        .ok_or(corrupt("a checkpoint keeps records the journal does not hold"))?;
+                    bodies.push(record.slice(9..));
+                }
+                _ => return Err(corrupt("a record without an engine record's tag")),
             }
         }
-        Ok(records.into_iter().skip(from).map(|(_, record)| record.slice(1..)).collect())
+        bodies.drain(..from);
+        Ok(bodies)
     }
 
     /// The journal.
@@ -87,11 +112,11 @@ mod tests {
     #[test]
     fn a_restart_replays_from_the_latest_durable_checkpoint() {
         let mut journal = EngineJournal::new(MemJournal::new());
-        journal.persist(b"vote 1", false).unwrap();
-        journal.persist(b"state at 1", true).unwrap();
-        journal.persist(b"vote 2", false).unwrap();
+        journal.persist(b"vote 1", None).unwrap();
+        journal.persist(b"state at 1", Some(0)).unwrap();
+        journal.persist(b"vote 2", None).unwrap();
         journal.sync().unwrap();
-        journal.persist(b"state at 2", true).unwrap();
+        journal.persist(b"state at 2", Some(0)).unwrap();
         journal.journal_mut().crash(0);
         let records = journal.records().unwrap();
         assert_eq!(records, vec![Bytes::from_static(b"state at 1"), Bytes::from_static(b"vote 2")]);
@@ -100,5 +125,35 @@ mod tests {
             kept, 2,
             "the durable checkpoint pruned the vote before it, the lost one nothing"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_records_it_names_and_a_lost_one_prunes_nothing() {
+        let mut journal = EngineJournal::new(MemJournal::new());
+        for record in [b"block 1", b"block 2", b"block 3"] {
+            journal.persist(record, None).unwrap();
+        }
+        journal.persist(b"state keeping 2", Some(2)).unwrap();
+        journal.persist(b"vote", None).unwrap();
+        journal.sync().unwrap();
+        let expected: Vec<Bytes> = [&b"block 2"[..], b"block 3", b"state keeping 2", b"vote"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        assert_eq!(journal.records().unwrap(), expected);
+        assert_eq!(journal.journal_mut().records().unwrap().len(), 4, "block 1 pruned");
+
+        // A checkpoint keeping nothing, lost in a crash: the earlier one still holds.
+        journal.persist(b"state keeping 0", Some(0)).unwrap();
+        journal.journal_mut().crash(0);
+        assert_eq!(journal.records().unwrap(), expected);
+    }
+
+    #[test]
+    fn a_checkpoint_keeping_more_than_the_journal_holds_is_corrupt() {
+        let mut journal = EngineJournal::new(MemJournal::new());
+        journal.persist(b"block", None).unwrap();
+        journal.persist(b"state keeping 5", Some(5)).unwrap();
+        assert!(matches!(journal.records(), Err(StoreError::Corrupt { .. })));
     }
 }

@@ -80,6 +80,8 @@ pub struct FileJournal {
     synced: Lsn,
     /// The furthest prune point asked for; applied once it is durable.
     prune_to: Lsn,
+    /// The record whose durability the prune waits for (at or after `prune_to`).
+    prune_when: Lsn,
     /// A segment was created or deleted since the directory was last synced.
     dir_dirty: bool,
 }
@@ -119,6 +121,7 @@ impl FileJournal {
             pending: Vec::new(),
             synced,
             prune_to,
+            prune_when: prune_to,
             dir_dirty: false,
         };
         Ok((journal, torn))
@@ -165,10 +168,11 @@ impl FileJournal {
 
     /// Deletes the oldest segments whose every record is before the durable prune point.
     fn apply_prune(&mut self) -> Result<(), StoreError> {
-        // Records before the prune point go only once the record at it is durable: if a crash
-        // lost a checkpoint, the records it summarised are still needed.
+        // Records before the prune point go only once the record the prune waits for is
+        // durable: if a crash lost a checkpoint, the records it summarised are still needed.
         let next = self.next_lsn();
-        let durable = self.prune_to < self.synced || (self.synced == next && self.prune_to == next);
+        let durable =
+            self.prune_when < self.synced || (self.synced == next && self.prune_when == next);
         if !durable {
             return Ok(());
         }
@@ -214,8 +218,10 @@ impl Journal for FileJournal {
         Ok(())
     }
 
-    fn prune(&mut self, keep_from: Lsn) -> Result<(), StoreError> {
-        self.prune_to = self.prune_to.max(keep_from.min(self.next_lsn()));
+    fn prune_once_durable(&mut self, keep_from: Lsn, durable_at: Lsn) -> Result<(), StoreError> {
+        let next = self.next_lsn();
+        self.prune_to = self.prune_to.max(keep_from.min(next));
+        self.prune_when = self.prune_when.max(durable_at.max(keep_from).min(next));
         self.apply_prune()
     }
 

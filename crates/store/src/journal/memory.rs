@@ -20,6 +20,8 @@ pub struct MemJournal {
     unsynced: usize,
     bytes: u64,
     prune_to: Lsn,
+    /// The record whose durability the prune waits for (at or after `prune_to`).
+    prune_when: Lsn,
 }
 
 impl MemJournal {
@@ -44,6 +46,7 @@ impl MemJournal {
         self.unsynced = 0;
         // A restarted node opens its journal afresh: no prune point survives the crash.
         self.prune_to = self.first;
+        self.prune_when = self.first;
     }
 
     fn synced_end(&self) -> Lsn {
@@ -51,11 +54,11 @@ impl MemJournal {
     }
 
     fn apply_prune(&mut self) {
-        // Records before the prune point go only once the record at it is durable: if a crash
-        // lost a checkpoint, the records it summarised are still needed.
+        // Records before the prune point go only once the record the prune waits for is
+        // durable: if a crash lost a checkpoint, the records it summarised are still needed.
         let synced_end = self.synced_end();
         let durable =
-            self.prune_to < synced_end || (self.unsynced == 0 && self.prune_to == synced_end);
+            self.prune_when < synced_end || (self.unsynced == 0 && self.prune_when == synced_end);
         if !durable {
             return;
         }
@@ -83,8 +86,10 @@ impl Journal for MemJournal {
         Ok(())
     }
 
-    fn prune(&mut self, keep_from: Lsn) -> Result<(), StoreError> {
-        self.prune_to = self.prune_to.max(keep_from.min(self.next_lsn()));
+    fn prune_once_durable(&mut self, keep_from: Lsn, durable_at: Lsn) -> Result<(), StoreError> {
+        let next = self.next_lsn();
+        self.prune_to = self.prune_to.max(keep_from.min(next));
+        self.prune_when = self.prune_when.max(durable_at.max(keep_from).min(next));
         self.apply_prune();
         Ok(())
     }
