@@ -74,6 +74,7 @@ impl Pbft {
         self.stats.stable_checkpoints += 1;
         self.slots.retain(|s, _| *s > h);
         self.prepared.retain(|s, _| *s > h);
+        self.prepared_records.retain(|s, _| *s > h);
         self.votes.retain(|st| st.height.0 > h.0);
         self.checkpoints.retain(|st| st.height.0 > h.0);
         self.own_checkpoints.retain(|s, _| *s > h);
@@ -83,6 +84,8 @@ impl Pbft {
             self.fetch_buffer.clear();
             ctx.cancel_timer(PbftTimer::Fetch);
         }
+        // The journal before this point is not needed but for the blocks still live.
+        self.checkpoint_due = true;
         self.propose(ctx);
     }
 }

@@ -73,6 +73,7 @@ mod config;
 mod drop;
 mod messages;
 mod normal;
+mod persist;
 mod replies;
 mod requests;
 mod transfer;
@@ -82,9 +83,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
     BlockStatus, BlockView, ChainView, ConfigError, Ctx, Equivocation, MempoolError, Protocol,
-    RecentIds, VoteKeeper,
+    RecentIds, RestoreError, VoteKeeper,
 };
 use agora_crypto::{Digest, Domain, SecretKey};
+use agora_types::bytes::Bytes;
 use agora_types::{Block, Committee, NodeId, Phase, SeqNo, Transaction, View};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -153,6 +155,8 @@ struct Slot {
     prepared_at: Option<u64>,
     committed: bool,
     commit_sent: bool,
+    /// The journal record that carries the pre-prepare (see `persist.rs`).
+    record: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +164,8 @@ struct Executed {
     block: Block,
     prepared_at: Option<u64>,
     executed_at: u64,
+    /// The journal record that carries the block.
+    record: u64,
 }
 
 /// One PBFT replica; see the crate docs.
@@ -207,6 +213,15 @@ pub struct Pbft {
     replies: BTreeMap<SeqNo, BTreeMap<Digest, BTreeSet<NodeId>>>,
     client_latencies_ns: Vec<u64>,
     stats: PbftStats,
+    /// For each prepared proof, the journal record that carries its block.
+    prepared_records: BTreeMap<SeqNo, u64>,
+    /// Blocks a restored replica had executed from state transfer, to execute again at start.
+    recovered_fetched: BTreeMap<SeqNo, (Block, u64)>,
+    /// Records this engine's journal holds: the position the next one gets.
+    records_written: u64,
+    records_since_checkpoint: u64,
+    /// A handler asked for a checkpoint, written when it ends.
+    checkpoint_due: bool,
 }
 
 /// Latencies kept at most (one per client transaction).
@@ -267,6 +282,11 @@ impl Pbft {
             replies: BTreeMap::new(),
             client_latencies_ns: Vec::new(),
             stats: PbftStats::default(),
+            prepared_records: BTreeMap::new(),
+            recovered_fetched: BTreeMap::new(),
+            records_written: 0,
+            records_since_checkpoint: 0,
+            checkpoint_due: false,
         })
     }
 
@@ -344,7 +364,12 @@ impl Protocol for Pbft {
     type Message = PbftMessage;
     type Timer = PbftTimer;
 
+    fn restore(&mut self, records: &[Bytes]) -> Result<(), RestoreError> {
+        self.restore_from(records)
+    }
+
     fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
+        self.resume_log(ctx);
         // A restarted replica has lost its timers.
         self.request_timer = false;
         self.ensure_request_timer(ctx);
@@ -355,9 +380,35 @@ impl Protocol for Pbft {
             self.start_fetch(ctx);
         }
         self.propose(ctx);
+        self.flush_checkpoint(ctx);
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, message: PbftMessage) {
+        self.handle_message(ctx, from, message);
+        self.flush_checkpoint(ctx);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: PbftTimer) {
+        self.handle_timer(ctx, timer);
+        self.flush_checkpoint(ctx);
+    }
+
+    fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
+        if self.submitted_at.len() < CLIENT_LATENCIES_MAX {
+            self.submitted_at.insert(tx.id(), ctx.now_ns());
+        }
+        if self.is_primary() && self.status == Status::Normal {
+            self.propose(ctx);
+        } else {
+            self.forward(ctx, vec![tx]);
+            self.ensure_request_timer(ctx);
+        }
+        self.flush_checkpoint(ctx);
+    }
+}
+
+impl Pbft {
+    fn handle_message(&mut self, ctx: &mut Ctx<'_, Self>, from: NodeId, message: PbftMessage) {
         match message {
             PbftMessage::Forward(txs) => {
                 for tx in txs.into_iter().take(self.config.batch.txs_max) {
@@ -397,7 +448,7 @@ impl Protocol for Pbft {
         }
     }
 
-    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: PbftTimer) {
+    fn handle_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: PbftTimer) {
         match timer {
             PbftTimer::Request(view) if view == self.view && self.status == Status::Normal => {
                 self.request_timer = false;
@@ -433,18 +484,6 @@ impl Protocol for Pbft {
                 ctx.set_timer(PbftTimer::ResendViewChange(view), self.config.view_timeout_ns);
             }
             _ => {}
-        }
-    }
-
-    fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
-        if self.submitted_at.len() < CLIENT_LATENCIES_MAX {
-            self.submitted_at.insert(tx.id(), ctx.now_ns());
-        }
-        if self.is_primary() && self.status == Status::Normal {
-            self.propose(ctx);
-        } else {
-            self.forward(ctx, vec![tx]);
-            self.ensure_request_timer(ctx);
         }
     }
 }

@@ -6,6 +6,7 @@ use agora_crypto::Digest;
 use agora_types::{Batch, Block, Height, Phase, SeqNo, Transaction, View, Vote};
 use rustc_hash::FxHashSet;
 
+use crate::persist::PbftRecord;
 use crate::{
     Executed, Pbft, PbftDrop, PbftMessage, PbftWeakening, PrePrepare, PreparedProof, Reply, Slot,
     Status, chain, checkpoint_statement, statement,
@@ -65,11 +66,9 @@ impl Pbft {
             );
             let pre_prepare = PrePrepare { vote, block };
             self.stats.pre_prepares += 1;
+            let record = self.persist(ctx, &PbftRecord::Accepted(pre_prepare.clone()));
             ctx.broadcast(PbftMessage::PrePrepare(pre_prepare.clone()));
-            self.slots.insert(
-                seq,
-                Slot { pre_prepare, prepared_at: None, committed: false, commit_sent: false },
-            );
+            self.slots.insert(seq, Slot::accepted(pre_prepare, record));
             self.next_seq += 1;
             self.advance(ctx, seq);
         }
@@ -158,15 +157,24 @@ impl Pbft {
 
     /// §4.2: A backup accepts a pre-prepare: it enters the log and the backup prepares it.
     pub(crate) fn accept_pre_prepare(&mut self, ctx: &mut Ctx<'_, Self>, pp: PrePrepare) {
-        let (view, seq, digest) = (pp.view(), pp.seq(), pp.digest());
-        self.slots.insert(
-            seq,
-            Slot { pre_prepare: pp, prepared_at: None, committed: false, commit_sent: false },
-        );
-        let prepare = Vote::sign(statement(Phase::Prepare, view, seq, digest), self.me, &self.key);
-        ctx.broadcast(PbftMessage::Prepare(prepare));
-        self.votes.add_verified(&prepare);
+        let seq = pp.seq();
+        let record = self.persist(ctx, &PbftRecord::Accepted(pp.clone()));
+        self.send_vote(ctx, Phase::Prepare, &pp);
+        self.slots.insert(seq, Slot::accepted(pp, record));
         self.advance(ctx, seq);
+    }
+
+    /// §4.2: Signs this replica's `phase` vote for `pp`'s (v, n, d), sends it to all, and counts
+    /// it.
+    pub(crate) fn send_vote(&mut self, ctx: &mut Ctx<'_, Self>, phase: Phase, pp: &PrePrepare) {
+        let s = statement(phase, pp.view(), pp.seq(), pp.digest());
+        let vote = Vote::sign(s, self.me, &self.key);
+        let message = match phase {
+            Phase::Commit => PbftMessage::Commit(vote),
+            _ => PbftMessage::Prepare(vote),
+        };
+        ctx.broadcast(message);
+        self.votes.add_verified(&vote);
     }
 
     /// §4.2: Validity of a batch, whoever proposed it: within bounds, no transaction twice, none
@@ -253,20 +261,25 @@ impl Pbft {
                         || self.config.is_weakened()),
                 "a prepared certificate holds 2f backup prepares"
             );
+            // §4.4: the proof goes into every later VIEW-CHANGE, so it is kept before the
+            // COMMIT that depends on it leaves.
+            self.persist(ctx, &PbftRecord::Prepared(proof.stripped()));
             self.prepared.insert(seq, proof);
             let slot = self.slots.get_mut(&seq).expect("present");
             slot.prepared_at = Some(ctx.now_ns());
+            let record = slot.record;
+            self.prepared_records.insert(seq, record);
         }
         let slot = self.slots.get_mut(&seq).expect("present");
         if !slot.commit_sent {
             slot.commit_sent = true;
-            let vote = Vote::sign(commit, self.me, &self.key);
-            ctx.broadcast(PbftMessage::Commit(vote));
-            self.votes.add_verified(&vote);
+            let pp = slot.pre_prepare.clone();
+            self.send_vote(ctx, Phase::Commit, &pp);
         }
         let slot = self.slots.get_mut(&seq).expect("present");
         if !slot.committed && self.votes.signers(&commit) >= self.quorum {
             slot.committed = true;
+            self.persist(ctx, &PbftRecord::Committed(seq, digest));
         }
         self.execute_ready(ctx);
     }
@@ -279,17 +292,20 @@ impl Pbft {
             if !slot.committed || slot.pre_prepare.view() != self.view {
                 break;
             }
-            let (block, prepared_at) = (slot.pre_prepare.block.clone(), slot.prepared_at);
-            self.execute(ctx, block, prepared_at);
+            let (block, prepared_at, record) =
+                (slot.pre_prepare.block.clone(), slot.prepared_at, slot.record);
+            self.execute(ctx, block, prepared_at, record);
         }
     }
 
     /// §4.2: Executes the next block: commit it, chain it into the log digest, reply, checkpoint.
+    /// `record` is the journal record that carries the block.
     pub(crate) fn execute(
         &mut self,
         ctx: &mut Ctx<'_, Self>,
         block: Block,
         prepared_at: Option<u64>,
+        record: u64,
     ) {
         let seq = self.last_executed + 1;
         // §4.2: execution is in sequence order, so the last executed number only grows, by one.
@@ -320,7 +336,8 @@ impl Pbft {
             ctx.commit(Block::new(h.parent, h.round, h.height, h.proposer, h.created_at_ns, batch));
         }
         let digest = block.digest();
-        self.executed.insert(seq, Executed { block, prepared_at, executed_at: ctx.now_ns() });
+        let executed_at = ctx.now_ns();
+        self.executed.insert(seq, Executed { block, prepared_at, executed_at, record });
         while self.executed.len() > self.config.retained_blocks {
             self.executed.pop_first();
         }

@@ -5,6 +5,7 @@
 use agora_consensus::Ctx;
 use agora_types::{Block, NodeId, SeqNo};
 
+use crate::persist::PbftRecord;
 use crate::{Pbft, PbftDrop, PbftMessage, PbftTimer, chain};
 
 impl Pbft {
@@ -82,7 +83,8 @@ impl Pbft {
             let block = self.fetch_buffer.remove(&s).expect("checked above");
             self.stats.transferred_blocks += 1;
             self.slots.remove(&s);
-            self.execute(ctx, block, None);
+            let record = self.persist(ctx, &PbftRecord::Fetched(block.clone()));
+            self.execute(ctx, block, None, record);
         }
         self.own_checkpoints.insert(target.seq, self.log_digest);
         self.fetch_buffer.clear();

@@ -8,6 +8,7 @@ use agora_crypto::Digest;
 use agora_types::{NodeId, Phase, SeqNo, Transaction, View, Vote};
 use rustc_hash::FxHashSet;
 
+use crate::persist::PbftRecord;
 use crate::{
     NewView, Pbft, PbftDrop, PbftMessage, PbftTimer, PrePrepare, PreparedProof, Slot, Status,
     ViewChange, compute_o, genesis_log_digest, statement,
@@ -31,6 +32,9 @@ impl Pbft {
         let prepared: Vec<PreparedProof> =
             self.prepared.range(self.stable.seq + 1..).map(|(_, p)| p.clone()).collect();
         let vc = ViewChange::new(target, self.stable.clone(), prepared, self.me, &self.key);
+        // §4.4: once it asked for the view it must never work in the old one again.
+        self.persist(ctx, &PbftRecord::ViewChange(vc.stripped()));
+        self.checkpoint_if_long();
         ctx.broadcast(PbftMessage::ViewChange(Box::new(vc.clone())));
         self.my_view_change = Some(vc.clone());
         ctx.set_timer(PbftTimer::ResendViewChange(target), self.config.view_timeout_ns);
@@ -144,8 +148,19 @@ impl Pbft {
         let view_changes = view_changes.iter().map(ViewChange::stripped).collect();
         let nv = NewView { view, view_changes, pre_prepares };
         self.new_view_sent = Some(view);
+        // §4.4: one NEW-VIEW per view: what it re-issues is kept before it leaves.
+        let records = self.persist_new_view(ctx, &nv);
         ctx.broadcast(PbftMessage::NewView(Box::new(nv.clone())));
-        self.enter_new_view(ctx, nv);
+        self.enter_new_view(ctx, nv, Some(records));
+    }
+
+    /// Journals the installation of `nv`'s view and O's pre-prepares; returns the records that
+    /// carry them, by sequence number.
+    fn persist_new_view(&mut self, ctx: &mut Ctx<'_, Self>, nv: &NewView) -> Vec<u64> {
+        self.persist(ctx, &PbftRecord::NewView(nv.view));
+        let records =
+            nv.pre_prepares.iter().map(|pp| self.persist(ctx, &PbftRecord::Accepted(pp.clone())));
+        records.collect()
     }
 
     /// §4.4: A NEW-VIEW arrives from whoever relays it: checked against V and O, then installed.
@@ -162,7 +177,7 @@ impl Pbft {
         if let Err(reason) = self.check_new_view(ctx, &nv) {
             return self.drop_message(reason);
         }
-        self.enter_new_view(ctx, nv);
+        self.enter_new_view(ctx, nv, None);
     }
 
     /// §4.4: V holds 2f+1 valid view changes for the view from distinct replicas, and O is what V
@@ -263,7 +278,14 @@ impl Pbft {
     }
 
     /// §4.4: Installs the new view: O's pre-prepares enter the log and are prepared again.
-    pub(crate) fn enter_new_view(&mut self, ctx: &mut Ctx<'_, Self>, nv: NewView) {
+    /// `journalled` holds the records of O's pre-prepares when the new primary wrote them
+    /// before sending NEW-VIEW.
+    pub(crate) fn enter_new_view(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        nv: NewView,
+        journalled: Option<Vec<u64>>,
+    ) {
         ctx.cancel_timer(PbftTimer::NewView(self.view));
         self.current_new_view = Some(nv.clone());
         self.new_view_relayed_at.clear();
@@ -282,25 +304,28 @@ impl Pbft {
         self.adopt_checkpoint(ctx, checkpoint);
         self.slots.clear();
         let is_primary = self.is_primary();
+        let records = match journalled {
+            Some(records) => records,
+            None if is_primary => self.persist_new_view(ctx, &nv),
+            None => {
+                self.persist(ctx, &PbftRecord::NewView(nv.view));
+                Vec::new()
+            }
+        };
         let mut last = self.stable.seq;
-        for pp in nv.pre_prepares {
+        for (index, pp) in nv.pre_prepares.into_iter().enumerate() {
             let seq = pp.seq();
             last = last.max(seq);
             if seq <= self.stable.seq {
                 continue;
             }
             if is_primary {
-                let slot = Slot {
-                    pre_prepare: pp,
-                    prepared_at: None,
-                    committed: false,
-                    commit_sent: false,
-                };
-                self.slots.insert(seq, slot);
+                self.slots.insert(seq, Slot::accepted(pp, records[index]));
             } else {
                 self.accept_pre_prepare(ctx, pp);
             }
         }
+        self.checkpoint_if_long();
         self.next_seq = last.max(self.last_executed) + 1;
         self.status = Status::Normal;
         self.last_normal_view = nv.view;

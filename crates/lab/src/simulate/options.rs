@@ -65,8 +65,8 @@ pub struct SimulateOptions {
     #[arg(long = "crash", value_parser = parse_crash, value_name = "NODE@MS")]
     pub crashes: Vec<(NodeId, f64)>,
     /// Bring a node back at a time: NODE@MS (repeatable), for a node taken down with
-    /// `--crash`. It comes back as a new process would: a fresh engine restored from its journal
-    /// (Streamlet; PBFT does not journal its state yet, and refuses this).
+    /// `--crash`. It comes back as a new process would: a fresh engine restored from its
+    /// journal.
     #[arg(long = "restart", value_parser = parse_crash, value_name = "NODE@MS")]
     pub restarts: Vec<(NodeId, f64)>,
     /// Restarts lose the journal: the engine comes back remembering nothing it voted for (the
@@ -379,13 +379,6 @@ impl SimulateOptions {
             } else {
                 Ok(())
             };
-        }
-        if self.protocol != ProtocolChoice::Streamlet {
-            return Err(SimulateError::field(
-                "restarts",
-                "PBFT does not journal its state yet, so a restart from its journal would be an \
-                 amnesiac one; restart Streamlet nodes only",
-            ));
         }
         for (node, at_ms) in &self.restarts {
             let at_ns = ns("restarts", *at_ms)?;

@@ -63,32 +63,37 @@ impl<J: Journal> EngineJournal<J> {
     /// another program or version wrote it).
     pub fn records(&mut self) -> Result<Vec<Bytes>, StoreError> {
         let records = self.journal.records()?;
-        let mut from = 0;
+        let corrupt = |lsn, reason| StoreError::Corrupt {
+            path: "engine journal".into(),
+            offset: 0,
+            lsn,
+            reason,
+        };
+        // The latest checkpoint: its position, its LSN and how many records before it it keeps.
+        let mut latest = (0, Lsn::default(), 0);
         let mut bodies = Vec::with_capacity(records.len());
         for (index, (lsn, record)) in records.iter().enumerate() {
-            let corrupt = |reason| StoreError::Corrupt {
-                path: "engine journal".into(),
-                offset: 0,
-                lsn: *lsn,
-                reason,
-            };
             match record.first() {
                 Some(&RECORD) => bodies.push(record.slice(1..)),
                 Some(&CHECKPOINT) => {
-                    from = index;
+                    latest = (index, *lsn, 0);
                     bodies.push(record.slice(1..));
                 }
                 Some(&CHECKPOINT_KEEPING) if record.len() >= 9 => {
                     let keep = u64::from_le_bytes(record[1..9].try_into().expect("8 bytes"));
-                    from = usize::try_from(keep)
-                        .ok()
-                        .and_then(|keep| index.checked_sub(keep))
-                        .ok_or(corrupt("a checkpoint keeps records the journal does not hold"))?;
+                    latest = (index, *lsn, keep);
                     bodies.push(record.slice(9..));
                 }
-                _ => return Err(corrupt("a record without an engine record's tag")),
+                _ => return Err(corrupt(*lsn, "a record without an engine record's tag")),
             }
         }
+        // Only the latest checkpoint's kept records must still be here: a later checkpoint may
+        // have pruned what an earlier one kept.
+        let (index, lsn, keep) = latest;
+        let from = usize::try_from(keep)
+            .ok()
+            .and_then(|keep| index.checked_sub(keep))
+            .ok_or(corrupt(lsn, "a checkpoint keeps records the journal does not hold"))?;
         bodies.drain(..from);
         Ok(bodies)
     }
