@@ -88,7 +88,7 @@ struct SwarmArgs {
     #[arg(long)]
     beyond_budget: bool,
     /// Run a deliberately broken engine (quorum-one-smaller, vote-extends-finalized,
-    /// pre-prepare-counts-as-prepare): the campaign should fail.
+    /// pre-prepare-counts-as-prepare, vote-before-durable, amnesia): the campaign should fail.
     #[arg(long, value_parser = parse_weakening)]
     weaken: Option<agora::swarm::Weakening>,
     /// Twins scenarios: n = 4 plus a second instance of one member (two beyond the budget),
@@ -103,7 +103,8 @@ struct SwarmArgs {
 fn parse_weakening(s: &str) -> Result<agora::swarm::Weakening, String> {
     agora::swarm::Weakening::parse(s).ok_or_else(|| {
         format!(
-            "unknown weakening `{s}`: quorum-one-smaller, vote-extends-finalized or pre-prepare-counts-as-prepare"
+            "unknown weakening `{s}`: quorum-one-smaller, vote-extends-finalized, \
+             pre-prepare-counts-as-prepare, vote-before-durable or amnesia"
         )
     })
 }

@@ -23,7 +23,8 @@ use crate::adversary::{Adversary, AdversaryEnv, Emission, Garbler, Payload, Sile
 pub enum Behaviour {
     /// As leader, proposes one block to the lower half of the committee and a conflicting
     /// sibling (same parent, round and height; one transaction fewer, or a later timestamp) to
-    /// the upper half, both signed.
+    /// the upper half, both signed; 20 to 150 ms later each half gets the other's block too,
+    /// so that a node that restarted in between and forgot the first is tempted.
     Equivocate,
     /// Sends the upper half, instead of its vote, a signed vote for another value.
     DoubleVote,
@@ -101,6 +102,9 @@ impl FromStr for Behaviour {
     }
 }
 
+/// How long after its first story an equivocator tells each node the other one: long enough
+/// for a node to crash and come back in between.
+const LATE_STORY_NS: std::ops::RangeInclusive<u64> = 20_000_000..=150_000_000;
 /// Messages a replayer remembers, at most.
 const REPLAY_MEMORY: usize = 256;
 /// How far ahead of the real round a flooder's rounds start.
@@ -163,11 +167,22 @@ impl<M: Tamper> Adversary<M> for Rewriter {
         let (me, key) = (env.me, env.key);
         match self.behaviour {
             Behaviour::Equivocate => match message.proposed_block() {
-                Some(block) if upper_half(env, to) => {
+                Some(block) => {
                     let other = message.repropose(sibling(block), me, key);
-                    send(out, other.unwrap_or(message));
+                    let (first, late) = match other {
+                        Some(other) if upper_half(env, to) => (other, Some(message)),
+                        Some(other) => (message, Some(other)),
+                        None => (message, None),
+                    };
+                    send(out, first);
+                    // The other story follows later, when a node that restarted since may
+                    // have forgotten the first.
+                    if let Some(late) = late {
+                        let delay_ns = env.rng.random_range(LATE_STORY_NS);
+                        out.push(Emission { to, payload: Payload::Message(late), delay_ns });
+                    }
                 }
-                _ => send(out, message),
+                None => send(out, message),
             },
             Behaviour::DoubleVote => {
                 let other = upper_half(env, to).then(|| conflicting_vote(&message, env)).flatten();

@@ -53,6 +53,9 @@ pub enum PbftWeakening {
     QuorumOneSmaller,
     /// The primary's pre-prepare counts as one of the 2f prepares.
     PrePrepareCountsAsPrepare,
+    /// A backup sends its PREPARE before journalling the pre-prepare, so that the prepare can
+    /// leave and the record be lost in a crash.
+    VoteBeforeDurable,
 }
 
 impl PbftConfig {

@@ -13,13 +13,15 @@
 //! | `checkpoint.rs` | §4.3 garbage collection |
 //! | `transfer.rs` | TOCS 2002, state transfer |
 //! | `view_change.rs` | §4.4 view changes; §4.5.2 liveness |
+//! | `persist.rs` | beyond the paper: what is journalled before it is said, and the restore |
 //!
 //! ## The rules
 //!
 //! Each rule in the words of Castro and Liskov (OSDI 1999 unless marked TOCS), the function that
 //! implements it, and the test that pins it; "TOCS" marks the 2002 paper, §4.5.2 is the OSDI
 //! paper's liveness argument. Scenario tests are in `tests/scenarios.rs`, stall tests in
-//! `tests/stalls.rs`, and the swarm's in `agora-lab`'s `tests/swarm.rs`.
+//! `tests/stalls.rs`, restarts in `tests/persistence.rs`, and the swarm's in `agora-lab`'s
+//! `tests/swarm.rs`.
 //!
 //! | § | rule | function | pinned by |
 //! |---|---|---|---|
@@ -40,6 +42,9 @@
 //! | 4.5.2 | "if a replica receives a set of f+1 valid VIEW-CHANGE messages from other replicas for views greater than its current view, it sends a VIEW-CHANGE message for the smallest view in the set" | `view_change.rs` `record_view_change` | `replicas_split_across_two_view_changes_come_together` |
 //! | TOCS | messages are retransmitted until their effect is seen: VIEW-CHANGE is resent, NEW-VIEW and view changes are relayed to a replica that is behind | `view_change.rs` `help_lagging`, `help_view_change`; the `ResendViewChange` timer | `a_replica_restarted_in_a_view_change_rejoins_and_its_requests_are_final`, `pbft_stalls_after_many_view_changes_before_gst` |
 //! | 4.4 | a PRE-PREPARE that overtakes its view's NEW-VIEW is not lost (beyond the paper: the network may reorder them) | `normal.rs` `hold_early_pre_prepare`, `replay_early_pre_prepares` | `a_pre_prepare_that_overtakes_its_new_view_is_not_lost` |
+//! | 4.2 | a backup "has not accepted a pre-prepare message for view v and sequence number n containing a different digest", also after a crash: the pre-prepare is journalled before the PREPARE leaves | `normal.rs` `accept_pre_prepare`; `persist.rs` `restore_from` | `a_prepare_leaves_only_after_its_pre_prepare_is_journalled`, `a_restarted_backup_refuses_a_second_digest_for_its_slot_and_an_amnesiac_one_prepares_it` |
+//! | 4.4 | VIEW-CHANGE carries P, the replica's prepared certificates, also after a crash; a replica that asked for v+1 takes nothing more of v | `normal.rs` `advance`; `view_change.rs` `start_view_change`; `persist.rs` | `a_restarted_replica_names_its_prepared_request_in_its_view_change_and_keeps_the_view` |
+//! | 4.2, 4.3 | a restarted replica executes again what it had committed, in order, and rejoins (beyond the paper: its journal, pruned at stable checkpoints) | `persist.rs` `resume_log`, `checkpoint` | `a_replica_restarted_from_its_journal_rejoins_and_agrees` |
 //!
 //! ## In more detail
 //!

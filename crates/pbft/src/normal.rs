@@ -158,8 +158,14 @@ impl Pbft {
     /// §4.2: A backup accepts a pre-prepare: it enters the log and the backup prepares it.
     pub(crate) fn accept_pre_prepare(&mut self, ctx: &mut Ctx<'_, Self>, pp: PrePrepare) {
         let seq = pp.seq();
-        let record = self.persist(ctx, &PbftRecord::Accepted(pp.clone()));
-        self.send_vote(ctx, Phase::Prepare, &pp);
+        let record = if self.config.weakened(PbftWeakening::VoteBeforeDurable) {
+            self.send_vote(ctx, Phase::Prepare, &pp);
+            self.persist(ctx, &PbftRecord::Accepted(pp.clone()))
+        } else {
+            let record = self.persist(ctx, &PbftRecord::Accepted(pp.clone()));
+            self.send_vote(ctx, Phase::Prepare, &pp);
+            record
+        };
         self.slots.insert(seq, Slot::accepted(pp, record));
         self.advance(ctx, seq);
     }

@@ -5,7 +5,10 @@
 //! `AGORA_VERIFY_AHEAD=1` turns verify-ahead on (and prints how many verdicts were ready).
 //! For Streamlet, `AGORA_DELTA_MS` sets Δ (20 ms) and `AGORA_BATCH` the batch bound (2,000);
 //! for PBFT, `AGORA_PBFT_BATCH` (500). `AGORA_APPLY_THREAD=1` applies blocks on a thread of
-//! their own per replica. `AGORA_KINDS=1` prints messages by kind.
+//! their own per replica. `AGORA_KINDS=1` prints messages by kind. `AGORA_STORE_DIR=DIR` runs
+//! each protocol twice, journalling in memory and then on disk (each replica in
+//! `DIR/<protocol>/node-<i>/journal`, which must not hold a journal yet), and prints the durable
+//! run's TPS as a share of the in-memory one's.
 
 use std::time::Duration;
 
@@ -127,9 +130,26 @@ fn main() {
         if !wants(name) {
             continue;
         }
-        let report = with_engine(engine, Cluster { config, load: load(txs, 4) })
-            .expect("a valid configuration")
-            .unwrap_or_else(|e| panic!("{name} run: {e}"));
+        let run = |config: ClusterConfig| {
+            with_engine(engine, Cluster { config, load: load(txs, 4) })
+                .expect("a valid configuration")
+                .unwrap_or_else(|e| panic!("{name} run: {e}"))
+        };
+        let report = run(config.clone());
         print(name, &report, one, all);
+        let Some(dir) = std::env::var_os("AGORA_STORE_DIR") else { continue };
+        let mut durable = config.clone();
+        durable.store_dir = Some(std::path::PathBuf::from(dir).join(name));
+        let on_disk = run(durable);
+        print(&format!("{name}+disk"), &on_disk, one, all);
+        let syncs: u64 = on_disk.replicas.iter().map(|r| r.journal_syncs).sum();
+        let bytes: u64 = on_disk.replicas.iter().map(|r| r.journal_bytes).sum();
+        println!(
+            "           durable: {:.0}% of the in-memory TPS; {:.1} syncs per block per replica, \
+             {syncs} syncs, {bytes} journal bytes held at the end",
+            100.0 * on_disk.tps / report.tps,
+            syncs as f64
+                / (on_disk.replicas.len() as f64 * on_disk.replicas[0].height.max(1) as f64),
+        );
     }
 }

@@ -31,6 +31,7 @@
 //!   replica-CPU-second). [`verify_rate`] measures the physical limit they are compared with.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -40,7 +41,7 @@ use agora_consensus::{
     Application, InMemoryMempool, LatencySummary, MempoolLimits, Protocol, TimerTable,
 };
 use agora_crypto::{Digest, KeyCachingCheck, PublicKey, SecretKey, Signature, domain};
-use agora_store::EngineJournal;
+use agora_store::{EngineJournal, FileJournal, FileJournalConfig, Journal, Lsn, MemJournal};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
@@ -55,7 +56,7 @@ use replica::{Input, Replica, Shared};
 use verify::{Job, VerdictCheck, Verdicts, verifier};
 
 /// Settings of a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// Replicas.
     pub nodes: usize,
@@ -76,11 +77,16 @@ pub struct ClusterConfig {
     /// Apply final blocks on a thread of their own per replica, so that consensus carries on
     /// while a block is applied (its signatures verified); otherwise on the replica's thread.
     pub apply_thread: bool,
+    /// Each replica journals to disk, in `DIR/node-<i>/journal` (a [`FileJournal`] synced as
+    /// the engine's durability rule asks), instead of in memory. The directories must hold no
+    /// journal yet: a cluster that starts again from its stores comes with the runtime's
+    /// restart support.
+    pub store_dir: Option<PathBuf>,
 }
 
 impl ClusterConfig {
     /// `nodes` replicas, seed 0, inboxes of 65,536 messages, default mempools, 60 s timeout,
-    /// inline verification, sends that wait at most 1 s on a full inbox.
+    /// inline verification, sends that wait at most 1 s on a full inbox, journals in memory.
     pub fn new(nodes: usize) -> Self {
         Self {
             nodes,
@@ -91,6 +97,7 @@ impl ClusterConfig {
             verify_ahead: false,
             send_wait_max: Duration::from_secs(1),
             apply_thread: false,
+            store_dir: None,
         }
     }
 }
@@ -118,6 +125,23 @@ pub enum RuntimeError {
     /// A replica thread panicked.
     #[error("replica {0} stopped unexpectedly")]
     ReplicaPanicked(NodeId),
+    /// A replica's store could not be opened, or already holds a journal.
+    #[error("replica {node}'s store: {reason}")]
+    Store {
+        /// Which replica.
+        node: NodeId,
+        /// What went wrong, naming the file.
+        reason: String,
+    },
+    /// A replica's journal failed to append or sync: it stopped, since it could no longer
+    /// keep what it said.
+    #[error("replica {node} stopped: its journal failed: {reason}")]
+    JournalFailed {
+        /// Which replica.
+        node: NodeId,
+        /// The journal's error, naming the file.
+        reason: String,
+    },
 }
 
 /// What one replica did.
@@ -125,6 +149,12 @@ pub enum RuntimeError {
 pub struct ReplicaReport {
     /// Last finalized height.
     pub height: u64,
+    /// Journal syncs (one per engine step that persisted something).
+    pub journal_syncs: u64,
+    /// Bytes its journal holds at the end (pruned at the engine's checkpoints).
+    pub journal_bytes: u64,
+    /// The journal error that stopped it, if one did.
+    pub journal_error: Option<String>,
     /// Its application's state digest.
     pub state_digest: Digest,
     /// State digests of its most recent heights, to compare replicas that stopped at different
@@ -226,13 +256,17 @@ where
     let shared = Arc::new(Shared::default());
     let finalized: Vec<Arc<AtomicU64>> =
         (0..config.nodes).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let journals = (0..config.nodes)
+        .map(|i| open_journal(&config, NodeId(i as u16)))
+        .collect::<Result<Vec<_>, _>>()?;
     let (jobs, workers) = spawn_verifiers(&config);
     let cpu_before = process_cpu_seconds();
     let start = Instant::now();
     let handles: Vec<_> = receivers
         .into_iter()
+        .zip(journals)
         .enumerate()
-        .map(|(i, inbox)| {
+        .map(|(i, (inbox, journal))| {
             let me = NodeId(i as u16);
             let links = Links {
                 peers: Arc::clone(&peers),
@@ -247,7 +281,7 @@ where
                 app(me),
                 links,
                 start,
-                inbox,
+                (inbox, journal),
             )
         })
         .collect();
@@ -262,10 +296,14 @@ where
     for (i, h) in handles.into_iter().enumerate() {
         replicas.push(h.join().map_err(|_| RuntimeError::ReplicaPanicked(NodeId(i as u16)))?);
     }
+    let failed = replicas.iter().enumerate().find_map(|(i, r)| Some((i, r.journal_error.clone()?)));
     // The replicas held the last senders of the job queue: the workers now stop.
     drop(jobs);
     for w in workers {
         let _ = w.join();
+    }
+    if let Some((i, reason)) = failed {
+        return Err(RuntimeError::JournalFailed { node: NodeId(i as u16), reason });
     }
     if timed_out {
         return Err(RuntimeError::Timeout(config.timeout));
@@ -316,7 +354,7 @@ fn spawn_replica<P>(
     app: Box<dyn Application + Send>,
     links: Links,
     start: Instant,
-    inbox: Receiver<Input>,
+    (inbox, journal): (Receiver<Input>, ReplicaJournal),
 ) -> thread::JoinHandle<ReplicaReport>
 where
     P: Protocol + Send + 'static,
@@ -372,13 +410,32 @@ where
         verdicts,
         jobs: links.jobs,
         send_wait_max: config.send_wait_max,
-        journal: EngineJournal::default(),
+        journal,
         report: ReplicaReport::default(),
     };
     thread::Builder::new()
         .name(format!("replica-{}", me.0))
         .spawn(move || replica.run(inbox))
         .expect("threads can be spawned")
+}
+
+/// A replica's journal: on disk under the store directory, or in memory.
+type ReplicaJournal = EngineJournal<Box<dyn Journal + Send>>;
+
+/// Opens `node`'s journal: a fresh [`FileJournal`] in `DIR/node-<i>/journal` with a store
+/// directory, else one in memory.
+fn open_journal(config: &ClusterConfig, node: NodeId) -> Result<ReplicaJournal, RuntimeError> {
+    let Some(dir) = &config.store_dir else {
+        return Ok(EngineJournal::new(Box::new(MemJournal::new())));
+    };
+    let path = dir.join(format!("node-{}", node.0)).join("journal");
+    let fail = |reason: String| RuntimeError::Store { node, reason };
+    let (journal, _) =
+        FileJournal::open(&path, FileJournalConfig::default()).map_err(|e| fail(e.to_string()))?;
+    if journal.next_lsn() > Lsn(0) {
+        return Err(fail(format!("{} already holds a journal", path.display())));
+    }
+    Ok(EngineJournal::new(Box::new(journal)))
 }
 
 /// The load, open loop at its rate, or as fast as the window allows.

@@ -10,7 +10,7 @@ use agora_consensus::{
     Context, Driver, InMemoryMempool, Message, Protocol, Submitted, TimerTable, dispatch,
 };
 use agora_crypto::{Digest, KeyCachingCheck, domain};
-use agora_store::{EngineJournal, MemJournal};
+use agora_store::{EngineJournal, Journal};
 use agora_types::{Block, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
@@ -60,9 +60,8 @@ pub(crate) struct Replica<P: Protocol> {
     /// The longest wait on a full inbox.
     pub(crate) send_wait_max: Duration,
     pub(crate) report: ReplicaReport,
-    /// What the engine persisted. In memory for now: a replica's directory of real stores
-    /// comes with the runtime's restart test.
-    pub(crate) journal: EngineJournal<MemJournal>,
+    /// What the engine persisted: on disk with a store directory, else in memory.
+    pub(crate) journal: EngineJournal<Box<dyn Journal + Send>>,
 }
 
 impl<P: Protocol> Replica<P> {
@@ -98,6 +97,9 @@ impl<P: Protocol> Replica<P> {
                 .keys()
                 .next()
                 .map_or(Duration::from_millis(100), |(d, _)| d.saturating_duration_since(now));
+            if self.report.journal_error.is_some() {
+                break;
+            }
             match inbox.recv_timeout(wait) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(input) => {
@@ -121,6 +123,7 @@ impl<P: Protocol> Replica<P> {
     /// queued, if it has one).
     pub(crate) fn finish(self) -> ReplicaReport {
         let mut report = self.report;
+        report.journal_bytes = self.journal.journal().size_bytes();
         let side = match self.apply {
             Apply::Inline(side) => side,
             Apply::Thread { blocks, handle } => {
@@ -258,10 +261,16 @@ pub(crate) struct ReplicaDriver<'a, P: Protocol> {
 
 impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
     fn send(&mut self, to: NodeId, message: P::Message) {
-        self.replica.send(&[to], &message);
+        // A replica whose journal failed says nothing more: it could not keep what it said.
+        if self.replica.report.journal_error.is_none() {
+            self.replica.send(&[to], &message);
+        }
     }
 
     fn broadcast(&mut self, message: P::Message) {
+        if self.replica.report.journal_error.is_some() {
+            return;
+        }
         let me = self.replica.me;
         let all: Vec<NodeId> =
             (0..self.replica.peers.len() as u16).map(NodeId).filter(|n| *n != me).collect();
@@ -289,11 +298,15 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
     }
 
     fn persist(&mut self, record: Bytes, checkpoint: Option<u64>) {
-        let persisted = self.replica.journal.persist(&record, checkpoint);
-        persisted.expect("engine records are below the journal's limit");
+        if let Err(e) = self.replica.journal.persist(&record, checkpoint) {
+            self.replica.report.journal_error.get_or_insert(e.to_string());
+        }
     }
 
     fn sync(&mut self) {
-        self.replica.journal.sync().expect("an in-memory journal always syncs");
+        self.replica.report.journal_syncs += 1;
+        if let Err(e) = self.replica.journal.sync() {
+            self.replica.report.journal_error.get_or_insert(e.to_string());
+        }
     }
 }

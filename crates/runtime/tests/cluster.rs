@@ -102,3 +102,42 @@ fn the_verification_limit_is_measured() {
     let (one, all) = verify_rate(2, std::time::Duration::from_millis(50));
     assert!(one > 0.0 && all > 0.0);
 }
+
+/// A directory of this test process's own, removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("agora-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn replicas_journal_to_disk_and_refuse_a_directory_that_holds_a_journal() {
+    let scratch = ScratchDir::new("cluster-journal");
+    let mut cluster = ClusterConfig::new(4);
+    cluster.store_dir = Some(scratch.0.clone());
+    let pbft = PbftConfig::new(2_000_000_000);
+    let engine = |me, committee: &agora_types::Committee, key: &SecretKey| {
+        Pbft::new(pbft, committee.clone(), me, key.clone()).expect("a valid configuration")
+    };
+    let apps = |_| Box::new(TxLog::new(true)) as Box<dyn agora_consensus::Application + Send>;
+    let report = run(cluster.clone(), engine, apps, load(400, 4, None)).expect("the cluster runs");
+    assert_eq!(report.txs_finalized, 400);
+    assert!(report.state_digests_agree, "{report:?}");
+    for (i, r) in report.replicas.iter().enumerate() {
+        assert!(r.journal_syncs > 0 && r.journal_bytes > 0, "replica {i}: {r:?}");
+        assert!(scratch.0.join(format!("node-{i}/journal")).is_dir());
+    }
+    // The journals are still there: a second cluster on them is refused, naming the file.
+    let err = run(cluster, engine, apps, load(4, 4, None)).unwrap_err();
+    assert!(err.to_string().contains("already holds a journal"), "{err}");
+}

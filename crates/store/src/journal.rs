@@ -92,6 +92,34 @@ pub trait Journal {
     fn size_bytes(&self) -> u64;
 }
 
+/// A boxed journal is a journal, so that a driver can hold a file or a memory journal behind
+/// one type.
+impl<J: Journal + ?Sized> Journal for Box<J> {
+    fn append(&mut self, record: &[u8]) -> Result<Lsn, StoreError> {
+        (**self).append(record)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+
+    fn prune_once_durable(&mut self, keep_from: Lsn, durable_at: Lsn) -> Result<(), StoreError> {
+        (**self).prune_once_durable(keep_from, durable_at)
+    }
+
+    fn next_lsn(&self) -> Lsn {
+        (**self).next_lsn()
+    }
+
+    fn records(&mut self) -> Result<Vec<(Lsn, Bytes)>, StoreError> {
+        (**self).records()
+    }
+
+    fn size_bytes(&self) -> u64 {
+        (**self).size_bytes()
+    }
+}
+
 /// What recovery cut off the end of a journal: a record whose write a crash interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {

@@ -85,6 +85,9 @@ pub enum StreamletWeakening {
     QuorumOneSmaller,
     /// Vote for any proposal that extends the finalized chain, not only a longest notarized one.
     VoteExtendsFinalized,
+    /// Send a vote before its journal record, so that the vote can leave and the record be lost
+    /// in a crash.
+    VoteBeforeDurable,
 }
 
 impl StreamletConfig {

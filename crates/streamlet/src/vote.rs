@@ -197,8 +197,13 @@ impl Streamlet {
         let vote = Vote::sign(vote_statement(block), self.me, &self.key);
         self.own_votes.insert(epoch, vote);
         // Durable before it is sent: the driver syncs this record before the broadcast leaves.
-        self.persist(ctx, &StreamletRecord::Voted(vote));
-        ctx.broadcast(StreamletMessage::Vote(vote));
+        if self.config.weakened(StreamletWeakening::VoteBeforeDurable) {
+            ctx.broadcast(StreamletMessage::Vote(vote));
+            self.persist(ctx, &StreamletRecord::Voted(vote));
+        } else {
+            self.persist(ctx, &StreamletRecord::Voted(vote));
+            ctx.broadcast(StreamletMessage::Vote(vote));
+        }
         self.on_vote(ctx, self.me, vote);
     }
 

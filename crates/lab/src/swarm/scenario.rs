@@ -22,6 +22,11 @@ pub enum Weakening {
     VoteExtendsFinalized,
     /// PBFT counts the primary's pre-prepare as one of the 2f prepares.
     PrePrepareCountsAsPrepare,
+    /// A node sends its vote (Streamlet's vote, PBFT's prepare) before the record that makes
+    /// it remember the vote is durable; restarts recover from the journal.
+    VoteBeforeDurable,
+    /// Restarts lose the journal: a node comes back remembering nothing it voted for.
+    Amnesia,
 }
 
 impl Weakening {
@@ -31,6 +36,8 @@ impl Weakening {
             Weakening::QuorumOneSmaller => "quorum-one-smaller",
             Weakening::VoteExtendsFinalized => "vote-extends-finalized",
             Weakening::PrePrepareCountsAsPrepare => "pre-prepare-counts-as-prepare",
+            Weakening::VoteBeforeDurable => "vote-before-durable",
+            Weakening::Amnesia => "amnesia",
         }
     }
 
@@ -40,6 +47,8 @@ impl Weakening {
             Weakening::QuorumOneSmaller,
             Weakening::VoteExtendsFinalized,
             Weakening::PrePrepareCountsAsPrepare,
+            Weakening::VoteBeforeDurable,
+            Weakening::Amnesia,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -407,7 +416,12 @@ impl Scenario {
             payload_bytes: 32,
             targets: Targets::Random,
         });
-        let restart = if self.restarts.recover { FaultKind::Recover } else { FaultKind::Restart };
+        let restart = match self.weakening {
+            Some(Weakening::Amnesia) => FaultKind::Amnesia,
+            Some(Weakening::VoteBeforeDurable) => FaultKind::Recover,
+            _ if self.restarts.recover => FaultKind::Recover,
+            _ => FaultKind::Restart,
+        };
         for (node, fault) in &self.faults {
             if let NodeFault::Crash { at_ns, restart_ns } = *fault {
                 c.faults.push(Fault { at_ns, node: *node, kind: FaultKind::Crash });
@@ -463,6 +477,7 @@ impl Scenario {
         c.weaken = match self.weakening {
             Some(Weakening::QuorumOneSmaller) => Some(StreamletWeakening::QuorumOneSmaller),
             Some(Weakening::VoteExtendsFinalized) => Some(StreamletWeakening::VoteExtendsFinalized),
+            Some(Weakening::VoteBeforeDurable) => Some(StreamletWeakening::VoteBeforeDurable),
             _ => None,
         };
         c
@@ -475,6 +490,7 @@ impl Scenario {
             Some(Weakening::PrePrepareCountsAsPrepare) => {
                 Some(PbftWeakening::PrePrepareCountsAsPrepare)
             }
+            Some(Weakening::VoteBeforeDurable) => Some(PbftWeakening::VoteBeforeDurable),
             _ => None,
         };
         c
@@ -517,7 +533,12 @@ impl fmt::Display for Scenario {
             let how = if honest.in_sync { " (crashing in a sync)" } else { "" };
             write!(f, "; honest node {node} down {down}–{up} ms{how}")?;
         }
-        let how = if self.restarts.recover { "from the journal" } else { "with memory" };
+        let how = match self.weakening {
+            Some(Weakening::Amnesia) => "with the journal lost",
+            Some(Weakening::VoteBeforeDurable) => "from the journal",
+            _ if self.restarts.recover => "from the journal",
+            _ => "with memory",
+        };
         write!(f, "; restarts {how}, sync {} µs", self.restarts.sync_ns / 1_000)?;
         if let Some(w) = self.weakening {
             write!(f, "; weakened: {}", w.name())?;
