@@ -40,6 +40,8 @@ const TIGHT_STREAM: u64 = 0x5357_4152_4d00_0002;
 /// How a scenario's nodes restart, on a stream of its own, so that it adds to a seed's other
 /// draws without changing them.
 const RESTART_STREAM: u64 = 0x5357_4152_4d00_0004;
+/// The stream that turns a seed's equivocators into late ones.
+const LATE_STREAM: u64 = 0x5357_4152_4d00_0005;
 /// Decides, apart from everything else, whether a two-twin scenario holds a split brain.
 const SPLIT_STREAM: u64 = 0x5357_4152_4d00_0003;
 
@@ -313,6 +315,9 @@ pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> Ca
             Scenario::generate(options.protocol, seed, options.nodes, options.budget)
         };
         scenario.weakening = options.weakening;
+        if options.weakening == Some(Weakening::VoteBeforeDurable) {
+            scenario.restarts.honest = Some(scenario.blink_in_sync());
+        }
         let outcome = match run(&scenario, false) {
             Ok(r) => r.outcome,
             Err(RunError::Setup(e)) => {

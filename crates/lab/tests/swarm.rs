@@ -154,6 +154,23 @@ fn twins_catch_a_pbft_replica_that_restarts_with_amnesia() {
 }
 
 #[test]
+fn the_campaign_catches_a_pbft_backup_that_prepares_before_its_record_is_durable() {
+    // Against this mutant the campaign gives every scenario an honest member that crashes
+    // halfway through a journal sync and is back within 2Δ (`Scenario::blink_in_sync`). The first 300 Twins seeds: one fails, seed 60, where
+    // honest node 3 prepared two digests for one sequence number of view 0, seen by node 1.
+    // The first 600 drawn seeds: one, seed 10 (n = 7, a late equivocator). The same
+    // scenario with the record durable before the prepare is safe.
+    let mut s = Scenario::twins(ProtocolChoice::Pbft, 60, Budget::Within);
+    s.weakening = Some(Weakening::VoteBeforeDurable);
+    s.restarts.honest = Some(s.blink_in_sync());
+    let o = swarm::run(&s, false).expect("the scenario runs").outcome;
+    assert!(!o.safety.is_empty(), "{s}: the early prepare not caught");
+    s.weakening = None;
+    let o = swarm::run(&s, false).expect("the scenario runs").outcome;
+    assert!(o.ok(), "{s}: safety {:?} liveness {:?}", o.safety, o.liveness);
+}
+
+#[test]
 fn a_scenario_is_a_function_of_its_seed() {
     for protocol in PROTOCOLS {
         let a = Scenario::generate(protocol, 42, None, Budget::Beyond);
@@ -207,6 +224,12 @@ fn pbft_stalls_with_exactly_a_quorum_up_at_n_7() {
     // and the one replica holding NEW-VIEW(2) relayed it only while in a view, not while
     // changing view again.
     assert_generated_pass(ProtocolChoice::Pbft, &[750_008_750]);
+    // 811004609 (n = 5, one crashed): an honest replica due to crash in the middle of a
+    // journal sync began that sync just before its restart was due; the restart found it up
+    // and cancelled the crash it was waiting for, but not the one the sync had scheduled, so
+    // it went down for good and every quorum lacked it (the simulator's bug, exposed once PBFT
+    // journals).
+    assert_generated_pass(ProtocolChoice::Pbft, &[811_004_609]);
 }
 
 #[test]

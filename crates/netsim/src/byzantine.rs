@@ -23,8 +23,7 @@ use crate::adversary::{Adversary, AdversaryEnv, Emission, Garbler, Payload, Sile
 pub enum Behaviour {
     /// As leader, proposes one block to the lower half of the committee and a conflicting
     /// sibling (same parent, round and height; one transaction fewer, or a later timestamp) to
-    /// the upper half, both signed; 20 to 150 ms later each half gets the other's block too,
-    /// so that a node that restarted in between and forgot the first is tempted.
+    /// the upper half, both signed.
     Equivocate,
     /// Sends the upper half, instead of its vote, a signed vote for another value.
     DoubleVote,
@@ -47,11 +46,29 @@ pub enum Behaviour {
     InvalidContent,
     /// Adds validly signed copies of its votes and proposals for rounds far in the future.
     Flood,
+    /// Equivocates as [`Behaviour::Equivocate`] does, then tells each half the other story
+    /// too, 20 to 150 ms later: a node that restarted in between and forgot the block it voted
+    /// for is tempted to vote again. It helps the halves agree sooner, so the benches keep the
+    /// plain equivocator; the swarm draws this one in half its equivocators.
+    LateEquivocate,
 }
 
 impl Behaviour {
-    /// Every behaviour, in a fixed order.
-    pub const ALL: [Behaviour; 10] = [
+    /// Every behaviour, in a fixed order: those the swarm draws, then the late equivocator.
+    pub const ALL: [Behaviour; 11] = {
+        let mut all = [Behaviour::LateEquivocate; 11];
+        let mut i = 0;
+        while i < Self::DRAWN.len() {
+            all[i] = Self::DRAWN[i];
+            i += 1;
+        }
+        all
+    };
+
+    /// The behaviours the swarm draws from, in the order it has always drawn them (so that a
+    /// seed draws what it drew before [`Behaviour::LateEquivocate`] existed; the swarm turns
+    /// half its equivocators into late ones on a random stream of its own).
+    pub const DRAWN: [Behaviour; 10] = [
         Behaviour::Equivocate,
         Behaviour::DoubleVote,
         Behaviour::ConflictingVotes,
@@ -77,6 +94,7 @@ impl Behaviour {
             Behaviour::Garble => "garble",
             Behaviour::InvalidContent => "invalid-content",
             Behaviour::Flood => "flood",
+            Behaviour::LateEquivocate => "late-equivocate",
         }
     }
 }
@@ -90,7 +108,7 @@ impl std::fmt::Display for Behaviour {
 /// An unknown behaviour name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown behaviour {0:?}; one of: equivocate, double-vote, conflicting-votes, silent, selective-leader, replay, forge, garble, invalid-content, flood"
+    "unknown behaviour {0:?}; one of: equivocate, double-vote, conflicting-votes, silent, selective-leader, replay, forge, garble, invalid-content, flood, late-equivocate"
 )]
 pub struct UnknownBehaviour(pub String);
 
@@ -167,6 +185,13 @@ impl<M: Tamper> Adversary<M> for Rewriter {
         let (me, key) = (env.me, env.key);
         match self.behaviour {
             Behaviour::Equivocate => match message.proposed_block() {
+                Some(block) if upper_half(env, to) => {
+                    let other = message.repropose(sibling(block), me, key);
+                    send(out, other.unwrap_or(message));
+                }
+                _ => send(out, message),
+            },
+            Behaviour::LateEquivocate => match message.proposed_block() {
                 Some(block) => {
                     let other = message.repropose(sibling(block), me, key);
                     let (first, late) = match other {
@@ -175,8 +200,6 @@ impl<M: Tamper> Adversary<M> for Rewriter {
                         None => (message, None),
                     };
                     send(out, first);
-                    // The other story follows later, when a node that restarted since may
-                    // have forgotten the first.
                     if let Some(late) = late {
                         let delay_ns = env.rng.random_range(LATE_STORY_NS);
                         out.push(Emission { to, payload: Payload::Message(late), delay_ns });

@@ -88,6 +88,9 @@ enum Event<M, T> {
     /// A node's journal sync (the `seq`-th it began) ends: its records are durable, and the
     /// messages its pass sent after them leave.
     Synced { node: NodeId, seq: u64 },
+    /// A node goes down halfway through a journal sync ([`FaultKind::CrashInSync`]), unless its
+    /// restart came first.
+    CrashInSync { node: NodeId },
 }
 
 /// A message a pass sent after persisting records: it waits for their sync.
@@ -127,6 +130,8 @@ struct Node<P: Protocol, A> {
     held: Vec<Held<P::Message>>,
     /// A [`FaultKind::CrashInSync`] is waiting for the node's next sync.
     crash_in_sync: bool,
+    /// The crash `crash_in_sync` asked for is scheduled, halfway through a sync.
+    sync_crash_scheduled: bool,
     syncs: u64,
     restarts: u64,
     recoveries: u64,
@@ -227,6 +232,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 sync_until: None,
                 held: Vec::new(),
                 crash_in_sync: false,
+                sync_crash_scheduled: false,
                 syncs: 0,
                 restarts: 0,
                 recoveries: 0,
@@ -514,6 +520,12 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                     self.settle_journal(node);
                 }
             }
+            Event::CrashInSync { node } => {
+                let n = &mut self.nodes[node.index()];
+                if n.up && std::mem::take(&mut n.sync_crash_scheduled) {
+                    self.crash(node);
+                }
+            }
         }
     }
 
@@ -544,9 +556,12 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 self.rebuild(node, fault.kind == FaultKind::Amnesia);
                 self.restart(node);
             }
-            // A restart due while a crash still waits for a sync: the crash never came.
+            // A restart due while a crash still waits for a sync (or for the middle of the
+            // sync it began): the crash never came.
             FaultKind::Restart | FaultKind::Recover | FaultKind::Amnesia => {
-                self.nodes[node.index()].crash_in_sync = false;
+                let n = &mut self.nodes[node.index()];
+                n.crash_in_sync = false;
+                n.sync_crash_scheduled = false;
             }
             _ => {}
         }
@@ -566,6 +581,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         }
         n.up = false;
         n.crash_in_sync = false;
+        n.sync_crash_scheduled = false;
         n.timers.clear();
         n.inbox.clear();
         n.busy_until = self.now;

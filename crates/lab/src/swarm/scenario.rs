@@ -280,10 +280,18 @@ impl Scenario {
         let gst_ns = rng.random_range(500..=3_000) * MS;
         let mut ids: Vec<u16> = (0..n as u16).collect();
         let mut faults = Vec::new();
+        // Half the seeds' equivocators tell the other story late too (on a stream of their own,
+        // so a seed's other draws are those of the campaigns before).
+        let late = ChaCha8Rng::seed_from_u64(seed ^ LATE_STREAM).random_bool(0.5);
         for _ in 0..faulty {
             let node = NodeId(ids.swap_remove(rng.random_range(0..ids.len())));
             let fault = if rng.random_bool(0.6) {
-                NodeFault::Byzantine(Behaviour::ALL[rng.random_range(0..Behaviour::ALL.len())])
+                match Behaviour::DRAWN[rng.random_range(0..Behaviour::DRAWN.len())] {
+                    Behaviour::Equivocate if late => {
+                        NodeFault::Byzantine(Behaviour::LateEquivocate)
+                    }
+                    behaviour => NodeFault::Byzantine(behaviour),
+                }
             } else {
                 let at_ns = rng.random_range(0..gst_ns);
                 let restart_ns = rng.random_bool(0.5).then(|| rng.random_range(at_ns..=gst_ns));
@@ -437,6 +445,19 @@ impl Scenario {
         }
         c.processing.per_sync_ns = self.restarts.sync_ns;
         c
+    }
+
+    /// An honest member's blink for this scenario: down halfway through a journal sync and back
+    /// within 2Δ, the one window in which a vote whose record a crash lost matters. The
+    /// campaign against the vote-before-durable mutant gives every scenario one.
+    pub fn blink_in_sync(&self) -> HonestRestart {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ RESTART_STREAM ^ 1);
+        let gst_ns = self.network.gst.as_ref().map_or(self.duration_ns / 2, |g| g.at_ns);
+        let drawn = self.restarts.honest;
+        let down_ns = drawn.map_or_else(|| rng.random_range(0..gst_ns.max(1)), |h| h.down_ns);
+        let up_ns = down_ns + rng.random_range(1..=2 * self.delta_ns.max(1));
+        let pick = drawn.map_or_else(|| rng.random(), |h| h.pick);
+        HonestRestart { pick, down_ns, up_ns, in_sync: true }
     }
 
     /// The honest member that crashes and restarts, with its times, if the scenario has one.

@@ -287,8 +287,8 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
         self.synced = true;
         n.sync_until = Some(self.depart);
         if std::mem::take(&mut n.crash_in_sync) {
-            let crash = Fault { at_ns: start + cost / 2, node: self.node, kind: FaultKind::Crash };
-            self.sim.schedule(crash.at_ns, Event::Fault(crash));
+            n.sync_crash_scheduled = true;
+            self.sim.schedule(start + cost / 2, Event::CrashInSync { node: self.node });
         }
     }
 }
