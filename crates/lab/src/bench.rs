@@ -66,7 +66,8 @@ pub struct RunRecord {
     /// Committee size.
     pub nodes: usize,
     /// `no-faults`, `leader-crash`, `partition-heals`, `equivocator`, `theory`, or (wall clock)
-    /// `80%-load`: open loop at 80% of the physical limit.
+    /// `80%-load`: open loop at 80% of the physical limit; `durable`: as `no-faults`, with each
+    /// replica's journal on disk, synced as the engine's durability rule asks.
     pub scenario: &'static str,
     /// `sim` or `wall`.
     pub mode: &'static str,
@@ -206,6 +207,8 @@ pub fn plan(options: &BenchOptions) -> Vec<Planned> {
             }
             // Open loop at 80% of the physical limit: the latency a loaded market sees.
             out.push(Planned { protocol, nodes: 4, scenario: "80%-load", wall: true });
+            // The same full-speed run with journals on disk: what durability costs.
+            out.push(Planned { protocol, nodes: 4, scenario: "durable", wall: true });
         }
     }
     out
@@ -396,9 +399,20 @@ fn wall_once(
             EngineConfig::Pbft(p)
         }
     };
-    let report = with_engine(engine, WallRun { config, genesis, load })
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    // Journals on disk in a directory of this run's own, removed after it.
+    let stores = (planned.scenario == "durable").then(|| {
+        let name = format!("agora-bench-{}-{}", std::process::id(), planned.protocol.name());
+        std::env::temp_dir().join(name)
+    });
+    if let Some(dir) = &stores {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    config.store_dir = stores.clone();
+    let report = with_engine(engine, WallRun { config, genesis, load });
+    if let Some(dir) = &stores {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let report = report.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let blocks = report.replicas.first().map_or(1, |r| r.height.max(1)) as f64;
     Ok(RunRecord {
         protocol: planned.protocol.name(),
@@ -668,10 +682,12 @@ mod tests {
     #[test]
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
         let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1, main: false });
-        assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1));
+        // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable.
+        assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1 + 1));
         let full = plan(&BenchOptions { quick: false, wall: true, seed: 1, main: false });
-        assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1));
+        assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1 + 1));
         assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
+        assert!(full.iter().any(|p| p.wall && p.scenario == "durable"));
     }
 
     #[test]
