@@ -101,8 +101,7 @@ impl Backup {
 
     /// The digests replica 1 broadcast a vote of `phase` for since the last call.
     fn sent(&mut self, phase: Phase) -> Vec<agora_crypto::Digest> {
-        let sent = self
-            .actions
+        self.actions
             .iter()
             .filter_map(|a| match a {
                 Action::Broadcast { message: PbftMessage::Prepare(v) | PbftMessage::Commit(v) }
@@ -112,8 +111,7 @@ impl Backup {
                 }
                 _ => None,
             })
-            .collect();
-        sent
+            .collect()
     }
 }
 
