@@ -119,8 +119,9 @@ proptest! {
         }
     }
 
-    /// The file journal keeps what the in-memory one keeps, through syncs, prunes and
-    /// crashes (a drop without a sync loses what was appended since the last sync).
+    /// The file journal keeps what the in-memory one keeps, through syncs, prunes (some
+    /// waiting for a later record's durability) and crashes (a drop without a sync loses what
+    /// was appended since the last sync).
     #[test]
     fn the_file_journal_agrees_with_the_memory_journal(ops in prop::collection::vec(op_strategy(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
@@ -135,10 +136,13 @@ proptest! {
                     file.sync().unwrap();
                     memory.sync().unwrap();
                 }
-                Op::Prune(back) => {
+                Op::Prune(back, wait) => {
+                    // Keep from `to`, once the record `wait` after it (a checkpoint that keeps
+                    // the records before it) is durable.
                     let to = Lsn(memory.next_lsn().0.saturating_sub(back));
-                    file.prune(to).unwrap();
-                    memory.prune(to).unwrap();
+                    let durable_at = Lsn(to.0 + wait.min(back));
+                    file.prune_once_durable(to, durable_at).unwrap();
+                    memory.prune_once_durable(to, durable_at).unwrap();
                 }
                 Op::Crash => {
                     drop(file);
@@ -166,7 +170,7 @@ proptest! {
 enum Op {
     Append(Vec<u8>),
     Sync,
-    Prune(u64),
+    Prune(u64, u64),
     Crash,
 }
 
@@ -174,7 +178,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec(any::<u8>(), 0..100).prop_map(Op::Append),
         2 => Just(Op::Sync),
-        1 => (0u64..4).prop_map(Op::Prune),
+        1 => (0u64..4, 0u64..3).prop_map(|(back, wait)| Op::Prune(back, wait)),
         1 => Just(Op::Crash),
     ]
 }

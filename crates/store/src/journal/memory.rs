@@ -149,4 +149,27 @@ mod tests {
             vec![(checkpoint, Bytes::from_static(b"checkpoint"))]
         );
     }
+
+    #[test]
+    fn a_prune_that_waits_for_a_later_record_keeps_everything_until_that_record_is_durable() {
+        let mut journal = MemJournal::new();
+        for record in [b"a", b"b"] {
+            journal.append(record).unwrap();
+        }
+        journal.sync().unwrap();
+        journal.append(b"c").unwrap();
+        let checkpoint = journal.append(b"checkpoint keeping b and c").unwrap();
+        // Keep from b once the checkpoint is durable: b, the prune point, already is.
+        journal.prune_once_durable(Lsn(1), checkpoint).unwrap();
+        assert_eq!(journal.records().unwrap().len(), 4, "the checkpoint is not durable yet");
+        journal.crash(1);
+        assert_eq!(journal.records().unwrap().len(), 3, "a lost checkpoint prunes nothing");
+        let checkpoint = journal.append(b"checkpoint again").unwrap();
+        journal.prune_once_durable(Lsn(1), checkpoint).unwrap();
+        journal.sync().unwrap();
+        let kept: Vec<Bytes> = journal.records().unwrap().into_iter().map(|(_, r)| r).collect();
+        let expected: Vec<Bytes> =
+            [&b"b"[..], b"c", b"checkpoint again"].into_iter().map(Bytes::from_static).collect();
+        assert_eq!(kept, expected);
+    }
 }
