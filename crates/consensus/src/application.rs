@@ -1,7 +1,8 @@
 //! The seam between consensus and what it orders: an application receives final blocks in order.
 
 use agora_crypto::{Digest, SignatureCheck, domain};
-use agora_types::{Block, Height};
+use agora_types::{Block, Height, codec};
+use bytes::Bytes;
 
 /// What an application reports after applying a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,14 @@ pub trait Application {
 
     /// The height of the last block applied (0 before any).
     fn height(&self) -> Height;
+
+    /// The application's whole state, encoded so that the application can be rebuilt from it
+    /// (each application offers its own constructor for that), or `None` when it cannot be
+    /// snapshotted. A replica stores one every K blocks, restarts from the newest and replays
+    /// the blocks after it. The default is `None`: such an application replays from genesis.
+    fn state_snapshot(&self) -> Option<Bytes> {
+        None
+    }
 }
 
 /// A boxed application is one: drivers that mix applications hold `Box<dyn Application>`,
@@ -40,6 +49,10 @@ impl<T: Application + ?Sized> Application for Box<T> {
 
     fn height(&self) -> Height {
         (**self).height()
+    }
+
+    fn state_snapshot(&self) -> Option<Bytes> {
+        (**self).state_snapshot()
     }
 }
 
@@ -64,6 +77,20 @@ impl TxLog {
     /// Transactions executed so far.
     pub fn executed(&self) -> u64 {
         self.executed
+    }
+
+    /// The log a [`Application::state_snapshot`] of it encoded, if `bytes` is one and its
+    /// digest is `expected`.
+    pub fn from_snapshot(bytes: &[u8], expected: Digest) -> Option<Self> {
+        let (digest, height, executed, verify_signatures) =
+            codec::decode_with_limit::<([u8; 32], u64, u64, bool)>(bytes, 64).ok()?;
+        let log = Self {
+            digest: Digest::from_bytes(digest),
+            height: Height(height),
+            executed,
+            verify_signatures,
+        };
+        (log.digest == expected).then_some(log)
     }
 }
 
@@ -93,5 +120,10 @@ impl Application for TxLog {
 
     fn height(&self) -> Height {
         self.height
+    }
+
+    fn state_snapshot(&self) -> Option<Bytes> {
+        let state = (*self.digest.as_bytes(), self.height.0, self.executed, self.verify_signatures);
+        Some(codec::encode_with_limit(&state, 64).expect("four fixed-size fields encode"))
     }
 }

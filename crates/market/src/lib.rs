@@ -598,6 +598,10 @@ impl Application for MarketApp {
     fn height(&self) -> Height {
         self.height
     }
+
+    fn state_snapshot(&self) -> Option<Bytes> {
+        Some(self.snapshot())
+    }
 }
 
 #[cfg(test)]

@@ -111,7 +111,24 @@ pub trait BlockStore {
     fn state_digest(&self, height: Height) -> Result<Option<Digest>, StoreError>;
 
     /// The newest snapshot, if any.
-    fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError>;
+    fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        self.snapshot_at_most(Height(u64::MAX))
+    }
+
+    /// The newest snapshot at or below `height`, if any: where a replay that starts from a
+    /// given height begins.
+    fn snapshot_at_most(&self, height: Height) -> Result<Option<Snapshot>, StoreError>;
+
+    /// When snapshots are due and how many are kept.
+    fn policy(&self) -> SnapshotPolicy;
+
+    /// Records what the blocks are applied to (the application and its genesis, in the
+    /// encoding of whoever writes the store), so that a tool that replays the store can build
+    /// the same application. Written once, when a store is first used; one atomic write.
+    fn set_application(&mut self, description: &[u8]) -> Result<(), StoreError>;
+
+    /// What [`BlockStore::set_application`] recorded, if anything.
+    fn application(&self) -> Result<Option<Bytes>, StoreError>;
 
     /// Drops the blocks, index entries and digests below `height`, clamped so that the blocks
     /// after the latest snapshot always remain (nothing is dropped without a snapshot).

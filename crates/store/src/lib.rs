@@ -16,8 +16,15 @@
 //!   [redb](https://docs.rs/redb) file, one ACID transaction per write; [`MemBlockStore`] in
 //!   maps.
 //!
-//! The crate depends on `agora-types` and knows no engine and no application: records are
-//! bytes an engine encodes, and snapshots are bytes an application encodes.
+//! - [`Ledger`]: an application and its block store kept in step. A driver applies each final
+//!   block through it and flushes once per pass; a restart opens it from the newest snapshot
+//!   and replays the blocks after it, checking every stored state digest ([`replay_from`],
+//!   which `agora replay` runs too).
+//!
+//! The crate depends on `agora-types` and on the consensus seam (`agora-consensus`, for the
+//! [`Application`](agora_consensus::Application) trait the ledger drives), and knows no engine
+//! and no application: records are bytes an engine encodes, and snapshots are bytes an
+//! application encodes.
 //!
 //! The write-then-sync-then-speak discipline follows malachite's write-ahead log and
 //! commonware's simplex journal; the torn-tail rule (cut a record the crash interrupted, refuse
@@ -41,6 +48,7 @@
 
 pub mod blocks;
 pub mod journal;
+pub mod ledger;
 
 use std::path::PathBuf;
 
@@ -52,6 +60,7 @@ pub use journal::engine::EngineJournal;
 pub use journal::file::{FileJournal, FileJournalConfig};
 pub use journal::memory::MemJournal;
 pub use journal::{Journal, Lsn, RECORD_BYTES_MAX, TornTail};
+pub use ledger::{Ledger, LedgerError, Outcome, Replayed, replay_from};
 
 /// Why a store operation failed. Every variant that concerns a file names it.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use agora_types::{Digest, Height};
+use bytes::Bytes;
 
 use super::{BlockStore, FinalizedBlock, Snapshot, SnapshotPolicy, check_consecutive, prune_point};
 use crate::StoreError;
@@ -18,6 +19,7 @@ pub struct MemBlockStore {
     snapshots: BTreeMap<Height, Snapshot>,
     base: Height,
     tip: Height,
+    application: Option<Bytes>,
 }
 
 impl MemBlockStore {
@@ -75,8 +77,21 @@ impl BlockStore for MemBlockStore {
         Ok(self.blocks.get(&height).map(|block| block.state_digest))
     }
 
-    fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.snapshots.last_key_value().map(|(_, snapshot)| snapshot.clone()))
+    fn snapshot_at_most(&self, height: Height) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.snapshots.range(..=height).next_back().map(|(_, snapshot)| snapshot.clone()))
+    }
+
+    fn policy(&self) -> SnapshotPolicy {
+        self.policy
+    }
+
+    fn set_application(&mut self, description: &[u8]) -> Result<(), StoreError> {
+        self.application = Some(Bytes::copy_from_slice(description));
+        Ok(())
+    }
+
+    fn application(&self) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.application.clone())
     }
 
     fn prune_below(&mut self, height: Height) -> Result<(), StoreError> {

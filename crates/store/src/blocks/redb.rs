@@ -5,7 +5,7 @@
 //!
 //! | table       | key                | value                                     |
 //! |-------------|--------------------|-------------------------------------------|
-//! | `meta`      | name               | `format`, `base` and `tip` as `u64`         |
+//! | `meta`      | name               | `format`, `base` and `tip` as `u64`; `application`, bytes |
 //! | `blocks`    | height             | the canonical encoding of a [`FinalizedBlock`] |
 //! | `digests`   | height             | the state digest after that height        |
 //! | `txs`       | transaction id     | the height that finalized it              |
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use agora_crypto::Domain;
 use agora_types::{Digest, Height, codec};
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 use super::{BlockStore, FinalizedBlock, Snapshot, SnapshotPolicy, check_consecutive, prune_point};
 use crate::StoreError;
@@ -38,6 +38,9 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const DIGESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("digests");
 const TXS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("txs");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+
+/// The `meta` key of the application's description.
+const APPLICATION: &str = "application";
 
 static SEAL: Domain = Domain::new("agora/store-value/v1");
 const SEAL_BYTES: usize = 8;
@@ -331,12 +334,13 @@ impl RedbBlockStore {
         Ok(Some(Digest::from_bytes(digest)))
     }
 
-    fn latest_snapshot_unguarded(&self) -> Result<Option<Snapshot>, StoreError> {
+    fn snapshot_at_most_unguarded(&self, at_most: Height) -> Result<Option<Snapshot>, StoreError> {
         let txn = self.db().begin_read().at(&self.path)?;
         let table = txn.open_table(SNAPSHOTS).at(&self.path)?;
-        let Some((height, value)) = table.last().at(&self.path)? else {
+        let Some(entry) = table.range(..=at_most.0).at(&self.path)?.next_back() else {
             return Ok(None);
         };
+        let (height, value) = entry.at(&self.path)?;
         let height = height.value();
         let value = self.unsealed("snapshots", height, value.value())?;
         let Some((digest, bytes)) = value.split_first_chunk::<32>() else {
@@ -354,7 +358,8 @@ impl RedbBlockStore {
     }
 
     fn prune_below_unguarded(&mut self, height: Height) -> Result<(), StoreError> {
-        let latest = self.latest_snapshot_unguarded()?.map(|snapshot| snapshot.height);
+        let latest = self.snapshot_at_most_unguarded(Height(u64::MAX))?;
+        let latest = latest.map(|snapshot| snapshot.height);
         let to = prune_point(height, self.base, latest);
         if to == self.base {
             return Ok(());
@@ -414,8 +419,39 @@ impl BlockStore for RedbBlockStore {
         self.guarded_read(|store| store.state_digest_unguarded(height))
     }
 
-    fn latest_snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
-        self.guarded_read(|store| store.latest_snapshot_unguarded())
+    fn snapshot_at_most(&self, height: Height) -> Result<Option<Snapshot>, StoreError> {
+        self.guarded_read(|store| store.snapshot_at_most_unguarded(height))
+    }
+
+    fn policy(&self) -> SnapshotPolicy {
+        self.policy
+    }
+
+    fn set_application(&mut self, description: &[u8]) -> Result<(), StoreError> {
+        self.guarded(|store| {
+            let txn = store.db().begin_write().at(&store.path)?;
+            {
+                let mut meta = txn.open_table(META).at(&store.path)?;
+                let sealed = seal("meta", APPLICATION.as_bytes(), description);
+                meta.insert(APPLICATION, sealed.as_slice()).at(&store.path)?;
+            }
+            txn.commit().at(&store.path)
+        })
+    }
+
+    fn application(&self) -> Result<Option<Bytes>, StoreError> {
+        self.guarded_read(|store| {
+            let txn = store.db().begin_read().at(&store.path)?;
+            let meta = txn.open_table(META).at(&store.path)?;
+            let Some(stored) = meta.get(APPLICATION).at(&store.path)? else {
+                return Ok(None);
+            };
+            let description =
+                unseal("meta", APPLICATION.as_bytes(), stored.value()).ok_or_else(|| {
+                    store.undecodable("meta", APPLICATION.into(), "seal mismatch".into())
+                })?;
+            Ok(Some(Bytes::copy_from_slice(description)))
+        })
     }
 
     fn prune_below(&mut self, height: Height) -> Result<(), StoreError> {
