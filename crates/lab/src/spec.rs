@@ -24,6 +24,7 @@ use agora_netsim::{
     Behaviour, ClientHook, SimConfig, SimError, SimReport, Simulation, TraceEvent, TraceMode,
     adversary,
 };
+use agora_store::Snapshot;
 use agora_types::{Committee, NodeId, SecretKey};
 
 use crate::agents::{self, AgentsConfig};
@@ -133,12 +134,27 @@ impl WithEngine for Run<'_> {
     ) -> Self::Output {
         let Self { spec, clients } = self;
         match &clients.market {
-            None => simulate(spec, clients, engine, |_| TxLog::new(true), None),
+            None => {
+                let restore = |_: NodeId, snapshot: Option<&Snapshot>| match snapshot {
+                    None => Ok(TxLog::new(true)),
+                    Some(s) => TxLog::from_snapshot(&s.bytes, s.state_digest)
+                        .ok_or_else(|| "not a snapshot of the log".to_owned()),
+                };
+                simulate(spec, clients, engine, |_| TxLog::new(true), restore, None)
+            }
             Some(market) => {
                 let apps = |node| market.app(node);
                 let makers = market.makers.borrow_mut().take();
                 let hook = makers.map(|m| Box::new(m) as Box<dyn ClientHook<MarketApp>>);
-                simulate(spec, clients, engine, apps, hook)
+                let (genesis, order) = (market.genesis.clone(), market.spec.ordering);
+                // A rebuilt replica's market is not observed: the study reads a replica that
+                // never restarted (see `simulate`).
+                let restore = move |_: NodeId, snapshot: Option<&Snapshot>| match snapshot {
+                    None => Ok(MarketApp::new(&genesis).with_order(order)),
+                    Some(s) => MarketApp::from_snapshot(&genesis, &s.bytes, s.state_digest)
+                        .map_err(|error| error.to_string()),
+                };
+                simulate(spec, clients, engine, apps, restore, hook)
             }
         }
     }
@@ -283,6 +299,7 @@ fn simulate<P: Engine, A: Application>(
     clients: &Clients,
     engine: impl Fn(NodeId, &Committee, &SecretKey) -> P + Copy + 'static,
     apps: impl FnMut(NodeId) -> A,
+    restore: impl FnMut(NodeId, Option<&Snapshot>) -> Result<A, String> + 'static,
     hook: Option<Box<dyn ClientHook<A>>>,
 ) -> Result<Finished, SimError> {
     let RunSpec { sim: config, byzantine, .. } = spec;
@@ -291,6 +308,8 @@ fn simulate<P: Engine, A: Application>(
     let mut sim = Simulation::with_apps(config, engine, apps)?;
     // A node that restarts as a new process would gets a fresh engine from the same factory.
     sim.set_rebuild(engine);
+    // And its application from its block store: the newest snapshot, then the blocks after it.
+    sim.set_restore_app(restore);
     for (node, behaviour) in byzantine {
         sim.set_adversary(node, adversary::<P::Message>(behaviour));
     }
@@ -299,11 +318,13 @@ fn simulate<P: Engine, A: Application>(
         sim.set_client_hook(hook);
     }
     let report = sim.run();
+    // The replica read for the market's measures: honest, never rebuilt from its store (a
+    // rebuilt market is no longer observed), the furthest ahead.
     let view_node = report
         .nodes_detail
         .iter()
         .filter(|d| d.honest)
-        .max_by_key(|d| (d.finalized_height, std::cmp::Reverse(d.node)))
+        .max_by_key(|d| (d.app_recoveries == 0, d.finalized_height, std::cmp::Reverse(d.node)))
         .map_or(NodeId(0), |d| d.node);
     let honest: Vec<(NodeId, &P)> =
         sim.honest_nodes().into_iter().map(|n| (n, sim.engine(n))).collect();

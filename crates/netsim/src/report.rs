@@ -100,6 +100,9 @@ pub struct NodeDetail {
     pub restarts: u64,
     /// Times it restarted as a fresh engine restored from its journal.
     pub recoveries: u64,
+    /// Times it restarted with its application rebuilt from its block store (the newest
+    /// snapshot, then the blocks after it).
+    pub app_recoveries: u64,
     /// Times it crashed while a journal sync was in flight (losing part of what it wrote).
     pub crashes_mid_sync: u64,
 }

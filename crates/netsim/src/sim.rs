@@ -10,7 +10,7 @@ use agora_consensus::{
     Submitted, TimerTable, dispatch,
 };
 use agora_crypto::{Digest, DomainHasher, PublicKeyBytes, SecretKey, domain};
-use agora_store::{EngineJournal, MemJournal};
+use agora_store::{EngineJournal, Ledger, MemBlockStore, MemJournal, Snapshot, SnapshotPolicy};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
@@ -53,6 +53,15 @@ pub trait ClientHook<A: ?Sized = Box<dyn Application>> {
 
 /// Builds member `node`'s engine afresh: see [`Simulation::set_rebuild`].
 pub(crate) type Rebuild<P> = Box<dyn FnMut(NodeId, &Committee, &SecretKey) -> P>;
+
+/// Builds member `node`'s application afresh, from a snapshot or from genesis: see
+/// [`Simulation::set_restore_app`].
+pub(crate) type RestoreApp<A> = Box<dyn FnMut(NodeId, Option<&Snapshot>) -> Result<A, String>>;
+
+/// Every node's block store: a snapshot every 64 blocks, the newest two kept.
+const SIM_SNAPSHOTS: SnapshotPolicy = SnapshotPolicy { every: 64, kept: 2 };
+/// Blocks a simulated node keeps below its tip once a snapshot lets older ones go.
+const SIM_RETAINED_BLOCKS: u64 = 2 * SIM_SNAPSHOTS.every;
 
 /// Why a simulation could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +117,8 @@ struct LatencyClasses {
 struct Node<P: Protocol, A> {
     engine: P,
     mempool: Box<dyn Mempool>,
-    app: A,
+    /// The application with its block store, which (like a redb commit) is durable at once.
+    ledger: Ledger<A, MemBlockStore>,
     honest: bool,
     up: bool,
     /// Pending timers: timer id → the id of its scheduled event (older events are stale).
@@ -118,8 +128,6 @@ struct Node<P: Protocol, A> {
     wake_pending: bool,
     uplink_free_at: u64,
     log: DomainHasher,
-    finalized_height: u64,
-    state: Digest,
     sent: Traffic,
     decode_errors: u64,
     /// What the engine persisted, with a disk's durability.
@@ -135,6 +143,8 @@ struct Node<P: Protocol, A> {
     syncs: u64,
     restarts: u64,
     recoveries: u64,
+    /// Restarts that rebuilt the application from the block store.
+    app_recoveries: u64,
     crashes_mid_sync: u64,
 }
 
@@ -168,6 +178,8 @@ pub struct Simulation<P: Protocol, A: Application = Box<dyn Application>> {
     client_hook: Option<Box<dyn ClientHook<A>>>,
     /// Builds a fresh engine for a node that restarts as a new process would.
     rebuild: Option<Rebuild<P>>,
+    /// Builds a fresh application for such a node, from its store's snapshot.
+    restore_app: Option<RestoreApp<A>>,
     hook_out: Vec<(u64, NodeId, Transaction)>,
     latencies: Vec<u64>,
     /// Latency classes: names, the classifier, and each class's samples.
@@ -215,7 +227,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             .map(|id| Node {
                 engine: engine(id, &committee, &secrets[id.index()]),
                 mempool: Box::new(InMemoryMempool::new(config.mempool)),
-                app: app(id),
+                ledger: fresh_ledger(app(id)),
                 honest: true,
                 up: true,
                 timers: TimerTable::default(),
@@ -224,8 +236,6 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 wake_pending: false,
                 uplink_free_at: 0,
                 log: domain::STATE.hasher(),
-                finalized_height: 0,
-                state: Digest::ZERO,
                 sent: Traffic::default(),
                 decode_errors: 0,
                 journal: EngineJournal::default(),
@@ -236,6 +246,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 syncs: 0,
                 restarts: 0,
                 recoveries: 0,
+                app_recoveries: 0,
                 crashes_mid_sync: 0,
             })
             .collect();
@@ -263,6 +274,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             accepted: FxHashMap::default(),
             client_hook: None,
             rebuild: None,
+            restore_app: None,
             hook_out: Vec::new(),
             latencies: Vec::new(),
             latency_classes: None,
@@ -322,7 +334,27 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
 
     /// `node`'s application, to read its state after a run.
     pub fn app(&self, node: NodeId) -> &A {
-        &self.nodes[node.index()].app
+        self.nodes[node.index()].ledger.app()
+    }
+
+    /// `node`'s block store: its finalized blocks with the state digest after each, and its
+    /// snapshots (one every 64 blocks, the newest two kept, and the 128 newest blocks at
+    /// least).
+    pub fn block_store(&self, node: NodeId) -> &MemBlockStore {
+        self.nodes[node.index()].ledger.store()
+    }
+
+    /// How a node that restarts with [`FaultKind::Recover`] or [`FaultKind::Amnesia`] gets a
+    /// fresh application: `restore(node, None)` in its genesis state, `restore(node,
+    /// Some(snapshot))` from a snapshot of its block store (checking the snapshot's digest).
+    /// The node then replays the blocks its store holds after the snapshot, and each replayed
+    /// state digest must equal the stored one. Without it, the application survives a restart
+    /// in memory.
+    pub fn set_restore_app(
+        &mut self,
+        restore: impl FnMut(NodeId, Option<&Snapshot>) -> Result<A, String> + 'static,
+    ) {
+        self.restore_app = Some(Box::new(restore));
     }
 
     /// How a node that restarts with [`FaultKind::Recover`] or [`FaultKind::Amnesia`] gets a
@@ -617,6 +649,13 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         engine.restore(&records).expect("an engine restores from the records it wrote");
         n.engine = engine;
         n.recoveries += u64::from(!amnesia);
+        // The application, rebuilt from the store's newest snapshot and the blocks after it.
+        if let Some(restore) = self.restore_app.as_mut() {
+            let restore = |snapshot: Option<&Snapshot>| restore(me, snapshot);
+            let replayed = n.ledger.reopen(restore, &mut self.memo);
+            replayed.expect("a node's application replays its own store to the same digests");
+            n.app_recoveries += 1;
+        }
     }
 
     /// A sync that has ended makes its records durable and lets the messages held behind it
@@ -719,4 +758,12 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         actions.clear();
         self.actions = actions;
     }
+}
+
+/// A node's ledger at genesis: `app` over an empty in-memory block store.
+fn fresh_ledger<A: Application>(app: A) -> Ledger<A, MemBlockStore> {
+    let store = MemBlockStore::new(SIM_SNAPSHOTS);
+    let (ledger, _) = Ledger::open(store, |_| Ok(app), &mut agora_crypto::DirectCheck)
+        .expect("an empty store opens");
+    ledger.with_retention(SIM_RETAINED_BLOCKS)
 }

@@ -101,6 +101,8 @@ pub struct Ledger<A, S> {
     pending: Vec<FinalizedBlock>,
     /// Taken, not yet stored (stored after the blocks they follow).
     snapshots: Vec<Snapshot>,
+    /// Blocks kept below the tip when a snapshot lets older ones go; `None` keeps them all.
+    retain: Option<u64>,
 }
 
 impl<A: Application, S: BlockStore> Ledger<A, S> {
@@ -120,8 +122,34 @@ impl<A: Application, S: BlockStore> Ledger<A, S> {
             height: replayed.height,
             pending: Vec::new(),
             snapshots: Vec::new(),
+            retain: None,
         };
         Ok((ledger, replayed))
+    }
+
+    /// Forgets the application, as a process that restarts does, and rebuilds it from the
+    /// store as [`Ledger::open`] does. Anything pending is flushed first: a driver models a
+    /// crash that loses unflushed blocks by dropping the ledger instead.
+    pub fn reopen(
+        &mut self,
+        restore: impl FnOnce(Option<&Snapshot>) -> Result<A, String>,
+        checker: &mut dyn SignatureCheck,
+    ) -> Result<Replayed, LedgerError> {
+        self.flush()?;
+        let (app, replayed) =
+            replay_from(&self.store, Height(u64::MAX), restore, checker, |_, _| {})?;
+        self.app = app;
+        self.height = replayed.height;
+        Ok(replayed)
+    }
+
+    /// Keeps at least the newest `blocks` blocks: each time a snapshot is stored, the blocks
+    /// below both it and the newest `blocks` are pruned. Without this the store keeps every
+    /// block, to serve peers and queries; with it the store's size is bounded by `blocks`
+    /// blocks, their digests and index entries, and the policy's `kept` snapshots.
+    pub fn with_retention(mut self, blocks: u64) -> Self {
+        self.retain = Some(blocks.max(1));
+        self
     }
 
     /// Applies the final block `block`, whose certificates are `proof`, if it is the next
@@ -163,8 +191,16 @@ impl<A: Application, S: BlockStore> Ledger<A, S> {
             self.store.append(&self.pending)?;
             self.pending.clear();
         }
-        for snapshot in std::mem::take(&mut self.snapshots) {
-            self.store.put_snapshot(&snapshot)?;
+        let snapshots = std::mem::take(&mut self.snapshots);
+        for snapshot in &snapshots {
+            self.store.put_snapshot(snapshot)?;
+        }
+        if let Some(retain) = self.retain
+            && !snapshots.is_empty()
+        {
+            // The store clamps this to the newest snapshot: nothing goes that it still needs.
+            let below = Height((self.store.tip().0 + 1).saturating_sub(retain));
+            self.store.prune_below(below)?;
         }
         Ok(())
     }

@@ -173,3 +173,22 @@ fn the_application_description_is_kept_by_both_stores() {
     assert_eq!(redb.application().unwrap(), memory.application().unwrap());
     assert_eq!(redb.application().unwrap().as_deref(), Some(&b"market v1"[..]));
 }
+
+#[test]
+fn a_ledger_with_retention_keeps_its_newest_blocks_and_still_reopens() {
+    let chain = blocks(30);
+    let store = MemBlockStore::new(POLICY);
+    let (ledger, _) = Ledger::open(store, restore, &mut DirectCheck).unwrap();
+    let mut ledger = ledger.with_retention(6);
+    for block in &chain {
+        ledger.apply(block.clone(), Vec::new(), &mut DirectCheck).unwrap();
+        ledger.flush().unwrap();
+    }
+    let digest = ledger.app().state_digest();
+    let (_, store) = ledger.into_parts().unwrap();
+    // The last snapshot was at 28, when the tip was 28: the newest six then were 23..=28.
+    assert_eq!((store.base(), store.tip()), (Height(23), Height(30)));
+    let (reopened, replayed) = Ledger::open(store, restore, &mut DirectCheck).unwrap();
+    assert_eq!((replayed.snapshot, replayed.blocks), (Some(Height(28)), 2));
+    assert_eq!(reopened.app().state_digest(), digest);
+}

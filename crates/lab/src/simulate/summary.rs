@@ -49,6 +49,10 @@ pub struct NodeSummary {
     /// Times it restarted as a fresh engine restored from its journal (left out when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub recoveries: u64,
+    /// Times its application was rebuilt from its block store: the newest snapshot, then the
+    /// blocks after it (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub app_recoveries: u64,
 }
 
 fn is_zero(count: &u64) -> bool {
@@ -171,6 +175,7 @@ pub(super) fn summarise(
                 finalized_height: d.finalized_height,
                 log_digest: d.log_digest,
                 recoveries: d.recoveries,
+                app_recoveries: d.app_recoveries,
             })
             .collect(),
         view_changes: None,
@@ -350,6 +355,9 @@ impl fmt::Display for SimulationSummary {
             )?;
             if n.recoveries > 0 {
                 write!(f, "  restarted {}× from its journal", n.recoveries)?;
+            }
+            if n.app_recoveries > 0 {
+                write!(f, ", its application {}× from its block store", n.app_recoveries)?;
             }
             writeln!(f)?;
         }
