@@ -34,7 +34,7 @@
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
 pub use agora_engines as engines;
-pub use agora_lab::{bench, fairness, frontrun, render, simulate, swarm, walkthrough};
+pub use agora_lab::{bench, fairness, frontrun, render, replay, simulate, swarm, walkthrough};
 pub use agora_market::priority;
 pub use agora_netsim as netsim;
 pub use agora_orderbook as orderbook;

@@ -16,6 +16,8 @@
 //!   does), with a JSON-ready summary;
 //! - [`swarm`]: randomized fault campaigns and Twins scenarios, with replayable seeds;
 //! - [`bench`](mod@bench): protocol comparison reports (Markdown, JSON, SVG plots);
+//! - [`replay`]: a replica's stored log replayed, every state digest checked (what `agora
+//!   replay` does), and the simulator's stores written in the on-disk format;
 //! - [`render`]: the block tree a node saw, as SVG or Graphviz DOT, and message sequence charts;
 //! - [`walkthrough`]: one block's life through the foundation, with sizes and timings.
 
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod fairness;
 pub mod frontrun;
 pub mod render;
+pub mod replay;
 pub mod simulate;
 pub mod spec;
 pub mod swarm;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use agora_consensus::BlockView;
 use agora_crypto::Digest;
@@ -135,8 +136,15 @@ impl SimulationRun {
 /// Runs the simulation the options describe.
 pub fn run(options: &SimulateOptions) -> Result<SimulationRun, SimulateError> {
     let spec = options.spec()?;
+    if let Some(dir) = &options.store_dir {
+        // Checked before the run, not after it.
+        crate::replay::check_store_dir(dir, spec.sim.nodes)?;
+    }
     let warnings = spec.engine.warnings(spec.sim.network.latency_ns);
-    let finished = spec.run()?;
+    let mut finished = spec.run()?;
+    if let (Some(dir), Some((application, stores))) = (&options.store_dir, finished.stores.take()) {
+        crate::replay::write_stores(dir, &stores, &application)?;
+    }
     let report = &finished.report;
     let mut summary = summarise(options, report, &finished.views);
     summary.view_changes = finished.view_changes;

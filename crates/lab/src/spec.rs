@@ -24,12 +24,13 @@ use agora_netsim::{
     Behaviour, ClientHook, SimConfig, SimError, SimReport, Simulation, TraceEvent, TraceMode,
     adversary,
 };
-use agora_store::Snapshot;
+use agora_store::{MemBlockStore, Snapshot};
 use agora_types::{Committee, NodeId, SecretKey};
 
 use crate::agents::{self, AgentsConfig};
 use crate::fairness::{Fairness, FairnessInputs, MarketStudy, StudyRecord, Watch};
 use crate::frontrun::FrontrunMempool;
+use crate::replay::StoredApplication;
 
 /// Everything a simulated run is made of.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct RunSpec {
     /// The market workload; `None`: the opaque transactions of [`SimConfig::workload`], each
     /// replica applying them to a transaction log.
     pub market: Option<MarketSpec>,
+    /// Hand back every honest node's block store at the end ([`Finished::stores`]).
+    pub keep_stores: bool,
 }
 
 /// The market side of a run: who trades, and how every replica orders and admits their orders.
@@ -84,6 +87,9 @@ pub struct Finished {
     pub honest_double_votes: Vec<(NodeId, Equivocation)>,
     /// What the market of [`Finished::view_node`] saw, for a market run.
     pub market: Option<MarketSeen>,
+    /// Every honest node's block store, when [`RunSpec::keep_stores`] asked for them, with
+    /// the application their blocks were applied to.
+    pub stores: Option<(StoredApplication, Vec<(NodeId, MemBlockStore)>)>,
 }
 
 /// What one honest replica's market saw.
@@ -140,13 +146,15 @@ impl WithEngine for Run<'_> {
                     Some(s) => TxLog::from_snapshot(&s.bytes, s.state_digest)
                         .ok_or_else(|| "not a snapshot of the log".to_owned()),
                 };
-                simulate(spec, clients, engine, |_| TxLog::new(true), restore, None)
+                let stored = StoredApplication::TxLog { verify_signatures: true };
+                simulate(spec, clients, engine, |_| TxLog::new(true), restore, None, stored)
             }
             Some(market) => {
                 let apps = |node| market.app(node);
                 let makers = market.makers.borrow_mut().take();
                 let hook = makers.map(|m| Box::new(m) as Box<dyn ClientHook<MarketApp>>);
                 let (genesis, order) = (market.genesis.clone(), market.spec.ordering);
+                let stored = StoredApplication::Market { genesis: genesis.clone(), order };
                 // A rebuilt replica's market is not observed: the study reads a replica that
                 // never restarted (see `simulate`).
                 let restore = move |_: NodeId, snapshot: Option<&Snapshot>| match snapshot {
@@ -154,7 +162,7 @@ impl WithEngine for Run<'_> {
                     Some(s) => MarketApp::from_snapshot(&genesis, &s.bytes, s.state_digest)
                         .map_err(|error| error.to_string()),
                 };
-                simulate(spec, clients, engine, apps, restore, hook)
+                simulate(spec, clients, engine, apps, restore, hook, stored)
             }
         }
     }
@@ -301,8 +309,9 @@ fn simulate<P: Engine, A: Application>(
     apps: impl FnMut(NodeId) -> A,
     restore: impl FnMut(NodeId, Option<&Snapshot>) -> Result<A, String> + 'static,
     hook: Option<Box<dyn ClientHook<A>>>,
+    application: StoredApplication,
 ) -> Result<Finished, SimError> {
-    let RunSpec { sim: config, byzantine, .. } = spec;
+    let RunSpec { sim: config, byzantine, keep_stores, .. } = spec;
     let record = config.trace == TraceMode::Record;
     let (limits, nodes) = (config.mempool, config.nodes);
     let mut sim = Simulation::with_apps(config, engine, apps)?;
@@ -349,6 +358,10 @@ fn simulate<P: Engine, A: Application>(
             .collect(),
         honest_double_votes: honest_double_votes(&honest),
         market,
+        stores: keep_stores.then(|| {
+            let honest = sim.honest_nodes().into_iter();
+            (application, honest.map(|n| (n, sim.block_store(n).clone())).collect())
+        }),
         report,
     })
 }

@@ -1,6 +1,7 @@
 //! Everything a simulation run is configured with.
 
 use agora_consensus::MempoolLimits;
+use agora_store::SnapshotPolicy;
 use agora_types::NodeId;
 
 /// How long a message spends on a link, beyond its transmission time.
@@ -238,6 +239,12 @@ pub struct SimConfig {
     /// sit on different sides. A message to a member reaches every instance of it the network
     /// lets through. Twinned members are Byzantine: the checker does not check them.
     pub twins: Vec<NodeId>,
+    /// Every node's block store: when its application is snapshotted and how many snapshots
+    /// it keeps.
+    pub snapshots: SnapshotPolicy,
+    /// Blocks a node's store keeps below its tip once a snapshot lets older ones go; `None`
+    /// keeps every block (so that the whole log replays from genesis).
+    pub retained_blocks: Option<u64>,
 }
 
 impl SimConfig {
@@ -258,6 +265,8 @@ impl SimConfig {
             encode_messages: false,
             events_max: 200_000_000,
             twins: Vec::new(),
+            snapshots: SnapshotPolicy { every: 64, kept: 2 },
+            retained_blocks: Some(128),
         }
     }
 }

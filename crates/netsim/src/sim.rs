@@ -10,7 +10,7 @@ use agora_consensus::{
     Submitted, TimerTable, dispatch,
 };
 use agora_crypto::{Digest, DomainHasher, PublicKeyBytes, SecretKey, domain};
-use agora_store::{EngineJournal, Ledger, MemBlockStore, MemJournal, Snapshot, SnapshotPolicy};
+use agora_store::{EngineJournal, Ledger, MemBlockStore, MemJournal, Snapshot};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
@@ -57,11 +57,6 @@ pub(crate) type Rebuild<P> = Box<dyn FnMut(NodeId, &Committee, &SecretKey) -> P>
 /// Builds member `node`'s application afresh, from a snapshot or from genesis: see
 /// [`Simulation::set_restore_app`].
 pub(crate) type RestoreApp<A> = Box<dyn FnMut(NodeId, Option<&Snapshot>) -> Result<A, String>>;
-
-/// Every node's block store: a snapshot every 64 blocks, the newest two kept.
-const SIM_SNAPSHOTS: SnapshotPolicy = SnapshotPolicy { every: 64, kept: 2 };
-/// Blocks a simulated node keeps below its tip once a snapshot lets older ones go.
-const SIM_RETAINED_BLOCKS: u64 = 2 * SIM_SNAPSHOTS.every;
 
 /// Why a simulation could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +222,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             .map(|id| Node {
                 engine: engine(id, &committee, &secrets[id.index()]),
                 mempool: Box::new(InMemoryMempool::new(config.mempool)),
-                ledger: fresh_ledger(app(id)),
+                ledger: fresh_ledger(app(id), &config),
                 honest: true,
                 up: true,
                 timers: TimerTable::default(),
@@ -338,8 +333,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
     }
 
     /// `node`'s block store: its finalized blocks with the state digest after each, and its
-    /// snapshots (one every 64 blocks, the newest two kept, and the 128 newest blocks at
-    /// least).
+    /// snapshots ([`SimConfig::snapshots`], [`SimConfig::retained_blocks`]).
     pub fn block_store(&self, node: NodeId) -> &MemBlockStore {
         self.nodes[node.index()].ledger.store()
     }
@@ -761,9 +755,12 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
 }
 
 /// A node's ledger at genesis: `app` over an empty in-memory block store.
-fn fresh_ledger<A: Application>(app: A) -> Ledger<A, MemBlockStore> {
-    let store = MemBlockStore::new(SIM_SNAPSHOTS);
+fn fresh_ledger<A: Application>(app: A, config: &SimConfig) -> Ledger<A, MemBlockStore> {
+    let store = MemBlockStore::new(config.snapshots);
     let (ledger, _) = Ledger::open(store, |_| Ok(app), &mut agora_crypto::DirectCheck)
         .expect("an empty store opens");
-    ledger.with_retention(SIM_RETAINED_BLOCKS)
+    match config.retained_blocks {
+        Some(blocks) => ledger.with_retention(blocks),
+        None => ledger,
+    }
 }

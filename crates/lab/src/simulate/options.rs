@@ -128,6 +128,14 @@ pub struct SimulateOptions {
     /// Market: the fraction of traders' orders that are large market orders (60–120 lots).
     #[arg(long, default_value_t = Self::DEFAULTS.large_orders, value_name = "FRACTION")]
     pub large_orders: f64,
+    /// Write each honest node's block store, in the on-disk format, to DIR/node-<i> when the
+    /// run ends (every block is kept), for `agora replay`. DIR must not hold stores already.
+    #[arg(long, value_name = "DIR")]
+    pub store_dir: Option<PathBuf>,
+    /// Every node's block store snapshots its application every K blocks.
+    #[arg(long, value_name = "K", default_value_t = Self::DEFAULTS.snapshot_every,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub snapshot_every: u64,
 }
 
 impl SimulateOptions {
@@ -161,6 +169,8 @@ impl SimulateOptions {
         priority: None,
         frontrunner: None,
         large_orders: 0.05,
+        store_dir: None,
+        snapshot_every: 64,
     };
 }
 
@@ -204,6 +214,9 @@ pub enum SimulateError {
     /// The engine refused its configuration.
     #[error("engine configuration: {0}")]
     Engine(#[from] agora_engines::ConfigError),
+    /// The stores could not be written where `--store-dir` said.
+    #[error("--store-dir: {0}")]
+    Store(#[from] agora_store::StoreError),
 }
 
 impl SimulateError {
@@ -253,7 +266,8 @@ impl SimulateOptions {
             true => vec![(NodeId(0), Behaviour::Equivocate)],
             false => Vec::new(),
         };
-        Ok(RunSpec { engine, sim, byzantine, market })
+        let keep_stores = self.store_dir.is_some();
+        Ok(RunSpec { engine, sim, byzantine, market, keep_stores })
     }
 
     /// The market's agents: eight traders sharing the transaction rate, two market makers and
@@ -318,6 +332,11 @@ impl SimulateOptions {
             return Err(SimulateError::field("view_timeout_ms", "must be positive"));
         }
         c.trace = if self.record_trace { TraceMode::Record } else { TraceMode::Digest };
+        c.snapshots.every = self.snapshot_every.max(1);
+        if self.store_dir.is_some() {
+            // The written stores replay from genesis: nothing is pruned.
+            c.retained_blocks = None;
+        }
         Ok(c)
     }
 

@@ -404,7 +404,7 @@ impl Scenario {
                 NodeFault::Crash { .. } => None,
             })
             .collect();
-        RunSpec { engine, sim: self.sim_config(trace), byzantine, market: None }
+        RunSpec { engine, sim: self.sim_config(trace), byzantine, market: None, keep_stores: false }
     }
 
     /// The simulator configuration.
