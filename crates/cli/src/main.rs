@@ -131,6 +131,10 @@ struct BenchArgs {
     /// with no subcommand.
     #[arg(long)]
     main: bool,
+    /// Keep every wall run's replica stores (synced to disk) in
+    /// DIR/<protocol>-<scenario>-n<n>-r<k>/node-<i>, for `agora replay`.
+    #[arg(long, value_name = "DIR")]
+    store_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
             out: PathBuf::from("target/agora-report"),
             seed: 1,
             main: true,
+            store_dir: None,
         }),
     };
     match result {
@@ -345,7 +350,12 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         wall: !args.no_wall,
         seed: args.seed,
         main: args.main,
+        store_dir: args.store_dir.clone(),
     };
+    if let Some(dir) = &options.store_dir {
+        // Checked before the work starts, not after it.
+        fs::create_dir_all(dir).with_context(|| format!("--store-dir {}", dir.display()))?;
+    }
     let plan = bench::plan(&options);
     eprintln!("measuring this machine's signature-verification limit…");
     let machine = bench::machine();

@@ -34,6 +34,16 @@ pub trait Application {
     fn state_snapshot(&self) -> Option<Bytes> {
         None
     }
+
+    /// Replaces the application's state with the one `snapshot` encodes (as
+    /// [`Application::state_snapshot`] made it), if its state digest is `expected`; on an error
+    /// nothing changes. Called on an application in its genesis state, built as the replica
+    /// builds it (with its configuration and observers), so that a driver can restart any
+    /// application from its store without knowing its type. The default refuses.
+    fn restore_snapshot(&mut self, snapshot: &[u8], expected: Digest) -> Result<(), String> {
+        let _ = (snapshot, expected);
+        Err("this application cannot restore a snapshot".to_owned())
+    }
 }
 
 /// A boxed application is one: drivers that mix applications hold `Box<dyn Application>`,
@@ -53,6 +63,10 @@ impl<T: Application + ?Sized> Application for Box<T> {
 
     fn state_snapshot(&self) -> Option<Bytes> {
         (**self).state_snapshot()
+    }
+
+    fn restore_snapshot(&mut self, snapshot: &[u8], expected: Digest) -> Result<(), String> {
+        (**self).restore_snapshot(snapshot, expected)
     }
 }
 
@@ -125,5 +139,11 @@ impl Application for TxLog {
     fn state_snapshot(&self) -> Option<Bytes> {
         let state = (*self.digest.as_bytes(), self.height.0, self.executed, self.verify_signatures);
         Some(codec::encode_with_limit(&state, 64).expect("four fixed-size fields encode"))
+    }
+
+    fn restore_snapshot(&mut self, snapshot: &[u8], expected: Digest) -> Result<(), String> {
+        *self = Self::from_snapshot(snapshot, expected)
+            .ok_or_else(|| "not a snapshot of the log with that digest".to_owned())?;
+        Ok(())
     }
 }

@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_market::ExecutionOrder;
 use agora_pbft::PbftConfig;
-use agora_runtime::{ClusterConfig, Load, verify_rate};
+use agora_runtime::{ClusterConfig, Load, Storage, verify_rate};
 use agora_streamlet::StreamletConfig;
 use agora_types::{NodeId, Transaction};
 use serde::Serialize;
 
+use crate::replay::StoredApplication;
 use crate::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
 
 mod fairness;
@@ -29,7 +31,7 @@ pub use fairness::{
 };
 
 /// What to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
     /// The short matrix (n = 4 and 7, shorter runs): under two minutes on this machine.
     pub quick: bool,
@@ -39,6 +41,10 @@ pub struct BenchOptions {
     pub seed: u64,
     /// The short comparison `agora` runs by default: n = 4, no faults, simulated and wall clock.
     pub main: bool,
+    /// Keep every wall run's replica stores in `DIR/<protocol>-<scenario>-n<n>-r<k>/node-<i>`
+    /// (on disk, synced), for `agora replay`; otherwise the durable row's are temporary and
+    /// the other rows keep theirs in memory.
+    pub store_dir: Option<PathBuf>,
 }
 
 /// The simulated network every matrix run shares.
@@ -332,7 +338,7 @@ fn run_wall(
     let txs: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
     let repeats = if open_loop || options.main { 1 } else { WALL_REPEATS };
     let mut runs = (0..repeats)
-        .map(|_| wall_once(planned, machine, &genesis, txs.clone(), open_loop))
+        .map(|_| wall_once(planned, options, machine, &genesis, txs.clone(), open_loop))
         .collect::<Result<Vec<_>, _>>()?;
     let share = |r: &RunRecord| r.tps / r.limit_tps.max(1e-9);
     let shares: Vec<f64> = runs.iter().map(|r| 100.0 * share(r)).collect();
@@ -369,9 +375,16 @@ impl WithEngine for WallRun<'_> {
     }
 }
 
+/// The first `DIR/<protocol>-<scenario>-n<n>-r<k>` that does not exist yet.
+fn fresh_run_dir(dir: &Path, planned: &Planned) -> PathBuf {
+    let name = format!("{}-{}-n{}", planned.protocol.name(), planned.scenario, planned.nodes);
+    (1..).map(|k| dir.join(format!("{name}-r{k}"))).find(|d| !d.exists()).expect("unbounded")
+}
+
 /// One wall run of `txs`: the limit measured, then the cluster run.
 fn wall_once(
     planned: &Planned,
+    options: &BenchOptions,
     machine: &Machine,
     genesis: &agora_market::MarketGenesis,
     txs: Vec<(NodeId, Transaction)>,
@@ -399,19 +412,16 @@ fn wall_once(
             EngineConfig::Pbft(p)
         }
     };
-    // Journals on disk in a directory of this run's own, removed after it.
-    let stores = (planned.scenario == "durable").then(|| {
-        let name = format!("agora-bench-{}-{}", std::process::id(), planned.protocol.name());
-        std::env::temp_dir().join(name)
-    });
-    if let Some(dir) = &stores {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    config.store_dir = stores.clone();
+    config.storage = match (&options.store_dir, planned.scenario) {
+        (Some(dir), _) => Storage::Dir(fresh_run_dir(dir, planned)),
+        // Journals and blocks on disk in a directory of this run's own, removed after it.
+        (None, "durable") => Storage::Temporary,
+        (None, _) => Storage::Memory,
+    };
+    let application =
+        StoredApplication::Market { genesis: genesis.clone(), order: ExecutionOrder::Proposal };
+    config.application = Some(application.encode().into());
     let report = with_engine(engine, WallRun { config, genesis, load });
-    if let Some(dir) = &stores {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     let report = report.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let blocks = report.replicas.first().map_or(1, |r| r.height.max(1)) as f64;
     Ok(RunRecord {
@@ -681,10 +691,12 @@ mod tests {
 
     #[test]
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
-        let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1, main: false });
+        let quick =
+            plan(&BenchOptions { quick: true, wall: true, seed: 1, main: false, store_dir: None });
         // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable.
         assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1 + 1));
-        let full = plan(&BenchOptions { quick: false, wall: true, seed: 1, main: false });
+        let full =
+            plan(&BenchOptions { quick: false, wall: true, seed: 1, main: false, store_dir: None });
         assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1 + 1));
         assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
         assert!(full.iter().any(|p| p.wall && p.scenario == "durable"));
@@ -703,7 +715,8 @@ mod tests {
     fn the_theory_check_reproduces_the_papers() {
         let machine =
             Machine { cpu: "test".into(), cores: 1, verify_one_core: 1.0, verify_all_cores: 1.0 };
-        let options = BenchOptions { quick: true, wall: false, seed: 1, main: false };
+        let options =
+            BenchOptions { quick: true, wall: false, seed: 1, main: false, store_dir: None };
         for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
             let r = run_one(
                 &Planned { protocol, nodes: 4, scenario: "theory", wall: false },

@@ -23,8 +23,7 @@ use agora_store::{
 use agora_types::{NodeId, codec};
 use serde::{Deserialize, Serialize};
 
-/// The block store's file inside a replica's store directory.
-pub const BLOCKS_FILE: &str = "blocks.redb";
+pub use agora_store::BLOCKS_FILE;
 
 /// What the blocks of a store are applied to, as the store records it
 /// ([`BlockStore::set_application`]): enough to build the same application again.

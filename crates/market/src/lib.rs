@@ -602,6 +602,10 @@ impl Application for MarketApp {
     fn state_snapshot(&self) -> Option<Bytes> {
         Some(self.snapshot())
     }
+
+    fn restore_snapshot(&mut self, snapshot: &[u8], expected: Digest) -> Result<(), String> {
+        self.restore(snapshot, expected).map_err(|error| error.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -75,21 +75,38 @@ impl MarketApp {
         snapshot: &[u8],
         expected: Digest,
     ) -> Result<Self, MarketSnapshotError> {
+        let mut app = MarketApp::new(genesis);
+        app.restore(snapshot, expected)?;
+        Ok(app)
+    }
+
+    /// [`MarketApp::from_snapshot`] in place, for a market at genesis built as the replica
+    /// builds it (its genesis, observer and all): its state becomes the snapshot's, or on an
+    /// error stays as it was.
+    pub fn restore(
+        &mut self,
+        snapshot: &[u8],
+        expected: Digest,
+    ) -> Result<(), MarketSnapshotError> {
         let image: Image = codec::decode_with_limit(snapshot, SNAPSHOT_BYTES_MAX)
             .map_err(|error| MarketSnapshotError::Undecodable(error.to_string()))?;
         let exchange = Exchange::from_snapshot(&image.exchange)
             .map_err(|error| MarketSnapshotError::Book(error.to_string()))?;
-        let mut app = MarketApp::new(genesis).with_order(image.order);
-        app.exchange = exchange;
-        app.nonces = image.nonces;
-        app.height = image.height;
-        app.waiting = image.waiting;
-        // From scratch, not through the level cache: the cache is empty, and this is the check.
-        let found = app.recompute_digest();
+        let previous = (
+            std::mem::replace(&mut self.exchange, exchange),
+            std::mem::replace(&mut self.nonces, image.nonces),
+        );
+        // From scratch, not through the level cache: this is the check.
+        let found = self.recompute_digest();
         if found != expected {
+            (self.exchange, self.nonces) = previous;
             return Err(MarketSnapshotError::WrongDigest { expected, found });
         }
-        app.digest = found;
-        Ok(app)
+        self.order = image.order;
+        self.height = image.height;
+        self.waiting = image.waiting;
+        self.level_digests = Default::default();
+        self.digest = found;
+        Ok(())
     }
 }

@@ -16,7 +16,7 @@ use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_pbft::PbftConfig;
-use agora_runtime::{ClusterConfig, Load, RuntimeError, WallReport, run, verify_rate};
+use agora_runtime::{ClusterConfig, Load, RuntimeError, Storage, WallReport, run, verify_rate};
 use agora_streamlet::StreamletConfig;
 use agora_types::{Committee, NodeId, Transaction};
 
@@ -113,6 +113,8 @@ fn main() {
     let (one, all) = verify_rate(cores, Duration::from_millis(500));
     println!("k256 verifications/s: one core {one:.0}, all {cores} cores {all:.0}");
     let mut config = ClusterConfig::new(4);
+    // In memory: the durable run beside it (AGORA_STORE_DIR) is compared with this one.
+    config.storage = Storage::Memory;
     config.timeout = Duration::from_secs(300);
     config.verify_ahead = std::env::var("AGORA_VERIFY_AHEAD").is_ok();
     config.apply_thread = std::env::var("AGORA_APPLY_THREAD").is_ok();
@@ -139,7 +141,7 @@ fn main() {
         print(name, &report, one, all);
         let Some(dir) = std::env::var_os("AGORA_STORE_DIR") else { continue };
         let mut durable = config.clone();
-        durable.store_dir = Some(std::path::PathBuf::from(dir).join(name));
+        durable.storage = Storage::Dir(std::path::PathBuf::from(dir).join(name));
         let on_disk = run(durable);
         print(&format!("{name}+disk"), &on_disk, one, all);
         let syncs: u64 = on_disk.replicas.iter().map(|r| r.journal_syncs).sum();

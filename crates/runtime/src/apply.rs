@@ -7,22 +7,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use agora_consensus::Application;
 use agora_crypto::Digest;
+use agora_store::Outcome;
 use agora_types::Block;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::ReplicaReport;
 use crate::replica::Shared;
 use crate::verify::VerdictCheck;
+use crate::{ReplicaLedger, ReplicaReport};
 
 /// Final blocks queued for a replica's apply thread at most.
 pub(crate) const APPLY_QUEUE_BLOCKS: usize = 256;
 
+/// Blocks an apply thread takes from its queue before it stores them in one transaction.
+const STORE_BATCH_BLOCKS: usize = 64;
+
 /// The application side of a replica: it applies final blocks in order, verifying their
-/// transactions, and keeps what the report needs.
+/// transactions, stores them with their state digests, and keeps what the report needs.
 pub(crate) struct AppSide {
-    pub(crate) app: Box<dyn Application + Send>,
+    /// The application over the replica's block store.
+    pub(crate) ledger: ReplicaLedger,
     pub(crate) checker: VerdictCheck,
     /// Transactions applied, read by the run's end condition.
     pub(crate) finalized: Arc<AtomicU64>,
@@ -34,12 +38,26 @@ pub(crate) struct AppSide {
     pub(crate) shared: Arc<Shared>,
     /// Submission → applied here, for transactions submitted here, ns.
     pub(crate) applied_latencies_ns: Vec<u64>,
+    /// The block store failed: nothing more is applied.
+    pub(crate) store_error: Option<String>,
 }
 
 impl AppSide {
-    /// Applies `block`, of which the transactions submitted at `mine` were submitted here.
+    /// Applies `block`, of which the transactions submitted at `mine` were submitted here; it
+    /// is stored at the next [`AppSide::flush`]. A height the ledger holds (a restarted engine
+    /// committing again) is skipped.
     pub(crate) fn apply(&mut self, block: &Block, mine: &[Instant]) {
-        let applied = self.app.apply(block, &mut self.checker);
+        if self.store_error.is_some() {
+            return;
+        }
+        let applied = match self.ledger.apply(block.clone(), Vec::new(), &mut self.checker) {
+            Ok(Outcome::Applied(applied)) => applied,
+            Ok(Outcome::Held) => return,
+            Err(error) => {
+                self.store_error = Some(error.to_string());
+                return;
+            }
+        };
         let now = Instant::now();
         for t0 in mine {
             self.applied_latencies_ns.push(now.saturating_duration_since(*t0).as_nanos() as u64);
@@ -58,7 +76,31 @@ impl AppSide {
         self.finalized.fetch_add(txs, Ordering::Relaxed);
     }
 
-    pub(crate) fn fill(self, report: &mut ReplicaReport) {
+    /// Stores what was applied since the last flush, in one transaction.
+    pub(crate) fn flush(&mut self) {
+        if self.store_error.is_none()
+            && let Err(error) = self.ledger.flush()
+        {
+            self.store_error = Some(error.to_string());
+        }
+    }
+
+    /// Applies `first` and what else waits in `queue` (up to a batch), then stores them.
+    pub(crate) fn apply_queued(
+        &mut self,
+        first: (Block, Vec<Instant>),
+        queue: &Receiver<(Block, Vec<Instant>)>,
+    ) {
+        self.apply(&first.0, &first.1);
+        for (block, mine) in queue.try_iter().take(STORE_BATCH_BLOCKS - 1) {
+            self.apply(&block, &mine);
+        }
+        self.flush();
+    }
+
+    pub(crate) fn fill(mut self, report: &mut ReplicaReport) {
+        self.flush();
+        report.store_error = self.store_error;
         report.height = self.height;
         report.state_digest = self.state_digest;
         report.recent_digests = self.recent_digests;
@@ -73,7 +115,7 @@ impl AppSide {
 /// Where a replica applies final blocks.
 pub(crate) enum Apply {
     /// On its own thread, between consensus events.
-    Inline(AppSide),
+    Inline(Box<AppSide>),
     /// On a thread of its own, fed through a bounded queue.
     Thread { blocks: Sender<(Block, Vec<Instant>)>, handle: thread::JoinHandle<AppSide> },
 }

@@ -31,7 +31,7 @@
 //!   replica-CPU-second). [`verify_rate`] measures the physical limit they are compared with.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -41,8 +41,12 @@ use agora_consensus::{
     Application, InMemoryMempool, LatencySummary, MempoolLimits, Protocol, TimerTable,
 };
 use agora_crypto::{Digest, KeyCachingCheck, PublicKey, SecretKey, Signature, domain};
-use agora_store::{EngineJournal, FileJournal, FileJournalConfig, Journal, Lsn, MemJournal};
+use agora_store::{
+    BLOCKS_FILE, BlockStore, EngineJournal, FileJournal, FileJournalConfig, Height, Journal,
+    Ledger, Lsn, MemBlockStore, MemJournal, RedbBlockStore, SnapshotPolicy,
+};
 use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction};
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -77,16 +81,51 @@ pub struct ClusterConfig {
     /// Apply final blocks on a thread of their own per replica, so that consensus carries on
     /// while a block is applied (its signatures verified); otherwise on the replica's thread.
     pub apply_thread: bool,
-    /// Each replica journals to disk, in `DIR/node-<i>/journal` (a [`FileJournal`] synced as
-    /// the engine's durability rule asks), instead of in memory. The directories must hold no
-    /// journal yet: a cluster that starts again from its stores comes with the runtime's
-    /// restart support.
-    pub store_dir: Option<PathBuf>,
+    /// Where each replica keeps its journal and its block store (see [`Storage`]).
+    pub storage: Storage,
+    /// When each replica's block store snapshots its application, and how many it keeps.
+    pub snapshots: SnapshotPolicy,
+    /// What the replicas' blocks are applied to, recorded in every new block store (opaque to
+    /// the runtime: whoever replays the store reads it), if anything.
+    pub application: Option<Bytes>,
+    /// Replica crashes to inject, each followed by a restart from the replica's directory.
+    /// They need stores on disk and blocks applied inline.
+    pub crashes: Vec<ReplicaCrash>,
+}
+
+/// Where a cluster's replicas keep what they must not lose.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// Journals and block stores in memory: nothing survives the run, and nothing is synced.
+    Memory,
+    /// On disk, in a temporary directory of the run's own, removed when it ends.
+    #[default]
+    Temporary,
+    /// On disk in `DIR/node-<i>/journal` (a [`FileJournal`] synced as the engine's durability
+    /// rule asks) and `DIR/node-<i>/blocks.redb` (a [`RedbBlockStore`], one transaction per
+    /// pass). The directories must hold no journal and no blocks yet, and are kept.
+    Dir(PathBuf),
+}
+
+/// A replica stopped as a killed process would be, then started again from its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaCrash {
+    /// Which replica.
+    pub node: NodeId,
+    /// It stops when it is about to make this journal sync (counting from 1): what it appended
+    /// since the sync before is lost, with its memory, its mempool and its timers.
+    pub at_sync: u64,
+    /// Whether the blocks it applied since its last pass are stored before it stops (the
+    /// block store's transaction made it) or lost with the rest.
+    pub blocks_stored: bool,
+    /// How long it stays down; messages sent to it meanwhile are lost.
+    pub down_for: Duration,
 }
 
 impl ClusterConfig {
     /// `nodes` replicas, seed 0, inboxes of 65,536 messages, default mempools, 60 s timeout,
-    /// inline verification, sends that wait at most 1 s on a full inbox, journals in memory.
+    /// inline verification, sends that wait at most 1 s on a full inbox, stores on disk in a
+    /// temporary directory (a snapshot every 1,000 blocks), no crashes.
     pub fn new(nodes: usize) -> Self {
         Self {
             nodes,
@@ -97,7 +136,10 @@ impl ClusterConfig {
             verify_ahead: false,
             send_wait_max: Duration::from_secs(1),
             apply_thread: false,
-            store_dir: None,
+            storage: Storage::Temporary,
+            snapshots: SnapshotPolicy::default(),
+            application: None,
+            crashes: Vec::new(),
         }
     }
 }
@@ -125,7 +167,11 @@ pub enum RuntimeError {
     /// A replica thread panicked.
     #[error("replica {0} stopped unexpectedly")]
     ReplicaPanicked(NodeId),
-    /// A replica's store could not be opened, or already holds a journal.
+    /// The configuration asks for what cannot be done.
+    #[error("invalid cluster configuration: {0}")]
+    Config(&'static str),
+    /// A replica's store could not be opened, or already holds a journal or blocks, or failed
+    /// while the replica ran.
     #[error("replica {node}'s store: {reason}")]
     Store {
         /// Which replica.
@@ -155,6 +201,15 @@ pub struct ReplicaReport {
     pub journal_bytes: u64,
     /// The journal error that stopped it, if one did.
     pub journal_error: Option<String>,
+    /// The block store error that stopped it, if one did.
+    pub store_error: Option<String>,
+    /// Times it crashed and started again from its directory.
+    pub restarts: u64,
+    /// Blocks it replayed from its block store when it started again, all restarts together.
+    pub replayed_blocks: u64,
+    /// How long each restart took to reopen its stores, restore its engine and rebuild its
+    /// application (not counting the time it was down), ns.
+    pub recovery_ns: Vec<u64>,
     /// Its application's state digest.
     pub state_digest: Digest,
     /// State digests of its most recent heights, to compare replicas that stopped at different
@@ -250,23 +305,54 @@ where
     P::Timer: Send,
 {
     let (committee, keys) = Committee::deterministic(config.seed, config.nodes)?;
+    if !config.crashes.is_empty() && (config.storage == Storage::Memory || config.apply_thread) {
+        return Err(RuntimeError::Config("crashes need stores on disk and blocks applied inline"));
+    }
+    if config.crashes.iter().any(|c| c.node.index() >= config.nodes || c.at_sync == 0) {
+        return Err(RuntimeError::Config("a crash names a replica outside the cluster or sync 0"));
+    }
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..config.nodes).map(|_| bounded::<Input>(config.inbox_capacity)).unzip();
     let peers = Arc::new(senders);
     let shared = Arc::new(Shared::default());
     let finalized: Vec<Arc<AtomicU64>> =
         (0..config.nodes).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let journals = (0..config.nodes)
-        .map(|i| open_journal(&config, NodeId(i as u16)))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A temporary directory lives as long as the run.
+    let temporary = match config.storage {
+        Storage::Temporary => Some(tempfile::tempdir().map_err(|e| RuntimeError::Store {
+            node: NodeId(0),
+            reason: format!("cannot make a temporary directory: {e}"),
+        })?),
+        _ => None,
+    };
+    let root = match &config.storage {
+        Storage::Memory => None,
+        Storage::Temporary => temporary.as_ref().map(|t| t.path().to_path_buf()),
+        Storage::Dir(dir) => Some(dir.clone()),
+    };
+    let stores = (0..config.nodes)
+        .map(|i| {
+            let me = NodeId(i as u16);
+            let node_dir = root.as_ref().map(|r| r.join(format!("node-{i}")));
+            let stores = open_stores(&config, node_dir.as_deref(), me, app(me))?;
+            // What each crash of this replica restarts with: a fresh engine and application.
+            let spares = config
+                .crashes
+                .iter()
+                .filter(|c| c.node == me)
+                .map(|c| (*c, engine(me, &committee, &keys[i]), app(me)))
+                .collect();
+            Ok((stores, Restarts { dir: node_dir, spares }))
+        })
+        .collect::<Result<Vec<_>, RuntimeError>>()?;
     let (jobs, workers) = spawn_verifiers(&config);
     let cpu_before = process_cpu_seconds();
     let start = Instant::now();
     let handles: Vec<_> = receivers
         .into_iter()
-        .zip(journals)
+        .zip(stores)
         .enumerate()
-        .map(|(i, (inbox, journal))| {
+        .map(|(i, (inbox, (stores, restarts)))| {
             let me = NodeId(i as u16);
             let links = Links {
                 peers: Arc::clone(&peers),
@@ -278,10 +364,9 @@ where
                 &config,
                 me,
                 engine(me, &committee, &keys[i]),
-                app(me),
                 links,
                 start,
-                (inbox, journal),
+                (inbox, stores, restarts),
             )
         })
         .collect();
@@ -304,6 +389,11 @@ where
     }
     if let Some((i, reason)) = failed {
         return Err(RuntimeError::JournalFailed { node: NodeId(i as u16), reason });
+    }
+    let store_failed =
+        replicas.iter().enumerate().find_map(|(i, r)| Some((i, r.store_error.clone()?)));
+    if let Some((i, reason)) = store_failed {
+        return Err(RuntimeError::Store { node: NodeId(i as u16), reason });
     }
     if timed_out {
         return Err(RuntimeError::Timeout(config.timeout));
@@ -351,10 +441,9 @@ fn spawn_replica<P>(
     config: &ClusterConfig,
     me: NodeId,
     engine: P,
-    app: Box<dyn Application + Send>,
     links: Links,
     start: Instant,
-    (inbox, journal): (Receiver<Input>, ReplicaJournal),
+    (inbox, (journal, ledger), restarts): (Receiver<Input>, ReplicaStores, Restarts<P>),
 ) -> thread::JoinHandle<ReplicaReport>
 where
     P: Protocol + Send + 'static,
@@ -362,7 +451,7 @@ where
 {
     let verdicts = config.verify_ahead.then(|| Arc::new(Verdicts::default()));
     let side = AppSide {
-        app,
+        ledger,
         checker: VerdictCheck {
             verdicts: verdicts.clone(),
             inline: KeyCachingCheck::new(65_536),
@@ -377,6 +466,7 @@ where
         last_commit: None,
         shared: Arc::clone(&links.shared),
         applied_latencies_ns: Vec::new(),
+        store_error: None,
     };
     let apply = if config.apply_thread {
         let (blocks, queue) = bounded::<(Block, Vec<Instant>)>(APPLY_QUEUE_BLOCKS);
@@ -384,15 +474,15 @@ where
             .name(format!("apply-{}", me.0))
             .spawn(move || {
                 let mut side = side;
-                while let Ok((block, mine)) = queue.recv() {
-                    side.apply(&block, &mine);
+                while let Ok(first) = queue.recv() {
+                    side.apply_queued(first, &queue);
                 }
                 side
             })
             .expect("threads can be spawned");
         Apply::Thread { blocks, handle }
     } else {
-        Apply::Inline(side)
+        Apply::Inline(Box::new(side))
     };
     let replica = Replica {
         me,
@@ -411,6 +501,9 @@ where
         jobs: links.jobs,
         send_wait_max: config.send_wait_max,
         journal,
+        restarts,
+        crashed: false,
+        mempool_limits: config.mempool,
         report: ReplicaReport::default(),
     };
     thread::Builder::new()
@@ -420,22 +513,70 @@ where
 }
 
 /// A replica's journal: on disk under the store directory, or in memory.
-type ReplicaJournal = EngineJournal<Box<dyn Journal + Send>>;
+pub(crate) type ReplicaJournal = EngineJournal<Box<dyn Journal + Send>>;
 
-/// Opens `node`'s journal: a fresh [`FileJournal`] in `DIR/node-<i>/journal` with a store
-/// directory, else one in memory.
-fn open_journal(config: &ClusterConfig, node: NodeId) -> Result<ReplicaJournal, RuntimeError> {
-    let Some(dir) = &config.store_dir else {
-        return Ok(EngineJournal::new(Box::new(MemJournal::new())));
-    };
-    let path = dir.join(format!("node-{}", node.0)).join("journal");
+/// A replica's application over its block store.
+pub(crate) type ReplicaLedger = Ledger<Box<dyn Application + Send>, Box<dyn BlockStore + Send>>;
+
+/// A replica's journal and ledger.
+type ReplicaStores = (ReplicaJournal, ReplicaLedger);
+
+/// What a replica needs to start again after each of its crashes.
+pub(crate) struct Restarts<P> {
+    /// Its directory (`None` in memory).
+    pub(crate) dir: Option<PathBuf>,
+    /// Each crash, with the fresh engine and application it restarts with.
+    pub(crate) spares: std::collections::VecDeque<(ReplicaCrash, P, Box<dyn Application + Send>)>,
+}
+
+/// Opens `node`'s stores: in `dir` (`journal` and `blocks.redb`, both new), or in memory.
+fn open_stores(
+    config: &ClusterConfig,
+    dir: Option<&Path>,
+    node: NodeId,
+    app: Box<dyn Application + Send>,
+) -> Result<ReplicaStores, RuntimeError> {
     let fail = |reason: String| RuntimeError::Store { node, reason };
-    let (journal, _) =
-        FileJournal::open(&path, FileJournalConfig::default()).map_err(|e| fail(e.to_string()))?;
-    if journal.next_lsn() > Lsn(0) {
-        return Err(fail(format!("{} already holds a journal", path.display())));
+    let Some(dir) = dir else {
+        let store: Box<dyn BlockStore + Send> = Box::new(MemBlockStore::new(config.snapshots));
+        // Bounded in memory: the blocks since the snapshot before last.
+        let retained = 2 * config.snapshots.every.max(1);
+        let ledger = open_ledger(store, app, node)?.0.with_retention(retained);
+        return Ok((EngineJournal::new(Box::new(MemJournal::new())), ledger));
+    };
+    let (journal, blocks) = (dir.join("journal"), dir.join(BLOCKS_FILE));
+    let (file, _) = FileJournal::open(&journal, FileJournalConfig::default())
+        .map_err(|e| fail(e.to_string()))?;
+    if file.next_lsn() > Lsn(0) {
+        return Err(fail(format!("{} already holds a journal", journal.display())));
     }
-    Ok(EngineJournal::new(Box::new(journal)))
+    let mut store =
+        RedbBlockStore::open(&blocks, config.snapshots).map_err(|e| fail(e.to_string()))?;
+    if store.tip() > Height(0) {
+        return Err(fail(format!("{} already holds blocks", blocks.display())));
+    }
+    if let Some(description) = &config.application {
+        store.set_application(description).map_err(|e| fail(e.to_string()))?;
+    }
+    let ledger = open_ledger(Box::new(store), app, node)?.0;
+    Ok((EngineJournal::new(Box::new(file)), ledger))
+}
+
+/// `app` over `store`: from the newest snapshot the store holds (restored into `app`, which is
+/// at genesis) and the blocks after it.
+pub(crate) fn open_ledger(
+    store: Box<dyn BlockStore + Send>,
+    mut app: Box<dyn Application + Send>,
+    node: NodeId,
+) -> Result<(ReplicaLedger, agora_store::Replayed), RuntimeError> {
+    let restore = move |snapshot: Option<&agora_store::Snapshot>| {
+        if let Some(snapshot) = snapshot {
+            app.restore_snapshot(&snapshot.bytes, snapshot.state_digest)?;
+        }
+        Ok(app)
+    };
+    Ledger::open(store, restore, &mut KeyCachingCheck::new(4_096))
+        .map_err(|e| RuntimeError::Store { node, reason: e.to_string() })
 }
 
 /// The load, open loop at its rate, or as fast as the window allows.

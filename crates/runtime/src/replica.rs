@@ -2,23 +2,28 @@
 //! clocks.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agora_consensus::{
-    Context, Driver, InMemoryMempool, Message, Protocol, Submitted, TimerTable, dispatch,
+    Application, Context, Driver, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted,
+    TimerTable, TxLog, dispatch,
 };
 use agora_crypto::{Digest, KeyCachingCheck, domain};
-use agora_store::{EngineJournal, Journal};
+use agora_store::{
+    BLOCKS_FILE, BlockStore, EngineJournal, FileJournal, FileJournalConfig, Journal, MemBlockStore,
+    MemJournal, RedbBlockStore, SnapshotPolicy,
+};
 use agora_types::{Block, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 use rustc_hash::FxHashMap;
 
-use crate::ReplicaReport;
 use crate::apply::Apply;
 use crate::verify::{Job, Verdicts, verdict_key};
+use crate::{ReplicaJournal, ReplicaLedger, ReplicaReport, Restarts, open_ledger};
 
 /// What reaches a replica's inbox.
 pub(crate) enum Input {
@@ -62,6 +67,12 @@ pub(crate) struct Replica<P: Protocol> {
     pub(crate) report: ReplicaReport,
     /// What the engine persisted: on disk with a store directory, else in memory.
     pub(crate) journal: EngineJournal<Box<dyn Journal + Send>>,
+    /// Its directory, and the crashes to come with what each restarts with.
+    pub(crate) restarts: Restarts<P>,
+    /// It crashed in the pass being carried out: the rest of the pass never happens.
+    pub(crate) crashed: bool,
+    /// Its mempool's bounds, for the one it restarts with.
+    pub(crate) mempool_limits: MempoolLimits,
 }
 
 impl<P: Protocol> Replica<P> {
@@ -90,6 +101,9 @@ impl<P: Protocol> Replica<P> {
     pub(crate) fn run(mut self, inbox: Receiver<Input>) -> ReplicaReport {
         self.step(Instant::now(), |engine, ctx| engine.on_start(ctx));
         loop {
+            if self.crashed && !self.restart(&inbox) {
+                break;
+            }
             let now = Instant::now();
             self.fire_timers(now);
             let wait = self
@@ -107,7 +121,9 @@ impl<P: Protocol> Replica<P> {
                         break;
                     }
                     // Drain what is already waiting before looking at the clock again.
-                    while let Ok(input) = inbox.try_recv() {
+                    while !self.crashed
+                        && let Ok(input) = inbox.try_recv()
+                    {
                         if !self.handle(input) {
                             return self.finish();
                         }
@@ -119,13 +135,94 @@ impl<P: Protocol> Replica<P> {
         self.finish()
     }
 
+    /// The replica crashed: it loses its memory, its mempool, its timers, the journal records it
+    /// had not synced and the blocks it had not stored, stays down for the crash's time (what
+    /// reaches it meanwhile is lost), then starts again from its directory: a fresh engine
+    /// restored from its journal, a fresh application rebuilt from its block store. `false`
+    /// to stop (the run ended while it was down, or its stores failed).
+    fn restart(&mut self, inbox: &Receiver<Input>) -> bool {
+        self.crashed = false;
+        let Some((crash, mut engine, app)) = self.restarts.spares.pop_front() else {
+            return false;
+        };
+        let Apply::Inline(side) = &mut self.apply else {
+            unreachable!("crashes are refused with an apply thread");
+        };
+        let dir = self.restarts.dir.clone().expect("crashes are refused with stores in memory");
+        let policy = side.ledger.store().policy();
+        // The process is gone: the journal's buffered records and the ledger's pending blocks
+        // with it (the placeholders below hold nothing).
+        drop(std::mem::replace(&mut self.journal, EngineJournal::new(Box::new(MemJournal::new()))));
+        let placeholder: Box<dyn BlockStore + Send> = Box::new(MemBlockStore::default());
+        let placeholder = open_ledger(placeholder, Box::new(TxLog::new(false)), self.me)
+            .expect("an empty store opens")
+            .0;
+        drop(std::mem::replace(&mut side.ledger, placeholder).crash());
+        self.timers.clear();
+        self.armed = TimerTable::default();
+        self.mempool = InMemoryMempool::new(self.mempool_limits);
+        self.submitted_at.clear();
+        let up_at = Instant::now() + crash.down_for;
+        loop {
+            match inbox.recv_deadline(up_at) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
+                // A submission to a down replica is refused: handled, never accepted.
+                Ok(Input::Submit { .. }) => {
+                    self.shared.handled.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Input::Message { .. }) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+            }
+        }
+        let started = Instant::now();
+        match self.reopen(&dir, policy, &mut engine, app) {
+            Ok((journal, ledger, replayed)) => {
+                self.journal = journal;
+                if let Apply::Inline(side) = &mut self.apply {
+                    side.ledger = ledger;
+                }
+                self.engine = engine;
+                self.report.restarts += 1;
+                self.report.replayed_blocks += replayed;
+                self.report.recovery_ns.push(started.elapsed().as_nanos() as u64);
+            }
+            Err(reason) => {
+                self.report.store_error.get_or_insert(reason);
+                return false;
+            }
+        }
+        self.step(Instant::now(), |engine, ctx| engine.on_start(ctx));
+        true
+    }
+
+    /// The stores in `dir` opened again: the journal (a torn tail cut), the engine restored
+    /// from its records, the application rebuilt from the block store.
+    fn reopen(
+        &self,
+        dir: &Path,
+        policy: SnapshotPolicy,
+        engine: &mut P,
+        app: Box<dyn Application + Send>,
+    ) -> Result<(ReplicaJournal, ReplicaLedger, u64), String> {
+        let (file, _) = FileJournal::open(dir.join("journal"), FileJournalConfig::default())
+            .map_err(|e| e.to_string())?;
+        let mut journal = EngineJournal::new(Box::new(file) as Box<dyn Journal + Send>);
+        let records = journal.records().map_err(|e| e.to_string())?;
+        engine.restore(&records).map_err(|e| format!("the engine refused its journal: {e}"))?;
+        let store =
+            RedbBlockStore::open(dir.join(BLOCKS_FILE), policy).map_err(|e| e.to_string())?;
+        let (ledger, replayed) =
+            open_ledger(Box::new(store), app, self.me).map_err(|e| e.to_string())?;
+        Ok((journal, ledger, replayed.blocks))
+    }
+
     /// The report, with the application side's part (waiting for its thread to apply what is
     /// queued, if it has one).
     pub(crate) fn finish(self) -> ReplicaReport {
         let mut report = self.report;
         report.journal_bytes = self.journal.journal().size_bytes();
         let side = match self.apply {
-            Apply::Inline(side) => side,
+            Apply::Inline(side) => *side,
             Apply::Thread { blocks, handle } => {
                 drop(blocks);
                 match handle.join() {
@@ -181,18 +278,45 @@ impl<P: Protocol> Replica<P> {
         }
     }
 
-    /// Runs one engine handler, then carries out its actions.
+    /// Runs one engine handler, then carries out its actions, and stores the blocks it
+    /// applied (inline) at the end of the pass if no journal sync stored them before.
     pub(crate) fn step(
         &mut self,
         now: Instant,
         f: impl FnOnce(&mut P, &mut agora_consensus::Ctx<'_, P>),
     ) {
+        if self.crashed {
+            return;
+        }
         let mut actions = Vec::new();
         let now_ns = self.now_ns(now);
         let mut ctx =
             Context::new(now_ns, self.me, &mut actions, &mut self.mempool, &mut self.checker);
         f(&mut self.engine, &mut ctx);
         dispatch(actions, &mut ReplicaDriver { replica: self, now });
+        if !self.crashed
+            && let Apply::Inline(side) = &mut self.apply
+        {
+            side.flush();
+        }
+    }
+
+    /// Before a journal sync: the blocks applied inline are stored first, so that the block
+    /// store is never behind what the journal says was committed. `false` if the replica
+    /// crashes here instead, as [`ReplicaCrash`] asked.
+    fn before_sync(&mut self) -> bool {
+        let next = self.report.journal_syncs + 1;
+        let crash = self.restarts.spares.front().map(|(c, ..)| *c).filter(|c| c.at_sync == next);
+        if crash.is_none_or(|c| c.blocks_stored)
+            && let Apply::Inline(side) = &mut self.apply
+        {
+            side.flush();
+        }
+        if crash.is_some() {
+            self.crashed = true;
+            return false;
+        }
+        true
     }
 
     /// The submission times of this replica's clients' transactions in a final block (each
@@ -259,16 +383,23 @@ pub(crate) struct ReplicaDriver<'a, P: Protocol> {
     pub(crate) now: Instant,
 }
 
+impl<P: Protocol> ReplicaDriver<'_, P> {
+    /// The replica says nothing more once its journal failed (it could not keep what it said)
+    /// or it crashed.
+    fn silent(&self) -> bool {
+        self.replica.report.journal_error.is_some() || self.replica.crashed
+    }
+}
+
 impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
     fn send(&mut self, to: NodeId, message: P::Message) {
-        // A replica whose journal failed says nothing more: it could not keep what it said.
-        if self.replica.report.journal_error.is_none() {
+        if !self.silent() {
             self.replica.send(&[to], &message);
         }
     }
 
     fn broadcast(&mut self, message: P::Message) {
-        if self.replica.report.journal_error.is_some() {
+        if self.silent() {
             return;
         }
         let me = self.replica.me;
@@ -278,6 +409,9 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
     }
 
     fn set_timer(&mut self, timer: P::Timer, after_ns: u64) {
+        if self.replica.crashed {
+            return;
+        }
         let r = &mut *self.replica;
         let deadline = self.now + Duration::from_nanos(after_ns);
         r.timer_seq += 1;
@@ -294,16 +428,24 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
     }
 
     fn commit(&mut self, block: Block) {
-        self.replica.commit(block);
+        if !self.replica.crashed {
+            self.replica.commit(block);
+        }
     }
 
     fn persist(&mut self, record: Bytes, checkpoint: Option<u64>) {
+        if self.replica.crashed {
+            return;
+        }
         if let Err(e) = self.replica.journal.persist(&record, checkpoint) {
             self.replica.report.journal_error.get_or_insert(e.to_string());
         }
     }
 
     fn sync(&mut self) {
+        if self.replica.crashed || !self.replica.before_sync() {
+            return;
+        }
         self.replica.report.journal_syncs += 1;
         if let Err(e) = self.replica.journal.sync() {
             self.replica.report.journal_error.get_or_insert(e.to_string());

@@ -4,7 +4,7 @@
 use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
 use agora_pbft::{Pbft, PbftConfig};
-use agora_runtime::{ClusterConfig, Load, WallReport, run, verify_rate};
+use agora_runtime::{ClusterConfig, Load, Storage, WallReport, run, verify_rate};
 use agora_streamlet::{Streamlet, StreamletConfig};
 use agora_types::{NodeId, Transaction};
 use bytes::Bytes;
@@ -124,7 +124,7 @@ impl Drop for ScratchDir {
 fn replicas_journal_to_disk_and_refuse_a_directory_that_holds_a_journal() {
     let scratch = ScratchDir::new("cluster-journal");
     let mut cluster = ClusterConfig::new(4);
-    cluster.store_dir = Some(scratch.0.clone());
+    cluster.storage = Storage::Dir(scratch.0.clone());
     let pbft = PbftConfig::new(2_000_000_000);
     let engine = |me, committee: &agora_types::Committee, key: &SecretKey| {
         Pbft::new(pbft, committee.clone(), me, key.clone()).expect("a valid configuration")

@@ -151,3 +151,59 @@ pub(crate) fn prune_point(asked: Height, base: Height, snapshot: Option<Height>)
     let limit = snapshot.map_or(Height(0), |height| Height(height.0 + 1));
     asked.min(limit).max(base)
 }
+
+/// A boxed store is one: drivers that choose their store at run time hold
+/// `Box<dyn BlockStore + Send>`.
+impl<B: BlockStore + ?Sized> BlockStore for Box<B> {
+    fn append(&mut self, blocks: &[FinalizedBlock]) -> Result<(), StoreError> {
+        (**self).append(blocks)
+    }
+
+    fn put_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        (**self).put_snapshot(snapshot)
+    }
+
+    fn tip(&self) -> Height {
+        (**self).tip()
+    }
+
+    fn base(&self) -> Height {
+        (**self).base()
+    }
+
+    fn block(&self, height: Height) -> Result<Option<FinalizedBlock>, StoreError> {
+        (**self).block(height)
+    }
+
+    fn blocks(&self, from: Height, count_max: usize) -> Result<Vec<FinalizedBlock>, StoreError> {
+        (**self).blocks(from, count_max)
+    }
+
+    fn tx_height(&self, id: &Digest) -> Result<Option<Height>, StoreError> {
+        (**self).tx_height(id)
+    }
+
+    fn state_digest(&self, height: Height) -> Result<Option<Digest>, StoreError> {
+        (**self).state_digest(height)
+    }
+
+    fn snapshot_at_most(&self, height: Height) -> Result<Option<Snapshot>, StoreError> {
+        (**self).snapshot_at_most(height)
+    }
+
+    fn policy(&self) -> SnapshotPolicy {
+        (**self).policy()
+    }
+
+    fn set_application(&mut self, description: &[u8]) -> Result<(), StoreError> {
+        (**self).set_application(description)
+    }
+
+    fn application(&self) -> Result<Option<Bytes>, StoreError> {
+        (**self).application()
+    }
+
+    fn prune_below(&mut self, height: Height) -> Result<(), StoreError> {
+        (**self).prune_below(height)
+    }
+}

@@ -127,15 +127,15 @@ impl<A: Application, S: BlockStore> Ledger<A, S> {
         Ok((ledger, replayed))
     }
 
-    /// Forgets the application, as a process that restarts does, and rebuilds it from the
-    /// store as [`Ledger::open`] does. Anything pending is flushed first: a driver models a
-    /// crash that loses unflushed blocks by dropping the ledger instead.
+    /// Forgets the application and whatever was not flushed, as a process that crashes does,
+    /// and rebuilds it from the store as [`Ledger::open`] does.
     pub fn reopen(
         &mut self,
         restore: impl FnOnce(Option<&Snapshot>) -> Result<A, String>,
         checker: &mut dyn SignatureCheck,
     ) -> Result<Replayed, LedgerError> {
-        self.flush()?;
+        self.pending.clear();
+        self.snapshots.clear();
         let (app, replayed) =
             replay_from(&self.store, Height(u64::MAX), restore, checker, |_, _| {})?;
         self.app = app;
@@ -226,6 +226,11 @@ impl<A: Application, S: BlockStore> Ledger<A, S> {
     /// The store (what was flushed).
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// What survives a crash: the store, without what was not flushed.
+    pub fn crash(self) -> S {
+        self.store
     }
 
     /// The application and the store, with anything pending flushed first.

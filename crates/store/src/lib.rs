@@ -62,6 +62,9 @@ pub use journal::memory::MemJournal;
 pub use journal::{Journal, Lsn, RECORD_BYTES_MAX, TornTail};
 pub use ledger::{Ledger, LedgerError, Outcome, Replayed, replay_from};
 
+/// The block store's file in a replica's directory, beside its `journal` directory.
+pub const BLOCKS_FILE: &str = "blocks.redb";
+
 /// Why a store operation failed. Every variant that concerns a file names it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -433,10 +433,11 @@ mod tests {
 
     #[test]
     fn the_plan_covers_protocols_orders_seeds_and_overload() {
-        let quick = BenchOptions { quick: true, wall: false, seed: 1, main: false };
+        let quick =
+            BenchOptions { quick: true, wall: false, seed: 1, main: false, store_dir: None };
         let plan = fairness_plan(&quick);
         assert_eq!(plan.len(), 2 * (3 * 3 * 2 + 2));
-        assert!(fairness_plan(&BenchOptions { main: true, ..quick }).is_empty());
+        assert!(fairness_plan(&BenchOptions { main: true, ..quick.clone() }).is_empty());
         assert!(plan.iter().all(|p| fairness_options(p, &quick).sim_config().is_ok()));
     }
 }
