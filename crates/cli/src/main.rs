@@ -384,6 +384,15 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         );
         bar.inc(1);
     }
+    // A replica's recovery: 100,000 orders replayed from a snapshot (20,000 in the quick
+    // matrix), and the disk's syncs per second.
+    let recovery = (options.wall && !options.main)
+        .then(|| {
+            bar.set_message("recovery");
+            bench::measure_recovery(if args.quick { 20_000 } else { 100_000 }, args.seed)
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
     bar.finish_and_clear();
     let report = bench::Report {
         machine,
@@ -393,6 +402,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         network: bench::network(args.quick),
         runs,
         fairness: (!outcomes.is_empty()).then(|| bench::summarise_fairness(&outcomes)),
+        recovery,
     };
     let written = bench::write(&report, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;

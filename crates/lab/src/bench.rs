@@ -25,10 +25,12 @@ use crate::replay::StoredApplication;
 use crate::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
 
 mod fairness;
+mod recovery;
 pub use fairness::{
     FairnessOutcome, FairnessPlanned, FairnessReport, FrontRunRecord, LaneRecord, ShareRecord,
     fairness_options, fairness_plan, fairness_seeds, run_fairness, summarise_fairness,
 };
+pub use recovery::{RecoveryRecord, measure as measure_recovery};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +144,9 @@ pub struct Report {
     pub runs: Vec<RunRecord>,
     /// Front-running, slippage, lanes and block space (not in the main comparison).
     pub fairness: Option<FairnessReport>,
+    /// The disk's syncs per second and a replica's replay from a snapshot (with wall runs, not
+    /// in the main comparison).
+    pub recovery: Option<RecoveryRecord>,
 }
 
 /// One planned run.
@@ -553,6 +558,9 @@ pub fn markdown(r: &Report) -> String {
             }
         }
     }
+    if let Some(recovery) = &r.recovery {
+        recovery::markdown(recovery, &mut s);
+    }
     if let Some(f) = &r.fairness {
         fairness::fairness_markdown(f, &mut s);
         let _ = writeln!(s, "\n![fairness](fairness.svg)");
@@ -731,6 +739,17 @@ mod tests {
     }
 
     #[test]
+    fn the_recovery_measure_replays_what_follows_its_snapshot() {
+        let r = measure_recovery(2_000, 1).unwrap();
+        // The orders asked for, after the snapshot at the tenth block.
+        assert_eq!((r.orders, r.blocks), (2_000, 4), "{r:?}");
+        assert!(r.disk_syncs_per_sec > 0.0 && r.limit_one_core > 0.0);
+        let mut s = String::new();
+        recovery::markdown(&r, &mut s);
+        assert!(s.contains(&format!("replayed {} orders in {} blocks", r.orders, r.blocks)), "{s}");
+    }
+
+    #[test]
     fn reports_are_written_as_markdown_json_and_svg() {
         let runs = vec![
             record("streamlet", 4, "no-faults"),
@@ -750,6 +769,7 @@ mod tests {
             network: network(true),
             runs,
             fairness: None,
+            recovery: None,
         };
         let dir = std::env::temp_dir().join(format!("agora-bench-test-{}", std::process::id()));
         let written = write(&report, &dir).unwrap();
