@@ -20,6 +20,11 @@
 //!   [`ClusterConfig::apply_thread`] final blocks are applied on a thread of their own per
 //!   replica, fed through a bounded queue, so that consensus carries on while a block's
 //!   signatures are verified.
+//! - **Stores.** Each replica keeps its engine's journal and its block store ([`Storage`]: a
+//!   temporary directory by default), its application in a [`Ledger`] over the block store;
+//!   the blocks of a pass are stored before its journal sync. [`ClusterConfig::crashes`] kills
+//!   a replica at a chosen journal sync and restarts it from its directory
+//!   ([`ReplicaCrash`]).
 //! - **Load.** [`Load`] submits pre-signed transactions (signing is done before the clock starts)
 //!   open loop at a rate, or as fast as the cluster takes them (a bounded window of transactions in
 //!   flight, counted until applied where they entered).

@@ -128,7 +128,7 @@ pub struct SimulateOptions {
     /// Market: the fraction of traders' orders that are large market orders (60–120 lots).
     #[arg(long, default_value_t = Self::DEFAULTS.large_orders, value_name = "FRACTION")]
     pub large_orders: f64,
-    /// Write each honest node's block store, in the on-disk format, to DIR/node-<i> when the
+    /// Write each honest node's block store, in the on-disk format, to `DIR/node-<i>` when the
     /// run ends (every block is kept), for `agora replay`. DIR must not hold stores already.
     #[arg(long, value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
