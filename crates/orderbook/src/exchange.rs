@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::book::{Book, FastBook, Resting};
+use crate::types::check_name;
 use crate::types::{
     AccountId, Command, Event, FEE_ACCOUNT, MarketSpec, NewOrder, OrderId, OrderType, Reject, Side,
     TimeInForce,
@@ -196,6 +197,9 @@ impl<B: Book> Exchange<B> {
     }
 
     fn open_market(&mut self, spec: &MarketSpec, events: &mut Vec<Event>) -> Result<()> {
+        for name in [&spec.market, &spec.base, &spec.quote] {
+            check_name(name)?;
+        }
         if self.market_ids.contains_key(&spec.market) {
             return Err(Reject::MarketExists);
         }
@@ -233,6 +237,7 @@ impl<B: Book> Exchange<B> {
         if account == FEE_ACCOUNT {
             return Err(Reject::ReservedAccount);
         }
+        check_name(asset)?;
         if amount == 0 {
             return Err(Reject::ZeroSize);
         }
@@ -257,6 +262,7 @@ impl<B: Book> Exchange<B> {
         if account == FEE_ACCOUNT {
             return Err(Reject::ReservedAccount);
         }
+        check_name(asset)?;
         if amount == 0 {
             return Err(Reject::ZeroSize);
         }

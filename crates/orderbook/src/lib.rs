@@ -111,6 +111,6 @@ pub use exchange::{
     SnapshotView, StateView,
 };
 pub use types::{
-    AccountId, Command, Event, FEE_ACCOUNT, MarketSpec, NewOrder, OrderId, OrderType, Reject,
-    SelfTrade, Side, TimeInForce,
+    AccountId, Command, Event, FEE_ACCOUNT, MarketSpec, NAME_BYTES_MAX, NewOrder, OrderId,
+    OrderType, Reject, SelfTrade, Side, TimeInForce, check_name,
 };

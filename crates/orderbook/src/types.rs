@@ -81,8 +81,10 @@ pub enum SelfTrade {
     DecrementBoth,
 }
 
-/// A market: a base/quote pair with tick and lot sizes and fees.
+/// A market: a base/quote pair with tick and lot sizes and fees. As JSON, a field it does not
+/// have is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MarketSpec {
     /// Its name, for example `ETH-USD`.
     pub market: String,
@@ -127,8 +129,9 @@ impl MarketSpec {
     }
 }
 
-/// An order to place.
+/// An order to place. As JSON, a field it does not have is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewOrder {
     /// Owner.
     pub account: AccountId,
@@ -192,9 +195,11 @@ fn gtc() -> TimeInForce {
     TimeInForce::Gtc
 }
 
-/// One instruction to the exchange. As JSON: `{"cmd": "place", …}` and so on.
+/// One instruction to the exchange. As JSON: `{"cmd": "place", …}` and so on; a field the
+/// command does not have is an error, not ignored (a typo such as `"qyt"` must not become a
+/// default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Open a market.
     Market(MarketSpec),
@@ -314,6 +319,31 @@ pub enum Reject {
     /// An open-order limit was reached.
     #[error("an open-order limit was reached")]
     TooManyOrders,
+    /// A market or asset name that is not a name (see [`check_name`]).
+    #[error("a name is 1 to 32 ASCII letters, digits, '-', '_', '.' or '/'")]
+    BadName,
+}
+
+/// The longest market or asset name, in bytes.
+pub const NAME_BYTES_MAX: usize = 32;
+
+/// Whether `name` is a market or asset name: 1 to [`NAME_BYTES_MAX`] bytes, each an ASCII
+/// letter or digit or one of `-`, `_`, `.` and `/`. No spaces, no control characters, nothing
+/// that two terminals or two fonts could show alike.
+///
+/// ```
+/// use agora_orderbook::check_name;
+///
+/// assert!(check_name("ETH-USD").is_ok() && check_name("usdc.e").is_ok());
+/// assert!(check_name("").is_err() && check_name("  ").is_err() && check_name("US\0D").is_err());
+/// ```
+pub fn check_name(name: &str) -> std::result::Result<(), Reject> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/');
+    if (1..=NAME_BYTES_MAX).contains(&name.len()) && name.bytes().all(allowed) {
+        Ok(())
+    } else {
+        Err(Reject::BadName)
+    }
 }
 
 /// What happened. As JSON: `{"event": "trade", …}` and so on.
@@ -381,6 +411,17 @@ pub enum Event {
         maker_fee: i64,
         /// Fee paid by the taker in quote units.
         taker_fee: i64,
+    },
+    /// A `cancel_all` ended: it cancelled `count` orders (each reported by its own
+    /// `cancelled` event before this one), perhaps none. Every `cancel_all` that is not
+    /// rejected ends with exactly one of these.
+    CancelledAll {
+        /// Owner.
+        account: AccountId,
+        /// The market it was limited to, if any.
+        market: Option<String>,
+        /// Orders cancelled.
+        count: u64,
     },
     /// (The rest of) an order was cancelled.
     Cancelled {

@@ -282,12 +282,27 @@ fn cancel_and_amend() {
         Case {
             bids: Some(vec![(100, 1)]),
             ..case(
-                "cancel-all cancels every order of the account, by id",
+                "cancel-all cancels every order of the account, by id, then says how many",
                 vec![buy(1, 2, 99, 1), buy(1, 1, 100, 1), sell(1, 3, 200, 1), buy(2, 1, 100, 1)],
                 Command::CancelAll { account: AccountId(1), market: None },
-                vec![cancelled(1, 1, 1), cancelled(1, 2, 1), cancelled(1, 3, 1)],
+                vec![
+                    cancelled(1, 1, 1),
+                    cancelled(1, 2, 1),
+                    cancelled(1, 3, 1),
+                    Event::CancelledAll { account: AccountId(1), market: None, count: 3 },
+                ],
             )
         },
+        case(
+            "cancel-all with nothing to cancel still answers, with a count of 0",
+            vec![buy(2, 1, 100, 1)],
+            Command::CancelAll { account: AccountId(1), market: Some("ETH-USD".into()) },
+            vec![Event::CancelledAll {
+                account: AccountId(1),
+                market: Some("ETH-USD".into()),
+                count: 0,
+            }],
+        ),
         case(
             "a smaller amend keeps priority: the amended order still fills first",
             vec![buy(1, 1, 100, 5), buy(2, 2, 100, 5), amend(1, None, Some(3))],

@@ -451,6 +451,7 @@ impl<B: Book> Exchange<B> {
             Some(name) => vec![self.market_index(name)?],
             None => (0..self.markets.len()).collect(),
         };
+        let mut count = 0;
         for m in markets {
             let mut mine: Vec<Resting> = [Side::Buy, Side::Sell]
                 .into_iter()
@@ -464,10 +465,12 @@ impl<B: Book> Exchange<B> {
                 })
                 .collect();
             mine.sort_by_key(|r| r.id);
+            count += mine.len() as u64;
             for order in mine {
                 self.cancel_resting(m, &order, events);
             }
         }
+        events.push(Event::CancelledAll { account, market: market.map(str::to_owned), count });
         Ok(())
     }
 
