@@ -31,10 +31,11 @@ mod options;
 mod summary;
 
 use options::MS;
-pub use options::{LeaderChoice, SimulateError, SimulateOptions, WorkloadChoice};
+pub use options::{LeaderChoice, SimulateBounds, SimulateError, SimulateOptions, WorkloadChoice};
 pub(crate) use summary::Describe;
 pub use summary::{
-    BlockSummary, KindCount, LatencyMs, MessageSummary, NodeSummary, SimulationSummary,
+    BlockSummary, InjectedSummary, KindCount, LatencyMs, MessageSummary, NodeSummary,
+    SimulationSummary,
 };
 use summary::{ms, summarise};
 
@@ -203,7 +204,7 @@ mod tests {
         let o = SimulateOptions { delta_ms: 0.0, ..SimulateOptions::default() };
         let e = o.sim_config().unwrap_err();
         assert!(matches!(e, SimulateError::Field { field: "delta_ms", .. }), "{e}");
-        assert_eq!(e.to_string(), "delta_ms must be positive");
+        assert_eq!(e.to_string(), "delta_ms must be from 1 to 60000, got 0.0");
     }
 
     #[test]

@@ -2,7 +2,12 @@
 //!
 //! - **Agreement**: honest nodes' finalized logs are prefixes of one another. Each honest commit
 //!   is compared with the first honest commit at the same height.
-//! - **Validity**: every finalized transaction was submitted (or declared by an adversary).
+//! - **Validity**: every finalized transaction was submitted by a client (to an honest node or
+//!   to a Byzantine one), or signed by a client declared Byzantine (a Byzantine node trading
+//!   from its own account puts its orders straight into its blocks), or carries no valid
+//!   signature (a forgery, which every application refuses and so executes nothing). A validly
+//!   signed transaction that no client sent is a violation. The report counts the finalized
+//!   transactions by these origins ([`crate::FinalizedOrigins`]).
 //! - **Integrity**: no transaction is finalized twice.
 //! - **Order**: each node finalizes heights 1, 2, 3, … without gaps.
 //! - **State**: honest replicas report the same state digest at the same height.
@@ -119,6 +124,9 @@ pub struct InvariantChecker {
     /// Clients whose transactions may be finalized without having been submitted.
     byzantine_clients: FxHashSet<PublicKeyBytes>,
     finalized_at: FxHashMap<Digest, (u64, u64)>,
+    /// Of the distinct transactions finalized: submitted by a client (to any node), signed by
+    /// a declared Byzantine client, or carrying no valid signature.
+    origins: (u64, u64, u64),
     violations: Vec<Violation>,
 }
 
@@ -176,10 +184,19 @@ impl InvariantChecker {
         self.canonical.push(Entry { digest: block.digest(), state, node });
         for tx in block.batch().transactions() {
             let id = tx.id();
-            if !self.submitted.contains(&id)
-                && !self.byzantine_clients.contains(tx.sender())
-                && tx.verify().is_ok()
-            {
+            // The validity rule: a finalized transaction was submitted by a client (to an
+            // honest node or a Byzantine one), or signed by a declared Byzantine client (a
+            // Byzantine node trading from its own account), or carries no valid signature (a
+            // forgery no application executes). Any other validly signed transaction was made
+            // up: a client's key signed it, and no client sent it.
+            let first = !self.finalized_at.contains_key(&id);
+            if self.submitted.contains(&id) {
+                self.origins.0 += u64::from(first);
+            } else if self.byzantine_clients.contains(tx.sender()) {
+                self.origins.1 += u64::from(first);
+            } else if tx.verify().is_err() {
+                self.origins.2 += u64::from(first);
+            } else {
                 self.violations.push(Violation::Unsubmitted { t_ns, tx: id, height });
             }
             if let Some((first_height, _)) = self.finalized_at.get(&id) {
@@ -254,6 +271,13 @@ impl InvariantChecker {
     /// Number of distinct transactions finalized.
     pub fn finalized_count(&self) -> usize {
         self.finalized_at.len()
+    }
+
+    /// Of the distinct transactions finalized: those a client submitted (to any node), those a
+    /// declared Byzantine client signed, and those with no valid signature (see the validity
+    /// rule in the module docs).
+    pub fn finalized_origins(&self) -> (u64, u64, u64) {
+        self.origins
     }
 
     /// The log of `node` (block digests, height 1 first).

@@ -73,7 +73,8 @@ pub use config::{
 };
 pub use memo::MemoCheck;
 pub use report::{
-    Drops, FinalizedBlock, LatencySummary, NodeDetail, SimReport, SimSpeed, Submissions, Traffic,
+    Drops, FinalizedBlock, FinalizedOrigins, LatencySummary, NodeDetail, SimReport, SimSpeed,
+    Submissions, Traffic,
 };
 pub use sim::{ClientHook, SimError, Simulation};
 pub use trace::{DropReason, Trace, TraceEvent};

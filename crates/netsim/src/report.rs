@@ -54,6 +54,27 @@ pub struct Submissions {
     pub to_byzantine: u64,
 }
 
+/// Where the finalized transactions came from (see the checker's validity rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FinalizedOrigins {
+    /// Submitted by a client and accepted by an honest node: what
+    /// [`Submissions::accepted`] counts, finalized.
+    pub honest: u64,
+    /// Submitted by a client only to a Byzantine node, which put it in a block.
+    pub via_byzantine_node: u64,
+    /// Signed by a declared Byzantine client (a Byzantine node trading from its own account).
+    pub byzantine_client: u64,
+    /// Carrying no valid signature: a forgery every application refuses.
+    pub invalid_signature: u64,
+}
+
+impl FinalizedOrigins {
+    /// What Byzantine nodes or clients put in the log: everything but `honest`.
+    pub fn injected(&self) -> u64 {
+        self.via_byzantine_node + self.byzantine_client + self.invalid_signature
+    }
+}
+
 /// One block of the agreed log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinalizedBlock {
@@ -136,6 +157,8 @@ pub struct SimReport {
     pub submissions: Submissions,
     /// Distinct transactions finalized by an honest node.
     pub txs_finalized: u64,
+    /// Where those came from; the four counts add up to `txs_finalized`.
+    pub finalized_origins: FinalizedOrigins,
     /// Finalized transactions per simulated second.
     pub tps_sim: f64,
     /// Submission → finalization at the node the client submitted to.

@@ -22,7 +22,8 @@ use crate::checker::InvariantChecker;
 use crate::config::{BeforeGst, ConfigError, Fault, FaultKind, Jitter, SimConfig, Targets};
 use crate::memo::MemoCheck;
 use crate::report::{
-    Drops, FinalizedBlock, LatencySummary, NodeDetail, SimReport, SimSpeed, Submissions, Traffic,
+    Drops, FinalizedBlock, FinalizedOrigins, LatencySummary, NodeDetail, SimReport, SimSpeed,
+    Submissions, Traffic,
 };
 use crate::trace::{DropReason, Trace, TraceEvent};
 

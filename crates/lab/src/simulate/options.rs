@@ -33,8 +33,9 @@ pub struct SimulateOptions {
     /// The protocol to run.
     #[arg(long, value_enum, default_value_t = Self::DEFAULTS.protocol)]
     pub protocol: ProtocolChoice,
-    /// Number of nodes (1 to 1024).
-    #[arg(long, default_value_t = Self::DEFAULTS.nodes)]
+    /// Number of nodes (1 to 128; see the README for the bound on a run's messages).
+    #[arg(long, default_value_t = Self::DEFAULTS.nodes, allow_negative_numbers = true,
+          value_parser = parse_nodes)]
     pub nodes: usize,
     /// Seed of the run: network randomness, keys, workload, hashed leaders.
     #[arg(long, default_value_t = Self::DEFAULTS.seed)]
@@ -180,6 +181,77 @@ impl Default for SimulateOptions {
     }
 }
 
+/// What `agora simulate` accepts: every bound is one the simulator honours on a 2-core machine
+/// in minutes and a few GiB. A value outside is refused with a one-line error naming it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulateBounds {
+    /// Committee size, at most.
+    pub nodes_max: usize,
+    /// Simulated time, ms, at most.
+    pub duration_ms_max: f64,
+    /// One-way latency and jitter, ms, at most.
+    pub latency_ms_max: f64,
+    /// Δ, ms: from, to.
+    pub delta_ms: (f64, f64),
+    /// PBFT's view timeout, ms: from, to.
+    pub view_timeout_ms: (f64, f64),
+    /// One journal sync, ms, at most.
+    pub sync_ms_max: f64,
+    /// Transactions per simulated second, at most.
+    pub tx_rate_max: f64,
+    /// Uplink, Mbit/s: from, to.
+    pub bandwidth_mbps: (f64, f64),
+    /// PBFT's checkpoint interval, at most.
+    pub checkpoint_interval_max: u64,
+    /// Transactions in a run (rate × duration), at most.
+    pub transactions_max: f64,
+    /// Estimated message deliveries in a run, at most ([`SimulateOptions::estimated_messages`]).
+    pub messages_max: f64,
+}
+
+impl SimulateBounds {
+    /// The bounds `agora simulate` enforces.
+    pub const DEFAULT: Self = Self {
+        nodes_max: 128,
+        duration_ms_max: 600_000.0,
+        latency_ms_max: 10_000.0,
+        delta_ms: (1.0, 60_000.0),
+        view_timeout_ms: (1.0, 600_000.0),
+        sync_ms_max: 1_000.0,
+        tx_rate_max: 100_000.0,
+        bandwidth_mbps: (0.001, 1_000_000.0),
+        checkpoint_interval_max: 10_000,
+        transactions_max: 10_000_000.0,
+        messages_max: 2e7,
+    };
+}
+
+impl SimulateOptions {
+    /// The message deliveries a run of these options makes, estimated from above:
+    /// Streamlet's epochs times a proposal and n² votes (n³ echoes and n² echoed proposals
+    /// more with its echo); PBFT's blocks (at most one per transaction and one per ms) times
+    /// its three all-to-all phases, plus n² per view change. Measured on this machine the
+    /// simulator delivers 0.1 to 1 million messages a second, so the bound of 2 × 10⁷ is minutes
+    /// at most.
+    pub fn estimated_messages(&self) -> f64 {
+        let n = self.nodes as f64;
+        let duration = self.duration_ms.max(0.0);
+        match self.protocol {
+            ProtocolChoice::Streamlet => {
+                let epochs = duration / (2.0 * self.delta_ms.max(1e-9)) + 1.0;
+                let echo = if self.echo { n * n * n + n * n } else { 0.0 };
+                epochs * (n + n * n + echo)
+            }
+            ProtocolChoice::Pbft => {
+                let transactions = self.tx_rate.max(0.0) * duration / 1e3;
+                let blocks = transactions.min(duration) + 1.0;
+                let view_changes = duration / self.view_timeout_ms.max(1e-9) + 1.0;
+                blocks * 3.0 * n * n + view_changes * 2.0 * n * n
+            }
+        }
+    }
+}
+
 /// `NODE@MS`: a node that crashes at a time (in milliseconds).
 fn parse_crash(s: &str) -> Result<(NodeId, f64), String> {
     let (node, at) = s.split_once('@').ok_or_else(|| format!("expected NODE@MS, got `{s}`"))?;
@@ -190,6 +262,15 @@ fn parse_crash(s: &str) -> Result<(NodeId, f64), String> {
         return Err(format!("`{at}` is not a non-negative time in milliseconds"));
     }
     Ok((node, at_ms))
+}
+
+/// `--nodes`: a whole number within the bound, said as the bound whatever the input.
+fn parse_nodes(s: &str) -> Result<usize, String> {
+    let max = SimulateBounds::DEFAULT.nodes_max;
+    match s.trim().parse::<i128>() {
+        Ok(n) if (1..=max as i128).contains(&n) => Ok(n as usize),
+        _ => Err(format!("must be a whole number from 1 to {max}")),
+    }
 }
 
 fn parse_node(s: &str) -> Result<NodeId, String> {
@@ -340,22 +421,62 @@ impl SimulateOptions {
         Ok(c)
     }
 
-    /// The bounds of the counts and fractions, and the options only the market workload has.
+    /// The bounds of the counts, times and fractions (see [`SimulateBounds`]), the run's
+    /// estimated messages, and the options only the market workload has.
     fn check_ranges(&self) -> Result<(), SimulateError> {
-        if self.nodes == 0 || self.nodes > agora_types::COMMITTEE_SIZE_MAX {
+        let b = SimulateBounds::DEFAULT;
+        if self.nodes == 0 || self.nodes > b.nodes_max {
             return Err(SimulateError::field(
                 "nodes",
+                format!("must be between 1 and {}, got {}", b.nodes_max, self.nodes),
+            ));
+        }
+        let within = |field: &'static str, value: f64, (low, high): (f64, f64)| {
+            if value.is_finite() && (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(SimulateError::field(
+                    field,
+                    format!("must be from {low} to {high}, got {value:?}"),
+                ))
+            }
+        };
+        within("duration_ms", self.duration_ms, (0.0, b.duration_ms_max))?;
+        within("latency_ms", self.latency_ms, (0.0, b.latency_ms_max))?;
+        within("jitter_ms", self.jitter_ms, (0.0, b.latency_ms_max))?;
+        within("delta_ms", self.delta_ms, b.delta_ms)?;
+        within("view_timeout_ms", self.view_timeout_ms, b.view_timeout_ms)?;
+        within("sync_ms", self.sync_ms, (0.0, b.sync_ms_max))?;
+        within("tx_rate", self.tx_rate, (0.0, b.tx_rate_max))?;
+        if let Some(mbps) = self.bandwidth_mbps {
+            within("bandwidth_mbps", mbps, b.bandwidth_mbps)?;
+        }
+        if self.checkpoint_interval == 0 || self.checkpoint_interval > b.checkpoint_interval_max {
+            return Err(SimulateError::field(
+                "checkpoint_interval",
+                format!("must be from 1 to {}", b.checkpoint_interval_max),
+            ));
+        }
+        let transactions = self.tx_rate * self.duration_ms / 1e3;
+        if transactions > b.transactions_max {
+            return Err(SimulateError::field(
+                "tx_rate",
                 format!(
-                    "must be between 1 and {}, got {}",
-                    agora_types::COMMITTEE_SIZE_MAX,
-                    self.nodes
+                    "times --duration-ms makes {transactions:.0} transactions, above the bound of {:.0}",
+                    b.transactions_max
                 ),
             ));
         }
-        if !(self.tx_rate.is_finite() && self.tx_rate >= 0.0) {
+        let messages = self.estimated_messages();
+        if messages > b.messages_max {
             return Err(SimulateError::field(
-                "tx_rate",
-                format!("must be a non-negative number, got {}", self.tx_rate),
+                "nodes",
+                format!(
+                    "{} with these options means about {messages:.1e} message deliveries, above \
+                     the bound of {:.0e} (minutes on this machine): use fewer nodes, a shorter \
+                     run, a longer Δ or view timeout, fewer transactions, or --no-echo",
+                    self.nodes, b.messages_max
+                ),
             ));
         }
         if self.batch_max == 0 || self.batch_max > agora_types::BATCH_TXS_MAX {

@@ -35,6 +35,19 @@ pub struct MessageSummary {
     pub by_kind: BTreeMap<String, KindCount>,
 }
 
+/// What Byzantine nodes or clients put in the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct InjectedSummary {
+    /// The sum of the three below.
+    pub total: u64,
+    /// An honest client's transaction that only a Byzantine node received.
+    pub via_byzantine_node: u64,
+    /// Signed by a Byzantine client.
+    pub byzantine_client: u64,
+    /// With no valid signature (executed by no application).
+    pub invalid_signature: u64,
+}
+
 /// One node at the end.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeSummary {
@@ -95,8 +108,14 @@ pub struct SimulationSummary {
     pub violations: Vec<String>,
     /// Transactions accepted by a replica that was up and honest when it received them.
     pub txs_submitted: u64,
-    /// Distinct transactions finalized.
+    /// Distinct transactions finalized: `txs_finalized_submitted` plus `txs_injected`.
     pub txs_finalized: u64,
+    /// Of `txs_submitted`, those finalized.
+    pub txs_finalized_submitted: u64,
+    /// Finalized transactions that Byzantine nodes or clients put in the log, by origin: an
+    /// honest client's transaction sent only to a Byzantine node, a Byzantine client's own
+    /// (the front-runner's orders), and forgeries with no valid signature.
+    pub txs_injected: InjectedSummary,
     /// Finalized transactions per simulated second.
     pub tps_sim: f64,
     /// Submission → finalization at the replica it was submitted to.
@@ -151,6 +170,13 @@ pub(super) fn summarise(
         violations: r.violations.iter().map(|v| Describe(v).to_string()).collect(),
         txs_submitted: r.submissions.accepted,
         txs_finalized: r.txs_finalized,
+        txs_finalized_submitted: r.finalized_origins.honest,
+        txs_injected: InjectedSummary {
+            total: r.finalized_origins.injected(),
+            via_byzantine_node: r.finalized_origins.via_byzantine_node,
+            byzantine_client: r.finalized_origins.byzantine_client,
+            invalid_signature: r.finalized_origins.invalid_signature,
+        },
         tps_sim: r.tps_sim,
         latency_ms: LatencyMs {
             p50: ms(r.latency.p50_ns),
@@ -275,9 +301,20 @@ impl fmt::Display for SimulationSummary {
         }
         writeln!(
             f,
-            "  transactions    {} submitted, {} finalized",
-            self.txs_submitted, self.txs_finalized
+            "  transactions    {} submitted, {} of them finalized",
+            self.txs_submitted, self.txs_finalized_submitted
         )?;
+        let injected = &self.txs_injected;
+        if injected.total > 0 {
+            writeln!(
+                f,
+                "  injected        {} finalized from Byzantine nodes or clients ({} sent only to a Byzantine node, {} a Byzantine client's own, {} forged)",
+                injected.total,
+                injected.via_byzantine_node,
+                injected.byzantine_client,
+                injected.invalid_signature
+            )?;
+        }
         writeln!(f, "  throughput      {:.1} tx/s (simulated)", self.tps_sim)?;
         writeln!(
             f,

@@ -82,6 +82,20 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         }
     }
 
+    /// The origins of the finalized transactions: the checker's three, the submitted ones
+    /// split by whether an honest node accepted them.
+    fn finalized_origins(&self) -> FinalizedOrigins {
+        let (submitted, byzantine_client, invalid_signature) = self.checker.finalized_origins();
+        let honest = self.accepted.keys().filter(|id| self.checker.finalized(id).is_some()).count();
+        let honest = honest as u64;
+        FinalizedOrigins {
+            honest,
+            via_byzantine_node: submitted.saturating_sub(honest),
+            byzantine_client,
+            invalid_signature,
+        }
+    }
+
     pub(super) fn generate_workload(&mut self) {
         let Some(w) = self.config.workload.clone() else {
             return;
@@ -167,6 +181,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             violations,
             submissions: self.submissions,
             txs_finalized,
+            finalized_origins: self.finalized_origins(),
             tps_sim: if seconds > 0.0 { txs_finalized as f64 / seconds } else { 0.0 },
             latency: LatencySummary::of(&mut self.latencies.clone()),
             latency_by_class: self.latency_classes.as_ref().map_or_else(Vec::new, |c| {
