@@ -86,7 +86,7 @@ struct SwarmArgs {
     first_seed: u64,
     /// A fixed committee size (default: drawn from 4 to 7 per scenario, and one scenario in
     /// three is then the tightest in the budget: n = 7 with exactly f faulty nodes).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
     nodes: Option<u16>,
     /// f + 1 faulty nodes: safety must hold if they only crash, and may fail if one is Byzantine.
     #[arg(long)]
@@ -187,13 +187,17 @@ struct WalkthroughArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Committee size (1 to 1024).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
     nodes: u16,
     /// Transactions in the block (1 to 16384).
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=16_384))]
+    #[arg(long, default_value_t = 1_000, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=16_384))]
     txs: u32,
-    /// Distinct client accounts signing the transactions.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Distinct client accounts signing the transactions (1 to 16384; at most one per
+    /// transaction is used).
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=16_384))]
     clients: u32,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -352,9 +356,10 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         main: args.main,
         store_dir: args.store_dir.clone(),
     };
+    // Where the output goes is checked before the work starts, not after it.
+    writable_dir(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     if let Some(dir) = &options.store_dir {
-        // Checked before the work starts, not after it.
-        fs::create_dir_all(dir).with_context(|| format!("--store-dir {}", dir.display()))?;
+        writable_dir(dir).with_context(|| format!("--store-dir {}", dir.display()))?;
     }
     let plan = bench::plan(&options);
     eprintln!("measuring this machine's signature-verification limit…");
@@ -426,6 +431,7 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
         twins: args.twins,
         stop_on_failure: false,
     };
+    options.check().map_err(|reason| anyhow::anyhow!(reason))?;
     let bar = indicatif::ProgressBar::new(args.seeds);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
@@ -493,13 +499,14 @@ const BOOK_LINE_BYTES_MAX: usize = 64 * 1024;
 
 fn run_book(args: &BookArgs) -> Result<()> {
     use std::io::{BufRead, BufReader, Read, Write};
+    let name = args.input.display().to_string();
     let reader: Box<dyn Read> = if args.input.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(
-            fs::File::open(&args.input)
-                .with_context(|| format!("cannot open {}", args.input.display()))?,
-        )
+        if args.input.is_dir() {
+            anyhow::bail!("cannot read {name}: it is a directory");
+        }
+        Box::new(fs::File::open(&args.input).with_context(|| format!("cannot open {name}"))?)
     };
     let mut reader = BufReader::new(reader);
     let stdout = std::io::stdout();
@@ -507,23 +514,32 @@ fn run_book(args: &BookArgs) -> Result<()> {
     let mut exchange: agora::orderbook::Exchange = agora::orderbook::Exchange::new();
     let mut events = Vec::new();
     let mut line = Vec::new();
+    let reading = || format!("cannot read {name}");
     for number in 1.. {
         line.clear();
         // Read one line, but never keep more than the limit of it.
-        let read =
-            (&mut reader).take(BOOK_LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut line)?;
+        let read = (&mut reader)
+            .take(BOOK_LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .with_context(reading)?;
         if read == 0 {
             break;
         }
         let complete = line.last() == Some(&b'\n');
         if !complete && line.len() > BOOK_LINE_BYTES_MAX {
-            // Skip the rest of the oversized line.
-            let mut rest = Vec::new();
-            reader.read_until(b'\n', &mut rest)?;
+            skip_line(&mut reader).with_context(reading)?;
             malformed(&mut out, number, "line longer than 64 KiB")?;
             continue;
         }
-        let text = String::from_utf8_lossy(&line);
+        // A byte-order mark may open the input (some editors write one); nowhere else.
+        let bytes = match number {
+            1 => line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&line),
+            _ => &line,
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            malformed(&mut out, number, "not UTF-8")?;
+            continue;
+        };
         let text = text.trim();
         if text.is_empty() {
             continue;
@@ -545,6 +561,34 @@ fn run_book(args: &BookArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Makes `dir` if it is missing and checks that a file can be written in it.
+fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".agora-probe-{}", std::process::id()));
+    fs::write(&probe, b"")?;
+    fs::remove_file(&probe)
+}
+
+/// Skips the rest of a line, never holding more than the reader's buffer of it.
+fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match buffer.iter().position(|b| *b == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let len = buffer.len();
+                reader.consume(len);
+            }
+        }
+    }
 }
 
 fn malformed(out: &mut impl std::io::Write, line: u64, error: &str) -> Result<()> {
@@ -596,9 +640,10 @@ fn print_walkthrough(r: &WalkthroughReport) -> std::io::Result<()> {
 
 /// True when `error` comes from writing to a standard output whose reader has gone.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == broken
+            // serde_json wraps the writer's error without exposing it as a source.
+            || cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind()) == broken
     })
 }

@@ -242,7 +242,8 @@ fn book_applies_json_lines_and_reports_malformed_ones() {
             "malformed",
             "accepted",
             "trade",
-            "cancelled"
+            "cancelled",
+            "cancelled_all"
         ]
     );
     assert_eq!(lines[4]["line"], 5);

@@ -305,10 +305,38 @@ impl CampaignReport {
     }
 }
 
-/// Runs the scenarios of `options`, calling `each` after every one.
+impl CampaignOptions {
+    /// Why these options describe no campaign, if they do not: an empty seed range, one that
+    /// runs past the largest seed, or a committee size asked of Twins scenarios (which are
+    /// n = 4 plus one twin).
+    pub fn check(&self) -> Result<(), String> {
+        if self.seeds == 0 {
+            return Err("--seeds must be at least 1".into());
+        }
+        if self.first_seed.checked_add(self.seeds - 1).is_none() {
+            return Err(format!(
+                "--first-seed {} with --seeds {} runs past the largest seed, {}",
+                self.first_seed,
+                self.seeds,
+                u64::MAX
+            ));
+        }
+        if self.twins && self.nodes.is_some() {
+            return Err("--twins scenarios are n = 4 plus one twin: --nodes does not apply".into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs the scenarios of `options`, calling `each` after every one. Options that describe no
+/// campaign ([`CampaignOptions::check`]) run nothing and report the reason as an error.
 pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> CampaignReport {
     let mut report = CampaignReport::default();
-    for seed in options.first_seed..options.first_seed.saturating_add(options.seeds) {
+    if let Err(reason) = options.check() {
+        report.errors.push((options.first_seed, reason));
+        return report;
+    }
+    for seed in options.first_seed..=options.first_seed + (options.seeds - 1) {
         let mut scenario = if options.twins {
             Scenario::twins(options.protocol, seed, options.budget)
         } else {

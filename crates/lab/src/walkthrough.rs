@@ -115,15 +115,22 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// The most transactions, and clients, a walkthrough takes.
+pub const WALKTHROUGH_MAX: usize = 16_384;
+
 /// Runs the walkthrough.
 pub fn run(config: WalkthroughConfig) -> Result<WalkthroughReport, WalkthroughError> {
     if config.clients == 0 {
         return Err(WalkthroughError::Config("at least one client is needed"));
     }
+    if config.clients > WALKTHROUGH_MAX || config.txs == 0 || config.txs > WALKTHROUGH_MAX {
+        return Err(WalkthroughError::Config("transactions and clients are 1 to 16384"));
+    }
     let mut timings = Vec::new();
     let (committee, node_keys) = Committee::deterministic(config.seed, config.nodes)?;
     // Client keys come from another seed stream than the nodes'.
-    let client_keys: Vec<SecretKey> = (0..config.clients as u64)
+    // Transaction i is signed by client i mod clients: only the first `txs` clients sign.
+    let client_keys: Vec<SecretKey> = (0..config.clients.min(config.txs) as u64)
         .map(|i| SecretKey::from_seed(config.seed ^ CLIENT_SEED, i))
         .collect();
 
@@ -217,6 +224,11 @@ mod tests {
         assert!(matches!(
             run(WalkthroughConfig { nodes: 0, ..WalkthroughConfig::default() }),
             Err(WalkthroughError::Committee(_))
+        ));
+        // A client count that would ask for a terabyte of keys is refused, not tried.
+        assert!(matches!(
+            run(WalkthroughConfig { clients: u32::MAX as usize, ..WalkthroughConfig::default() }),
+            Err(WalkthroughError::Config(_))
         ));
     }
 }
