@@ -16,26 +16,26 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// `agora ARGS` with a standard output whose reader has already gone.
-fn with_closed_stdout(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+/// `agora ARGS`, its standard output and error piped.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the binary starts");
+        .expect("the binary starts")
+}
+
+/// `agora ARGS` with a standard output whose reader has already gone.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let mut child = spawn(args);
     drop(child.stdout.take());
     child.wait_with_output().expect("the binary ends")
 }
 
 /// `agora ARGS | head -n 1`: the first line is read, then the reader goes.
 fn first_line_only(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+    let mut child = spawn(args);
     let mut stdout = child.stdout.take().expect("piped");
     let mut byte = [0u8; 1];
     while std::io::Read::read(&mut stdout, &mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
