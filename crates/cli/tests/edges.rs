@@ -135,7 +135,7 @@ fn options_past_their_bounds_get_one_line_naming_the_bound() {
         (&["simulate", "--tx-rate", "1e9"], "--tx-rate must be from 0 to 100000"),
         (
             &["simulate", "--tx-rate", "50000", "--duration-ms", "600000"],
-            "above the bound of 10000000",
+            "above the bound of 1000000",
         ),
         (&["simulate", "--duration-ms", "1e300"], "--duration-ms must be from 0 to 600000"),
         (&["swarm", "--protocol", "pbft", "--nodes", "-1"], "1..=64"),

@@ -221,7 +221,7 @@ impl SimulateBounds {
         tx_rate_max: 100_000.0,
         bandwidth_mbps: (0.001, 1_000_000.0),
         checkpoint_interval_max: 10_000,
-        transactions_max: 10_000_000.0,
+        transactions_max: 1_000_000.0,
         messages_max: 2e7,
     };
 }
@@ -310,7 +310,7 @@ pub(super) fn ns(name: &'static str, ms: f64) -> Result<u64, SimulateError> {
     if !ms.is_finite() || ms < 0.0 || ms * MS > u64::MAX as f64 / 4.0 {
         return Err(SimulateError::field(
             name,
-            format!("must be a non-negative number of milliseconds, got {ms}"),
+            format!("must be a non-negative number of milliseconds, got {ms:?}"),
         ));
     }
     Ok((ms * MS).round() as u64)
