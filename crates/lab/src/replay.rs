@@ -14,54 +14,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use agora_consensus::{Application, TxLog};
 use agora_crypto::DirectCheck;
-use agora_market::{ExecutionOrder, MarketApp, MarketGenesis, MarketObserver};
+pub use agora_market::StoredApplication;
+use agora_market::{MarketApp, MarketObserver};
 use agora_orderbook::Event;
 use agora_store::{
     BlockStore, Height, LedgerError, MemBlockStore, RedbBlockStore, Snapshot, SnapshotPolicy,
     StoreError, replay_from,
 };
-use agora_types::{NodeId, codec};
-use serde::{Deserialize, Serialize};
+use agora_types::NodeId;
+use serde::Serialize;
 
 pub use agora_store::BLOCKS_FILE;
-
-/// What the blocks of a store are applied to, as the store records it
-/// ([`BlockStore::set_application`]): enough to build the same application again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum StoredApplication {
-    /// [`TxLog`]: opaque transactions folded into a digest.
-    TxLog {
-        /// Whether it refuses transactions whose signature fails.
-        verify_signatures: bool,
-    },
-    /// The replicated market.
-    Market {
-        /// Its accounts and markets.
-        genesis: MarketGenesis,
-        /// How it orders a block's transactions.
-        order: ExecutionOrder,
-    },
-}
-
-/// The description's largest encoding: a genesis of many accounts fits.
-const DESCRIPTION_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// What every description starts with, so that another program's bytes are told apart.
-const DESCRIPTION_MAGIC: &[u8] = b"agora-application/v1\n";
-
-impl StoredApplication {
-    /// Its encoding in the store.
-    pub fn encode(&self) -> Vec<u8> {
-        let body = codec::encode_with_limit(self, DESCRIPTION_BYTES_MAX)
-            .expect("an application description encodes");
-        [DESCRIPTION_MAGIC, &body].concat()
-    }
-
-    /// The description `bytes` encode, if they are one.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let body = bytes.strip_prefix(DESCRIPTION_MAGIC)?;
-        codec::decode_with_limit(body, DESCRIPTION_BYTES_MAX).ok()
-    }
-}
 
 /// What `agora replay` is asked.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]

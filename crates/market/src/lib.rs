@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod priority;
 mod snapshot;
+mod stored;
+
+pub use stored::StoredApplication;
 
 pub use snapshot::{MarketSnapshotError, SNAPSHOT_BYTES_MAX};
 

@@ -6,15 +6,17 @@
 //! For Streamlet, `AGORA_DELTA_MS` sets Δ (20 ms) and `AGORA_BATCH` the batch bound (2,000);
 //! for PBFT, `AGORA_PBFT_BATCH` (500). `AGORA_APPLY_THREAD=1` applies blocks on a thread of
 //! their own per replica. `AGORA_KINDS=1` prints messages by kind. `AGORA_STORE_DIR=DIR` runs
-//! each protocol twice, journalling in memory and then on disk (each replica in
-//! `DIR/<protocol>/node-<i>/journal`, which must not hold a journal yet), and prints the durable
-//! run's TPS as a share of the in-memory one's.
+//! each protocol twice, with its stores in memory and then on disk (each replica in
+//! `DIR/<protocol>/node-<i>/`, its `journal` and `blocks.redb`, which must not exist yet), and
+//! prints the durable run's TPS as a share of the in-memory one's; `agora replay --store
+//! DIR/<protocol>/node-<i>` then replays each replica's log.
 
 use std::time::Duration;
 
 use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_market::StoredApplication;
 use agora_pbft::PbftConfig;
 use agora_runtime::{ClusterConfig, Load, RuntimeError, Storage, WallReport, run, verify_rate};
 use agora_streamlet::StreamletConfig;
@@ -142,6 +144,9 @@ fn main() {
         let Some(dir) = std::env::var_os("AGORA_STORE_DIR") else { continue };
         let mut durable = config.clone();
         durable.storage = Storage::Dir(std::path::PathBuf::from(dir).join(name));
+        // So that `agora replay --store DIR/<protocol>/node-<i>` can rebuild each log.
+        let application = StoredApplication::TxLog { verify_signatures: true };
+        durable.application = Some(application.encode().into());
         let on_disk = run(durable);
         print(&format!("{name}+disk"), &on_disk, one, all);
         let syncs: u64 = on_disk.replicas.iter().map(|r| r.journal_syncs).sum();
