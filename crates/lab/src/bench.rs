@@ -16,7 +16,7 @@ use std::time::Duration;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_market::ExecutionOrder;
 use agora_pbft::PbftConfig;
-use agora_runtime::{ClusterConfig, Load, Storage, verify_rate};
+use agora_runtime::{ClusterConfig, Load, Storage, process_cpu_seconds, verify_rate};
 use agora_streamlet::StreamletConfig;
 use agora_types::{NodeId, Transaction};
 use serde::Serialize;
@@ -104,6 +104,17 @@ pub struct RunRecord {
     /// its limit, in run order. The record's other figures are the median repeat's. Empty
     /// otherwise.
     pub percent_of_limit_runs: Vec<f64>,
+    /// Wall runs: all cores' k256 verifications per second measured just before the run and
+    /// just after it, for the same time; `limit_tps` is their mean divided by the replicas.
+    pub limit_samples: Option<(f64, f64)>,
+    /// Wall runs: verifications per CPU-second of the cluster (each finalized transaction is
+    /// verified by every replica) against verifications per CPU-second of the limit loop, both
+    /// from the process's own CPU accounting: a ratio that other work on the machine does not
+    /// move, since it counts only this process's CPU.
+    pub cpu_ratio: Option<f64>,
+    /// Wall runs discarded as noisy and run again, each with why (the limit moved more than
+    /// 5% across it, or it ran above its limit).
+    pub discarded: Vec<String>,
     /// No invariant broken.
     pub safety_ok: bool,
     /// Every honest replica ended with the same state digest.
@@ -298,6 +309,9 @@ pub fn run_one(
             / (o.duration_ms / 1e3),
         limit_one_core_tps: None,
         percent_of_limit_runs: Vec::new(),
+        limit_samples: None,
+        cpu_ratio: None,
+        discarded: Vec::new(),
         safety_ok: s.safety_ok,
         state_digest_agree: s.state_digest_agree.unwrap_or(false),
         theory_ms: theory,
@@ -305,9 +319,18 @@ pub fn run_one(
     })
 }
 
-/// Wall runs at full speed are repeated this many times (except in the short main comparison)
-/// and the median reported: a shared machine's speed varies by a few percent from run to run.
+/// Wall runs at full speed are repeated this many times in the quick matrix, [`WALL_REPEATS_FULL`]
+/// in the full one (once in the short main comparison), and the median reported: a shared
+/// machine's speed varies by a few percent from run to run.
 const WALL_REPEATS: usize = 3;
+/// Repeats of a full-speed wall run in the full matrix.
+const WALL_REPEATS_FULL: usize = 5;
+/// Noisy wall runs discarded per row at most; past it, a noisy run is kept, and says so.
+const NOISY_DISCARDS_MAX: usize = 4;
+/// How long each limit sample, before and after a wall run, measures.
+const LIMIT_SAMPLE: Duration = Duration::from_millis(400);
+/// The most the two limit samples of a run may differ, as a share of their mean.
+const LIMIT_DRIFT_MAX: f64 = 0.05;
 
 /// A real-time market: the agents' orders (signed before the clock starts) as fast as the
 /// cluster takes them, every replica verifying every signature and running its own exchange.
@@ -341,10 +364,24 @@ fn run_wall(
     };
     let (genesis, orders, _) = agents::generate(&agents_config, options.seed, n);
     let txs: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
-    let repeats = if open_loop || options.main { 1 } else { WALL_REPEATS };
-    let mut runs = (0..repeats)
-        .map(|_| wall_once(planned, options, machine, &genesis, txs.clone(), open_loop))
-        .collect::<Result<Vec<_>, _>>()?;
+    let repeats = match (open_loop || options.main, options.quick) {
+        (true, _) => 1,
+        (false, true) => WALL_REPEATS,
+        (false, false) => WALL_REPEATS_FULL,
+    };
+    let mut runs = Vec::new();
+    let mut discarded = Vec::new();
+    while runs.len() < repeats {
+        let run = wall_once(planned, options, machine, &genesis, txs.clone(), open_loop)?;
+        match noisy(&run) {
+            Some(why) if discarded.len() < NOISY_DISCARDS_MAX => discarded.push(why),
+            Some(why) => {
+                discarded.push(format!("kept after {NOISY_DISCARDS_MAX} discards: {why}"));
+                runs.push(run);
+            }
+            None => runs.push(run),
+        }
+    }
     let share = |r: &RunRecord| r.tps / r.limit_tps.max(1e-9);
     let shares: Vec<f64> = runs.iter().map(|r| 100.0 * share(r)).collect();
     // A disagreement in any repeat is the report's, not only the median's.
@@ -352,10 +389,42 @@ fn run_wall(
     runs.sort_by(|a, b| share(a).total_cmp(&share(b)));
     let mut median = runs.swap_remove(runs.len() / 2);
     median.state_digest_agree = all_agree;
+    median.discarded = discarded;
     if repeats > 1 {
         median.percent_of_limit_runs = shares;
     }
     Ok(median)
+}
+
+/// Why a wall run is too noisy to keep, if it is: its limit moved more than
+/// [`LIMIT_DRIFT_MAX`] between the samples before and after it, or it ran above its limit
+/// (which says more about a low limit sample than about the cluster).
+fn noisy(run: &RunRecord) -> Option<String> {
+    let (before, after) = run.limit_samples?;
+    let mean = (before + after) / 2.0;
+    let drift = (before - after).abs() / mean.max(1e-9);
+    let share = run.tps / run.limit_tps.max(1e-9);
+    if drift > LIMIT_DRIFT_MAX {
+        Some(format!(
+            "the limit moved {:.1}% across the run ({before:.0} then {after:.0} verifications/s)",
+            100.0 * drift
+        ))
+    } else if share > 1.0 {
+        Some(format!("it ran at {:.0}% of its limit", 100.0 * share))
+    } else {
+        None
+    }
+}
+
+/// One limit sample: k256 verifications per second on one core and on all, and per
+/// CPU-second of this process (from its own CPU accounting, if the platform gives it).
+fn limit_sample(cores: usize) -> (f64, f64, Option<f64>) {
+    let cpu_before = process_cpu_seconds();
+    let (one, all) = verify_rate(cores, LIMIT_SAMPLE);
+    let cpu = process_cpu_seconds().zip(cpu_before).map(|(b, a)| b - a).filter(|c| *c > 0.0);
+    // Each loop ran for LIMIT_SAMPLE at its rate.
+    let verifications = (one + all) * LIMIT_SAMPLE.as_secs_f64();
+    (one, all, cpu.map(|c| verifications / c))
 }
 
 /// One cluster run on the market, waiting for its engine.
@@ -396,9 +465,10 @@ fn wall_once(
     open_loop: bool,
 ) -> Result<RunRecord, String> {
     let n = planned.nodes;
-    // The limit now, not when the report began: a shared machine's speed drifts over minutes.
-    let (one_core, all_cores) = verify_rate(machine.cores, Duration::from_millis(400));
-    let rate = open_loop.then(|| 0.8 * all_cores / n as f64);
+    // The limit just before the run and just after it, not when the report began: a shared
+    // machine's speed drifts over minutes.
+    let (one_before, all_before, per_cpu_before) = limit_sample(machine.cores);
+    let rate = open_loop.then(|| 0.8 * all_before / n as f64);
     let load = Load { txs, rate_per_sec: rate, window: 8_000 };
     let mut config = ClusterConfig::new(n);
     config.timeout = Duration::from_secs(300);
@@ -428,6 +498,9 @@ fn wall_once(
     config.application = Some(application.encode().into());
     let report = with_engine(engine, WallRun { config, genesis, load });
     let report = report.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let (one_after, all_after, per_cpu_after) = limit_sample(machine.cores);
+    let (one_core, all_cores) = ((one_before + one_after) / 2.0, (all_before + all_after) / 2.0);
+    let per_cpu = per_cpu_before.zip(per_cpu_after).map(|(b, a)| (b + a) / 2.0);
     let blocks = report.replicas.first().map_or(1, |r| r.height.max(1)) as f64;
     Ok(RunRecord {
         protocol: planned.protocol.name(),
@@ -444,6 +517,9 @@ fn wall_once(
         limit_tps: all_cores / n as f64,
         limit_one_core_tps: Some(one_core),
         percent_of_limit_runs: Vec::new(),
+        limit_samples: Some((all_before, all_after)),
+        cpu_ratio: report.replica_core_tps.zip(per_cpu).map(|(t, v)| t / v),
+        discarded: Vec::new(),
         safety_ok: true,
         state_digest_agree: report.state_digests_agree,
         theory_ms: None,
@@ -529,13 +605,32 @@ pub fn markdown(r: &Report) -> String {
             run.applied_latency_ms_p99.map_or("–".into(), |l| format!("{l:.1}")),
             run.messages_per_block,
             run.bytes_per_tx,
-            run.replica_core_tps.map_or("–".into(), |t| format!(
-                "{t:.0} ({:.0}% of one core)",
-                100.0 * t / run.limit_one_core_tps.unwrap_or(r.machine.verify_one_core)
-            )),
+            run.replica_core_tps.map_or("–".into(), |t| {
+                let core = 100.0 * t / run.limit_one_core_tps.unwrap_or(r.machine.verify_one_core);
+                match run.cpu_ratio {
+                    Some(cpu) => {
+                        format!("{t:.0} ({core:.0}% of one core; {:.0}% per CPU-s)", 100.0 * cpu)
+                    }
+                    None => format!("{t:.0} ({core:.0}% of one core)"),
+                }
+            }),
             if run.safety_ok { "ok" } else { "VIOLATED" },
             if run.state_digest_agree { "yes" } else { "no" },
         );
+    }
+    let discarded: Vec<&RunRecord> = r.runs.iter().filter(|x| !x.discarded.is_empty()).collect();
+    if !discarded.is_empty() {
+        let _ = writeln!(s, "\nNoisy wall runs discarded and run again:\n");
+        for run in discarded {
+            let _ = writeln!(
+                s,
+                "- {} n = {} {}: {}",
+                run.protocol,
+                run.nodes,
+                run.scenario,
+                run.discarded.join("; ")
+            );
+        }
     }
     let theory: Vec<&RunRecord> = r.runs.iter().filter(|x| x.scenario == "theory").collect();
     if !theory.is_empty() {
@@ -690,11 +785,47 @@ mod tests {
             limit_tps: 1_000.0,
             limit_one_core_tps: None,
             percent_of_limit_runs: Vec::new(),
+            limit_samples: None,
+            cpu_ratio: None,
+            discarded: Vec::new(),
             safety_ok: true,
             state_digest_agree: true,
             theory_ms: None,
             measured_ms: None,
         }
+    }
+
+    #[test]
+    fn a_wall_run_whose_limit_moved_or_that_beat_its_limit_is_noisy() {
+        let wall = |tps: f64, before: f64, after: f64| RunRecord {
+            mode: "wall",
+            tps,
+            limit_tps: (before + after) / 2.0 / 4.0,
+            limit_samples: Some((before, after)),
+            ..record("pbft", 4, "no-faults")
+        };
+        assert_eq!(noisy(&wall(9_000.0, 40_000.0, 41_000.0)), None);
+        let moved = noisy(&wall(9_000.0, 40_000.0, 44_000.0)).unwrap();
+        assert!(moved.contains("moved 9.5%"), "{moved}");
+        let above = noisy(&wall(10_500.0, 40_000.0, 40_000.0)).unwrap();
+        assert!(above.contains("105% of its limit"), "{above}");
+        let mut report = Report {
+            machine: Machine {
+                cpu: "test cpu".into(),
+                cores: 2,
+                verify_one_core: 20_000.0,
+                verify_all_cores: 40_000.0,
+            },
+            git_commit: None,
+            quick: true,
+            seed: 1,
+            network: network(true),
+            runs: vec![wall(9_000.0, 40_000.0, 41_000.0)],
+            fairness: None,
+            recovery: None,
+        };
+        report.runs[0].discarded = vec![moved];
+        assert!(markdown(&report).contains("Noisy wall runs discarded and run again"));
     }
 
     #[test]
