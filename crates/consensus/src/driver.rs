@@ -4,7 +4,7 @@
 use std::hash::Hash;
 
 use agora_types::bytes::Bytes;
-use agora_types::{Block, NodeId};
+use agora_types::{Block, Certificate, NodeId};
 use rustc_hash::FxHashMap;
 
 use crate::Action;
@@ -21,8 +21,8 @@ pub trait Driver<M, T> {
     fn set_timer(&mut self, timer: T, after_ns: u64);
     /// Disarms `timer`, if it is armed.
     fn cancel_timer(&mut self, timer: T);
-    /// `block` is final: apply it.
-    fn commit(&mut self, block: Block);
+    /// `block` is final, as `proof` shows: apply it, and store both.
+    fn commit(&mut self, block: Block, proof: Vec<Certificate>);
     /// Appends `record` to the node's journal, not yet durable; `checkpoint` as in
     /// [`Action::Persist`].
     fn persist(&mut self, record: Bytes, checkpoint: Option<u64>);
@@ -51,7 +51,7 @@ pub fn dispatch<M, T>(
             Action::Broadcast { message } => driver.broadcast(message),
             Action::SetTimer { timer, after_ns } => driver.set_timer(timer, after_ns),
             Action::CancelTimer { timer } => driver.cancel_timer(timer),
-            Action::Commit { block } => driver.commit(block),
+            Action::Commit { block, proof } => driver.commit(block, proof),
             Action::Persist { record, checkpoint } => {
                 driver.persist(record, checkpoint);
                 unsynced = true;

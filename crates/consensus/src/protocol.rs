@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use agora_crypto::SignatureCheck;
 use agora_types::bytes::Bytes;
-use agora_types::{Block, NodeId, Transaction, codec};
+use agora_types::{Block, Certificate, NodeId, Transaction, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -128,6 +128,9 @@ pub enum Action<M, T> {
     Commit {
         /// The finalized block.
         block: Block,
+        /// The certificates that prove it final, as the engine defines them (see
+        /// [`Context::commit_proven`]); empty when the engine has none at hand.
+        proof: Vec<Certificate>,
     },
     /// Append `record` to the node's journal. The driver makes it durable before any message
     /// emitted after it leaves the node (see [`dispatch`](crate::dispatch)), so an engine
@@ -235,7 +238,15 @@ impl<'a, M, T> Context<'a, M, T> {
     /// Reports `block` as final (in log order, exactly once). Its transactions leave the mempool
     /// at once, so nothing committed can be selected for a proposal again.
     pub fn commit(&mut self, block: Block) {
+        self.commit_proven(block, Vec::new());
+    }
+
+    /// [`Context::commit`], with the certificates that prove `block` final, which the driver
+    /// stores beside it (PBFT: the commit certificate of its sequence number; Streamlet: the
+    /// notarization of the block, the later notarizations of its finalizing chain being stored
+    /// at their own heights).
+    pub fn commit_proven(&mut self, block: Block, proof: Vec<Certificate>) {
         self.mempool.remove_committed(block.batch().transactions());
-        self.actions.push(Action::Commit { block });
+        self.actions.push(Action::Commit { block, proof });
     }
 }

@@ -5,9 +5,9 @@ use agora_consensus::{Application, TxLog};
 use agora_crypto::DirectCheck;
 use agora_lab::replay::{self, ReplayOptions, StoredApplication};
 use agora_lab::simulate::{self, ProtocolChoice, SimulateError, SimulateOptions, WorkloadChoice};
-use agora_store::{BlockStore, FinalizedBlock, MemBlockStore, SnapshotPolicy};
+use agora_store::{BlockStore, FinalizedBlock, MemBlockStore, RedbBlockStore, SnapshotPolicy};
 use agora_types::bytes::Bytes;
-use agora_types::{Batch, Block, Committee, Digest, Height, NodeId, Round, Transaction};
+use agora_types::{Batch, Block, Committee, Digest, Height, NodeId, Phase, Round, Transaction};
 
 fn replay_of(
     store: std::path::PathBuf,
@@ -42,12 +42,43 @@ fn every_replica_of_a_run_with_a_recovery_replays_to_its_stored_digests() {
             assert_eq!(from_genesis.height, detail.finalized_height, "{}", protocol.name());
             assert_eq!(from_genesis.blocks, detail.finalized_height);
             assert!(from_genesis.trades > 0);
+            check_proofs(&store.join(replay::BLOCKS_FILE), options.seed, protocol);
             let from_snapshot = replay_of(store, detail.finalized_height).unwrap();
             let snapshot = from_snapshot.snapshot.expect("a snapshot every 16 blocks");
             assert_eq!(snapshot, detail.finalized_height / 16 * 16);
             assert_eq!(from_snapshot.height, detail.finalized_height);
         }
     }
+}
+
+/// Every block the store holds carries a certificate from a quorum of the run's committee for
+/// that block (PBFT: the COMMIT votes of its sequence number; Streamlet: its notarization),
+/// except, under PBFT, a block whose votes a restart or a state transfer did not bring along.
+fn check_proofs(path: &std::path::Path, seed: u64, protocol: ProtocolChoice) {
+    let store = RedbBlockStore::open(path, SnapshotPolicy::default()).unwrap();
+    let (committee, _) = Committee::deterministic(seed, 4).unwrap();
+    let quorum = committee.byzantine_quorum();
+    let mut unproven = 0;
+    for block in store.blocks(Height(1), usize::MAX).unwrap() {
+        let Some(certificate) = block.proof.first() else {
+            unproven += 1;
+            continue;
+        };
+        assert_eq!(block.proof.len(), 1);
+        certificate.verify(&committee, quorum).unwrap();
+        let statement = certificate.statement();
+        if statement.phase == Phase::Checkpoint {
+            // PBFT's state transfer: the stable checkpoint the block's digest chains into.
+            assert_eq!(protocol, ProtocolChoice::Pbft);
+            assert!(statement.height >= block.height(), "{}", path.display());
+        } else {
+            assert_eq!(statement.height, block.height(), "{}", path.display());
+            assert_eq!(statement.value, block.block.digest(), "{}", path.display());
+        }
+    }
+    // A restarted engine finalizes or executes again what the ledger holds, without votes;
+    // those heights were stored before, with theirs.
+    assert_eq!(unproven, 0, "blocks without a proof in {}", path.display());
 }
 
 #[test]

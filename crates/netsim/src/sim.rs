@@ -11,7 +11,7 @@ use agora_consensus::{
 };
 use agora_crypto::{Digest, DomainHasher, PublicKeyBytes, SecretKey, domain};
 use agora_store::{EngineJournal, Ledger, MemBlockStore, MemJournal, Snapshot};
-use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction, codec};
+use agora_types::{Block, Certificate, Committee, CommitteeError, NodeId, Transaction, codec};
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -3,7 +3,7 @@
 
 use agora_consensus::{Ctx, VoteOutcome};
 use agora_crypto::Digest;
-use agora_types::{Batch, Block, Height, Phase, SeqNo, Transaction, View, Vote};
+use agora_types::{Batch, Block, Certificate, Height, Phase, SeqNo, Transaction, View, Vote};
 use rustc_hash::FxHashSet;
 
 use crate::persist::PbftRecord;
@@ -300,8 +300,20 @@ impl Pbft {
             }
             let (block, prepared_at, record) =
                 (slot.pre_prepare.block.clone(), slot.prepared_at, slot.record);
-            self.execute(ctx, block, prepared_at, record);
+            self.execute(ctx, block, prepared_at, record, None);
         }
+    }
+
+    /// The commit certificate of `seq` for `block` as it was pre-prepared, when its 2f + 1
+    /// COMMIT votes are at hand; none for a block executed again after a restart (its votes
+    /// were not journalled) or fetched by state transfer (a stable checkpoint vouches for it).
+    fn commit_proof(&self, seq: SeqNo, block: &Block) -> Vec<Certificate> {
+        let Some(slot) = self.slots.get(&seq) else { return Vec::new() };
+        let commit = statement(Phase::Commit, slot.pre_prepare.view(), seq, block.digest());
+        if self.votes.signers(&commit) < self.quorum {
+            return Vec::new();
+        }
+        vec![self.votes.certificate_of(&commit, None)]
     }
 
     /// §4.2: Executes the next block: commit it, chain it into the log digest, reply, checkpoint.
@@ -312,6 +324,7 @@ impl Pbft {
         block: Block,
         prepared_at: Option<u64>,
         record: u64,
+        vouched: Option<&Certificate>,
     ) {
         let seq = self.last_executed + 1;
         // §4.2: execution is in sequence order, so the last executed number only grows, by one.
@@ -330,8 +343,14 @@ impl Pbft {
                 repeated.push(i);
             }
         }
+        // §4.2: the commit certificate is what shows the block final to anyone else; a block
+        // fetched by state transfer is vouched for by the stable checkpoint it chains into.
+        let mut proof = self.commit_proof(seq, &block);
+        if proof.is_empty() {
+            proof.extend(vouched.cloned());
+        }
         if repeated.is_empty() {
-            ctx.commit(block.clone());
+            ctx.commit_proven(block.clone(), proof);
         } else {
             self.stats.duplicates_skipped += repeated.len() as u64;
             let fresh = block.batch().transactions().iter().enumerate();
@@ -339,7 +358,9 @@ impl Pbft {
             let batch = Batch::new(fresh.map(|(_, tx)| tx.clone()).collect())
                 .expect("a subset of a valid batch is valid");
             let h = block.header();
-            ctx.commit(Block::new(h.parent, h.round, h.height, h.proposer, h.created_at_ns, batch));
+            let executed =
+                Block::new(h.parent, h.round, h.height, h.proposer, h.created_at_ns, batch);
+            ctx.commit_proven(executed, proof);
         }
         let digest = block.digest();
         let executed_at = ctx.now_ns();

@@ -303,11 +303,11 @@ impl Pbft {
         loop {
             let next = self.last_executed + 1;
             if let Some((block, record)) = self.recovered_fetched.remove(&next) {
-                self.execute(ctx, block, None, record);
+                self.execute(ctx, block, None, record, None);
             } else if let Some(slot) = self.slots.get(&next).filter(|s| s.committed) {
                 let (block, prepared_at, record) =
                     (slot.pre_prepare.block.clone(), slot.prepared_at, slot.record);
-                self.execute(ctx, block, prepared_at, record);
+                self.execute(ctx, block, prepared_at, record, None);
             } else {
                 break;
             }

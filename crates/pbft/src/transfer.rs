@@ -84,7 +84,7 @@ impl Pbft {
             self.stats.transferred_blocks += 1;
             self.slots.remove(&s);
             let record = self.persist(ctx, &PbftRecord::Fetched(block.clone()));
-            self.execute(ctx, block, None, record);
+            self.execute(ctx, block, None, record, target.certificate.as_ref());
         }
         self.own_checkpoints.insert(target.seq, self.log_digest);
         self.fetch_buffer.clear();

@@ -113,7 +113,7 @@ impl Cluster {
                 Action::CancelTimer { timer } => self.timers[i].retain(|(t, _)| *t != timer),
                 // This harness models stable storage of everything: records need no journal.
                 Action::Persist { .. } => {}
-                Action::Commit { block } => {
+                Action::Commit { block, .. } => {
                     self.commits[i].extend(block.batch().transactions().iter().cloned())
                 }
             }

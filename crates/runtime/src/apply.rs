@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use agora_crypto::Digest;
 use agora_store::Outcome;
-use agora_types::Block;
+use agora_types::{Block, Certificate};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::replica::Shared;
@@ -46,11 +46,11 @@ impl AppSide {
     /// Applies `block`, of which the transactions submitted at `mine` were submitted here; it
     /// is stored at the next [`AppSide::flush`]. A height the ledger holds (a restarted engine
     /// committing again) is skipped.
-    pub(crate) fn apply(&mut self, block: &Block, mine: &[Instant]) {
+    pub(crate) fn apply(&mut self, block: &Block, proof: Vec<Certificate>, mine: &[Instant]) {
         if self.store_error.is_some() {
             return;
         }
-        let applied = match self.ledger.apply(block.clone(), Vec::new(), &mut self.checker) {
+        let applied = match self.ledger.apply(block.clone(), proof, &mut self.checker) {
             Ok(Outcome::Applied(applied)) => applied,
             Ok(Outcome::Held) => return,
             Err(error) => {
@@ -86,14 +86,9 @@ impl AppSide {
     }
 
     /// Applies `first` and what else waits in `queue` (up to a batch), then stores them.
-    pub(crate) fn apply_queued(
-        &mut self,
-        first: (Block, Vec<Instant>),
-        queue: &Receiver<(Block, Vec<Instant>)>,
-    ) {
-        self.apply(&first.0, &first.1);
-        for (block, mine) in queue.try_iter().take(STORE_BATCH_BLOCKS - 1) {
-            self.apply(&block, &mine);
+    pub(crate) fn apply_queued(&mut self, first: Final, queue: &Receiver<Final>) {
+        for f in std::iter::once(first).chain(queue.try_iter().take(STORE_BATCH_BLOCKS - 1)) {
+            self.apply(&f.block, f.proof, &f.mine);
         }
         self.flush();
     }
@@ -117,5 +112,13 @@ pub(crate) enum Apply {
     /// On its own thread, between consensus events.
     Inline(Box<AppSide>),
     /// On a thread of its own, fed through a bounded queue.
-    Thread { blocks: Sender<(Block, Vec<Instant>)>, handle: thread::JoinHandle<AppSide> },
+    Thread { blocks: Sender<Final>, handle: thread::JoinHandle<AppSide> },
+}
+
+/// A final block on its way to an apply thread: its proof, and the submission times of its
+/// transactions that entered at this replica.
+pub(crate) struct Final {
+    pub(crate) block: Block,
+    pub(crate) proof: Vec<Certificate>,
+    pub(crate) mine: Vec<Instant>,
 }

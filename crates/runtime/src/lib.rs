@@ -50,7 +50,7 @@ use agora_store::{
     BLOCKS_FILE, BlockStore, EngineJournal, FileJournal, FileJournalConfig, Height, Journal,
     Ledger, Lsn, MemBlockStore, MemJournal, RedbBlockStore, SnapshotPolicy,
 };
-use agora_types::{Block, Committee, CommitteeError, NodeId, Transaction};
+use agora_types::{Committee, CommitteeError, NodeId, Transaction};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
@@ -474,7 +474,7 @@ where
         store_error: None,
     };
     let apply = if config.apply_thread {
-        let (blocks, queue) = bounded::<(Block, Vec<Instant>)>(APPLY_QUEUE_BLOCKS);
+        let (blocks, queue) = bounded::<apply::Final>(APPLY_QUEUE_BLOCKS);
         let handle = thread::Builder::new()
             .name(format!("apply-{}", me.0))
             .spawn(move || {

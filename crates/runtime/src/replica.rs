@@ -16,12 +16,12 @@ use agora_store::{
     BLOCKS_FILE, BlockStore, EngineJournal, FileJournal, FileJournalConfig, Journal, MemBlockStore,
     MemJournal, RedbBlockStore, SnapshotPolicy,
 };
-use agora_types::{Block, NodeId, Transaction, codec};
+use agora_types::{Block, Certificate, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 use rustc_hash::FxHashMap;
 
-use crate::apply::Apply;
+use crate::apply::{Apply, Final};
 use crate::verify::{Job, Verdicts, verdict_key};
 use crate::{ReplicaJournal, ReplicaLedger, ReplicaReport, Restarts, open_ledger};
 
@@ -321,7 +321,7 @@ impl<P: Protocol> Replica<P> {
 
     /// The submission times of this replica's clients' transactions in a final block (each
     /// recorded as a finality latency), then the block to its application side.
-    pub(crate) fn commit(&mut self, block: Block) {
+    pub(crate) fn commit(&mut self, block: Block, proof: Vec<Certificate>) {
         let at = Instant::now();
         let mut mine = Vec::new();
         for tx in block.batch().transactions() {
@@ -331,10 +331,10 @@ impl<P: Protocol> Replica<P> {
             }
         }
         match &mut self.apply {
-            Apply::Inline(side) => side.apply(&block, &mine),
+            Apply::Inline(side) => side.apply(&block, proof, &mine),
             // A full queue holds consensus back: the backlog stays bounded.
             Apply::Thread { blocks, .. } => {
-                let _ = blocks.send((block, mine));
+                let _ = blocks.send(Final { block, proof, mine });
             }
         }
     }
@@ -427,9 +427,9 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
         }
     }
 
-    fn commit(&mut self, block: Block) {
+    fn commit(&mut self, block: Block, proof: Vec<Certificate>) {
         if !self.replica.crashed {
-            self.replica.commit(block);
+            self.replica.commit(block, proof);
         }
     }
 

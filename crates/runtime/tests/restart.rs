@@ -90,6 +90,8 @@ fn check<P: Protocol + Send + 'static>(
         let mut seen = HashSet::new();
         let restore = |_: Option<&agora_store::Snapshot>| Ok(TxLog::new(true));
         let (log, _) = replay_from(store, Height(0), restore, &mut DirectCheck, |block, _| {
+            // Every stored block carries the certificate that shows it final.
+            assert_eq!(block.proof.len(), 1, "{case}: replica {i}, height {}", block.height());
             for tx in block.block.batch().transactions() {
                 assert!(seen.insert(tx.id()), "{case}: replica {i} applied a transaction twice");
             }

@@ -28,10 +28,13 @@ use crate::StoreError;
 pub struct FinalizedBlock {
     /// The block, with its height.
     pub block: Block,
-    /// The certificates that prove it final, as its engine defines them (PBFT: the commit
-    /// certificate of its sequence number; Streamlet: the notarizations of three consecutive
-    /// epochs that finalized it or a descendant). The engine that serves a block to a peer
-    /// checks the proof; the store keeps it as given.
+    /// The certificates that prove it final, as its engine defines them: PBFT, the commit
+    /// certificate of its sequence number (over the block as pre-prepared, which differs from
+    /// the block stored when execution left out requests executed before), or for a block
+    /// fetched by state transfer the stable checkpoint certificate its digest chains into;
+    /// Streamlet, its notarization (the notarizations of the blocks after it, stored at their
+    /// heights, complete the finalizing chain). Empty when the engine had none at hand. The
+    /// engine that serves a block to a peer checks the proof; the store keeps it as given.
     pub proof: Vec<Certificate>,
     /// The application's state digest after this block.
     pub state_digest: Digest,

@@ -2,7 +2,7 @@
 //! adjacent notarized blocks with consecutive epochs finalize the chain up to the second.
 
 use agora_consensus::Ctx;
-use agora_types::{Block, Epoch, Height, NodeId, Round, Vote};
+use agora_types::{Block, Certificate, Epoch, Height, NodeId, Round, Vote};
 
 use crate::tree::ConflictingFinality;
 use crate::{Streamlet, StreamletDrop, StreamletMessage, vote_statement};
@@ -25,8 +25,12 @@ impl Streamlet {
         if blocks.is_empty() {
             return;
         }
-        for block in self.note_finalized(blocks) {
-            ctx.commit(block);
+        // Each block's notarization, taken before finality prunes the votes below the new tip:
+        // with the notarizations of the blocks after it, it shows the block final.
+        let proofs: Vec<Certificate> =
+            blocks.iter().map(|b| self.keeper.certificate_of(&vote_statement(b), None)).collect();
+        for (block, proof) in self.note_finalized(blocks).into_iter().zip(proofs) {
+            ctx.commit_proven(block, vec![proof]);
         }
         // The new finalized tip stands for everything the journal held before it.
         self.checkpoint(ctx);

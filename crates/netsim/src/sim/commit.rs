@@ -5,10 +5,10 @@ use super::*;
 use agora_store::{LedgerError, Outcome};
 
 impl<P: Protocol, A: Application> Simulation<P, A> {
-    pub(super) fn commit(&mut self, node: NodeId, block: Block, at: u64) {
+    pub(super) fn commit(&mut self, node: NodeId, block: Block, proof: Vec<Certificate>, at: u64) {
         let n = &mut self.nodes[node.index()];
         // The block store is durable at once, as a redb commit is: the ledger flushes per block.
-        let outcome = n.ledger.apply(block.clone(), Vec::new(), &mut self.memo);
+        let outcome = n.ledger.apply(block.clone(), proof, &mut self.memo);
         let applied = match outcome {
             Ok(Outcome::Applied(applied)) => applied,
             Ok(Outcome::Held) => {

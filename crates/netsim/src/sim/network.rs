@@ -263,8 +263,8 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
         self.sim.nodes[self.node.index()].timers.cancel(&timer);
     }
 
-    fn commit(&mut self, block: Block) {
-        self.sim.commit(self.node, block, self.depart);
+    fn commit(&mut self, block: Block, proof: Vec<Certificate>) {
+        self.sim.commit(self.node, block, proof, self.depart);
     }
 
     fn persist(&mut self, record: Bytes, checkpoint: Option<u64>) {
