@@ -58,6 +58,19 @@ impl AppSide {
                 return;
             }
         };
+        let height = block.height().0;
+        self.state_digest = applied.state_digest;
+        self.recent_digests.insert(height, applied.state_digest);
+        while self.recent_digests.len() > 4_096 {
+            self.recent_digests.pop_first();
+        }
+        self.last_commit = Some(Instant::now());
+        // The counts go by height: a height applied before a crash that lost it from the store
+        // is applied again after the restart, and counted once.
+        if height <= self.height {
+            return;
+        }
+        self.height = height;
         let now = Instant::now();
         for t0 in mine {
             self.applied_latencies_ns.push(now.saturating_duration_since(*t0).as_nanos() as u64);
@@ -65,14 +78,7 @@ impl AppSide {
         // The load's window counts transactions until they are applied where they entered.
         self.shared.final_at_entry.fetch_add(mine.len() as u64, Ordering::Relaxed);
         let txs = block.batch().len() as u64;
-        self.height = block.height().0;
-        self.state_digest = applied.state_digest;
-        self.recent_digests.insert(self.height, applied.state_digest);
-        while self.recent_digests.len() > 4_096 {
-            self.recent_digests.pop_first();
-        }
         self.finalized_txs += txs;
-        self.last_commit = Some(Instant::now());
         self.finalized.fetch_add(txs, Ordering::Relaxed);
     }
 
