@@ -90,6 +90,10 @@ pub struct ClusterConfig {
     pub storage: Storage,
     /// When each replica's block store snapshots its application, and how many it keeps.
     pub snapshots: SnapshotPolicy,
+    /// Blocks each replica's block store keeps below its tip once a snapshot lets older ones
+    /// go; `None` keeps every block on disk (to replay from genesis, or serve peers), and two
+    /// snapshot intervals in memory.
+    pub retained_blocks: Option<u64>,
     /// What the replicas' blocks are applied to, recorded in every new block store (opaque to
     /// the runtime: whoever replays the store reads it), if anything.
     pub application: Option<Bytes>,
@@ -143,6 +147,7 @@ impl ClusterConfig {
             apply_thread: false,
             storage: Storage::Temporary,
             snapshots: SnapshotPolicy::default(),
+            retained_blocks: None,
             application: None,
             crashes: Vec::new(),
         }
@@ -347,7 +352,8 @@ where
                 .filter(|c| c.node == me)
                 .map(|c| (*c, engine(me, &committee, &keys[i]), app(me)))
                 .collect();
-            Ok((stores, Restarts { dir: node_dir, spares }))
+            let retained_blocks = config.retained_blocks;
+            Ok((stores, Restarts { dir: node_dir, retained_blocks, spares }))
         })
         .collect::<Result<Vec<_>, RuntimeError>>()?;
     let (jobs, workers) = spawn_verifiers(&config);
@@ -530,6 +536,8 @@ type ReplicaStores = (ReplicaJournal, ReplicaLedger);
 pub(crate) struct Restarts<P> {
     /// Its directory (`None` in memory).
     pub(crate) dir: Option<PathBuf>,
+    /// The blocks its store keeps ([`ClusterConfig::retained_blocks`]).
+    pub(crate) retained_blocks: Option<u64>,
     /// Each crash, with the fresh engine and application it restarts with.
     pub(crate) spares: std::collections::VecDeque<(ReplicaCrash, P, Box<dyn Application + Send>)>,
 }
@@ -544,8 +552,8 @@ fn open_stores(
     let fail = |reason: String| RuntimeError::Store { node, reason };
     let Some(dir) = dir else {
         let store: Box<dyn BlockStore + Send> = Box::new(MemBlockStore::new(config.snapshots));
-        // Bounded in memory: the blocks since the snapshot before last.
-        let retained = 2 * config.snapshots.every.max(1);
+        // Bounded in memory: by default, the blocks since the snapshot before last.
+        let retained = config.retained_blocks.unwrap_or(2 * config.snapshots.every.max(1));
         let ledger = open_ledger(store, app, node)?.0.with_retention(retained);
         return Ok((EngineJournal::new(Box::new(MemJournal::new())), ledger));
     };
@@ -563,8 +571,16 @@ fn open_stores(
     if let Some(description) = &config.application {
         store.set_application(description).map_err(|e| fail(e.to_string()))?;
     }
-    let ledger = open_ledger(Box::new(store), app, node)?.0;
+    let ledger = retain(open_ledger(Box::new(store), app, node)?.0, config.retained_blocks);
     Ok((EngineJournal::new(Box::new(file)), ledger))
+}
+
+/// `ledger`, keeping `retained` blocks if that is set.
+pub(crate) fn retain(ledger: ReplicaLedger, retained: Option<u64>) -> ReplicaLedger {
+    match retained {
+        Some(blocks) => ledger.with_retention(blocks),
+        None => ledger,
+    }
 }
 
 /// `app` over `store`: from the newest snapshot the store holds (restored into `app`, which is

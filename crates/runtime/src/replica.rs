@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use crate::apply::{Apply, Final};
 use crate::verify::{Job, Verdicts, verdict_key};
-use crate::{ReplicaJournal, ReplicaLedger, ReplicaReport, Restarts, open_ledger};
+use crate::{ReplicaJournal, ReplicaLedger, ReplicaReport, Restarts, open_ledger, retain};
 
 /// What reaches a replica's inbox.
 pub(crate) enum Input {
@@ -213,7 +213,7 @@ impl<P: Protocol> Replica<P> {
             RedbBlockStore::open(dir.join(BLOCKS_FILE), policy).map_err(|e| e.to_string())?;
         let (ledger, replayed) =
             open_ledger(Box::new(store), app, self.me).map_err(|e| e.to_string())?;
-        Ok((journal, ledger, replayed.blocks))
+        Ok((journal, retain(ledger, self.restarts.retained_blocks), replayed.blocks))
     }
 
     /// The report, with the application side's part (waiting for its thread to apply what is

@@ -1,7 +1,7 @@
 //! A replica of a real-time cluster stopped at a drawn point (between a journal append and its
 //! sync, with or without its last blocks stored), restarted from its directory: it catches up,
 //! no finalized transaction is lost or applied twice, and every replica stored the same state
-//! digest at every height.
+//! digest at every height. Half the cases bound the stores to their newest blocks.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,6 +18,8 @@ use bytes::Bytes;
 const NODES: usize = 4;
 const VICTIM: NodeId = NodeId(3);
 const SNAPSHOTS: SnapshotPolicy = SnapshotPolicy { every: 8, kept: 2 };
+/// Blocks kept below the tip in the cases that bound their stores.
+const RETAINED: u64 = 40;
 
 /// `txs` signed transactions, to every replica but the victim (what a crashed replica held in
 /// its mempool is lost with it, as a client of a crashed server must resend), at `rate`.
@@ -55,6 +57,10 @@ fn cluster(dir: &std::path::Path, seed: u64) -> (ClusterConfig, ReplicaCrash) {
     config.snapshots = SNAPSHOTS;
     config.crashes = vec![crash];
     config.timeout = Duration::from_secs(90);
+    // Odd seeds keep every block (the checks below replay from genesis); even ones keep 40.
+    if seed.is_multiple_of(2) {
+        config.retained_blocks = Some(RETAINED);
+    }
     (config, crash)
 }
 
@@ -87,8 +93,25 @@ fn check<P: Protocol + Send + 'static>(
         })
         .collect();
     for (i, store) in stores.iter().enumerate() {
+        let restore = |snapshot: Option<&agora_store::Snapshot>| match snapshot {
+            None => Ok(TxLog::new(true)),
+            Some(s) => TxLog::from_snapshot(&s.bytes, s.state_digest).ok_or("not a log".into()),
+        };
+        if seed.is_multiple_of(2) {
+            // A bounded store: pruned below its retained blocks, and it rebuilds its state
+            // from its snapshot, each block with its proof.
+            let held = store.tip().0 + 1 - store.base().0;
+            assert!(store.base() > Height(1), "{case}: replica {i} pruned nothing");
+            assert!(held <= RETAINED + SNAPSHOTS.every, "{case}: replica {i} holds {held}");
+            let replayed =
+                replay_from(store, Height(u64::MAX), restore, &mut DirectCheck, |b, _| {
+                    assert_eq!(b.proof.len(), 1, "{case}: replica {i}, height {}", b.height());
+                });
+            let (_, replayed) = replayed.unwrap_or_else(|e| panic!("{case}: replica {i}: {e}"));
+            assert_eq!(replayed.height, store.tip(), "{case}: replica {i}");
+            continue;
+        }
         let mut seen = HashSet::new();
-        let restore = |_: Option<&agora_store::Snapshot>| Ok(TxLog::new(true));
         let (log, _) = replay_from(store, Height(0), restore, &mut DirectCheck, |block, _| {
             // Every stored block carries the certificate that shows it final.
             assert_eq!(block.proof.len(), 1, "{case}: replica {i}, height {}", block.height());
@@ -101,10 +124,12 @@ fn check<P: Protocol + Send + 'static>(
         assert_eq!(log.executed(), 3_000, "{case}: replica {i}");
         assert!(store.latest_snapshot().unwrap().is_some(), "{case}: replica {i}");
     }
+    let base = stores.iter().map(BlockStore::base).max().unwrap();
     let tip = stores.iter().map(BlockStore::tip).min().unwrap();
-    for height in 1..=tip.0 {
+    for height in base.0..=tip.0 {
         let digests: Vec<_> =
             stores.iter().map(|s| s.state_digest(Height(height)).unwrap()).collect();
+        assert!(digests[0].is_some(), "{case}: height {height} is not held");
         assert!(digests.iter().all(|d| *d == digests[0]), "{case}: height {height} differs");
     }
 }
