@@ -245,3 +245,40 @@ fn a_database_of_another_program_is_refused() {
     assert!(matches!(&error, StoreError::ForeignFormat { .. }), "{error}");
     assert!(error.to_string().contains("other.redb"), "{error}");
 }
+
+/// The transaction index is written in batches: past a batch, after a reopen, and for the
+/// entries still in memory when the store was last closed, every transaction is found at its
+/// height, and none of a pruned block is.
+#[test]
+fn the_batched_index_finds_every_transaction_across_batches_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    // 17 blocks of 1,024 transactions: one batch written, one waiting in memory.
+    let blocks = chain(1, 17, 1_024);
+    assert!(17 * 1_024 > agora_store::blocks::redb::INDEX_BATCH);
+    let check = |store: &RedbBlockStore| {
+        for block in &blocks {
+            let txs = block.block.batch().transactions();
+            for tx in [txs.first().unwrap(), txs.last().unwrap()] {
+                assert_eq!(store.tx_height(&tx.id()).unwrap(), Some(block.height()));
+            }
+        }
+    };
+    {
+        let mut store = RedbBlockStore::open(&path, POLICY).unwrap();
+        store.append(&blocks[..10]).unwrap();
+        store.append(&blocks[10..]).unwrap();
+        check(&store);
+    }
+    let mut store = RedbBlockStore::open(&path, POLICY).unwrap();
+    check(&store);
+    store.put_snapshot(&snapshot(16)).unwrap();
+    store.prune_below(Height(12)).unwrap();
+    let pruned = blocks[10].block.batch().transactions()[5].id();
+    assert_eq!(store.tx_height(&pruned).unwrap(), None);
+    drop(store);
+    let store = RedbBlockStore::open(&path, POLICY).unwrap();
+    assert_eq!(store.tx_height(&pruned).unwrap(), None);
+    let kept = blocks[12].block.batch().transactions()[5].id();
+    assert_eq!(store.tx_height(&kept).unwrap(), Some(Height(13)));
+}
