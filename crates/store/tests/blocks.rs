@@ -255,7 +255,7 @@ fn the_batched_index_finds_every_transaction_across_batches_and_reopens() {
     let path = dir.path().join("blocks.redb");
     // 17 blocks of 1,024 transactions: one batch written, one waiting in memory.
     let blocks = chain(1, 17, 1_024);
-    assert!(17 * 1_024 > agora_store::blocks::redb::INDEX_BATCH);
+    const { assert!(17 * 1_024 > agora_store::blocks::redb::INDEX_BATCH) };
     let check = |store: &RedbBlockStore| {
         for block in &blocks {
             let txs = block.block.batch().transactions();
