@@ -152,7 +152,10 @@ fn options_past_their_bounds_get_one_line_naming_the_bound() {
             "past the largest seed",
         ),
         (&["swarm", "--protocol", "pbft", "--seeds", "0"], "--seeds must be at least 1"),
-        (&["swarm", "--protocol", "pbft", "--twins", "--nodes", "7"], "--nodes does not apply"),
+        (
+            &["swarm", "--protocol", "pbft", "--twins", "--nodes", "7"],
+            "--nodes must be 4 or left out",
+        ),
         (&["book", "--input", "/"], "/: it is a directory"),
     ] {
         let out = agora(args);

@@ -307,8 +307,8 @@ impl CampaignReport {
 
 impl CampaignOptions {
     /// Why these options describe no campaign, if they do not: an empty seed range, one that
-    /// runs past the largest seed, or a committee size asked of Twins scenarios (which are
-    /// n = 4 plus one twin).
+    /// runs past the largest seed, or a committee size other than 4 asked of Twins scenarios
+    /// (which are n = 4 plus one twin).
     pub fn check(&self) -> Result<(), String> {
         if self.seeds == 0 {
             return Err("--seeds must be at least 1".into());
@@ -321,8 +321,10 @@ impl CampaignOptions {
                 u64::MAX
             ));
         }
-        if self.twins && self.nodes.is_some() {
-            return Err("--twins scenarios are n = 4 plus one twin: --nodes does not apply".into());
+        if self.twins && self.nodes.is_some_and(|n| n != 4) {
+            return Err(
+                "--twins scenarios are n = 4 plus one twin: --nodes must be 4 or left out".into()
+            );
         }
         Ok(())
     }
