@@ -210,14 +210,6 @@ impl<A: Application, S: BlockStore> Ledger<A, S> {
         self.height
     }
 
-    /// The state digest the ledger holds at `height`: pending, or stored.
-    pub fn state_digest(&self, height: Height) -> Result<Option<Digest>, StoreError> {
-        match self.pending.iter().find(|block| block.height() == height) {
-            Some(block) => Ok(Some(block.state_digest)),
-            None => self.store.state_digest(height),
-        }
-    }
-
     /// The application.
     pub fn app(&self) -> &A {
         &self.app
@@ -269,10 +261,6 @@ pub fn replay_from<A: Application, S: BlockStore>(
     let mut replayed =
         Replayed { snapshot: snapshot.map(|s| s.height), height: start, ..Replayed::default() };
     let tip = store.tip();
-    if start < tip && store.base() > Height(start.0 + 1) {
-        let (base, height) = (store.base(), Height(start.0 + 1));
-        return Err(LedgerError::Missing { height, base, tip });
-    }
     /// Blocks read from the store at a time.
     const READ_BLOCKS: usize = 256;
     while replayed.height < tip {
