@@ -125,6 +125,12 @@ impl PbftConfig {
             self.batch.txs_max,
             "at least 1",
         )?;
+        ConfigError::check(
+            self.fetch_blocks_max >= 1,
+            "fetch_blocks_max",
+            self.fetch_blocks_max,
+            "at least 1",
+        )?;
         ConfigError::check(self.max_inflight >= 1, "max_inflight", self.max_inflight, "at least 1")
     }
 }

@@ -37,6 +37,10 @@ pub enum PbftDrop {
     EmptyFetch,
     /// Fetched blocks do not match the checkpoint.
     FetchMismatch,
+    /// A pre-prepare for a sequence number this replica executed without holding its slot.
+    PrePrepareExecuted,
+    /// A fetched block's commit certificate is not a quorum of COMMITs for it.
+    FetchedCommitInvalid,
     /// Mempool full.
     MempoolFull,
     /// New view with a duplicate or foreign view change.
@@ -115,6 +119,8 @@ impl PbftDrop {
             PbftDrop::EarlyPrePrepareEvicted => "early pre-prepare given way to a nearer view",
             PbftDrop::EmptyFetch => "empty fetch",
             PbftDrop::FetchMismatch => "fetched blocks do not match the checkpoint",
+            PbftDrop::PrePrepareExecuted => "pre-prepare for an executed sequence number",
+            PbftDrop::FetchedCommitInvalid => "fetched block with an invalid commit certificate",
             PbftDrop::MempoolFull => "mempool full",
             PbftDrop::NewViewBadViewChanges => "new view with a duplicate or foreign view change",
             PbftDrop::NewViewMissingBlock => "new view without the block of a prepared request",

@@ -35,6 +35,8 @@
 //! | 4.3 | every K requests a replica multicasts CHECKPOINT(n, d); 2f+1 matching ones are a *stable checkpoint* | `normal.rs` `execute`; `checkpoint.rs` `on_checkpoint`, `check_stable` | `the_log_stays_bounded_over_10_000_batches` |
 //! | 4.3 | at a stable checkpoint the replica "discards all pre-prepare, prepare, and commit messages with sequence number less than or equal to n"; h = the stable checkpoint, H = h + L | `checkpoint.rs` `make_stable` (asserted) | `the_log_stays_bounded_over_10_000_batches`, `a_million_hostile_messages_leave_state_and_memory_bounded` |
 //! | TOCS | a replica behind a stable checkpoint fetches the state and checks it against the checkpoint's digest | `transfer.rs` `start_fetch`, `on_fetch`, `on_blocks` | `a_replica_partitioned_away_catches_up_after_healing` |
+//! | TOCS | beyond the paper: a replica that sees a sequence number committed above its executed log, or that restarts, fetches the blocks between and takes each on its own commit certificate (2f+1 COMMITs for its digest at its number), paging while the answers bring blocks | `transfer.rs` `on_blocks`, `ask_what_was_missed`, `continue_catch_up`; `normal.rs` `note_committed`; `messages.rs` `FetchedBlock::certified` | `a_backup_that_sees_a_later_sequence_number_committed_fetches_the_gap_on_commit_certificates`, `a_replica_restarted_after_the_load_stopped_asks_for_what_it_missed`, `a_replica_healed_as_the_load_ends_takes_the_last_blocks_on_their_commit_certificates` |
+//! | 4.4 | beyond the paper: the request timer expiring while a later number is known committed asks for the missing blocks first, and starts the view change at the next expiry if nothing came | `transfer.rs` `defer_view_change` | `a_backup_whose_catch_up_brings_nothing_changes_view_at_the_next_expiry` |
 //! | 4.4 | "if the timer of backup i expires in view v, the backup starts a view change to move the system to view v+1" and multicasts VIEW-CHANGE(v+1, n, C, P) | `requests.rs` `ensure_request_timer`; `view_change.rs` `start_view_change` | `a_crashed_primary_is_replaced_and_no_request_is_lost`, `a_crashed_primary_is_replaced_even_when_only_f_backups_hold_requests` |
 //! | 4.4 | the primary of v+1 with 2f+1 valid view changes multicasts NEW-VIEW(v+1, V, O), O re-issuing every prepared request between the stable checkpoint and the highest prepared one, "a null request" in the gaps | `view_change.rs` `send_new_view`; `messages.rs` `compute_o` | `a_request_prepared_in_view_0_survives_the_view_change_with_its_sequence_number_and_digest`, `o_names_each_prepared_digest_once_and_new_view_carries_each_block_once` |
 //! | 4.4 | a backup accepts NEW-VIEW if V is valid and O is what V says, "by performing a computation similar to the one used by the primary" | `view_change.rs` `check_new_view`, `enter_new_view` | `a_stripped_view_change_keeps_its_signature_but_is_refused_when_received_directly` |
@@ -66,7 +68,11 @@
 //!   VIEW-CHANGE for a lower view than the one it is changing to relays the signed view changes it
 //!   holds for that view and above, since their senders may have crashed.
 //! - **State transfer**: the fetched blocks are executed only if their chained digest is the
-//!   certified log digest of the checkpoint.
+//!   certified log digest of the checkpoint, or one by one, each on its own commit certificate.
+//!   Between checkpoints, that is how a replica behind catches up: without it, one that missed
+//!   the last blocks before the load stopped waited for a checkpoint that never came, and its
+//!   request timer took it into a view change no one else wanted (the runtime's restart test,
+//!   under load).
 //!
 //! The agreed value d is the digest of a block the primary builds once: a request prepared in one
 //! view is re-issued in the next with the same block, so with the same sequence number and digest.
@@ -92,15 +98,15 @@ use agora_consensus::{
 };
 use agora_crypto::{Digest, Domain, SecretKey};
 use agora_types::bytes::Bytes;
-use agora_types::{Block, Committee, NodeId, Phase, SeqNo, Transaction, View};
+use agora_types::{Block, Certificate, Committee, NodeId, Phase, SeqNo, Transaction, View};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 pub use config::{LOG_WINDOW_MAX, PbftConfig, PbftWeakening};
 pub use drop::PbftDrop;
 pub use messages::{
-    CheckpointProof, NewView, PbftKind, PbftMessage, PrePrepare, PreparedProof, Reply, ViewChange,
-    checkpoint_statement, compute_o, null_block, primary, statement,
+    CheckpointProof, FetchedBlock, NewView, PbftKind, PbftMessage, PrePrepare, PreparedProof,
+    Reply, ViewChange, checkpoint_statement, compute_o, null_block, primary, statement,
 };
 
 /// The executed-log digest chain: `d_n = H(d_(n-1) ‖ block_n)`; checkpoints sign it.
@@ -124,6 +130,9 @@ pub enum PbftTimer {
     NewView(View),
     /// Retry state transfer.
     Fetch,
+    /// Ask again for the committed blocks between the executed log and a sequence number seen
+    /// committed above it.
+    CatchUp,
     /// While a view change to this view is pending, send this replica's VIEW-CHANGE again (a
     /// partition or loss may have dropped it; the paper's retransmission).
     ResendViewChange(View),
@@ -142,6 +151,11 @@ pub struct PbftStats {
     pub stable_checkpoints: u64,
     /// Blocks executed after state transfer.
     pub transferred_blocks: u64,
+    /// Of those, blocks taken on their own commit certificate (catching up), not a checkpoint's.
+    pub certified_blocks: u64,
+    /// Request-timer expiries that fetched the committed blocks this replica lacked instead of
+    /// starting a view change.
+    pub view_changes_deferred: u64,
     /// Pre-prepares it sent (as primary).
     pub pre_prepares: u64,
     /// Transactions left out at execution because an earlier sequence number executed them.
@@ -171,6 +185,18 @@ struct Executed {
     executed_at: u64,
     /// The journal record that carries the block.
     record: u64,
+    /// Its commit certificate, served to replicas catching up: none for a block executed again
+    /// after a restart (its votes were not journalled) or vouched for by a stable checkpoint.
+    commit: Option<Certificate>,
+}
+
+/// A sequence number seen committed (2f + 1 COMMITs) above the executed log: the replica is
+/// behind, and asks the signers for the blocks between.
+#[derive(Debug, Clone)]
+struct CatchUp {
+    to: SeqNo,
+    from: Vec<NodeId>,
+    round: usize,
 }
 
 /// One PBFT replica; see the crate docs.
@@ -214,6 +240,13 @@ pub struct Pbft {
     fetch_target: Option<CheckpointProof>,
     fetch_buffer: BTreeMap<SeqNo, Block>,
     fetch_round: usize,
+    catch_up: Option<CatchUp>,
+    /// The executed position at which the request timer last deferred a view change to catch up:
+    /// it defers once per position, so a catch-up that cannot be served still ends in a view
+    /// change.
+    deferred_at: Option<SeqNo>,
+    /// Restored from a journal: at start it asks its peers for what it missed while down.
+    restored: bool,
     submitted_at: FxHashMap<Digest, u64>,
     replies: BTreeMap<SeqNo, BTreeMap<Digest, BTreeSet<NodeId>>>,
     client_latencies_ns: Vec<u64>,
@@ -283,6 +316,9 @@ impl Pbft {
             fetch_target: None,
             fetch_buffer: BTreeMap::new(),
             fetch_round: 0,
+            catch_up: None,
+            deferred_at: None,
+            restored: false,
             submitted_at: FxHashMap::default(),
             replies: BTreeMap::new(),
             client_latencies_ns: Vec::new(),
@@ -384,6 +420,9 @@ impl Protocol for Pbft {
         if self.fetch_target.is_some() {
             self.start_fetch(ctx);
         }
+        if std::mem::take(&mut self.restored) {
+            self.ask_what_was_missed(ctx);
+        }
         self.propose(ctx);
         self.flush_checkpoint(ctx);
     }
@@ -449,7 +488,7 @@ impl Pbft {
             }
             PbftMessage::NewView(nv) => self.on_new_view(ctx, *nv),
             PbftMessage::Fetch { from: first, to } => self.on_fetch(ctx, from, first, to),
-            PbftMessage::Blocks(blocks) => self.on_blocks(ctx, blocks),
+            PbftMessage::Blocks(blocks) => self.on_blocks(ctx, from, blocks),
         }
     }
 
@@ -458,7 +497,7 @@ impl Pbft {
             PbftTimer::Request(view) if view == self.view && self.status == Status::Normal => {
                 self.request_timer = false;
                 let pending_slot = self.slots.range(self.last_executed + 1..).next().is_some();
-                if pending_slot || !ctx.mempool().is_empty() {
+                if (pending_slot || !ctx.mempool().is_empty()) && !self.defer_view_change(ctx) {
                     // As a PBFT client that gets no reply retransmits to every replica, this
                     // replica (standing in for its clients) sends its waiting requests to all:
                     // their timers start too, so f+1 replicas come to want the view change even
@@ -475,6 +514,7 @@ impl Pbft {
                 self.start_view_change(ctx, view + 1);
             }
             PbftTimer::Fetch if self.fetch_target.is_some() => self.start_fetch(ctx),
+            PbftTimer::CatchUp => self.continue_catch_up(ctx),
             PbftTimer::ResendViewChange(view)
                 if view == self.view && self.status == Status::ViewChanging =>
             {

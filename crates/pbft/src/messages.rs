@@ -376,7 +376,37 @@ pub enum PbftMessage {
         to: SeqNo,
     },
     /// Executed blocks, in sequence order, answering a fetch.
-    Blocks(Vec<Block>),
+    Blocks(Vec<FetchedBlock>),
+}
+
+/// An executed block as a FETCH is answered: with the commit certificate that shows it final on
+/// its own, when the sender holds one (it executed the block in the normal case, or took it with
+/// its certificate). Without one the block counts only toward a stable checkpoint's log digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedBlock {
+    /// The block as it was pre-prepared.
+    pub block: Block,
+    /// 2f + 1 COMMITs for the block's digest at its sequence number, in any view.
+    pub commit: Option<Certificate>,
+}
+
+impl FetchedBlock {
+    /// Checks that `commit` certifies this block at its height: a quorum of COMMITs for its
+    /// digest at its sequence number. Committed in any view is committed for good (§4.4's
+    /// invariant: a request committed at n has the same digest at n in every later view).
+    pub fn certified(
+        &self,
+        committee: &Committee,
+        quorum: usize,
+        checker: &mut dyn SignatureCheck,
+    ) -> bool {
+        let Some(commit) = &self.commit else { return false };
+        let s = commit.statement();
+        s.phase == Phase::Commit
+            && s.height == self.block.height()
+            && s.value == self.block.digest()
+            && commit.verify_with(committee, quorum, checker).is_ok()
+    }
 }
 
 /// PRE-PREPAREs are proposals; PREPARE, COMMIT and CHECKPOINT carry the sender's own vote.

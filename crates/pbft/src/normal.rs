@@ -3,13 +3,15 @@
 
 use agora_consensus::{Ctx, VoteOutcome};
 use agora_crypto::Digest;
-use agora_types::{Batch, Block, Certificate, Height, Phase, SeqNo, Transaction, View, Vote};
+use agora_types::{
+    Batch, Block, Certificate, Height, Phase, SeqNo, Statement, Transaction, View, Vote,
+};
 use rustc_hash::FxHashSet;
 
 use crate::persist::PbftRecord;
 use crate::{
-    Executed, Pbft, PbftDrop, PbftMessage, PbftWeakening, PrePrepare, PreparedProof, Reply, Slot,
-    Status, chain, checkpoint_statement, statement,
+    CatchUp, Executed, Pbft, PbftDrop, PbftMessage, PbftTimer, PbftWeakening, PrePrepare,
+    PreparedProof, Reply, Slot, Status, chain, checkpoint_statement, statement,
 };
 
 impl Pbft {
@@ -106,6 +108,11 @@ impl Pbft {
                 self.drop_message(PbftDrop::ConflictingPrePrepare);
             }
             return;
+        }
+        // Executed without its slot (fetched on a commit certificate, or by state transfer): what
+        // is final at seq is known, and preparing anything there could only be preparing twice.
+        if seq <= self.last_executed {
+            return self.drop_message(PbftDrop::PrePrepareExecuted);
         }
         if let Err(reason) = pp.check(&self.committee, ctx.checker()) {
             return self.drop_message(reason);
@@ -231,6 +238,9 @@ impl Pbft {
         if view == self.view && self.status == Status::Normal {
             self.advance(ctx, SeqNo(s.height.0));
         }
+        if phase == Phase::Commit {
+            self.note_committed(ctx, &s);
+        }
     }
 
     /// §4.2: Moves one sequence number as far as its votes go: prepared, commit sent, committed,
@@ -288,6 +298,26 @@ impl Pbft {
             self.persist(ctx, &PbftRecord::Committed(seq, digest));
         }
         self.execute_ready(ctx);
+    }
+
+    /// Beyond the paper: a quorum of COMMITs for `(view, seq)` above the executed log shows the
+    /// view's primary at work and this replica behind (it missed a pre-prepare or its votes, say
+    /// while it was down). If executing does not close the gap by itself, it will ask the signers.
+    pub(crate) fn note_committed(&mut self, ctx: &mut Ctx<'_, Self>, commit: &Statement) {
+        let seq = SeqNo(commit.height.0);
+        if seq <= self.last_executed + 1 || self.votes.signers(commit) < self.quorum {
+            return;
+        }
+        if self.catch_up.as_ref().is_some_and(|c| c.to >= seq) {
+            return;
+        }
+        let from = self.votes.certificate_of(commit, None).signers().collect();
+        let first = self.catch_up.is_none();
+        self.catch_up = Some(CatchUp { to: seq, from, round: 0 });
+        if first {
+            // Commits of a pipeline arrive out of order: give the gap below a moment to close.
+            ctx.set_timer(PbftTimer::CatchUp, self.config.view_timeout_ns / 4 + 1);
+        }
     }
 
     /// §4.2: Executes committed blocks in sequence order, with no gaps.
@@ -349,6 +379,7 @@ impl Pbft {
         if proof.is_empty() {
             proof.extend(vouched.cloned());
         }
+        let commit = proof.first().filter(|c| c.statement().phase == Phase::Commit).cloned();
         if repeated.is_empty() {
             ctx.commit_proven(block.clone(), proof);
         } else {
@@ -364,7 +395,7 @@ impl Pbft {
         }
         let digest = block.digest();
         let executed_at = ctx.now_ns();
-        self.executed.insert(seq, Executed { block, prepared_at, executed_at, record });
+        self.executed.insert(seq, Executed { block, prepared_at, executed_at, record, commit });
         while self.executed.len() > self.config.retained_blocks {
             self.executed.pop_first();
         }

@@ -213,6 +213,7 @@ impl Pbft {
             }
         }
         self.records_written = records.len() as u64;
+        self.restored = !records.is_empty();
         if let Some(last) = self.slots.keys().next_back() {
             self.next_seq = self.next_seq.max(*last + 1);
         }
@@ -290,6 +291,7 @@ impl Pbft {
                 prepared_at: None,
                 executed_at: 0,
                 record: *record,
+                commit: None,
             };
             self.executed.insert(seq, executed);
         }

@@ -11,7 +11,7 @@ use agora_consensus::Protocol;
 use agora_crypto::{Digest, domain};
 use agora_netsim::flood::{MESSAGES, REPEAT_GROWTH_MAX_BYTES, bulky_batch, flood, live_bytes};
 use agora_pbft::{
-    CheckpointProof, NewView, Pbft, PbftConfig, PbftMessage, PrePrepare, ViewChange,
+    CheckpointProof, FetchedBlock, NewView, Pbft, PbftConfig, PbftMessage, PrePrepare, ViewChange,
     checkpoint_statement, genesis_log_digest, statement,
 };
 use agora_types::{
@@ -82,7 +82,9 @@ fn hostile_pool(keys: &[SecretKey]) -> Vec<PbftMessage> {
     let nv = NewView { view: View(4), view_changes: vec![own], pre_prepares: Vec::new() };
     pool.push(PbftMessage::NewView(Box::new(nv)));
     pool.push(PbftMessage::Fetch { from: SeqNo(1), to: SeqNo(u64::MAX) });
-    pool.push(PbftMessage::Blocks((1..=8).map(|s| block(s, 500_000 + s)).collect()));
+    pool.push(PbftMessage::Blocks(
+        (1..=8).map(|s| FetchedBlock { block: block(s, 500_000 + s), commit: None }).collect(),
+    ));
     pool
 }
 
