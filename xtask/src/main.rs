@@ -82,10 +82,11 @@ impl Step {
 }
 
 /// The library crates, by directory and package name.
-const LIBRARIES: [(&str, &str); 13] = [
+const LIBRARIES: [(&str, &str); 14] = [
     ("crypto", "agora-crypto"),
     ("types", "agora-types"),
     ("store", "agora-store"),
+    ("net", "agora-net"),
     ("consensus", "agora-consensus"),
     ("netsim", "agora-netsim"),
     ("streamlet", "agora-streamlet"),
@@ -116,6 +117,7 @@ const EXAMPLES: [(&str, &[&str]); 13] = [
     ("example: types", &["agora-types", "--example", "block_on_the_wire"]),
     ("example: consensus", &["agora-consensus", "--example", "votes_and_mempool"]),
     ("example: store", &["agora-store", "--example", "crash_and_recover"]),
+    ("example: net", &["agora-net", "--example", "three_members"]),
     ("example: netsim", &["agora-netsim", "--example", "same_seed_same_run"]),
     ("example: streamlet", &["agora-streamlet", "--example", "crashed_leader"]),
     ("example: pbft", &["agora-pbft", "--example", "custom_app"]),

@@ -189,6 +189,11 @@ pub mod domain {
     pub static CANONICAL_ORDER: Domain = Domain::new("agora/canonical-order/v1");
     /// Simulation traces, for determinism checks.
     pub static TRACE: Domain = Domain::new("agora/trace/v1");
+    /// What a member signs to prove its identity on a network link: the link's Noise handshake
+    /// hash and its side of the handshake.
+    pub static NET_HELLO: Domain = Domain::new("agora/net-hello/v1");
+    /// The committee a network link is for, bound into its Noise handshake as the prologue.
+    pub static NET_COMMITTEE: Domain = Domain::new("agora/net-committee/v1");
 }
 
 #[cfg(test)]
@@ -212,6 +217,8 @@ mod tests {
             &domain::TRACE,
             &domain::PROPOSAL,
             &domain::CANONICAL_ORDER,
+            &domain::NET_HELLO,
+            &domain::NET_COMMITTEE,
         ];
         let mut digests: Vec<Digest> = all.iter().map(|d| d.hash(bytes)).collect();
         digests.push(Digest(*blake3::hash(bytes).as_bytes()));
