@@ -82,7 +82,7 @@ impl Step {
 }
 
 /// The library crates, by directory and package name.
-const LIBRARIES: [(&str, &str); 14] = [
+const LIBRARIES: [(&str, &str); 15] = [
     ("crypto", "agora-crypto"),
     ("types", "agora-types"),
     ("store", "agora-store"),
@@ -95,6 +95,7 @@ const LIBRARIES: [(&str, &str); 14] = [
     ("runtime", "agora-runtime"),
     ("market", "agora-market"),
     ("engines", "agora-engines"),
+    ("node", "agora-node"),
     ("lab", "agora-lab"),
     ("agora", "agora"),
 ];
@@ -125,6 +126,7 @@ const EXAMPLES: [(&str, &[&str]); 13] = [
     ("example: orderbook", &["agora-orderbook", "--example", "book_alone"]),
     ("example: market", &["agora-market", "--example", "two_replicas"]),
     ("example: runtime", &["agora-runtime", "--example", "wall", "--", "2000"]),
+    ("example: node", &["agora-node", "--example", "four_nodes"]),
     ("example: lab", &["agora-lab", "--example", "small_campaign"]),
     ("example: agora", &["agora", "--example", "quickstart"]),
 ];

@@ -37,6 +37,18 @@ impl StoredApplication {
         [DESCRIPTION_MAGIC, &body].concat()
     }
 
+    /// The application it describes, at genesis (a driver restores a snapshot into it).
+    pub fn at_genesis(&self) -> Box<dyn agora_consensus::Application + Send> {
+        match self {
+            StoredApplication::TxLog { verify_signatures } => {
+                Box::new(agora_consensus::TxLog::new(*verify_signatures))
+            }
+            StoredApplication::Market { genesis, order } => {
+                Box::new(crate::MarketApp::new(genesis).with_order(*order))
+            }
+        }
+    }
+
     /// The description `bytes` encode, if they are one.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let body = bytes.strip_prefix(DESCRIPTION_MAGIC)?;

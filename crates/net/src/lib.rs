@@ -23,8 +23,8 @@
 //!   [`NetLimits::pending_handshakes_max`] handshakes run at once.
 //!
 //! tokio lives here and in the node, never in an engine, the simulator or the market. The
-//! network runs on a runtime of its own; the node's threads use a [`NetSender`] and a crossbeam
-//! inbox of [`Inbound`] messages.
+//! network runs on a runtime of its own; the node's threads use a [`NetSender`], and received
+//! messages go to an [`Inbox`] (a crossbeam channel of [`Inbound`] messages, or the node's own).
 //!
 //! Where the ideas come from: commonware's authenticated p2p (an encrypted stream keyed by an
 //! ephemeral exchange and bound to static identities, framed messages with a maximum size, rate
@@ -39,5 +39,5 @@ mod stats;
 
 pub use config::{ConfigError, NetConfig, NetLimits};
 pub use handshake::{HandshakeError, Hello, NOISE_PATTERN, Side};
-pub use network::{Inbound, Listener, NetError, NetSender, Network, probe};
+pub use network::{Inbound, Inbox, Listener, NetError, NetSender, Network, Offer, probe};
 pub use stats::NetStats;

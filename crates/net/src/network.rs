@@ -29,6 +29,33 @@ pub struct Inbound {
     pub bytes: Bytes,
 }
 
+/// How handing a message to the node went.
+#[derive(Debug)]
+pub enum Offer {
+    /// Taken.
+    Taken,
+    /// No room now: the message comes back, to be offered again or dropped.
+    Full(Inbound),
+    /// The node is gone: the link stops reading.
+    Gone,
+}
+
+/// Where a network hands what it receives: the node's inbox.
+pub trait Inbox: Send + Sync + 'static {
+    /// Offers `message`, never waiting.
+    fn offer(&self, message: Inbound) -> Offer;
+}
+
+impl Inbox for crossbeam_channel::Sender<Inbound> {
+    fn offer(&self, message: Inbound) -> Offer {
+        match self.try_send(message) {
+            Ok(()) => Offer::Taken,
+            Err(TrySendError::Full(message)) => Offer::Full(message),
+            Err(TrySendError::Disconnected(_)) => Offer::Gone,
+        }
+    }
+}
+
 /// Why a network could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -117,7 +144,7 @@ struct Shared {
     committee: Committee,
     limits: NetLimits,
     counters: Arc<Counters>,
-    inbound: crossbeam_channel::Sender<Inbound>,
+    inbound: Box<dyn Inbox>,
 }
 
 impl Network {
@@ -126,7 +153,7 @@ impl Network {
     pub fn start(
         config: NetConfig,
         listener: Listener,
-        inbound: crossbeam_channel::Sender<Inbound>,
+        inbound: impl Inbox,
     ) -> Result<Self, NetError> {
         config.validate()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -142,7 +169,7 @@ impl Network {
             committee: config.committee.clone(),
             limits: config.limits,
             counters: counters.clone(),
-            inbound,
+            inbound: Box::new(inbound),
         });
         let mut queues = BTreeMap::new();
         let mut routes = BTreeMap::new();
@@ -401,13 +428,13 @@ async fn deliver(shared: &Shared, mut inbound: Inbound) -> bool {
     let mut wait = Duration::from_micros(100);
     loop {
         let len = inbound.bytes.len() as u64;
-        match shared.inbound.try_send(inbound) {
-            Ok(()) => {
+        match shared.inbound.offer(inbound) {
+            Offer::Taken => {
                 Counters::add(&shared.counters.messages_received, 1);
                 Counters::add(&shared.counters.bytes_received, len);
                 return true;
             }
-            Err(TrySendError::Full(back)) => {
+            Offer::Full(back) => {
                 if Instant::now() >= deadline {
                     shared.counters.count_drop("node inbox full");
                     return true;
@@ -416,7 +443,7 @@ async fn deliver(shared: &Shared, mut inbound: Inbound) -> bool {
                 sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_millis(10));
             }
-            Err(TrySendError::Disconnected(_)) => return false,
+            Offer::Gone => return false,
         }
     }
 }

@@ -12,7 +12,7 @@ use agora_store::Outcome;
 use agora_types::{Block, Certificate};
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::replica::Shared;
+use crate::replica::{ReplicaEvent, Shared};
 use crate::verify::VerdictCheck;
 use crate::{ReplicaLedger, ReplicaReport};
 
@@ -40,6 +40,8 @@ pub(crate) struct AppSide {
     pub(crate) applied_latencies_ns: Vec<u64>,
     /// The block store failed: nothing more is applied.
     pub(crate) store_error: Option<String>,
+    /// Where each applied block is reported, if anywhere.
+    pub(crate) events: Option<Sender<ReplicaEvent>>,
 }
 
 impl AppSide {
@@ -59,6 +61,10 @@ impl AppSide {
             }
         };
         let height = block.height().0;
+        if let Some(events) = &self.events {
+            let _ = events
+                .try_send(ReplicaEvent::Applied { height, state_digest: applied.state_digest });
+        }
         self.state_digest = applied.state_digest;
         self.recent_digests.insert(height, applied.state_digest);
         while self.recent_digests.len() > 4_096 {

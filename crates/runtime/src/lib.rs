@@ -7,6 +7,8 @@
 //!   The wait is bounded ([`ClusterConfig::send_wait_max`]): two replicas each blocked on the
 //!   other's full inbox would otherwise deadlock. A message still not taken then is dropped and
 //!   counted ([`ReplicaReport::send_dropped`]), a loss the engines handle as network loss.
+//!   The links are one [`Outbox`]; a replica run on its own ([`RunningReplica`], as a node
+//!   runs it) takes another (the node's network), and reports [`ReplicaEvent`]s.
 //! - **Time.** A replica sleeps in `recv_timeout` until its next timer or its next message; timers
 //!   live in a per-replica deadline map. No busy-waiting.
 //! - **Work.** Each replica runs its engine, its mempool and its own application, and therefore
@@ -58,10 +60,13 @@ use serde::Serialize;
 
 mod apply;
 mod replica;
+mod standalone;
 mod verify;
 
 use apply::{APPLY_QUEUE_BLOCKS, AppSide, Apply};
-use replica::{Input, Replica, Shared};
+pub use replica::{Delivery, Input, Outbox, ReplicaEvent};
+use replica::{Replica, Shared};
+pub use standalone::{ReplicaOptions, RunningReplica};
 use verify::{Job, VerdictCheck, Verdicts, verifier};
 
 /// Settings of a cluster.
@@ -238,6 +243,8 @@ pub struct ReplicaReport {
     pub send_blocked_ns: u64,
     /// Messages dropped after waiting `send_wait_max` on a full inbox.
     pub send_dropped: u64,
+    /// Events for whoever runs the replica dropped because their queue was full.
+    pub events_dropped: u64,
     /// Received bytes that did not decode.
     pub decode_errors: u64,
     /// Messages the engine asked to send that could not be encoded (over the message limit):
@@ -356,7 +363,7 @@ where
             Ok((stores, Restarts { dir: node_dir, retained_blocks, spares }))
         })
         .collect::<Result<Vec<_>, RuntimeError>>()?;
-    let (jobs, workers) = spawn_verifiers(&config);
+    let (jobs, workers) = spawn_verifiers(config.verify_ahead);
     let cpu_before = process_cpu_seconds();
     let start = Instant::now();
     let handles: Vec<_> = receivers
@@ -365,20 +372,22 @@ where
         .enumerate()
         .map(|(i, (inbox, (stores, restarts)))| {
             let me = NodeId(i as u16);
-            let links = Links {
-                peers: Arc::clone(&peers),
+            let wiring = Wiring {
+                me,
+                engine: engine(me, &committee, &keys[i]),
+                outbox: Box::new(replica::ChannelOutbox {
+                    peers: Arc::clone(&peers),
+                    wait_max: config.send_wait_max,
+                }),
                 shared: Arc::clone(&shared),
                 finalized: Arc::clone(&finalized[i]),
                 jobs: config.verify_ahead.then(|| jobs.clone()),
+                inbox,
+                stores,
+                restarts,
+                events: None,
             };
-            spawn_replica(
-                &config,
-                me,
-                engine(me, &committee, &keys[i]),
-                links,
-                start,
-                (inbox, stores, restarts),
-            )
+            spawn_replica(&ReplicaSettings::of(&config), wiring, start)
         })
         .collect();
     let first_submission = Instant::now();
@@ -416,24 +425,47 @@ where
     Ok(report(&config, &shared, replicas, first_submission, cpu_seconds))
 }
 
-/// What a replica shares with the rest of the cluster.
-struct Links {
-    peers: Arc<Vec<Sender<Input>>>,
-    shared: Arc<Shared>,
+/// What a replica is built from: its engine, where its messages go, what it shares with
+/// whoever runs it, its inbox and its stores.
+pub(crate) struct Wiring<P> {
+    pub(crate) me: NodeId,
+    pub(crate) engine: P,
+    pub(crate) outbox: Box<dyn Outbox>,
+    pub(crate) shared: Arc<Shared>,
     /// Transactions applied at this replica, read by the end condition.
-    finalized: Arc<AtomicU64>,
-    jobs: Option<Sender<Job>>,
+    pub(crate) finalized: Arc<AtomicU64>,
+    pub(crate) jobs: Option<Sender<Job>>,
+    pub(crate) inbox: Receiver<Input>,
+    pub(crate) stores: ReplicaStores,
+    pub(crate) restarts: Restarts<P>,
+    pub(crate) events: Option<Sender<ReplicaEvent>>,
+}
+
+/// The settings a replica's thread needs, from a cluster's or a node's configuration.
+pub(crate) struct ReplicaSettings {
+    pub(crate) verify_ahead: bool,
+    pub(crate) apply_thread: bool,
+    pub(crate) mempool: MempoolLimits,
+    pub(crate) members: usize,
+}
+
+impl ReplicaSettings {
+    fn of(config: &ClusterConfig) -> Self {
+        Self {
+            verify_ahead: config.verify_ahead,
+            apply_thread: config.apply_thread,
+            mempool: config.mempool,
+            members: config.nodes,
+        }
+    }
 }
 
 /// The verifier pool (one thread per core when verifying ahead, none otherwise) and the queue
 /// that feeds it.
-fn spawn_verifiers(config: &ClusterConfig) -> (Sender<Job>, Vec<thread::JoinHandle<()>>) {
+pub(crate) fn spawn_verifiers(verify_ahead: bool) -> (Sender<Job>, Vec<thread::JoinHandle<()>>) {
     let (jobs, job_queue) = bounded::<Job>(65_536);
-    let pool = if config.verify_ahead {
-        thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        0
-    };
+    let pool =
+        if verify_ahead { thread::available_parallelism().map_or(1, |n| n.get()) } else { 0 };
     let workers = (0..pool)
         .map(|w| {
             let queue = job_queue.clone();
@@ -448,18 +480,18 @@ fn spawn_verifiers(config: &ClusterConfig) -> (Sender<Job>, Vec<thread::JoinHand
 
 /// One replica on its thread (and its application on another, with
 /// [`ClusterConfig::apply_thread`]).
-fn spawn_replica<P>(
-    config: &ClusterConfig,
-    me: NodeId,
-    engine: P,
-    links: Links,
+pub(crate) fn spawn_replica<P>(
+    config: &ReplicaSettings,
+    wiring: Wiring<P>,
     start: Instant,
-    (inbox, (journal, ledger), restarts): (Receiver<Input>, ReplicaStores, Restarts<P>),
 ) -> thread::JoinHandle<ReplicaReport>
 where
     P: Protocol + Send + 'static,
     P::Timer: Send,
 {
+    let Wiring { me, engine, outbox, shared, finalized, jobs, inbox, stores, restarts, events } =
+        wiring;
+    let (journal, ledger) = stores;
     let verdicts = config.verify_ahead.then(|| Arc::new(Verdicts::default()));
     let side = AppSide {
         ledger,
@@ -469,15 +501,16 @@ where
             hits: 0,
             misses: 0,
         },
-        finalized: links.finalized,
+        finalized,
         height: 0,
         state_digest: Digest::ZERO,
         recent_digests: BTreeMap::new(),
         finalized_txs: 0,
         last_commit: None,
-        shared: Arc::clone(&links.shared),
+        shared: Arc::clone(&shared),
         applied_latencies_ns: Vec::new(),
         store_error: None,
+        events: events.clone(),
     };
     let apply = if config.apply_thread {
         let (blocks, queue) = bounded::<apply::Final>(APPLY_QUEUE_BLOCKS);
@@ -500,17 +533,18 @@ where
         engine,
         mempool: InMemoryMempool::new(config.mempool),
         apply,
-        peers: links.peers,
+        outbox,
+        members: config.members,
         start,
         timers: BTreeMap::new(),
         armed: TimerTable::default(),
         timer_seq: 0,
         submitted_at: FxHashMap::default(),
-        shared: links.shared,
+        shared,
         checker: KeyCachingCheck::new(4_096),
         verdicts,
-        jobs: links.jobs,
-        send_wait_max: config.send_wait_max,
+        jobs,
+        events,
         journal,
         restarts,
         crashed: false,
@@ -573,6 +607,35 @@ fn open_stores(
     }
     let ledger = retain(open_ledger(Box::new(store), app, node)?.0, config.retained_blocks);
     Ok((EngineJournal::new(Box::new(file)), ledger))
+}
+
+/// The stores in `dir`, opened as they are (new ones if there are none): the journal (a torn
+/// tail cut), `engine` restored from its records, `app` rebuilt from the block store's newest
+/// snapshot and the blocks after it. A new block store records `application` if given.
+/// Returns the blocks replayed.
+pub(crate) fn open_dir<P: Protocol>(
+    dir: &Path,
+    policy: SnapshotPolicy,
+    retained: Option<u64>,
+    application: Option<&Bytes>,
+    engine: &mut P,
+    app: Box<dyn Application + Send>,
+    me: NodeId,
+) -> Result<(ReplicaJournal, ReplicaLedger, u64), String> {
+    let (file, _) = FileJournal::open(dir.join("journal"), FileJournalConfig::default())
+        .map_err(|e| e.to_string())?;
+    let mut journal = EngineJournal::new(Box::new(file) as Box<dyn Journal + Send>);
+    let records = journal.records().map_err(|e| e.to_string())?;
+    engine.restore(&records).map_err(|e| format!("the engine refused its journal: {e}"))?;
+    let mut store =
+        RedbBlockStore::open(dir.join(BLOCKS_FILE), policy).map_err(|e| e.to_string())?;
+    if let Some(description) = application
+        && store.application().map_err(|e| e.to_string())?.is_none()
+    {
+        store.set_application(description).map_err(|e| e.to_string())?;
+    }
+    let (ledger, replayed) = open_ledger(Box::new(store), app, me).map_err(|e| e.to_string())?;
+    Ok((journal, retain(ledger, retained), replayed.blocks))
 }
 
 /// `ledger`, keeping `retained` blocks if that is set.

@@ -2,20 +2,16 @@
 //! clocks.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agora_consensus::{
-    Application, Context, Driver, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted,
-    TimerTable, TxLog, dispatch,
+    Context, Driver, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted, TimerTable,
+    TxLog, dispatch,
 };
 use agora_crypto::{Digest, KeyCachingCheck, domain};
-use agora_store::{
-    BLOCKS_FILE, BlockStore, EngineJournal, FileJournal, FileJournalConfig, Journal, MemBlockStore,
-    MemJournal, RedbBlockStore, SnapshotPolicy,
-};
+use agora_store::{BlockStore, EngineJournal, Journal, MemBlockStore, MemJournal};
 use agora_types::{Block, Certificate, NodeId, Transaction, codec};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
@@ -23,13 +19,96 @@ use rustc_hash::FxHashMap;
 
 use crate::apply::{Apply, Final};
 use crate::verify::{Job, Verdicts, verdict_key};
-use crate::{ReplicaJournal, ReplicaLedger, ReplicaReport, Restarts, open_ledger, retain};
+use crate::{ReplicaReport, Restarts, open_dir, open_ledger};
 
 /// What reaches a replica's inbox.
-pub(crate) enum Input {
-    Message { from: NodeId, bytes: Bytes },
-    Submit { tx: Box<Transaction>, at: Instant },
+#[derive(Debug)]
+pub enum Input {
+    /// A peer's encoded message.
+    Message {
+        /// The peer (authenticated by whatever carried the bytes).
+        from: NodeId,
+        /// The message as the peer's engine encoded it.
+        bytes: Bytes,
+    },
+    /// A client's transaction, submitted at `at`.
+    Submit {
+        /// The transaction.
+        tx: Box<Transaction>,
+        /// When the client submitted it (finality latency is measured from here).
+        at: Instant,
+    },
+    /// Stop: the replica ends its loop and reports.
     Stop,
+}
+
+/// What a replica reports as it happens, to whoever runs it (a node answering its clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaEvent {
+    /// A transaction submitted to this replica is final, in the block at `height`.
+    Final {
+        /// The transaction's id.
+        tx: Digest,
+        /// The height of its block.
+        height: u64,
+    },
+    /// The block at `height` was applied here, leaving the application at `state_digest`.
+    Applied {
+        /// The block's height.
+        height: u64,
+        /// The application's state digest after it.
+        state_digest: Digest,
+    },
+}
+
+/// How handing a message to a peer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// On its way, after waiting this long for room.
+    Sent {
+        /// Nanoseconds spent waiting for room.
+        blocked_ns: u64,
+    },
+    /// Dropped (no room in time, or a full queue), after waiting this long.
+    Dropped {
+        /// Nanoseconds spent waiting for room.
+        blocked_ns: u64,
+    },
+    /// The peer is gone for good (its end of the channel closed).
+    Gone,
+}
+
+/// Where a replica's encoded messages go: the peers' inboxes in one process, or a network.
+pub trait Outbox: Send {
+    /// Hands `bytes`, a message of replica `from`, to replica `to`.
+    fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Bytes) -> Delivery;
+}
+
+/// The in-process cluster's links: every replica's bounded inbox. A full inbox blocks the
+/// sender (backpressure) for at most `wait_max`, then the message is dropped.
+pub(crate) struct ChannelOutbox {
+    pub(crate) peers: Arc<Vec<Sender<Input>>>,
+    pub(crate) wait_max: Duration,
+}
+
+impl Outbox for ChannelOutbox {
+    fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Bytes) -> Delivery {
+        let Some(link) = self.peers.get(to.index()) else { return Delivery::Gone };
+        match link.try_send(Input::Message { from, bytes }) {
+            Ok(()) => Delivery::Sent { blocked_ns: 0 },
+            Err(TrySendError::Full(input)) => {
+                let t0 = Instant::now();
+                let sent = link.send_timeout(input, self.wait_max);
+                let blocked_ns = t0.elapsed().as_nanos() as u64;
+                match sent {
+                    Ok(()) => Delivery::Sent { blocked_ns },
+                    Err(SendTimeoutError::Timeout(_)) => Delivery::Dropped { blocked_ns },
+                    Err(SendTimeoutError::Disconnected(_)) => Delivery::Gone,
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => Delivery::Gone,
+        }
+    }
 }
 
 /// Counters the load generator and the run's end condition read.
@@ -49,7 +128,10 @@ pub(crate) struct Replica<P: Protocol> {
     pub(crate) mempool: InMemoryMempool,
     /// Where final blocks are applied.
     pub(crate) apply: Apply,
-    pub(crate) peers: Arc<Vec<Sender<Input>>>,
+    /// Where its messages go.
+    pub(crate) outbox: Box<dyn Outbox>,
+    /// The committee's size: a broadcast goes to every other member.
+    pub(crate) members: usize,
     pub(crate) start: Instant,
     pub(crate) timers: BTreeMap<(Instant, u64), P::Timer>,
     pub(crate) armed: TimerTable<P::Timer, (Instant, u64)>,
@@ -62,8 +144,6 @@ pub(crate) struct Replica<P: Protocol> {
     pub(crate) verdicts: Option<Arc<Verdicts>>,
     /// Where transactions go to be verified ahead of time, if they do.
     pub(crate) jobs: Option<Sender<Job>>,
-    /// The longest wait on a full inbox.
-    pub(crate) send_wait_max: Duration,
     pub(crate) report: ReplicaReport,
     /// What the engine persisted: on disk with a store directory, else in memory.
     pub(crate) journal: EngineJournal<Box<dyn Journal + Send>>,
@@ -73,6 +153,8 @@ pub(crate) struct Replica<P: Protocol> {
     pub(crate) crashed: bool,
     /// Its mempool's bounds, for the one it restarts with.
     pub(crate) mempool_limits: MempoolLimits,
+    /// Where it reports what happens, if anywhere (full: dropped, counted).
+    pub(crate) events: Option<Sender<ReplicaEvent>>,
 }
 
 impl<P: Protocol> Replica<P> {
@@ -175,7 +257,8 @@ impl<P: Protocol> Replica<P> {
             }
         }
         let started = Instant::now();
-        match self.reopen(&dir, policy, &mut engine, app) {
+        match open_dir(&dir, policy, self.restarts.retained_blocks, None, &mut engine, app, self.me)
+        {
             Ok((journal, ledger, replayed)) => {
                 self.journal = journal;
                 if let Apply::Inline(side) = &mut self.apply {
@@ -193,27 +276,6 @@ impl<P: Protocol> Replica<P> {
         }
         self.step(Instant::now(), |engine, ctx| engine.on_start(ctx));
         true
-    }
-
-    /// The stores in `dir` opened again: the journal (a torn tail cut), the engine restored
-    /// from its records, the application rebuilt from the block store.
-    fn reopen(
-        &self,
-        dir: &Path,
-        policy: SnapshotPolicy,
-        engine: &mut P,
-        app: Box<dyn Application + Send>,
-    ) -> Result<(ReplicaJournal, ReplicaLedger, u64), String> {
-        let (file, _) = FileJournal::open(dir.join("journal"), FileJournalConfig::default())
-            .map_err(|e| e.to_string())?;
-        let mut journal = EngineJournal::new(Box::new(file) as Box<dyn Journal + Send>);
-        let records = journal.records().map_err(|e| e.to_string())?;
-        engine.restore(&records).map_err(|e| format!("the engine refused its journal: {e}"))?;
-        let store =
-            RedbBlockStore::open(dir.join(BLOCKS_FILE), policy).map_err(|e| e.to_string())?;
-        let (ledger, replayed) =
-            open_ledger(Box::new(store), app, self.me).map_err(|e| e.to_string())?;
-        Ok((journal, retain(ledger, self.restarts.retained_blocks), replayed.blocks))
     }
 
     /// The report, with the application side's part (waiting for its thread to apply what is
@@ -328,6 +390,12 @@ impl<P: Protocol> Replica<P> {
             if let Some(t0) = self.submitted_at.remove(&tx.id()) {
                 self.report.latencies_ns.push(at.saturating_duration_since(t0).as_nanos() as u64);
                 mine.push(t0);
+                let event = ReplicaEvent::Final { tx: tx.id(), height: block.height().0 };
+                if let Some(events) = &self.events
+                    && events.try_send(event).is_err()
+                {
+                    self.report.events_dropped += 1;
+                }
             }
         }
         match &mut self.apply {
@@ -339,8 +407,8 @@ impl<P: Protocol> Replica<P> {
         }
     }
 
-    /// Encodes once and hands every recipient the same buffer; a full inbox blocks (measured),
-    /// for at most `send_wait_max`, then the message to it is dropped (counted).
+    /// Encodes once and hands every recipient the same buffer through the outbox; the time it
+    /// waited for room is measured, and what it dropped is counted.
     pub(crate) fn send(&mut self, to: &[NodeId], message: &P::Message) {
         let Ok(bytes) = codec::encode(message) else {
             self.report.encode_errors += 1;
@@ -348,24 +416,14 @@ impl<P: Protocol> Replica<P> {
         };
         let kind = message.kind();
         for recipient in to {
-            let input = Input::Message { from: self.me, bytes: bytes.clone() };
-            let link = &self.peers[recipient.index()];
-            match link.try_send(input) {
-                Ok(()) => {}
-                Err(TrySendError::Full(input)) => {
-                    let t0 = Instant::now();
-                    let sent = link.send_timeout(input, self.send_wait_max);
-                    self.report.send_blocked_ns += t0.elapsed().as_nanos() as u64;
-                    match sent {
-                        Ok(()) => {}
-                        Err(SendTimeoutError::Timeout(_)) => {
-                            self.report.send_dropped += 1;
-                            continue;
-                        }
-                        Err(SendTimeoutError::Disconnected(_)) => continue,
-                    }
+            match self.outbox.deliver(self.me, *recipient, bytes.clone()) {
+                Delivery::Sent { blocked_ns } => self.report.send_blocked_ns += blocked_ns,
+                Delivery::Dropped { blocked_ns } => {
+                    self.report.send_blocked_ns += blocked_ns;
+                    self.report.send_dropped += 1;
+                    continue;
                 }
-                Err(TrySendError::Disconnected(_)) => continue,
+                Delivery::Gone => continue,
             }
             self.report.messages += 1;
             self.report.bytes += bytes.len() as u64;
@@ -404,7 +462,7 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
         }
         let me = self.replica.me;
         let all: Vec<NodeId> =
-            (0..self.replica.peers.len() as u16).map(NodeId).filter(|n| *n != me).collect();
+            (0..self.replica.members as u16).map(NodeId).filter(|n| *n != me).collect();
         self.replica.send(&all, &message);
     }
 
