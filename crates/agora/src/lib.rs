@@ -34,9 +34,13 @@
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
 pub use agora_engines as engines;
-pub use agora_lab::{bench, fairness, frontrun, render, replay, simulate, swarm, walkthrough};
+pub use agora_lab::{
+    bench, fairness, frontrun, render, replay, simulate, swarm, testnet, walkthrough,
+};
 pub use agora_market::priority;
+pub use agora_net as net;
 pub use agora_netsim as netsim;
+pub use agora_node as node;
 pub use agora_orderbook as orderbook;
 pub use agora_pbft as pbft;
 pub use agora_runtime as runtime;

@@ -45,6 +45,10 @@ macro_rules! out {
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Logs (on standard error) as JSON lines instead of the human format; `RUST_LOG` filters
+    /// them (default `info`).
+    #[arg(long, global = true)]
+    log_json: bool,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +75,38 @@ enum Command {
     /// genesis or from a snapshot: recompute every state digest, compare each with the stored
     /// one and print the trades. Exits non-zero at the first height that differs, naming it.
     Replay(agora::replay::ReplayOptions),
+    /// Write a fresh member key to `--out` (mode 0600; an existing file is never overwritten)
+    /// and print its public key.
+    Keygen(KeygenArgs),
+    /// Run one node (`--config FILE`, as `agora testnet init` writes it) until SIGINT or
+    /// SIGTERM, then stop it cleanly with its store synced.
+    Node(NodeArgs),
+    /// A local testnet of node processes on loopback.
+    #[command(subcommand)]
+    Testnet(TestnetCommand),
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Where the key goes.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// The node's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum TestnetCommand {
+    /// Write the keys, the genesis and one configuration per node into `--dir`.
+    Init(agora::testnet::InitOptions),
+    /// Start the nodes of `--dir`, wait until they are linked, run the market's agents against
+    /// them, stop them and print the summary of a wall run.
+    Run(agora::testnet::RunOptions),
 }
 
 #[derive(Args)]
@@ -220,6 +256,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logs(cli.log_json);
     let result = match cli.command {
         Some(Command::Simulate(args)) => run_simulate(&args),
         Some(Command::Bench(args)) => run_bench(&args),
@@ -227,6 +264,12 @@ fn main() -> ExitCode {
         Some(Command::Walkthrough(args)) => run_walkthrough(&args),
         Some(Command::Swarm(args)) => run_swarm(&args),
         Some(Command::Replay(args)) => run_replay(&args),
+        Some(Command::Keygen(args)) => run_keygen(&args),
+        Some(Command::Node(args)) => {
+            agora::node::run_node(&args.config).map_err(anyhow::Error::msg)
+        }
+        Some(Command::Testnet(TestnetCommand::Init(options))) => run_testnet_init(&options),
+        Some(Command::Testnet(TestnetCommand::Run(options))) => run_testnet(&options),
         None => run_bench(&BenchArgs {
             quick: true,
             no_wall: false,
@@ -245,6 +288,47 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs through `tracing`: `RUST_LOG` filters (default `info`), to standard error, human or
+/// JSON.
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn run_keygen(args: &KeygenArgs) -> Result<()> {
+    let public = agora::node::write_key(&args.out)?;
+    outln!("{}", serde_json::to_value(public)?.as_str().unwrap_or_default())?;
+    Ok(())
+}
+
+fn run_testnet_init(options: &agora::testnet::InitOptions) -> Result<()> {
+    let configs = agora::testnet::init(options).map_err(anyhow::Error::msg)?;
+    for config in configs {
+        outln!("{}", config.display())?;
+    }
+    Ok(())
+}
+
+fn run_testnet(options: &agora::testnet::RunOptions) -> Result<()> {
+    let exe = std::env::current_exe().context("where is this program?")?;
+    let report = agora::testnet::run(options, &exe).map_err(anyhow::Error::msg)?;
+    if options.json {
+        outln!("{}", serde_json::to_string(&report)?)?;
+    } else {
+        outln!("{}", report.summary())?;
+    }
+    if !report.state_digest_agree || report.txs_final + report.txs_busy < report.txs_submitted {
+        anyhow::bail!("the testnet did not finish every order, or its nodes disagree");
+    }
+    Ok(())
 }
 
 /// The priority settings: `--priority` with `--high-value-notional` and

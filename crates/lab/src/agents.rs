@@ -223,6 +223,17 @@ pub fn generate(
     seed: u64,
     nodes: usize,
 ) -> (MarketGenesis, Vec<Submission>, MarketMakers) {
+    generate_from(config, seed, nodes, 0)
+}
+
+/// [`generate`] with every agent's nonces starting at `first_nonce`: a later run against the
+/// same genesis (a testnet run again) signs transactions the market has not seen.
+pub fn generate_from(
+    config: &AgentsConfig,
+    seed: u64,
+    nodes: usize,
+    first_nonce: u64,
+) -> (MarketGenesis, Vec<Submission>, MarketMakers) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6167_656e_7473); // "agents"
     let count = config.traders
         + config.market_makers
@@ -231,7 +242,7 @@ pub fn generate(
     let mut agents: Vec<Agent> = (0..count)
         .map(|i| Agent {
             key: agent_key(seed, i),
-            nonce: 0,
+            nonce: first_nonce,
             next_id: 1,
             open: Vec::new(),
             node: NodeId((i % nodes.max(1)) as u16),

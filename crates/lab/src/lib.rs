@@ -30,4 +30,5 @@ pub mod replay;
 pub mod simulate;
 pub mod spec;
 pub mod swarm;
+pub mod testnet;
 pub mod walkthrough;

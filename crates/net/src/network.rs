@@ -127,6 +127,11 @@ impl NetSender {
     pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.queues.keys().copied()
     }
+
+    /// The network's counts so far.
+    pub fn stats(&self) -> NetStats {
+        self.counters.snapshot()
+    }
 }
 
 /// One member's network, running until [`Network::shutdown`] or drop.

@@ -18,6 +18,16 @@
 //!
 //! No engine knows about the node or the network: both are drivers, like the simulator.
 
+pub mod client;
+mod files;
+mod run;
+
+pub use files::{
+    ClientSection, ConsensusSection, FileError, GenesisFile, NetSection, NodeFile, NodeSection,
+    PeerEntry, read_key, write_key,
+};
+pub use run::{run_node, wait_for_shutdown};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +93,37 @@ pub struct Node {
     replica: RunningReplica,
     network: Network,
     inbox: Sender<Input>,
+}
+
+/// What clients' threads use of a node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    me: NodeId,
+    inbox: Sender<Input>,
+    events: Receiver<ReplicaEvent>,
+    net: NetSender,
+}
+
+impl NodeHandle {
+    /// The node's member id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Submits a client's transaction; `false` if the node's inbox is full (or it stopped).
+    pub fn submit(&self, tx: Transaction) -> bool {
+        self.inbox.try_send(Input::Submit { tx: Box::new(tx), at: Instant::now() }).is_ok()
+    }
+
+    /// The replica's events (one reader takes each).
+    pub fn events(&self) -> Receiver<ReplicaEvent> {
+        self.events.clone()
+    }
+
+    /// The network's counts.
+    pub fn net_stats(&self) -> NetStats {
+        self.net.stats()
+    }
 }
 
 /// The replica's messages onto the network.
@@ -151,6 +192,17 @@ impl Node {
     /// This node's member id.
     pub fn id(&self) -> NodeId {
         self.me
+    }
+
+    /// A handle for clients' threads: submit, read events, see the links; it does not keep the
+    /// node from stopping.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            me: self.me,
+            inbox: self.inbox.clone(),
+            events: self.replica.events(),
+            net: self.network.sender(),
+        }
     }
 
     /// Submits a client's transaction; `false` if the node's inbox is full.

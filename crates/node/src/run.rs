@@ -1,0 +1,98 @@
+//! `agora node --config FILE`: one node as a process, until SIGINT or SIGTERM.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agora_net::Listener;
+
+use crate::client::ClientService;
+use crate::{Node, NodeFile};
+
+/// How often a running node logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs the node `config` describes until SIGINT or SIGTERM, then stops it cleanly: the links
+/// closed, the replica's stores synced. An error is one line naming what failed.
+pub fn run_node(config: &Path) -> Result<(), String> {
+    let file = NodeFile::read(config).map_err(|e| e.to_string())?;
+    let (node_config, client_addr) = file.load(config).map_err(|e| e.to_string())?;
+    let listen = file.net.listen;
+    let peers = Listener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let clients = TcpListener::bind(client_addr)
+        .map_err(|e| format!("cannot listen for clients on {client_addr}: {e}"))?;
+    let (me, protocol) = (node_config.me, node_config.engine.protocol());
+    let store = node_config.store.clone();
+    let node = Node::start(node_config, peers).map_err(|e| e.to_string())?;
+    tracing::info!(
+        node = me.0,
+        protocol = protocol.name(),
+        %listen,
+        clients = %client_addr,
+        store = %store.display(),
+        replayed_blocks = node.replayed_blocks(),
+        "node started"
+    );
+    let service = ClientService::start(clients, node.handle()).map_err(|e| e.to_string())?;
+    let mut last_log = Instant::now();
+    let reason = wait_for_shutdown(|| {
+        if last_log.elapsed() >= PROGRESS_EVERY {
+            last_log = Instant::now();
+            let stats = node.net_stats();
+            tracing::info!(
+                node = me.0,
+                peers = stats.connected.len(),
+                sent = stats.messages_sent,
+                received = stats.messages_received,
+                dropped = stats.dropped.values().sum::<u64>(),
+                "progress"
+            );
+        }
+        !node.is_running()
+    })
+    .map_err(|e| format!("cannot wait for signals: {e}"))?;
+    tracing::info!(node = me.0, reason, "stopping");
+    service.stop();
+    let report = node.stop().map_err(|e| e.to_string())?;
+    if let Some(error) = report.store_error.or(report.journal_error) {
+        return Err(format!("node {}: {error}", me.0));
+    }
+    tracing::info!(node = me.0, height = report.height, "stopped");
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM arrives, or `stopped` (polled every 100 ms) says the node
+/// stopped by itself; returns which.
+pub fn wait_for_shutdown(mut stopped: impl FnMut() -> bool) -> std::io::Result<&'static str> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut interrupt = signal(SignalKind::interrupt())?;
+            let mut terminate = signal(SignalKind::terminate())?;
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => return Ok("SIGINT"),
+                    _ = terminate.recv() => return Ok("SIGTERM"),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        if stopped() {
+                            return Ok("the replica stopped");
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok("interrupt"),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if stopped() {
+                        return Ok("the replica stopped");
+                    }
+                }
+            }
+        }
+    })
+}
