@@ -439,6 +439,8 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         seed: args.seed,
         main: args.main,
         store_dir: args.store_dir.clone(),
+        // The net rows run this very binary as their nodes.
+        node_exe: (!args.no_wall).then(std::env::current_exe).transpose()?,
     };
     // Where the output goes is checked before the work starts, not after it.
     writable_dir(&args.out).with_context(|| format!("--out {}", args.out.display()))?;

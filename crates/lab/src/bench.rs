@@ -47,6 +47,9 @@ pub struct BenchOptions {
     /// (on disk, synced), for `agora replay`; otherwise the durable row's are temporary and
     /// the other rows keep theirs in memory.
     pub store_dir: Option<PathBuf>,
+    /// The `agora` binary, to run the `net` rows (four `agora node` processes on loopback);
+    /// without it there are none.
+    pub node_exe: Option<PathBuf>,
 }
 
 /// The simulated network every matrix run shares.
@@ -171,18 +174,23 @@ pub struct Planned {
     pub scenario: &'static str,
     /// Simulated or wall clock.
     pub wall: bool,
+    /// Wall clock over the network: one `agora node` process per replica, on loopback.
+    pub net: bool,
 }
 
 impl Planned {
+    /// `sim`, `wall` or `net`.
+    pub fn mode(&self) -> &'static str {
+        match (self.wall, self.net) {
+            (_, true) => "net",
+            (true, false) => "wall",
+            (false, false) => "sim",
+        }
+    }
+
     /// A short label for progress output.
     pub fn label(&self) -> String {
-        format!(
-            "{} n={} {} {}",
-            self.protocol.name(),
-            self.nodes,
-            self.scenario,
-            if self.wall { "wall" } else { "sim" }
-        )
+        format!("{} n={} {} {}", self.protocol.name(), self.nodes, self.scenario, self.mode())
     }
 }
 
@@ -206,31 +214,42 @@ pub fn plan(options: &BenchOptions) -> Vec<Planned> {
         return [ProtocolChoice::Streamlet, ProtocolChoice::Pbft]
             .into_iter()
             .flat_map(|protocol| {
-                [false, true]
-                    .into_iter()
-                    .filter(|wall| !wall || options.wall)
-                    .map(move |wall| Planned { protocol, nodes: 4, scenario: "no-faults", wall })
+                [false, true].into_iter().filter(|wall| !wall || options.wall).map(move |wall| {
+                    Planned { protocol, nodes: 4, scenario: "no-faults", wall, net: false }
+                })
             })
             .collect();
     }
     let sizes: &[usize] = if options.quick { &[4, 7] } else { &[4, 7, 16, 31] };
     let mut out = Vec::new();
     for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
-        out.push(Planned { protocol, nodes: 4, scenario: "theory", wall: false });
+        out.push(Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false });
         for &nodes in sizes {
             for scenario in SCENARIOS {
-                out.push(Planned { protocol, nodes, scenario, wall: false });
+                out.push(Planned { protocol, nodes, scenario, wall: false, net: false });
             }
         }
         if options.wall {
             let wall_sizes: &[usize] = if options.quick { &[4] } else { &[4, 7] };
             for &nodes in wall_sizes {
-                out.push(Planned { protocol, nodes, scenario: "no-faults", wall: true });
+                out.push(Planned {
+                    protocol,
+                    nodes,
+                    scenario: "no-faults",
+                    wall: true,
+                    net: false,
+                });
             }
             // Open loop at 80% of the physical limit: the latency a loaded market sees.
-            out.push(Planned { protocol, nodes: 4, scenario: "80%-load", wall: true });
+            out.push(Planned { protocol, nodes: 4, scenario: "80%-load", wall: true, net: false });
             // The same full-speed run with journals on disk: what durability costs.
-            out.push(Planned { protocol, nodes: 4, scenario: "durable", wall: true });
+            out.push(Planned { protocol, nodes: 4, scenario: "durable", wall: true, net: false });
+            // One process per replica over TCP and Noise: what the network stack costs.
+            if options.node_exe.is_some() {
+                for scenario in ["no-faults", "80%-load"] {
+                    out.push(Planned { protocol, nodes: 4, scenario, wall: true, net: true });
+                }
+            }
         }
     }
     out
@@ -242,6 +261,9 @@ pub fn run_one(
     options: &BenchOptions,
     machine: &Machine,
 ) -> Result<RunRecord, String> {
+    if planned.net {
+        return run_net(planned, options, machine);
+    }
     if planned.wall {
         return run_wall(planned, options, machine);
     }
@@ -341,29 +363,8 @@ fn run_wall(
     options: &BenchOptions,
     machine: &Machine,
 ) -> Result<RunRecord, String> {
-    use crate::agents;
-    let n = planned.nodes;
     let open_loop = planned.scenario == "80%-load";
-    let count = match (open_loop, options.quick || options.main) {
-        // At 80% load: open loop at 0.8 × the physical limit for about four seconds.
-        (true, _) => (0.8 * machine.verify_all_cores / n as f64 * 4.0).max(1_000.0),
-        // Long enough that ramp-up and drain (a window of 8,000) are a small part of the run.
-        (false, true) => 40_000.0,
-        (false, false) => 60_000.0,
-    };
-    let traders = 32;
-    let agents_config = agents::AgentsConfig {
-        traders,
-        market_makers: 2,
-        liquidators: 1,
-        trader_rate: 1_000.0,
-        quote_every_ns: 100_000_000,
-        end_ns: (count / traders as f64 / 1_000.0 * 1e9) as u64,
-        large_orders: 0.0,
-        frontrunner: false,
-    };
-    let (genesis, orders, _) = agents::generate(&agents_config, options.seed, n);
-    let txs: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
+    let (genesis, txs) = real_time_orders(planned, options, machine);
     let repeats = match (open_loop || options.main, options.quick) {
         (true, _) => 1,
         (false, true) => WALL_REPEATS,
@@ -475,18 +476,7 @@ fn wall_once(
     // Streamlet's engine would stall while its thread applies a block (votes and proposals
     // wait); PBFT batches better when execution holds its primary back, so it applies inline.
     config.apply_thread = planned.protocol == ProtocolChoice::Streamlet;
-    let engine = match planned.protocol {
-        ProtocolChoice::Streamlet => {
-            let mut s = StreamletConfig::new(20_000_000);
-            s.batch.txs_max = 2_000;
-            EngineConfig::Streamlet(s)
-        }
-        ProtocolChoice::Pbft => {
-            let mut p = PbftConfig::new(2_000_000_000);
-            p.batch.txs_max = 500;
-            EngineConfig::Pbft(p)
-        }
-    };
+    let engine = real_time_engine(planned.protocol);
     config.storage = match (&options.store_dir, planned.scenario) {
         (Some(dir), _) => Storage::Dir(fresh_run_dir(dir, planned)),
         // Journals and blocks on disk in a directory of this run's own, removed after it.
@@ -527,6 +517,118 @@ fn wall_once(
     })
 }
 
+/// The engine settings of the real-time rows, wall and net alike.
+fn real_time_engine(protocol: ProtocolChoice) -> EngineConfig {
+    match protocol {
+        ProtocolChoice::Streamlet => {
+            let mut s = StreamletConfig::new(20_000_000);
+            s.batch.txs_max = 2_000;
+            EngineConfig::Streamlet(s)
+        }
+        ProtocolChoice::Pbft => {
+            let mut p = PbftConfig::new(2_000_000_000);
+            p.batch.txs_max = 500;
+            EngineConfig::Pbft(p)
+        }
+    }
+}
+
+/// The agents' orders of a real-time row, and their genesis.
+fn real_time_orders(
+    planned: &Planned,
+    options: &BenchOptions,
+    machine: &Machine,
+) -> (agora_market::MarketGenesis, Vec<(NodeId, Transaction)>) {
+    use crate::agents;
+    let open_loop = planned.scenario == "80%-load";
+    let count = match (open_loop, options.quick || options.main) {
+        // At 80% load: open loop at 0.8 × the physical limit for about four seconds.
+        (true, _) => (0.8 * machine.verify_all_cores / planned.nodes as f64 * 4.0).max(1_000.0),
+        // Long enough that ramp-up and drain (a window of 8,000) are a small part of the run.
+        (false, true) => 40_000.0,
+        (false, false) => 60_000.0,
+    };
+    let traders = 32;
+    let agents_config = agents::AgentsConfig {
+        traders,
+        market_makers: 2,
+        liquidators: 1,
+        trader_rate: 1_000.0,
+        quote_every_ns: 100_000_000,
+        end_ns: (count / traders as f64 / 1_000.0 * 1e9) as u64,
+        large_orders: 0.0,
+        frontrunner: false,
+    };
+    let (genesis, orders, _) = agents::generate(&agents_config, options.seed, planned.nodes);
+    (genesis, orders.into_iter().map(|o| (o.node, o.tx)).collect())
+}
+
+/// A `net` row: the wall row's market and engine, but each replica an `agora node` process of
+/// its own (stores on disk), linked over TCP and Noise on loopback, the orders entering through
+/// the nodes' submission ports. Run once, with the limit sampled before and after it.
+fn run_net(
+    planned: &Planned,
+    options: &BenchOptions,
+    machine: &Machine,
+) -> Result<RunRecord, String> {
+    use crate::testnet::{Pace, init_with, run_orders};
+    let exe = options.node_exe.as_ref().ok_or("net rows need the agora binary")?;
+    let n = planned.nodes;
+    let (_, txs) = real_time_orders(planned, options, machine);
+    let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
+    let consensus = match real_time_engine(planned.protocol) {
+        EngineConfig::Streamlet(s) => agora_node::ConsensusSection {
+            protocol: "streamlet".into(),
+            view_timeout_ms: None,
+            delta_ms: Some(s.delta_ns / 1_000_000),
+            batch_txs_max: Some(s.batch.txs_max),
+        },
+        EngineConfig::Pbft(p) => agora_node::ConsensusSection {
+            protocol: "pbft".into(),
+            view_timeout_ms: Some(p.view_timeout_ns / 1_000_000),
+            delta_ms: None,
+            batch_txs_max: Some(p.batch.txs_max),
+        },
+    };
+    init_with(dir.path(), n, &consensus, options.seed, 0)?;
+    let (one_before, all_before, per_cpu_before) = limit_sample(machine.cores);
+    let pace = match planned.scenario {
+        "80%-load" => Pace::Rate(0.8 * all_before / n as f64),
+        _ => Pace::Window(8_000),
+    };
+    let report = run_orders(dir.path(), exe, txs, pace)?;
+    let (one_after, all_after, per_cpu_after) = limit_sample(machine.cores);
+    let (one_core, all_cores) = ((one_before + one_after) / 2.0, (all_before + all_after) / 2.0);
+    let per_cpu = per_cpu_before.zip(per_cpu_after).map(|(b, a)| (b + a) / 2.0);
+    let blocks = report.heights.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let replica_core_tps =
+        report.cpu_seconds.filter(|c| *c > 0.0).map(|c| report.txs_final as f64 / (c / n as f64));
+    Ok(RunRecord {
+        protocol: planned.protocol.name(),
+        nodes: n,
+        scenario: planned.scenario,
+        mode: "net",
+        tps: report.tps,
+        latency_ms_p50: report.latency_ms_p50,
+        latency_ms_p99: report.latency_ms_p99,
+        applied_latency_ms_p99: None,
+        messages_per_block: report.messages as f64 / blocks,
+        bytes_per_tx: report.bytes as f64 / report.txs_final.max(1) as f64,
+        replica_core_tps,
+        limit_tps: all_cores / n as f64,
+        limit_one_core_tps: Some(one_core),
+        percent_of_limit_runs: Vec::new(),
+        limit_samples: Some((all_before, all_after)),
+        cpu_ratio: replica_core_tps.zip(per_cpu).map(|(t, v)| t / v),
+        discarded: Vec::new(),
+        safety_ok: true,
+        state_digest_agree: report.state_digest_agree
+            && report.txs_final + report.txs_busy == report.txs_submitted,
+        theory_ms: None,
+        measured_ms: None,
+    })
+}
+
 /// The machine, with its signature-verification limits measured now.
 pub fn machine() -> Machine {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -559,6 +661,37 @@ fn percent_of_limit(run: &RunRecord) -> String {
             format!("{share} ({low:.0}–{high:.0}%, {} runs)", runs.len())
         }
         _ => share,
+    }
+}
+
+/// Each protocol's net row at full speed as a share of its in-process wall row (n = 4, no
+/// faults) of the same report: what the network stack costs.
+fn net_against_wall(r: &Report, s: &mut String) {
+    let row = |protocol: &str, mode: &str| {
+        r.runs.iter().find(|x| {
+            x.protocol == protocol && x.mode == mode && x.nodes == 4 && x.scenario == "no-faults"
+        })
+    };
+    let mut lines = Vec::new();
+    for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft].map(ProtocolChoice::name) {
+        if let (Some(net), Some(wall)) = (row(protocol, "net"), row(protocol, "wall")) {
+            lines.push(format!(
+                "- {protocol}: {:.0} TPS over the network, {:.0}% of the in-process cluster's {:.0} and {:.0}% of its own limit",
+                net.tps,
+                100.0 * net.tps / wall.tps.max(1e-9),
+                wall.tps,
+                100.0 * net.tps / net.limit_tps.max(1e-9),
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nNet rows: four `agora node` processes on loopback, linked over TCP with Noise, stores on disk, the orders entering through their submission ports:\n"
+        );
+        for line in lines {
+            let _ = writeln!(s, "{line}");
+        }
     }
 }
 
@@ -618,6 +751,7 @@ pub fn markdown(r: &Report) -> String {
             if run.state_digest_agree { "yes" } else { "no" },
         );
     }
+    net_against_wall(r, &mut s);
     let discarded: Vec<&RunRecord> = r.runs.iter().filter(|x| !x.discarded.is_empty()).collect();
     if !discarded.is_empty() {
         let _ = writeln!(s, "\nNoisy wall runs discarded and run again:\n");
@@ -830,13 +964,39 @@ mod tests {
 
     #[test]
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
-        let quick =
-            plan(&BenchOptions { quick: true, wall: true, seed: 1, main: false, store_dir: None });
+        let quick = plan(&BenchOptions {
+            quick: true,
+            wall: true,
+            seed: 1,
+            main: false,
+            store_dir: None,
+            node_exe: None,
+        });
         // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable.
         assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1 + 1));
-        let full =
-            plan(&BenchOptions { quick: false, wall: true, seed: 1, main: false, store_dir: None });
+        let full = plan(&BenchOptions {
+            quick: false,
+            wall: true,
+            seed: 1,
+            main: false,
+            store_dir: None,
+            node_exe: None,
+        });
         assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1 + 1));
+        // With the binary at hand, two net rows per protocol: full speed and 80% load.
+        let with_nodes = plan(&BenchOptions {
+            node_exe: Some(PathBuf::from("agora")),
+            ..BenchOptions {
+                quick: true,
+                wall: true,
+                seed: 1,
+                main: false,
+                store_dir: None,
+                node_exe: None,
+            }
+        });
+        assert_eq!(with_nodes.len(), quick.len() + 2 * 2);
+        assert_eq!(with_nodes.iter().filter(|p| p.mode() == "net").count(), 4);
         assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
         assert!(full.iter().any(|p| p.wall && p.scenario == "durable"));
     }
@@ -854,11 +1014,17 @@ mod tests {
     fn the_theory_check_reproduces_the_papers() {
         let machine =
             Machine { cpu: "test".into(), cores: 1, verify_one_core: 1.0, verify_all_cores: 1.0 };
-        let options =
-            BenchOptions { quick: true, wall: false, seed: 1, main: false, store_dir: None };
+        let options = BenchOptions {
+            quick: true,
+            wall: false,
+            seed: 1,
+            main: false,
+            store_dir: None,
+            node_exe: None,
+        };
         for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
             let r = run_one(
-                &Planned { protocol, nodes: 4, scenario: "theory", wall: false },
+                &Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false },
                 &options,
                 &machine,
             )

@@ -126,13 +126,29 @@ fn ports(base: u16, n: usize) -> Result<Vec<u16>, String> {
 /// with `key.toml` (mode 0600), `config.toml` and its store directory. Returns the
 /// configuration paths.
 pub fn init(options: &InitOptions) -> Result<Vec<PathBuf>, String> {
-    let n = options.nodes as usize;
-    let dir = &options.dir;
+    let consensus = ConsensusSection {
+        protocol: options.protocol.name().to_string(),
+        view_timeout_ms: (options.protocol == ProtocolChoice::Pbft).then_some(1_000),
+        delta_ms: (options.protocol == ProtocolChoice::Streamlet).then_some(50),
+        batch_txs_max: Some(500),
+    };
+    init_with(&options.dir, options.nodes as usize, &consensus, options.seed, options.base_port)
+}
+
+/// [`init`] with the protocol's section given whole: `n` nodes in `dir`, the market's agents
+/// from `seed`, ports from `base_port` (0: free ones).
+pub fn init_with(
+    dir: &Path,
+    n: usize,
+    consensus: &ConsensusSection,
+    seed: u64,
+    base_port: u16,
+) -> Result<Vec<PathBuf>, String> {
     if dir.join(MANIFEST).exists() {
         return Err(format!("{} already holds a testnet", dir.display()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let all = ports(options.base_port, 2 * n)?;
+    let all = ports(base_port, 2 * n)?;
     let (peer_ports, client_ports) = all.split_at(n);
     let mut keys = Vec::new();
     for i in 0..n {
@@ -140,7 +156,7 @@ pub fn init(options: &InitOptions) -> Result<Vec<PathBuf>, String> {
         std::fs::create_dir_all(&node_dir).map_err(|e| format!("{}: {e}", node_dir.display()))?;
         keys.push(write_key(&node_dir.join("key.toml")).map_err(|e| e.to_string())?);
     }
-    let (genesis, _, _) = agents::generate(&market_agents(0.0, 1.0), options.seed, n);
+    let (genesis, _, _) = agents::generate(&market_agents(0.0, 1.0), seed, n);
     let genesis = GenesisFile {
         committee: keys.clone(),
         application: StoredApplication::Market { genesis, order: ExecutionOrder::default() },
@@ -149,12 +165,7 @@ pub fn init(options: &InitOptions) -> Result<Vec<PathBuf>, String> {
     let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let mut configs = Vec::new();
     for i in 0..n {
-        let consensus = ConsensusSection {
-            protocol: options.protocol.name().to_string(),
-            view_timeout_ms: (options.protocol == ProtocolChoice::Pbft).then_some(1_000),
-            delta_ms: (options.protocol == ProtocolChoice::Streamlet).then_some(50),
-            batch_txs_max: Some(500),
-        };
+        let consensus = consensus.clone();
         let file = NodeFile {
             node: NodeSection {
                 id: i as u16,
@@ -178,12 +189,7 @@ pub fn init(options: &InitOptions) -> Result<Vec<PathBuf>, String> {
         file.write(&path).map_err(|e| e.to_string())?;
         configs.push(path);
     }
-    let manifest = Manifest {
-        nodes: n,
-        protocol: options.protocol.name().into(),
-        seed: options.seed,
-        runs: 0,
-    };
+    let manifest = Manifest { nodes: n, protocol: consensus.protocol.clone(), seed, runs: 0 };
     write_manifest(dir, &manifest)?;
     Ok(configs)
 }
@@ -215,6 +221,21 @@ pub struct TestnetReport {
     pub common_height: u64,
     /// Each node's last applied height.
     pub heights: Vec<u64>,
+    /// Messages the nodes sent each other.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// CPU seconds the node processes used, all together (from `/proc`, where there is one).
+    pub cpu_seconds: Option<f64>,
+}
+
+/// How a run paces its orders.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Open loop, this many per second.
+    Rate(f64),
+    /// As fast as the nodes take them: at most this many submitted and not yet final.
+    Window(u64),
 }
 
 /// The node processes of a run; each is ended by its process id when this is dropped.
@@ -366,14 +387,30 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
         return Err("--rate: from 1 to 100,000 orders per second".into());
     }
     let mut manifest = read_manifest(&options.dir)?;
-    let n = manifest.nodes;
-    let clients = client_addrs(&options.dir)?;
     let first_nonce = manifest.runs << 32;
     manifest.runs += 1;
     write_manifest(&options.dir, &manifest)?;
+    let config = market_agents(options.duration, options.rate);
+    let (_, orders, _) = agents::generate_from(&config, manifest.seed, manifest.nodes, first_nonce);
+    let orders: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
+    run_orders(&options.dir, exe, orders, Pace::Rate(options.rate))
+}
+
+/// Starts the nodes of the testnet in `dir` with the `agora` binary `exe`, waits until they are
+/// linked, submits `orders` (each to its node) at `pace`, waits for them to be final (at most
+/// 30 s more), compares the nodes' state digests, and stops the nodes.
+pub fn run_orders(
+    dir: &Path,
+    exe: &Path,
+    orders: Vec<(NodeId, Transaction)>,
+    pace: Pace,
+) -> Result<TestnetReport, String> {
+    let manifest = read_manifest(dir)?;
+    let n = manifest.nodes;
+    let clients = client_addrs(dir)?;
     let mut processes = Processes(Vec::new());
     for i in 0..n {
-        let node_dir = options.dir.join(format!("node-{i}"));
+        let node_dir = dir.join(format!("node-{i}"));
         processes.0.push(spawn_node(
             exe,
             &node_dir.join("config.toml"),
@@ -381,9 +418,6 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
         )?);
     }
     wait_linked(&clients, &mut processes.0, Duration::from_secs(30))?;
-    let config = market_agents(options.duration, options.rate);
-    let (_, orders, _) = agents::generate_from(&config, manifest.seed, n, first_nonce);
-    let orders: Vec<(NodeId, Transaction)> = orders.into_iter().map(|o| (o.node, o.tx)).collect();
     let total = orders.len() as u64;
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut writers = Vec::new();
@@ -398,9 +432,23 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
     }
     let start = Instant::now();
     for (k, (node, tx)) in orders.into_iter().enumerate() {
-        let due = start + Duration::from_secs_f64(k as f64 / options.rate);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
+        match pace {
+            Pace::Rate(rate) => {
+                let due = start + Duration::from_secs_f64(k as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+            }
+            Pace::Window(window) => loop {
+                let open = {
+                    let t = tally.lock().unwrap_or_else(PoisonError::into_inner);
+                    (k as u64).saturating_sub(t.latencies_ns.len() as u64 + t.busy)
+                };
+                if open < window.max(1) || start.elapsed() > Duration::from_secs(600) {
+                    break;
+                }
+                thread::sleep(Duration::from_micros(200));
+            },
         }
         tally
             .lock()
@@ -423,6 +471,7 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
         thread::sleep(Duration::from_millis(20));
     }
     let statuses: Vec<NodeStatus> = clients.iter().map(|a| status(*a)).collect::<Result<_, _>>()?;
+    let cpu_seconds = processes.0.iter().map(|c| process_cpu_seconds(c.id())).sum::<Option<f64>>();
     drop(writers);
     processes.stop();
     for reader in readers {
@@ -446,7 +495,20 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
         state_digest_agree,
         common_height,
         heights: statuses.iter().map(|s| s.height).collect(),
+        messages: statuses.iter().map(|s| s.messages_sent).sum(),
+        bytes: statuses.iter().map(|s| s.bytes_sent).sum(),
+        cpu_seconds,
     })
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat` on Linux.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Whether the nodes agree at the highest height every one reported a digest for, and that

@@ -73,6 +73,10 @@ pub struct NodeStatus {
     pub connected: Vec<u16>,
     /// The state digests of the most recent heights it applied.
     pub recent_digests: Vec<(u64, Digest)>,
+    /// Messages it sent to its peers since it started.
+    pub messages_sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
 }
 
 /// Writes one frame.
@@ -269,13 +273,16 @@ fn serve(
                 }
             }
             ClientRequest::Status => {
+                let net = node.net_stats();
                 let status = {
                     let d = lock(dispatch);
                     NodeStatus {
                         id: node.id().0,
                         height: d.height,
-                        connected: node.net_stats().connected.iter().map(|p| p.0).collect(),
+                        connected: net.connected.iter().map(|p| p.0).collect(),
                         recent_digests: d.recent.iter().map(|(h, d)| (*h, *d)).collect(),
+                        messages_sent: net.messages_sent,
+                        bytes_sent: net.bytes_sent,
                     }
                 };
                 let _ = responses.try_send(ClientResponse::Status(status));
