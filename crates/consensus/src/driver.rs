@@ -32,17 +32,28 @@ pub trait Driver<M, T> {
 
 /// Carries out `actions` in the order the engine emitted them, with the one durability rule
 /// every driver keeps: a record the engine persisted is durable before any message emitted
-/// after it leaves. Records are appended as they come and synced once, just before the first
-/// send that follows them, or at the end of the pass (group commit: one sync per pass in the
-/// usual persist-then-send handler, however many records it wrote).
+/// after it leaves, and before any commit emitted after it takes effect. Records are appended
+/// as they come and synced once, just before the first send or commit that follows them, or
+/// at the end of the pass (group commit: one sync per pass in the usual persist-then-send
+/// handler, however many records it wrote).
+///
+/// A commit waits like a message because it is one to the world: the application applies the
+/// block and clients hear it is final. An engine may count its own vote toward the quorum
+/// that makes a block final; if that vote's record were not durable, a crash would leave the
+/// replica having applied a block whose quorum never existed outside it (Twins seed 813151247:
+/// a PBFT backup committed on its own unsent COMMIT, crashed in the sync, and the others
+/// finalized another block at that height).
 pub fn dispatch<M, T>(
     actions: impl IntoIterator<Item = Action<M, T>>,
     driver: &mut impl Driver<M, T>,
 ) {
     let mut unsynced = false;
     for action in actions {
-        let sends = matches!(action, Action::Send { .. } | Action::Broadcast { .. });
-        if sends && unsynced {
+        let effect = matches!(
+            action,
+            Action::Send { .. } | Action::Broadcast { .. } | Action::Commit { .. }
+        );
+        if effect && unsynced {
             driver.sync();
             unsynced = false;
         }
@@ -127,6 +138,78 @@ impl<T: Eq + Hash, I: Copy + PartialEq> TimerTable<T, I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes down what a driver is asked to do, in order.
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    impl Driver<&'static str, ()> for Log {
+        fn send(&mut self, to: NodeId, message: &'static str) {
+            self.0.push(format!("send {message} to {}", to.0));
+        }
+        fn broadcast(&mut self, message: &'static str) {
+            self.0.push(format!("broadcast {message}"));
+        }
+        fn set_timer(&mut self, _: (), _: u64) {
+            self.0.push("timer".into());
+        }
+        fn cancel_timer(&mut self, _: ()) {}
+        fn commit(&mut self, block: Block, _: Vec<Certificate>) {
+            self.0.push(format!("commit {}", block.height().0));
+        }
+        fn persist(&mut self, _: Bytes, _: Option<u64>) {
+            self.0.push("persist".into());
+        }
+        fn sync(&mut self) {
+            self.0.push("sync".into());
+        }
+    }
+
+    #[test]
+    fn records_are_durable_before_the_sends_and_commits_after_them_and_synced_once_per_run() {
+        let block = |h: u64| {
+            let batch = agora_types::Batch::new(Vec::new()).unwrap();
+            Block::new(
+                agora_crypto::Digest::ZERO,
+                agora_types::Round(0),
+                agora_types::Height(h),
+                NodeId(0),
+                0,
+                batch,
+            )
+        };
+        let persist = || Action::Persist { record: Bytes::from_static(b"r"), checkpoint: None };
+        let mut log = Log::default();
+        let actions: Vec<Action<&'static str, ()>> = vec![
+            Action::Commit { block: block(1), proof: Vec::new() },
+            persist(),
+            persist(),
+            Action::SetTimer { timer: (), after_ns: 1 },
+            Action::Broadcast { message: "commit-vote" },
+            Action::Send { to: NodeId(2), message: "reply" },
+            persist(),
+            // A commit that may rest on the vote just persisted waits for its sync, as a
+            // message would.
+            Action::Commit { block: block(2), proof: Vec::new() },
+            persist(),
+        ];
+        dispatch(actions, &mut log);
+        let expected = [
+            "commit 1",
+            "persist",
+            "persist",
+            "timer",
+            "sync",
+            "broadcast commit-vote",
+            "send reply to 2",
+            "persist",
+            "sync",
+            "commit 2",
+            "persist",
+            "sync",
+        ];
+        assert_eq!(log.0, expected);
+    }
 
     #[test]
     fn a_moved_or_cancelled_arming_does_not_fire() {

@@ -133,8 +133,9 @@ pub enum Action<M, T> {
         proof: Vec<Certificate>,
     },
     /// Append `record` to the node's journal. The driver makes it durable before any message
-    /// emitted after it leaves the node (see [`dispatch`](crate::dispatch)), so an engine
-    /// persists its safety state (a vote, a lock) and then sends the message that depends on it.
+    /// emitted after it leaves the node, and before any commit emitted after it is applied (see
+    /// [`dispatch`](crate::dispatch)), so an engine persists its safety state (a vote, a lock)
+    /// and then sends the message, or commits the block, that depends on it.
     Persist {
         /// The engine's own encoding of what it must not forget.
         record: Bytes,
@@ -218,7 +219,8 @@ impl<'a, M, T> Context<'a, M, T> {
         self.actions.push(Action::CancelTimer { timer });
     }
 
-    /// Appends `record` to the journal: durable before any message sent after it leaves.
+    /// Appends `record` to the journal: durable before any message sent after it leaves, and
+    /// any block committed after it is applied.
     pub fn persist(&mut self, record: Bytes) {
         self.actions.push(Action::Persist { record, checkpoint: None });
     }

@@ -125,6 +125,20 @@ fn streamlet_twins_scenario_that_once_panicked() {
 }
 
 #[test]
+fn pbft_twins_scenarios_where_a_commit_rested_on_a_vote_lost_in_a_crash() {
+    // 813151247: a backup installing a NEW-VIEW committed three blocks counting its own COMMIT,
+    // crashed in the sync before that vote left, and the others finalized a null request at
+    // one of those heights. Commits now wait for the sync as messages do. 813151236: a commit
+    // held behind one pass's sync must not be overtaken by the next pass's, nor lost when the
+    // engine comes back with its memory.
+    for seed in [813_151_247, 813_151_236] {
+        let s = Scenario::twins(ProtocolChoice::Pbft, seed, Budget::Within);
+        let o = swarm::run(&s, false).expect("the scenario runs").outcome;
+        assert!(o.ok(), "{s}: safety {:?} liveness {:?}", o.safety, o.liveness);
+    }
+}
+
+#[test]
 fn the_campaign_catches_a_pbft_quorum_one_vote_short() {
     let fork = first_fork(ProtocolChoice::Pbft, Weakening::QuorumOneSmaller, 100);
     assert!(fork.is_some(), "no fork within 100 seeds");

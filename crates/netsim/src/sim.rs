@@ -98,10 +98,12 @@ enum Event<M, T> {
     CrashInSync { node: NodeId },
 }
 
-/// A message a pass sent after persisting records: it waits for their sync.
+/// A message a pass sent, or a block it committed, after persisting records: it waits for
+/// their sync, and is lost if the node crashes before the sync ends.
 enum Held<M> {
     To(NodeId, M),
     All(M),
+    Commit(Block, Vec<Certificate>),
 }
 
 struct LatencyClasses {
@@ -132,6 +134,9 @@ struct Node<P: Protocol, A> {
     /// messages held behind it.
     sync_until: Option<u64>,
     held: Vec<Held<P::Message>>,
+    /// Commits held behind the sync a crash cut short: lost with a rebuilt engine, applied when
+    /// the engine comes back with its memory (it remembers committing them).
+    held_at_crash: Vec<(Block, Vec<Certificate>)>,
     /// A [`FaultKind::CrashInSync`] is waiting for the node's next sync.
     crash_in_sync: bool,
     /// The crash `crash_in_sync` asked for is scheduled, halfway through a sync.
@@ -237,6 +242,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 journal: EngineJournal::default(),
                 sync_until: None,
                 held: Vec::new(),
+                held_at_crash: Vec::new(),
                 crash_in_sync: false,
                 sync_crash_scheduled: false,
                 syncs: 0,
@@ -600,7 +606,13 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         if n.sync_until.take().is_some() {
             // The sync in flight did not finish: a prefix of what it was writing made it, and
             // nothing the pass sent after it left.
-            n.held.clear();
+            n.held_at_crash = std::mem::take(&mut n.held)
+                .into_iter()
+                .filter_map(|h| match h {
+                    Held::Commit(block, proof) => Some((block, proof)),
+                    _ => None,
+                })
+                .collect();
             let unsynced = n.journal.journal().unsynced();
             let kept = self.rng.random_range(0..=unsynced);
             n.journal.journal_mut().crash(kept);
@@ -618,6 +630,10 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
     }
 
     fn restart(&mut self, node: NodeId) {
+        let now = self.now;
+        for (block, proof) in std::mem::take(&mut self.nodes[node.index()].held_at_crash) {
+            self.commit(node, block, proof, now);
+        }
         let n = &mut self.nodes[node.index()];
         n.up = true;
         n.restarts += 1;
@@ -636,6 +652,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         );
         let mut engine = rebuild(me, &self.committee, &self.secrets[me.index()]);
         let n = &mut self.nodes[node.index()];
+        n.held_at_crash.clear();
         if amnesia {
             n.journal = EngineJournal::default();
         }
@@ -653,8 +670,8 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         }
     }
 
-    /// A sync that has ended makes its records durable and lets the messages held behind it
-    /// go.
+    /// A sync that has ended makes its records durable and lets the messages and commits held
+    /// behind it go, in the order the engine emitted them.
     fn settle_journal(&mut self, node: NodeId) {
         let now = self.now;
         let n = &mut self.nodes[node.index()];
@@ -667,6 +684,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             match held {
                 Held::To(to, message) => self.send_to_member(node, to, message, now),
                 Held::All(message) => self.broadcast_from(node, message, now),
+                Held::Commit(block, proof) => self.commit(node, block, proof, now),
             }
         }
     }

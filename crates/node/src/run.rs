@@ -51,7 +51,15 @@ pub fn run_node(config: &Path) -> Result<(), String> {
         !node.is_running()
     })
     .map_err(|e| format!("cannot wait for signals: {e}"))?;
-    tracing::info!(node = me.0, reason, "stopping");
+    let stats = node.net_stats();
+    tracing::info!(
+        node = me.0,
+        reason,
+        sent = stats.messages_sent,
+        received = stats.messages_received,
+        dropped = ?stats.dropped,
+        "stopping"
+    );
     service.stop();
     let report = node.stop().map_err(|e| e.to_string())?;
     if let Some(error) = report.store_error.or(report.journal_error) {

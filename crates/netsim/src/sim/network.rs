@@ -264,7 +264,15 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
     }
 
     fn commit(&mut self, block: Block, proof: Vec<Certificate>) {
-        self.sim.commit(self.node, block, proof, self.depart);
+        // Behind this pass's sync, or behind an earlier pass's commits still held: blocks are
+        // applied in the order they were committed.
+        let node = &self.sim.nodes[self.node.index()];
+        let behind = node.held.iter().any(|h| matches!(h, Held::Commit(..)));
+        if self.synced || behind {
+            self.sim.nodes[self.node.index()].held.push(Held::Commit(block, proof));
+        } else {
+            self.sim.commit(self.node, block, proof, self.depart);
+        }
     }
 
     fn persist(&mut self, record: Bytes, checkpoint: Option<u64>) {
