@@ -40,7 +40,7 @@
 //! | — | submissions go to the next two leaders, in batches; a backlog is re-forwarded only after it waited | `catch_up.rs` `flush_forwards`, `reforward` | `submissions_are_forwarded_in_batches_to_the_next_two_leaders`, `a_backlog_is_reforwarded_only_after_it_has_waited` |
 //! | — | a leader's proposals per epoch are bounded, but a block this node saw notarized is taken beyond the bound, so a faulty leader cannot keep it out | `vote.rs` `on_proposal` | `a_notarized_proposal_is_taken_after_a_faulty_leader_spent_the_epochs_quota`, `streamlet_scenarios_that_once_failed` |
 //! | 3 (its proof, for a node that crashes) | a node votes at most once per epoch across a crash: its vote is durable before it is sent | `vote.rs` `try_vote` (persist, then broadcast); `persist.rs` `restore_vote` | `a_vote_is_persisted_before_it_is_broadcast`, `a_restarted_node_never_votes_twice_in_an_epoch_and_an_amnesiac_one_does` |
-//! | — | a restarted node keeps its notarized chain and resumes from its last checkpoint | `persist.rs` `checkpoint`, `restore_checkpoint`; `tree.rs` `BlockTree::rooted` | `a_restarted_node_keeps_its_notarized_chain`, `a_node_restarted_from_its_journal_rejoins_and_agrees` |
+//! | — | a restarted node keeps its notarized chain and resumes from its last checkpoint | `persist.rs` `checkpoint`, `restore_checkpoint`; `tree.rs` `BlockTree::rooted` | `a_restarted_node_keeps_its_notarized_chain`, `a_node_restarted_from_its_journal_rejoins_and_agrees`, `blocks_final_in_the_journal_are_committed_again_on_restart_with_their_notarizations` |
 //! | — | dead forks, orphans and hostile floods stay bounded | `tree.rs` `prune`; `catch_up.rs` `prune_orphans` | `dead_forks_are_pruned_after_finality`, `a_million_hostile_messages_leave_state_and_memory_bounded` |
 //!
 //! ## In more detail
@@ -182,7 +182,7 @@ pub struct Streamlet {
     /// Records persisted since the last checkpoint.
     records_since_checkpoint: usize,
     /// Blocks that became final again while the journal was replayed, committed on start.
-    recovered_commits: Vec<Block>,
+    recovered_commits: Vec<(Block, Vec<Certificate>)>,
     stats: StreamletStats,
 }
 
@@ -298,8 +298,8 @@ impl Protocol for Streamlet {
     /// Epochs run in lock-step from time 0: a node (re)starting at `now` joins the epoch in
     /// progress, acting on it at once only if `now` is its start.
     fn on_start(&mut self, ctx: &mut Ctx<'_, Self>) {
-        for block in std::mem::take(&mut self.recovered_commits) {
-            ctx.commit(block);
+        for (block, proof) in std::mem::take(&mut self.recovered_commits) {
+            ctx.commit_proven(block, proof);
         }
         let now = ctx.now_ns();
         let epoch = self.config.epoch_at(now);

@@ -11,8 +11,10 @@
 //! The driver makes every record durable before any message sent after it leaves the node
 //! (`agora_consensus::dispatch`), so a vote is never on the wire before the node would
 //! remember it. A restored node resumes from the checkpoint's finalized tip: its tree is
-//! rooted there, and what it finalizes again on replay it commits again on start (the driver
-//! applies a block once).
+//! rooted there, and what it finalizes again on replay it commits again on start, each block
+//! with its notarization (the driver applies a block once, and stores the proof of one it had
+//! lost: a commit waits for the sync of the records before it, so the journal can know a block
+//! final that the block store lost in the crash).
 
 use agora_consensus::{Ctx, RestoreError};
 use agora_types::bytes::Bytes;
@@ -154,14 +156,29 @@ impl Streamlet {
         self.replay_finalized(finalized);
     }
 
-    /// Blocks that become final again on replay are committed again when the node starts.
+    /// Blocks that become final again on replay are committed again when the node starts, each
+    /// with its notarization.
     fn replay_finalized(
         &mut self,
         finalized: Result<Vec<Block>, crate::tree::ConflictingFinality>,
     ) {
         if let Ok(blocks) = finalized {
+            // Each block's notarization, restored with it, is its proof, as at first finality:
+            // the driver may no longer hold the block (it was final in the journal, and lost
+            // from the block store in the crash), and stores what it is given.
+            let proofs: Vec<Vec<Certificate>> = blocks
+                .iter()
+                .map(|b| {
+                    let statement = vote_statement(b);
+                    if self.keeper.is_certified(&statement) {
+                        vec![self.keeper.certificate_of(&statement, None)]
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
             let blocks = self.note_finalized(blocks);
-            self.recovered_commits.extend(blocks);
+            self.recovered_commits.extend(blocks.into_iter().zip(proofs));
         }
     }
 }

@@ -299,3 +299,58 @@ fn a_restarted_node_keeps_its_notarized_chain() {
     h.deliver(StreamletMessage::Propose(b2.clone()));
     assert_eq!(h.votes_cast(), vec![(2, b2.block.digest())]);
 }
+
+#[test]
+fn blocks_final_in_the_journal_are_committed_again_on_restart_with_their_notarizations() {
+    let mut h = Harness::new();
+    let mut parent = Block::genesis();
+    let mut chain = Vec::new();
+    // Three consecutive epochs notarized (leaders 0, 1, 2): the first two are final.
+    for epoch in 4..=6 {
+        h.enter(epoch);
+        let proposal = h.proposal(&parent, epoch, (epoch % 4) as u16, 0);
+        h.deliver(StreamletMessage::Propose(proposal.clone()));
+        h.notarize(&proposal.block);
+        parent = proposal.block.clone();
+        chain.push(proposal.block);
+    }
+    let committed: Vec<Height> = h
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Commit { block, .. } => Some(block.height()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(committed, vec![Height(1), Height(2)]);
+    // The crash came before the finalization's checkpoint record was durable (and the block
+    // store lost the blocks): the notarizations in the journal make them final again, and the
+    // restarted engine commits each with its notarization, as the first time.
+    let mut persisted: Vec<(Bytes, Option<u64>)> = h
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Persist { record, checkpoint } => Some((record.clone(), *checkpoint)),
+            _ => None,
+        })
+        .collect();
+    let (_, last) = persisted.pop().expect("records");
+    assert!(last.is_some(), "finality's last record is its checkpoint");
+    let journal: Vec<Bytes> = persisted.into_iter().map(|(record, _)| record).collect();
+    h.restart_from(&journal);
+    let recommitted: Vec<_> = h
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Commit { block, proof } => Some((block.clone(), proof.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recommitted.len(), 2);
+    for ((block, proof), expected) in recommitted.iter().zip(&chain) {
+        assert_eq!(block, expected);
+        assert_eq!(proof.len(), 1, "height {}", block.height());
+        assert_eq!(proof[0].statement().value, block.digest());
+        assert!(proof[0].signers().len() >= 3);
+    }
+}
