@@ -176,6 +176,8 @@ struct Slot {
     commit_sent: bool,
     /// The journal record that carries the pre-prepare (see `persist.rs`).
     record: u64,
+    /// The commit certificate a restored replica read from its journal (its votes are gone).
+    commit_certificate: Option<Certificate>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,7 +256,7 @@ pub struct Pbft {
     /// For each prepared proof, the journal record that carries its block.
     prepared_records: BTreeMap<SeqNo, u64>,
     /// Blocks a restored replica had executed from state transfer, to execute again at start.
-    recovered_fetched: BTreeMap<SeqNo, (Block, u64)>,
+    recovered_fetched: BTreeMap<SeqNo, (Block, u64, Option<Certificate>)>,
     /// Records this engine's journal holds: the position the next one gets.
     records_written: u64,
     records_since_checkpoint: u64,

@@ -295,7 +295,8 @@ impl Pbft {
         let slot = self.slots.get_mut(&seq).expect("present");
         if !slot.committed && self.votes.signers(&commit) >= self.quorum {
             slot.committed = true;
-            self.persist(ctx, &PbftRecord::Committed(seq, digest));
+            let certificate = self.votes.certificate_of(&commit, None);
+            self.persist(ctx, &PbftRecord::Committed(seq, digest, Some(certificate)));
         }
         self.execute_ready(ctx);
     }
@@ -341,7 +342,7 @@ impl Pbft {
         let Some(slot) = self.slots.get(&seq) else { return Vec::new() };
         let commit = statement(Phase::Commit, slot.pre_prepare.view(), seq, block.digest());
         if self.votes.signers(&commit) < self.quorum {
-            return Vec::new();
+            return slot.commit_certificate.iter().cloned().collect();
         }
         vec![self.votes.certificate_of(&commit, None)]
     }

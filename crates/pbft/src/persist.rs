@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | `Accepted(pre-prepare)` | a backup's before its PREPARE (`normal.rs` `accept_pre_prepare`); the primary's before its PRE-PREPARE (`propose`) and O's before its NEW-VIEW (`view_change.rs` `send_new_view`) | §4.2: a backup accepts a pre-prepare only if it "has not accepted a pre-prepare message for view v and sequence number n containing a different digest"; a primary assigns a sequence number once per view. A replica that forgot would prepare two digests at one (v, n) |
 //! | `Prepared(proof)` | before its COMMIT (`normal.rs` `advance`) | §4.4: VIEW-CHANGE carries "a set of prepared certificates"; a request committed anywhere was prepared by f+1 honest replicas, and each must name it in every view change or a new view can reassign its sequence number |
-//! | `Committed(n, d)` | when the slot is committed-local (`advance`) | §4.2 execution: what the replica executed survives, so it executes it again, in order, when it starts |
-//! | `Fetched(block)` | before a block from state transfer executes (`transfer.rs` `on_blocks`) | TOCS state transfer: the executed log, as above |
+//! | `Committed(n, d, certificate)` | when the slot is committed-local (`advance`) | §4.2 execution: what the replica executed survives, so it executes it again, in order, when it starts, with the certificate that shows it final (its block store may have lost the block in the crash) |
+//! | `Fetched(block, certificate)` | before a block from state transfer executes (`transfer.rs` `on_blocks`) | TOCS state transfer: the executed log, as above |
 //! | `ViewChange(vc)` | before VIEW-CHANGE leaves (`view_change.rs` `start_view_change`) | §4.4: once it asks for view v+1 a backup "stops accepting messages (other than checkpoint, view-change, and new-view messages)" of view v |
 //! | `NewView(v)` | when the replica installs view v, before the PREPAREs of O (`enter_new_view`), and for the primary before NEW-VIEW leaves | §4.4: the view a replica works in; a primary sends one NEW-VIEW per view |
 //! | checkpoint | at each stable checkpoint (`checkpoint.rs` `make_stable`), and after `CHECKPOINT_AFTER_RECORDS` records at a view change | stands for every record before it but those holding the blocks of the log above the stable checkpoint and of the last L executed sequence numbers, which it keeps: the view and its status, this replica's VIEW-CHANGE, the stable checkpoint's proof, the executed position and log digest, and which slots, prepared proofs and commits are live |
@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use agora_consensus::{Ctx, RestoreError};
 use agora_crypto::Digest;
 use agora_types::bytes::Bytes;
-use agora_types::{Block, Phase, SeqNo, View, codec};
+use agora_types::{Block, Certificate, Phase, SeqNo, View, codec};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -52,8 +52,10 @@ pub(crate) enum PbftRecord {
     Accepted(PrePrepare),
     /// Stripped: its block is the one the slot's `Accepted` record carries.
     Prepared(PreparedProof),
-    Committed(SeqNo, Digest),
-    Fetched(Block),
+    /// With the commit certificate: a block executed again after a restart is stored with it.
+    Committed(SeqNo, Digest, Option<Certificate>),
+    /// With the commit certificate it was taken on, if it was.
+    Fetched(Block, Option<Certificate>),
     /// Stripped: its proofs' blocks are those of the `Prepared` records it was built from.
     ViewChange(ViewChange),
     NewView(View),
@@ -189,16 +191,18 @@ impl Pbft {
                     self.slots.insert(slot.pre_prepare.seq(), slot);
                 }
                 PbftRecord::Prepared(proof) => self.restore_prepared(&restoring, proof),
-                PbftRecord::Committed(seq, digest) => {
+                PbftRecord::Committed(seq, digest, certificate) => {
                     if let Some(slot) = self.slots.get_mut(&seq)
                         && slot.pre_prepare.digest() == digest
                     {
                         slot.committed = true;
+                        slot.commit_certificate = certificate;
                     }
                 }
-                PbftRecord::Fetched(block) => {
+                PbftRecord::Fetched(block, certificate) => {
                     restoring.carry(&block, position);
-                    self.recovered_fetched.insert(SeqNo(block.height().0), (block, position));
+                    let seq = SeqNo(block.height().0);
+                    self.recovered_fetched.insert(seq, (block, position, certificate));
                 }
                 PbftRecord::ViewChange(vc) => {
                     self.view = vc.new_view;
@@ -304,8 +308,8 @@ impl Pbft {
     pub(crate) fn resume_log(&mut self, ctx: &mut Ctx<'_, Self>) {
         loop {
             let next = self.last_executed + 1;
-            if let Some((block, record)) = self.recovered_fetched.remove(&next) {
-                self.execute(ctx, block, None, record, None);
+            if let Some((block, record, certificate)) = self.recovered_fetched.remove(&next) {
+                self.execute(ctx, block, None, record, certificate.as_ref());
             } else if let Some(slot) = self.slots.get(&next).filter(|s| s.committed) {
                 let (block, prepared_at, record) =
                     (slot.pre_prepare.block.clone(), slot.prepared_at, slot.record);
@@ -359,6 +363,13 @@ impl Restoring {
 impl Slot {
     /// A slot for an accepted pre-prepare, carried by the record at `record`.
     pub(crate) fn accepted(pre_prepare: PrePrepare, record: u64) -> Self {
-        Self { pre_prepare, prepared_at: None, committed: false, commit_sent: false, record }
+        Self {
+            pre_prepare,
+            prepared_at: None,
+            committed: false,
+            commit_sent: false,
+            record,
+            commit_certificate: None,
+        }
     }
 }

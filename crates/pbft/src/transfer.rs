@@ -121,7 +121,8 @@ impl Pbft {
         self.stats.transferred_blocks += 1;
         self.stats.certified_blocks += 1;
         self.slots.remove(&seq);
-        let record = self.persist(ctx, &PbftRecord::Fetched(fetched.block.clone()));
+        let record =
+            self.persist(ctx, &PbftRecord::Fetched(fetched.block.clone(), fetched.commit.clone()));
         self.execute(ctx, fetched.block, None, record, fetched.commit.as_ref());
     }
 
@@ -148,7 +149,7 @@ impl Pbft {
             let block = self.fetch_buffer.remove(&s).expect("checked above");
             self.stats.transferred_blocks += 1;
             self.slots.remove(&s);
-            let record = self.persist(ctx, &PbftRecord::Fetched(block.clone()));
+            let record = self.persist(ctx, &PbftRecord::Fetched(block.clone(), None));
             self.execute(ctx, block, None, record, target.certificate.as_ref());
         }
         self.own_checkpoints.insert(target.seq, self.log_digest);

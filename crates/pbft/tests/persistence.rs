@@ -267,9 +267,19 @@ fn a_backup_that_sees_a_later_sequence_number_committed_fetches_the_gap_on_commi
     b.deliver(0, PbftMessage::PrePrepare(b.pre_prepare(0, 2, 99)));
     assert_eq!(b.sent(Phase::Prepare), vec![]);
     assert_eq!(b.node.stats().dropped["pre-prepare for an executed sequence number"], 1);
-    // Fetched blocks are journalled before they execute: a restart executes them again.
+    // Fetched blocks are journalled before they execute, with their certificates: a restart
+    // executes them again, each with its proof (the block store may have lost them).
     b.restart(false);
     assert_eq!(b.node.last_executed(), SeqNo(3));
+    let again: Vec<_> = b
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Commit { block, proof } => Some((block.height(), proof.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, (1..=3).map(|h| (Height(h), 1)).collect::<Vec<_>>());
 }
 
 #[test]
