@@ -141,6 +141,13 @@ struct Node<P: Protocol, A> {
     crash_in_sync: bool,
     /// The crash `crash_in_sync` asked for is scheduled, halfway through a sync.
     sync_crash_scheduled: bool,
+    /// The records the sync that crashes was writing: a torn write keeps a prefix of those,
+    /// never one appended after it began (the pass that appended them was waiting on it).
+    crash_covers: usize,
+    /// Records appended before the first commit held behind the syncs in flight: if a crash
+    /// loses that commit, no record appended after it survives (the real pass would not have
+    /// got past it).
+    held_commit_mark: Option<usize>,
     syncs: u64,
     restarts: u64,
     recoveries: u64,
@@ -245,6 +252,8 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 held_at_crash: Vec::new(),
                 crash_in_sync: false,
                 sync_crash_scheduled: false,
+                crash_covers: 0,
+                held_commit_mark: None,
                 syncs: 0,
                 restarts: 0,
                 recoveries: 0,
@@ -614,7 +623,11 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 })
                 .collect();
             let unsynced = n.journal.journal().unsynced();
-            let kept = self.rng.random_range(0..=unsynced);
+            let mut covered = std::mem::take(&mut n.crash_covers).min(unsynced);
+            if let Some(mark) = n.held_commit_mark.take() {
+                covered = covered.min(mark);
+            }
+            let kept = self.rng.random_range(0..=covered);
             n.journal.journal_mut().crash(kept);
             n.crashes_mid_sync += 1;
         }
@@ -679,6 +692,7 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
             return;
         }
         n.sync_until = None;
+        n.held_commit_mark = None;
         n.journal.sync().expect("an in-memory journal always syncs");
         for held in std::mem::take(&mut n.held) {
             match held {

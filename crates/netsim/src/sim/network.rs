@@ -266,10 +266,12 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
     fn commit(&mut self, block: Block, proof: Vec<Certificate>) {
         // Behind this pass's sync, or behind an earlier pass's commits still held: blocks are
         // applied in the order they were committed.
-        let node = &self.sim.nodes[self.node.index()];
+        let node = &mut self.sim.nodes[self.node.index()];
         let behind = node.held.iter().any(|h| matches!(h, Held::Commit(..)));
         if self.synced || behind {
-            self.sim.nodes[self.node.index()].held.push(Held::Commit(block, proof));
+            let appended = node.journal.journal().unsynced();
+            node.held_commit_mark.get_or_insert(appended);
+            node.held.push(Held::Commit(block, proof));
         } else {
             self.sim.commit(self.node, block, proof, self.depart);
         }
@@ -291,11 +293,18 @@ impl<P: Protocol, A: Application> Driver<P::Message, P::Timer> for NodeDriver<'_
             return;
         }
         let start = self.depart;
+        // A sync starting with none in flight writes what is appended now; one chained behind
+        // another (a second sync of the pass) leaves the first's count: a crash keeps a prefix
+        // of what was being written, never a record appended after the write began.
+        if n.sync_until.is_none_or(|until| until <= start) {
+            n.crash_covers = n.journal.journal().unsynced();
+        }
         self.depart = start.saturating_add(cost);
         self.synced = true;
         n.sync_until = Some(self.depart);
         if std::mem::take(&mut n.crash_in_sync) {
             n.sync_crash_scheduled = true;
+            n.crash_covers = n.journal.journal().unsynced();
             self.sim.schedule(start + cost / 2, Event::CrashInSync { node: self.node });
         }
     }
