@@ -113,7 +113,7 @@ fn package_step() -> Step {
 }
 
 /// One example per library crate, with its arguments: `cargo xtask ci` runs them all.
-const EXAMPLES: [(&str, &[&str]); 13] = [
+const EXAMPLES: [(&str, &[&str]); 15] = [
     ("example: crypto", &["agora-crypto", "--example", "sign_and_verify"]),
     ("example: types", &["agora-types", "--example", "block_on_the_wire"]),
     ("example: consensus", &["agora-consensus", "--example", "votes_and_mempool"]),
