@@ -109,6 +109,24 @@ fn every_command_ends_quietly_when_its_reader_goes() {
         quiet_end(args, &with_closed_stdout(args));
         quiet_end(args, &first_line_only(args));
     }
+    // The commands that write files print where they went: a fresh place each time, since
+    // neither overwrites.
+    let fresh = |name: &str, k: usize| {
+        let path = scratch(&format!("pipe-{name}-{k}"));
+        let _ = std::fs::remove_dir_all(&path);
+        path.to_str().unwrap().to_owned()
+    };
+    for k in 0..2 {
+        let key = fresh("key", k);
+        let dir = fresh("testnet", k);
+        for args in [
+            vec!["keygen", "--out", &key],
+            vec!["testnet", "init", "--nodes", "4", "--base-port", "0", "--dir", &dir],
+        ] {
+            let out = if k == 0 { with_closed_stdout(&args) } else { first_line_only(&args) };
+            quiet_end(&args, &out);
+        }
+    }
 }
 
 #[test]
@@ -157,6 +175,13 @@ fn options_past_their_bounds_get_one_line_naming_the_bound() {
             "--nodes must be 4 or left out",
         ),
         (&["book", "--input", "/"], "/: it is a directory"),
+        (&["testnet", "init", "--nodes", "65", "--dir", "/nonexistent"], "1..=64"),
+        (&["testnet", "run", "--dir", "/nonexistent", "--duration", "0"], "--duration: from 0"),
+        (&["testnet", "run", "--dir", "/nonexistent", "--rate", "1e9"], "--rate: from 1"),
+        (
+            &["testnet", "run", "--dir", "/nonexistent", "--rate", "100000", "--duration", "60"],
+            "above the bound of 1000000",
+        ),
     ] {
         let out = agora(args);
         assert!(!out.status.success(), "{args:?} succeeded");

@@ -376,6 +376,9 @@ struct Tally {
     last_final: Option<Instant>,
 }
 
+/// The most orders one `run` generates: each is signed, and held, before the load starts.
+pub const RUN_ORDERS_MAX: f64 = 1_000_000.0;
+
 /// Runs the testnet in `dir` with the `agora` binary `exe`: starts its nodes, waits until they
 /// are linked, submits the agents' orders at the rate for the duration, waits for them to be
 /// final (at most 30 s more), compares the nodes' state digests, and stops the nodes.
@@ -385,6 +388,13 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
     }
     if !(options.rate >= 1.0 && options.rate <= 100_000.0) {
         return Err("--rate: from 1 to 100,000 orders per second".into());
+    }
+    // Every order is generated and signed before the load starts, as in `agora simulate`.
+    if options.rate * options.duration > RUN_ORDERS_MAX {
+        return Err(format!(
+            "--rate × --duration: {:.0} orders, above the bound of {RUN_ORDERS_MAX:.0} a run",
+            options.rate * options.duration
+        ));
     }
     let mut manifest = read_manifest(&options.dir)?;
     let first_nonce = manifest.runs << 32;
