@@ -33,7 +33,7 @@ pub use fairness::{
 pub use recovery::{RecoveryRecord, measure as measure_recovery};
 
 /// What to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BenchOptions {
     /// The short matrix (n = 4 and 7, shorter runs): under two minutes on this machine.
     pub quick: bool,
@@ -964,36 +964,18 @@ mod tests {
 
     #[test]
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
-        let quick = plan(&BenchOptions {
-            quick: true,
-            wall: true,
-            seed: 1,
-            main: false,
-            store_dir: None,
-            node_exe: None,
-        });
+        let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1, ..Default::default() });
         // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable.
         assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1 + 1));
-        let full = plan(&BenchOptions {
-            quick: false,
-            wall: true,
-            seed: 1,
-            main: false,
-            store_dir: None,
-            node_exe: None,
-        });
+        let full = plan(&BenchOptions { quick: false, wall: true, seed: 1, ..Default::default() });
         assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1 + 1));
         // With the binary at hand, two net rows per protocol: full speed and 80% load.
         let with_nodes = plan(&BenchOptions {
+            quick: true,
+            wall: true,
+            seed: 1,
             node_exe: Some(PathBuf::from("agora")),
-            ..BenchOptions {
-                quick: true,
-                wall: true,
-                seed: 1,
-                main: false,
-                store_dir: None,
-                node_exe: None,
-            }
+            ..Default::default()
         });
         assert_eq!(with_nodes.len(), quick.len() + 2 * 2);
         assert_eq!(with_nodes.iter().filter(|p| p.mode() == "net").count(), 4);
@@ -1014,14 +996,7 @@ mod tests {
     fn the_theory_check_reproduces_the_papers() {
         let machine =
             Machine { cpu: "test".into(), cores: 1, verify_one_core: 1.0, verify_all_cores: 1.0 };
-        let options = BenchOptions {
-            quick: true,
-            wall: false,
-            seed: 1,
-            main: false,
-            store_dir: None,
-            node_exe: None,
-        };
+        let options = BenchOptions { quick: true, wall: false, seed: 1, ..Default::default() };
         for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
             let r = run_one(
                 &Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false },

@@ -481,7 +481,11 @@ pub fn run_orders(
         thread::sleep(Duration::from_millis(20));
     }
     let statuses: Vec<NodeStatus> = clients.iter().map(|a| status(*a)).collect::<Result<_, _>>()?;
-    let cpu_seconds = processes.0.iter().map(|c| process_cpu_seconds(c.id())).sum::<Option<f64>>();
+    let cpu_seconds = processes
+        .0
+        .iter()
+        .map(|c| agora_runtime::process_cpu_seconds_of(c.id()))
+        .sum::<Option<f64>>();
     drop(writers);
     processes.stop();
     for reader in readers {
@@ -509,16 +513,6 @@ pub fn run_orders(
         bytes: statuses.iter().map(|s| s.bytes_sent).sum(),
         cpu_seconds,
     })
-}
-
-/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat` on Linux.
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }
 
 /// Whether the nodes agree at the highest height every one reported a digest for, and that

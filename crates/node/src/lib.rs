@@ -112,7 +112,7 @@ impl NodeHandle {
 
     /// Submits a client's transaction; `false` if the node's inbox is full (or it stopped).
     pub fn submit(&self, tx: Transaction) -> bool {
-        self.inbox.try_send(Input::Submit { tx: Box::new(tx), at: Instant::now() }).is_ok()
+        submit(&self.inbox, tx)
     }
 
     /// The replica's events (one reader takes each).
@@ -124,6 +124,12 @@ impl NodeHandle {
     pub fn net_stats(&self) -> NetStats {
         self.net.stats()
     }
+}
+
+/// Hands a client's transaction to the replica's inbox without waiting; `false` if it is full
+/// (or the replica stopped).
+fn submit(inbox: &Sender<Input>, tx: Transaction) -> bool {
+    inbox.try_send(Input::Submit { tx: Box::new(tx), at: Instant::now() }).is_ok()
 }
 
 /// The replica's messages onto the network.
@@ -207,7 +213,7 @@ impl Node {
 
     /// Submits a client's transaction; `false` if the node's inbox is full.
     pub fn submit(&self, tx: Transaction) -> bool {
-        self.inbox.try_send(Input::Submit { tx: Box::new(tx), at: Instant::now() }).is_ok()
+        submit(&self.inbox, tx)
     }
 
     /// What the replica reports: each submitted transaction final, each height applied.

@@ -761,7 +761,17 @@ fn report(
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat` on Linux.
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds (user and system) that process `pid` has used so far, read from `/proc`; `None`
+/// if it has gone or the platform has no `/proc`.
+pub fn process_cpu_seconds_of(pid: u32) -> Option<f64> {
+    cpu_seconds_of(&pid.to_string())
+}
+
+fn cpu_seconds_of(process: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

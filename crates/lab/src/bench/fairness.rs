@@ -433,14 +433,7 @@ mod tests {
 
     #[test]
     fn the_plan_covers_protocols_orders_seeds_and_overload() {
-        let quick = BenchOptions {
-            quick: true,
-            wall: false,
-            seed: 1,
-            main: false,
-            store_dir: None,
-            node_exe: None,
-        };
+        let quick = BenchOptions { quick: true, wall: false, seed: 1, ..Default::default() };
         let plan = fairness_plan(&quick);
         assert_eq!(plan.len(), 2 * (3 * 3 * 2 + 2));
         assert!(fairness_plan(&BenchOptions { main: true, ..quick.clone() }).is_empty());
