@@ -50,7 +50,7 @@ fn record(n: usize, epochs: u64) -> (Committee, Vec<SecretKey>, Vec<Input>) {
         let mut ctx = Context::new(now, me, &mut actions, &mut mempool, &mut check);
         node.on_timer(&mut ctx, StreamletTimer::EpochStart(Epoch(e)));
         inputs.push(Input::Epoch(now, Epoch(e)));
-        let leader = config().leader.leader(n as u16, Epoch(e));
+        let leader = config().leader.leader(n as u16, agora_types::Round(e));
         let block = if leader == me {
             actions
                 .iter()

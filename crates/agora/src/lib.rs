@@ -14,6 +14,7 @@
 //! The engines and their drivers:
 //! - [`streamlet`] (`agora-streamlet`): the Streamlet engine.
 //! - [`pbft`] (`agora-pbft`): the PBFT engine.
+//! - [`simplex`] (`agora-simplex`): the Simplex engine.
 //! - [`engines`] (`agora-engines`): every protocol's configuration and the one engine factory.
 //! - [`netsim`] (`agora-netsim`): the deterministic network simulator.
 //! - [`runtime`] (`agora-runtime`): the in-process threaded cluster on real clocks.
@@ -44,6 +45,7 @@ pub use agora_node as node;
 pub use agora_orderbook as orderbook;
 pub use agora_pbft as pbft;
 pub use agora_runtime as runtime;
+pub use agora_simplex as simplex;
 pub use agora_streamlet as streamlet;
 pub use agora_types as types;
 
@@ -74,6 +76,7 @@ pub mod prelude {
     pub use agora_netsim::{SimConfig, SimReport, Simulation, Targets, Workload};
     pub use agora_orderbook::{AccountId, Command, Event, Exchange, MarketSpec, NewOrder, Side};
     pub use agora_pbft::{Pbft, PbftConfig};
+    pub use agora_simplex::{Simplex, SimplexConfig};
     pub use agora_streamlet::{Streamlet, StreamletConfig};
     pub use agora_types::{Block, Committee, Height, NodeId, Round, Transaction};
 }

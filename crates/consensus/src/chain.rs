@@ -1,7 +1,7 @@
 //! A protocol-neutral picture of the blocks one node has seen: what renderers and reports use.
 
 use agora_crypto::Digest;
-use agora_types::{Height, NodeId, Round};
+use agora_types::{Block, Height, NodeId, Round};
 use serde::Serialize;
 
 /// How far a block got at one node.
@@ -41,6 +41,36 @@ pub struct BlockView {
     pub notarized_at_ns: Option<u64>,
     /// When this node finalized it, if it did.
     pub finalized_at_ns: Option<u64>,
+}
+
+impl BlockView {
+    /// The view of `block` at a node that counted `votes` for it and saw it notarized and
+    /// final when it says (the status follows: finalized, else notarized, else proposed).
+    pub fn of(
+        block: &Block,
+        votes: usize,
+        notarized_at_ns: Option<u64>,
+        finalized_at_ns: Option<u64>,
+    ) -> Self {
+        let status = match (notarized_at_ns, finalized_at_ns) {
+            (_, Some(_)) => BlockStatus::Finalized,
+            (Some(_), None) => BlockStatus::Notarized,
+            (None, None) => BlockStatus::Proposed,
+        };
+        Self {
+            digest: block.digest(),
+            parent: block.parent(),
+            round: block.round(),
+            height: block.height(),
+            proposer: block.proposer(),
+            txs: block.batch().len(),
+            status,
+            votes,
+            proposed_at_ns: block.header().created_at_ns,
+            notarized_at_ns,
+            finalized_at_ns,
+        }
+    }
 }
 
 /// Engines that can show the block tree they have seen implement this.

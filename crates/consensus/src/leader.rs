@@ -56,6 +56,29 @@ impl LeaderElection for HashedLeader {
     }
 }
 
+/// How a protocol's round leaders are chosen, as a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderRule {
+    /// A public hash of the round number (and this seed), reduced mod n ([`HashedLeader`]):
+    /// Streamlet's and Simplex's papers' choice.
+    Hashed {
+        /// Public seed of the hash.
+        seed: u64,
+    },
+    /// Round `r` is led by node `r mod n` ([`RoundRobin`]).
+    RoundRobin,
+}
+
+impl LeaderRule {
+    /// The leader of `round` in a committee of `n`.
+    pub fn leader(&self, n: u16, round: Round) -> NodeId {
+        match *self {
+            LeaderRule::Hashed { seed } => HashedLeader::new(n, seed).leader(round),
+            LeaderRule::RoundRobin => RoundRobin::new(n).leader(round),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! One simulation written once and run with each protocol: the engine is chosen by the
-//! `EngineConfig` value alone, so swapping PBFT for Streamlet is one line.
+//! `EngineConfig` value alone, so swapping PBFT for Streamlet or Simplex is one line.
 //!
 //! `cargo run -p agora-engines --example swap_protocols`
 
@@ -7,6 +7,7 @@ use agora_consensus::TxLog;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_netsim::{SimConfig, SimReport, Simulation, Targets, Workload};
 use agora_pbft::PbftConfig;
+use agora_simplex::SimplexConfig;
 use agora_streamlet::StreamletConfig;
 use agora_types::{Committee, NodeId, SecretKey};
 
@@ -41,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engines = [
         EngineConfig::Streamlet(StreamletConfig::new(20 * MS)),
         EngineConfig::Pbft(PbftConfig::new(500 * MS)),
+        EngineConfig::Simplex(SimplexConfig::new(20 * MS)),
     ];
     for engine in engines {
         let (name, r) = with_engine(engine, Run(config.clone()))??;

@@ -30,6 +30,7 @@
 pub use agora_consensus::ConfigError;
 use agora_consensus::{ChainView, Equivocation, Protocol, Tamper};
 use agora_pbft::{Pbft, PbftConfig};
+use agora_simplex::{Simplex, SimplexConfig};
 use agora_streamlet::{Streamlet, StreamletConfig};
 use agora_types::{Committee, NodeId, SecretKey};
 
@@ -41,17 +42,21 @@ pub enum ProtocolChoice {
     Streamlet,
     /// PBFT (Castro & Liskov, OSDI 1999).
     Pbft,
+    /// Simplex (Chan & Pass, TCC 2023).
+    Simplex,
 }
 
 impl ProtocolChoice {
     /// Every protocol, in the order reports list them.
-    pub const ALL: [ProtocolChoice; 2] = [ProtocolChoice::Streamlet, ProtocolChoice::Pbft];
+    pub const ALL: [ProtocolChoice; 3] =
+        [ProtocolChoice::Streamlet, ProtocolChoice::Pbft, ProtocolChoice::Simplex];
 
     /// The protocol's name in reports.
     pub fn name(self) -> &'static str {
         match self {
             ProtocolChoice::Streamlet => "streamlet",
             ProtocolChoice::Pbft => "pbft",
+            ProtocolChoice::Simplex => "simplex",
         }
     }
 
@@ -60,6 +65,7 @@ impl ProtocolChoice {
         match self {
             ProtocolChoice::Streamlet => "epoch",
             ProtocolChoice::Pbft => "view",
+            ProtocolChoice::Simplex => "iteration",
         }
     }
 }
@@ -71,6 +77,8 @@ pub enum EngineConfig {
     Streamlet(StreamletConfig),
     /// PBFT.
     Pbft(PbftConfig),
+    /// Simplex.
+    Simplex(SimplexConfig),
 }
 
 impl EngineConfig {
@@ -79,6 +87,7 @@ impl EngineConfig {
         match self {
             EngineConfig::Streamlet(_) => ProtocolChoice::Streamlet,
             EngineConfig::Pbft(_) => ProtocolChoice::Pbft,
+            EngineConfig::Simplex(_) => ProtocolChoice::Simplex,
         }
     }
 
@@ -87,6 +96,7 @@ impl EngineConfig {
         match self {
             EngineConfig::Streamlet(c) => c.validate(),
             EngineConfig::Pbft(c) => c.validate(),
+            EngineConfig::Simplex(c) => c.validate(),
         }
     }
 
@@ -95,7 +105,7 @@ impl EngineConfig {
     pub fn warnings(&self, delay_ns: u64) -> Vec<String> {
         match self {
             EngineConfig::Streamlet(c) => c.synchrony_warning(delay_ns).into_iter().collect(),
-            EngineConfig::Pbft(_) => Vec::new(),
+            EngineConfig::Pbft(_) | EngineConfig::Simplex(_) => Vec::new(),
         }
     }
 }
@@ -163,6 +173,18 @@ impl Engine for Pbft {
     }
 }
 
+impl Engine for Simplex {
+    const PROTOCOL: ProtocolChoice = ProtocolChoice::Simplex;
+
+    fn refused_conflicting_finality(&self) -> u64 {
+        self.stats().conflicting_finality
+    }
+
+    fn equivocations(&self) -> Vec<Equivocation> {
+        self.equivocation_evidence().to_vec()
+    }
+}
+
 /// What a driver does with an engine whose protocol is known only at run time.
 pub trait WithEngine {
     /// What it gives back.
@@ -190,6 +212,9 @@ pub fn with_engine<W: WithEngine>(config: EngineConfig, job: W) -> Result<W::Out
         }),
         EngineConfig::Pbft(c) => job.run(move |me, committee, key| {
             Pbft::new(c, committee.clone(), me, key.clone()).expect(MEMBER)
+        }),
+        EngineConfig::Simplex(c) => job.run(move |me, committee, key| {
+            Simplex::new(c, committee.clone(), me, key.clone()).expect(MEMBER)
         }),
     })
 }

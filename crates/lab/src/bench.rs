@@ -17,6 +17,7 @@ use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_market::ExecutionOrder;
 use agora_pbft::PbftConfig;
 use agora_runtime::{ClusterConfig, Load, Storage, process_cpu_seconds, verify_rate};
+use agora_simplex::SimplexConfig;
 use agora_streamlet::StreamletConfig;
 use agora_types::{NodeId, Transaction};
 use serde::Serialize;
@@ -211,7 +212,7 @@ pub fn network(quick: bool) -> NetworkSettings {
 /// The runs of the matrix, in order.
 pub fn plan(options: &BenchOptions) -> Vec<Planned> {
     if options.main {
-        return [ProtocolChoice::Streamlet, ProtocolChoice::Pbft]
+        return ProtocolChoice::ALL
             .into_iter()
             .flat_map(|protocol| {
                 [false, true].into_iter().filter(|wall| !wall || options.wall).map(move |wall| {
@@ -222,7 +223,7 @@ pub fn plan(options: &BenchOptions) -> Vec<Planned> {
     }
     let sizes: &[usize] = if options.quick { &[4, 7] } else { &[4, 7, 16, 31] };
     let mut out = Vec::new();
-    for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+    for protocol in ProtocolChoice::ALL {
         out.push(Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false });
         for &nodes in sizes {
             for scenario in SCENARIOS {
@@ -294,11 +295,14 @@ pub fn run_one(
             theory = Some(match planned.protocol {
                 ProtocolChoice::Pbft => 3.0 * o.latency_ms,
                 ProtocolChoice::Streamlet => 2.0 * o.delta_ms + 2.0 * o.latency_ms,
+                // Votes at 2δ notarize, finalize votes at 3δ finalize.
+                ProtocolChoice::Simplex => 3.0 * o.latency_ms,
             });
         }
         "leader-crash" => match planned.protocol {
             ProtocolChoice::Streamlet => o.crash_leader_of_epoch = vec![5],
             ProtocolChoice::Pbft => o.crash_primary_of_view = vec![0],
+            ProtocolChoice::Simplex => o.crash_leader_of_iteration = vec![5],
         },
         "partition-heals" => o.partition_ms = Some((1_000.0, 2_000.0)),
         "equivocator" => o.equivocator = true,
@@ -475,7 +479,7 @@ fn wall_once(
     config.timeout = Duration::from_secs(300);
     // Streamlet's engine would stall while its thread applies a block (votes and proposals
     // wait); PBFT batches better when execution holds its primary back, so it applies inline.
-    config.apply_thread = planned.protocol == ProtocolChoice::Streamlet;
+    config.apply_thread = planned.protocol != ProtocolChoice::Pbft;
     let engine = real_time_engine(planned.protocol);
     config.storage = match (&options.store_dir, planned.scenario) {
         (Some(dir), _) => Storage::Dir(fresh_run_dir(dir, planned)),
@@ -529,6 +533,13 @@ fn real_time_engine(protocol: ProtocolChoice) -> EngineConfig {
             let mut p = PbftConfig::new(2_000_000_000);
             p.batch.txs_max = 500;
             EngineConfig::Pbft(p)
+        }
+        ProtocolChoice::Simplex => {
+            let mut s = SimplexConfig::new(20_000_000);
+            s.batch.txs_max = 2_000;
+            // Proposals at network speed, but no stream of empty blocks when idle.
+            s.empty_block_after_ns = s.delta_ns;
+            EngineConfig::Simplex(s)
         }
     }
 }
@@ -588,6 +599,12 @@ fn run_net(
             view_timeout_ms: Some(p.view_timeout_ns / 1_000_000),
             delta_ms: None,
             batch_txs_max: Some(p.batch.txs_max),
+        },
+        EngineConfig::Simplex(s) => agora_node::ConsensusSection {
+            protocol: "simplex".into(),
+            view_timeout_ms: None,
+            delta_ms: Some(s.delta_ns / 1_000_000),
+            batch_txs_max: Some(s.batch.txs_max),
         },
     };
     init_with(dir.path(), n, &consensus, options.seed, 0)?;
@@ -673,7 +690,7 @@ fn net_against_wall(r: &Report, s: &mut String) {
         })
     };
     let mut lines = Vec::new();
-    for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft].map(ProtocolChoice::name) {
+    for protocol in ProtocolChoice::ALL.map(ProtocolChoice::name) {
         if let (Some(net), Some(wall)) = (row(protocol, "net"), row(protocol, "wall")) {
             lines.push(format!(
                 "- {protocol}: {:.0} TPS over the network, {:.0}% of the in-process cluster's {:.0} and {:.0}% of its own limit",
@@ -966,9 +983,10 @@ mod tests {
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
         let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1, ..Default::default() });
         // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable.
-        assert_eq!(quick.len(), 2 * (1 + 2 * 4 + 1 + 1 + 1));
+        let protocols = ProtocolChoice::ALL.len();
+        assert_eq!(quick.len(), protocols * (1 + 2 * 4 + 1 + 1 + 1));
         let full = plan(&BenchOptions { quick: false, wall: true, seed: 1, ..Default::default() });
-        assert_eq!(full.len(), 2 * (1 + 4 * 4 + 2 + 1 + 1));
+        assert_eq!(full.len(), protocols * (1 + 4 * 4 + 2 + 1 + 1));
         // With the binary at hand, two net rows per protocol: full speed and 80% load.
         let with_nodes = plan(&BenchOptions {
             quick: true,
@@ -977,8 +995,8 @@ mod tests {
             node_exe: Some(PathBuf::from("agora")),
             ..Default::default()
         });
-        assert_eq!(with_nodes.len(), quick.len() + 2 * 2);
-        assert_eq!(with_nodes.iter().filter(|p| p.mode() == "net").count(), 4);
+        assert_eq!(with_nodes.len(), quick.len() + protocols * 2);
+        assert_eq!(with_nodes.iter().filter(|p| p.mode() == "net").count(), protocols * 2);
         assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
         assert!(full.iter().any(|p| p.wall && p.scenario == "durable"));
     }
@@ -997,7 +1015,7 @@ mod tests {
         let machine =
             Machine { cpu: "test".into(), cores: 1, verify_one_core: 1.0, verify_all_cores: 1.0 };
         let options = BenchOptions { quick: true, wall: false, seed: 1, ..Default::default() };
-        for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+        for protocol in ProtocolChoice::ALL {
             let r = run_one(
                 &Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false },
                 &options,

@@ -15,6 +15,7 @@ use agora_netsim::{
     TraceEvent, TraceMode, Violation, Workload,
 };
 use agora_pbft::PbftConfig;
+use agora_simplex::SimplexConfig;
 use agora_streamlet::{LeaderRule, StreamletConfig};
 use agora_types::{Epoch, NodeId, Round};
 
@@ -62,8 +63,8 @@ impl SimulationRun {
     /// The leader of a round under this run's schedule.
     pub fn leader_of(&self, round: Round) -> NodeId {
         match self.options.protocol {
-            ProtocolChoice::Streamlet => {
-                self.options.leader_rule().leader(self.options.nodes as u16, Epoch(round.0))
+            ProtocolChoice::Streamlet | ProtocolChoice::Simplex => {
+                self.options.leader_rule().leader(self.options.nodes as u16, round)
             }
             ProtocolChoice::Pbft => {
                 agora_pbft::primary(agora_types::View(round.0), self.options.nodes)

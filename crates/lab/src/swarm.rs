@@ -23,8 +23,9 @@ use agora_netsim::{
     SimConfig, SimReport, Targets, TraceEvent, TraceMode, Violation, Workload,
 };
 use agora_pbft::{PbftConfig, PbftWeakening};
+use agora_simplex::{SimplexConfig, SimplexWeakening};
 use agora_streamlet::{LeaderRule, StreamletConfig, StreamletWeakening};
-use agora_types::{Epoch, NodeId, Round, View};
+use agora_types::{NodeId, Round, View};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -216,8 +217,8 @@ pub fn write_artifacts(recorded: &Recorded, dir: &Path) -> std::io::Result<Vec<P
         trace.push(b'\n');
     }
     let leader = |r: Round| match s.protocol {
-        ProtocolChoice::Streamlet => {
-            LeaderRule::Hashed { seed: s.seed }.leader(s.nodes as u16, Epoch(r.0))
+        ProtocolChoice::Streamlet | ProtocolChoice::Simplex => {
+            LeaderRule::Hashed { seed: s.seed }.leader(s.nodes as u16, r)
         }
         ProtocolChoice::Pbft => agora_pbft::primary(View(r.0), s.nodes),
     };

@@ -129,7 +129,7 @@ pub fn init(options: &InitOptions) -> Result<Vec<PathBuf>, String> {
     let consensus = ConsensusSection {
         protocol: options.protocol.name().to_string(),
         view_timeout_ms: (options.protocol == ProtocolChoice::Pbft).then_some(1_000),
-        delta_ms: (options.protocol == ProtocolChoice::Streamlet).then_some(50),
+        delta_ms: (options.protocol != ProtocolChoice::Pbft).then_some(50),
         batch_txs_max: Some(500),
     };
     init_with(&options.dir, options.nodes as usize, &consensus, options.seed, options.base_port)

@@ -1,4 +1,4 @@
-//! Hostile input for the decoders above agora-types: both engines' wire messages (captured from
+//! Hostile input for the decoders above agora-types: every engine's wire messages (captured from
 //! real runs, view changes included), market order payloads and the order book's JSON command
 //! lines. Random bytes, truncations and bit flips give errors or canonical values, never
 //! panics; and any sequence of decodable commands leaves the exchange standing.
@@ -16,6 +16,7 @@ use agora_netsim::{
 };
 use agora_orderbook::{Command, Exchange, FastBook, OrderType, SelfTrade, Side, TimeInForce};
 use agora_pbft::{Pbft, PbftConfig, PbftMessage};
+use agora_simplex::{Simplex, SimplexConfig, SimplexMessage};
 use agora_streamlet::{Streamlet, StreamletConfig, StreamletMessage};
 use agora_types::{NodeId, codec};
 use proptest::prelude::*;
@@ -78,6 +79,19 @@ fn streamlet_wire() -> &'static Vec<Vec<u8>> {
     })
 }
 
+fn simplex_wire() -> &'static Vec<Vec<u8>> {
+    static WIRE: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    WIRE.get_or_init(|| {
+        let messages = capture(|me, c, k| {
+            Simplex::new(SimplexConfig::new(50 * MS), c.clone(), me, k.clone())
+                .expect("a valid configuration")
+        });
+        let kinds: std::collections::BTreeSet<&str> = messages.iter().map(Message::kind).collect();
+        assert!(kinds.contains("skip") && kinds.contains("finalize"), "captured {kinds:?}");
+        encoded(&messages)
+    })
+}
+
 fn pbft_wire() -> &'static Vec<Vec<u8>> {
     static WIRE: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     WIRE.get_or_init(|| {
@@ -120,6 +134,7 @@ fn canonical<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<(), TestCa
 fn check_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     canonical::<StreamletMessage>(bytes)?;
     canonical::<PbftMessage>(bytes)?;
+    canonical::<SimplexMessage>(bytes)?;
     canonical::<OrderAction>(bytes)?;
     Ok(())
 }
@@ -158,6 +173,16 @@ proptest! {
         let bytes = &wire[which.index(wire.len())];
         let (short, flipped) = mangle(bytes, cut, bit);
         prop_assert!(codec::decode::<PbftMessage>(&short).is_err(), "a strict prefix decoded");
+        check_all(&short)?;
+        check_all(&flipped)?;
+    }
+
+    #[test]
+    fn truncated_and_flipped_simplex_messages(which: prop::sample::Index, cut: prop::sample::Index, bit: prop::sample::Index) {
+        let wire = simplex_wire();
+        let bytes = &wire[which.index(wire.len())];
+        let (short, flipped) = mangle(bytes, cut, bit);
+        prop_assert!(codec::decode::<SimplexMessage>(&short).is_err(), "a strict prefix decoded");
         check_all(&short)?;
         check_all(&flipped)?;
     }

@@ -51,12 +51,20 @@ pub enum Behaviour {
     /// for is tempted to vote again. It helps the halves agree sooner, so the benches keep the
     /// plain equivocator; the swarm draws this one in half its equivocators.
     LateEquivocate,
+    /// As leader, proposes, instead of its block, a block of the same round on genesis
+    /// (height 1): once anything is final, a block that forks the log if honest nodes vote
+    /// for it without checking that it extends the chain the protocol says (a notarized
+    /// blockchain, the longest notarized chain). The swarm draws it in Simplex scenarios, in
+    /// half their equivocators.
+    ExtendGenesis,
 }
 
 impl Behaviour {
-    /// Every behaviour, in a fixed order: those the swarm draws, then the late equivocator.
-    pub const ALL: [Behaviour; 11] = {
-        let mut all = [Behaviour::LateEquivocate; 11];
+    /// Every behaviour, in a fixed order: those the swarm draws, then the late equivocator
+    /// and the genesis extender.
+    pub const ALL: [Behaviour; 12] = {
+        let mut all = [Behaviour::LateEquivocate; 12];
+        all[11] = Behaviour::ExtendGenesis;
         let mut i = 0;
         while i < Self::DRAWN.len() {
             all[i] = Self::DRAWN[i];
@@ -95,6 +103,7 @@ impl Behaviour {
             Behaviour::InvalidContent => "invalid-content",
             Behaviour::Flood => "flood",
             Behaviour::LateEquivocate => "late-equivocate",
+            Behaviour::ExtendGenesis => "extend-genesis",
         }
     }
 }
@@ -108,7 +117,7 @@ impl std::fmt::Display for Behaviour {
 /// An unknown behaviour name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown behaviour {0:?}; one of: equivocate, double-vote, conflicting-votes, silent, selective-leader, replay, forge, garble, invalid-content, flood, late-equivocate"
+    "unknown behaviour {0:?}; one of: equivocate, double-vote, conflicting-votes, silent, selective-leader, replay, forge, garble, invalid-content, flood, late-equivocate, extend-genesis"
 )]
 pub struct UnknownBehaviour(pub String);
 
@@ -218,6 +227,21 @@ impl<M: Tamper> Adversary<M> for Rewriter {
                     send(out, extra);
                 }
             }
+            Behaviour::ExtendGenesis => match message.proposed_block() {
+                Some(block) => {
+                    let h = block.header();
+                    let stale = Block::new(
+                        Block::genesis().digest(),
+                        h.round,
+                        agora_types::Height(1),
+                        h.proposer,
+                        h.created_at_ns,
+                        block.batch().clone(),
+                    );
+                    send(out, message.repropose(stale, me, key).unwrap_or(message));
+                }
+                None => send(out, message),
+            },
             Behaviour::SelectiveLeader => {
                 if message.proposed_block().is_none() || upper_half(env, to) {
                     send(out, message);

@@ -20,6 +20,7 @@ use agora_market::StoredApplication;
 use agora_net::NetLimits;
 use agora_pbft::PbftConfig;
 use agora_runtime::ReplicaOptions;
+use agora_simplex::SimplexConfig;
 use agora_streamlet::StreamletConfig;
 use agora_types::{Committee, NodeId};
 use serde::{Deserialize, Serialize};
@@ -177,12 +178,13 @@ pub struct ClientSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsensusSection {
-    /// `pbft` or `streamlet`.
+    /// `pbft`, `streamlet` or `simplex`.
     pub protocol: String,
     /// PBFT's view timeout T, in milliseconds.
     #[serde(default)]
     pub view_timeout_ms: Option<u64>,
-    /// Streamlet's epoch length Δ, in milliseconds.
+    /// Δ, in milliseconds: Streamlet's epoch is 2Δ, Simplex's iteration timer 3Δ (and an idle
+    /// Simplex leader proposes an empty block Δ into its iteration).
     #[serde(default)]
     pub delta_ms: Option<u64>,
     /// Transactions per block at most.
@@ -250,7 +252,19 @@ impl NodeFile {
                 }
                 EngineConfig::Streamlet(streamlet)
             }
-            other => return Err(format!("protocol `{other}`: expected `pbft` or `streamlet`")),
+            "simplex" => {
+                let mut simplex = SimplexConfig::new(c.delta_ms.unwrap_or(50).saturating_mul(ms));
+                simplex.empty_block_after_ns = simplex.delta_ns;
+                if let Some(txs) = c.batch_txs_max {
+                    simplex.batch.txs_max = txs;
+                }
+                EngineConfig::Simplex(simplex)
+            }
+            other => {
+                return Err(format!(
+                    "protocol `{other}`: expected `pbft`, `streamlet` or `simplex`"
+                ));
+            }
         };
         engine.validate().map_err(|e| e.to_string())?;
         Ok(engine)
@@ -289,8 +303,9 @@ impl NodeFile {
         }
         let engine = self.engine().map_err(|e| fail(path, format!("[consensus] {e}")))?;
         let mut replica = ReplicaOptions::new(committee.n());
-        // As in the bench: Streamlet's engine would wait while its thread applies a block.
-        replica.apply_thread = matches!(engine, EngineConfig::Streamlet(_));
+        // As in the bench: Streamlet's and Simplex's engines would wait while their thread
+        // applies a block; PBFT batches better when execution holds its primary back.
+        replica.apply_thread = !matches!(engine, EngineConfig::Pbft(_));
         let config = NodeConfig {
             me,
             key,

@@ -5,6 +5,7 @@ use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
 use agora_pbft::{Pbft, PbftConfig};
 use agora_runtime::{ClusterConfig, Load, Storage, WallReport, run, verify_rate};
+use agora_simplex::{Simplex, SimplexConfig};
 use agora_streamlet::{Streamlet, StreamletConfig};
 use agora_types::{NodeId, Transaction};
 use bytes::Bytes;
@@ -41,6 +42,27 @@ fn a_streamlet_cluster_finalizes_everything_everywhere() {
     assert_eq!(report.txs_finalized, 400);
     assert!(report.state_digests_agree, "{report:?}");
     assert!(report.messages > 0 && report.bytes > 0);
+    assert!(report.replicas.iter().all(|r| r.decode_errors == 0));
+}
+
+#[test]
+fn a_simplex_cluster_finalizes_everything_everywhere() {
+    let mut config = SimplexConfig::new(20_000_000);
+    config.empty_block_after_ns = config.delta_ns;
+    let mut cluster = ClusterConfig::new(4);
+    cluster.apply_thread = true;
+    cluster.verify_ahead = true;
+    let report = run(
+        cluster,
+        |me, committee, key| {
+            Simplex::new(config, committee.clone(), me, key.clone()).expect("a valid configuration")
+        },
+        |_| Box::new(TxLog::new(true)),
+        load(2_000, 4, None),
+    )
+    .expect("the cluster runs");
+    assert_eq!(report.txs_finalized, 2_000);
+    assert!(report.state_digests_agree, "{report:?}");
     assert!(report.replicas.iter().all(|r| r.decode_errors == 0));
 }
 

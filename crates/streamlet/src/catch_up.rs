@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use agora_consensus::Ctx;
 use agora_crypto::Digest;
-use agora_types::{Epoch, NodeId, Round, Transaction, Vote};
+use agora_types::{Epoch, NodeId, Round, Vote};
 use rustc_hash::FxHashSet;
 
 use crate::{Streamlet, StreamletDrop, StreamletMessage, vote_statement};
@@ -39,14 +39,13 @@ impl Streamlet {
         }
         let tip = self.tree.best_tip().digest();
         let in_chain = self.ids_on_unfinalized_chain(&tip);
-        let (epoch, after) = (self.epoch, self.config.reforward_after_epochs);
-        let forwarded_at = &self.forwarded_at;
+        let (epoch, after) = (self.epoch.0, self.config.reforward_after_epochs);
+        let forwarding = &self.forwarding;
         let txs = ctx.mempool().select(&self.config.batch, &|id| {
-            in_chain.contains(id)
-                || forwarded_at.get(id).is_some_and(|e| epoch.0.saturating_sub(e.0) < after)
+            in_chain.contains(id) || forwarding.recently(id, epoch, after)
         });
         if !txs.is_empty() {
-            self.note_forwarded(&txs);
+            self.forwarding.note(&txs, epoch);
             ctx.send(next_leader, StreamletMessage::Forward(txs));
         }
     }
@@ -101,11 +100,10 @@ impl Streamlet {
 
     /// Sends the transactions submitted here since the last flush to the next two leaders.
     pub(crate) fn flush_forwards(&mut self, ctx: &mut Ctx<'_, Self>) {
-        if self.to_forward.is_empty() {
+        let txs = self.forwarding.take(self.epoch.0);
+        if txs.is_empty() {
             return;
         }
-        let txs = std::mem::take(&mut self.to_forward);
-        self.note_forwarded(&txs);
         // The next proposal's leader, and the one after in case that leader is down.
         let leaders: BTreeSet<NodeId> = (1..=2)
             .map(|k| self.leader_of(Epoch(self.epoch.0 + k)))
@@ -114,14 +112,5 @@ impl Streamlet {
         for leader in leaders {
             ctx.send(leader, StreamletMessage::Forward(txs.clone()));
         }
-    }
-
-    /// Records when transactions were forwarded (bounded), so that a backlog is re-forwarded only
-    /// after it waited.
-    pub(crate) fn note_forwarded(&mut self, txs: &[Transaction]) {
-        if self.forwarded_at.len() + txs.len() > self.config.finalized_memory {
-            self.forwarded_at.clear();
-        }
-        self.forwarded_at.extend(txs.iter().map(|tx| (tx.id(), self.epoch)));
     }
 }

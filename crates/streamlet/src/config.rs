@@ -1,31 +1,8 @@
 //! A node's settings and its leader schedule.
 
-use agora_consensus::{
-    BatchLimits, ConfigError, DURATION_MAX_NS, HashedLeader, LeaderElection, RoundRobin,
-};
-use agora_types::{Epoch, NodeId, Round};
-
-/// How epoch leaders are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaderRule {
-    /// A public hash of the epoch number (and this seed), reduced mod n: the paper's choice.
-    Hashed {
-        /// Public seed of the hash.
-        seed: u64,
-    },
-    /// Epoch `e` is led by node `e mod n`.
-    RoundRobin,
-}
-
-impl LeaderRule {
-    /// The leader of `epoch` in a committee of `n`.
-    pub fn leader(&self, n: u16, epoch: Epoch) -> NodeId {
-        match *self {
-            LeaderRule::Hashed { seed } => HashedLeader::new(n, seed).leader(Round(epoch.0)),
-            LeaderRule::RoundRobin => RoundRobin::new(n).leader(Round(epoch.0)),
-        }
-    }
-}
+pub use agora_consensus::LeaderRule;
+use agora_consensus::{BatchLimits, ConfigError, DURATION_MAX_NS};
+use agora_types::Epoch;
 
 /// Settings of a Streamlet node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,7 +45,7 @@ impl Streamlet {
         for block in &blocks {
             for tx in block.batch().transactions() {
                 self.finalized_txs.insert(tx.id());
-                self.forwarded_at.remove(&tx.id());
+                self.forwarding.forget(&tx.id());
             }
             self.keep_finalized_proof(block);
         }

@@ -90,7 +90,7 @@ pub use messages::{Proposal, StreamletMessage};
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_consensus::{
-    BlockStatus, BlockView, ChainView, ConfigError, Ctx, Equivocation, MempoolError, Protocol,
+    BlockView, ChainView, ConfigError, Ctx, Equivocation, Forwarding, MempoolError, Protocol,
     RecentIds, RestoreError, Submitted, VoteKeeper,
 };
 use agora_crypto::{Digest, SecretKey};
@@ -99,7 +99,6 @@ use agora_types::{
     Block, Certificate, Committee, Epoch, Height, NodeId, Phase, Round, Statement, Transaction,
     Vote,
 };
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::tree::BlockTree;
@@ -158,11 +157,9 @@ pub struct Streamlet {
     proposals_taken: BTreeMap<Epoch, usize>,
     seen: BTreeMap<Epoch, BTreeSet<Seen>>,
     finalized_txs: RecentIds,
-    /// Submitted here, not yet forwarded to the next leaders.
-    to_forward: Vec<Transaction>,
-    /// When each pending transaction was last forwarded, by this node or to it (bounded by
-    /// `finalized_memory`; forgetting only makes a re-forward come early).
-    forwarded_at: FxHashMap<Digest, Epoch>,
+    /// Submitted here and not yet forwarded to the next leaders, and when each pending
+    /// transaction was last forwarded, by this node or to it (bounded by `finalized_memory`).
+    forwarding: Forwarding,
     /// Proposals adopted above the finalized tip (at most `orphans_max`), to send again in a
     /// stall.
     adopted: BTreeMap<Epoch, Vec<Proposal>>,
@@ -221,8 +218,7 @@ impl Streamlet {
             proposals_taken: BTreeMap::new(),
             seen: BTreeMap::new(),
             finalized_txs: RecentIds::new(config.finalized_memory),
-            to_forward: Vec::new(),
-            forwarded_at: FxHashMap::default(),
+            forwarding: Forwarding::new(config.finalized_memory),
             adopted: BTreeMap::new(),
             adopted_count: 0,
             own_votes: BTreeMap::new(),
@@ -243,7 +239,7 @@ impl Streamlet {
 
     /// The leader of `epoch`.
     pub fn leader_of(&self, epoch: Epoch) -> NodeId {
-        self.config.leader.leader(self.n, epoch)
+        self.config.leader.leader(self.n, Round(epoch.0))
     }
 
     /// The last finalized block.
@@ -337,7 +333,7 @@ impl Protocol for Streamlet {
                     }
                 }
                 // Someone forwarded these just now: no need to resend them soon.
-                self.note_forwarded(&accepted);
+                self.forwarding.note(&accepted, self.epoch.0);
             }
             StreamletMessage::Sync { finalized } => self.on_sync(ctx, from, finalized),
         }
@@ -354,8 +350,8 @@ impl Protocol for Streamlet {
     }
 
     fn on_accepted(&mut self, ctx: &mut Ctx<'_, Self>, tx: Transaction) {
-        self.to_forward.push(tx);
-        if self.to_forward.len() >= self.config.forward_batch_max.min(self.config.batch.txs_max) {
+        if self.forwarding.push(tx) >= self.config.forward_batch_max.min(self.config.batch.txs_max)
+        {
             self.flush_forwards(ctx);
         }
     }
@@ -368,25 +364,7 @@ impl ChainView for Streamlet {
             .tree
             .entries()
             .chain(self.tree.dead_forks())
-            .map(|e| BlockView {
-                digest: e.block.digest(),
-                parent: e.block.parent(),
-                round: e.block.round(),
-                height: e.block.height(),
-                proposer: e.block.proposer(),
-                txs: e.block.batch().len(),
-                status: if e.finalized_at.is_some() {
-                    BlockStatus::Finalized
-                } else if e.notarized_at.is_some() {
-                    BlockStatus::Notarized
-                } else {
-                    BlockStatus::Proposed
-                },
-                votes: e.votes,
-                proposed_at_ns: e.block.header().created_at_ns,
-                notarized_at_ns: e.notarized_at,
-                finalized_at_ns: e.finalized_at,
-            })
+            .map(|e| BlockView::of(&e.block, e.votes, e.notarized_at, e.finalized_at))
             .collect();
         views.sort_by_key(|v| (v.round, v.height, v.digest));
         views

@@ -10,7 +10,7 @@ use agora_netsim::{
     Workload,
 };
 use agora_streamlet::{LeaderRule, Proposal, Streamlet, StreamletConfig, StreamletMessage};
-use agora_types::{Block, Epoch, NodeId, Phase, Statement, Vote};
+use agora_types::{Block, NodeId, Phase, Round, Statement, Vote};
 
 const MS: u64 = 1_000_000;
 const DELTA: u64 = 50 * MS;
@@ -135,7 +135,7 @@ fn a_leader_down_for_its_epoch_costs_one_block_and_delays_finality() {
     let e = 5;
     let epochs = 12;
     let rule = LeaderRule::Hashed { seed: 0 };
-    let leader = rule.leader(4, Epoch(e));
+    let leader = rule.leader(4, Round(e));
     let mut c = config(4, epochs);
     c.faults = vec![
         Fault { at_ns: t(e), node: leader, kind: FaultKind::Crash },

@@ -21,6 +21,12 @@ pub enum Phase {
     Checkpoint,
     /// PBFT's PRE-PREPARE: the primary's assignment of a value to a sequence number in a view.
     PrePrepare,
+    /// Simplex's vote for the dummy block of an iteration: the iteration produced no block this
+    /// node will wait for (its timer fired). The value is [`Digest::ZERO`].
+    Skip,
+    /// Simplex's finalize vote: this node left the iteration through the notarization of the
+    /// block named by the value, before its timer fired, and will never vote to skip it.
+    Finalize,
 }
 
 /// What a vote is about: a value (usually a block digest) at a round, height and phase.

@@ -74,7 +74,7 @@ pub fn fairness_plan(options: &BenchOptions) -> Vec<FairnessPlanned> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+    for protocol in ProtocolChoice::ALL {
         for ordering in ExecutionOrder::ALL {
             for seed in fairness_seeds(options) {
                 for frontrunner in [true, false] {
@@ -116,10 +116,11 @@ pub fn fairness_options(planned: &FairnessPlanned, options: &BenchOptions) -> Si
             protocol,
             seed: options.seed,
             duration_ms: 5_000.0,
-            // Streamlet holds 100 orders per 120 ms epoch, PBFT 20 per batch with 8 in flight:
-            // both are offered about twice what they finalize.
+            // Streamlet holds 100 orders per 120 ms epoch, PBFT 20 per batch with 8 in flight,
+            // Simplex 100 per iteration of about 50 ms (2δ with jitter): each is offered about
+            // twice what it finalizes.
             batch_max: if protocol == ProtocolChoice::Pbft { 20 } else { 100 },
-            tx_rate: if protocol == ProtocolChoice::Pbft { 4_000.0 } else { 2_000.0 },
+            tx_rate: if protocol == ProtocolChoice::Streamlet { 2_000.0 } else { 4_000.0 },
             priority: priority.then(Priority::default),
             ..base
         },
@@ -231,7 +232,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// Gathers the outcomes into the report's tables.
 pub fn summarise_fairness(outcomes: &[FairnessOutcome]) -> FairnessReport {
     let mut frontrunning = Vec::new();
-    for protocol in [ProtocolChoice::Streamlet, ProtocolChoice::Pbft] {
+    for protocol in ProtocolChoice::ALL {
         for ordering in ExecutionOrder::ALL {
             let of = |with: bool| -> Vec<&FairnessOutcome> {
                 outcomes
@@ -435,7 +436,7 @@ mod tests {
     fn the_plan_covers_protocols_orders_seeds_and_overload() {
         let quick = BenchOptions { quick: true, wall: false, seed: 1, ..Default::default() };
         let plan = fairness_plan(&quick);
-        assert_eq!(plan.len(), 2 * (3 * 3 * 2 + 2));
+        assert_eq!(plan.len(), ProtocolChoice::ALL.len() * (3 * 3 * 2 + 2));
         assert!(fairness_plan(&BenchOptions { main: true, ..quick.clone() }).is_empty());
         assert!(plan.iter().all(|p| fairness_options(p, &quick).sim_config().is_ok()));
     }

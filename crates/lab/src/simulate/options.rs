@@ -49,7 +49,7 @@ pub struct SimulateOptions {
     /// Extra uniform delay per message, up to this many milliseconds.
     #[arg(long, default_value_t = Self::DEFAULTS.jitter_ms)]
     pub jitter_ms: f64,
-    /// Δ, in milliseconds (a Streamlet epoch lasts 2Δ).
+    /// Δ, in milliseconds (a Streamlet epoch lasts 2Δ; a Simplex iteration's timer is 3Δ).
     #[arg(long, default_value_t = Self::DEFAULTS.delta_ms)]
     pub delta_ms: f64,
     /// Uplink bandwidth of every node, in Mbit/s (default: unlimited).
@@ -98,6 +98,10 @@ pub struct SimulateOptions {
     /// and stays down (repeatable).
     #[arg(long, value_name = "V")]
     pub crash_primary_of_view: Vec<u64>,
+    /// Simplex: the leader of iteration I crashes a quarter of the way into the run and stays
+    /// down (repeatable); every later iteration it leads costs the 3Δ timer.
+    #[arg(long, value_name = "I")]
+    pub crash_leader_of_iteration: Vec<u64>,
     /// Keep the whole trace (for `--trace` and sequence charts).
     #[arg(skip)]
     pub record_trace: bool,
@@ -162,6 +166,7 @@ impl SimulateOptions {
         checkpoint_interval: 16,
         view_timeout_ms: 500.0,
         crash_primary_of_view: Vec::new(),
+        crash_leader_of_iteration: Vec::new(),
         record_trace: false,
         workload: WorkloadChoice::Random,
         partition_ms: None,
@@ -230,7 +235,9 @@ impl SimulateOptions {
     /// The message deliveries a run of these options makes, estimated from above:
     /// Streamlet's epochs times a proposal and n² votes (n³ echoes and n² echoed proposals
     /// more with its echo); PBFT's blocks (at most one per transaction and one per ms) times
-    /// its three all-to-all phases, plus n² per view change. Measured on this machine the
+    /// its three all-to-all phases, plus n² per view change; Simplex's iterations (one per 2δ,
+    /// δ the one-way latency) times a proposal and three all-to-all rounds (votes, forwarded
+    /// notarizations, finalize votes). Measured on this machine the
     /// simulator delivers 0.1 to 1 million messages a second, so the bound of 2 × 10⁷ is minutes
     /// at most.
     pub fn estimated_messages(&self) -> f64 {
@@ -247,6 +254,10 @@ impl SimulateOptions {
                 let blocks = transactions.min(duration) + 1.0;
                 let view_changes = duration / self.view_timeout_ms.max(1e-9) + 1.0;
                 blocks * 3.0 * n * n + view_changes * 2.0 * n * n
+            }
+            ProtocolChoice::Simplex => {
+                let iterations = duration / (2.0 * self.latency_ms.max(1e-6)) + 1.0;
+                iterations * (n + 3.0 * n * n)
             }
         }
     }
@@ -335,6 +346,9 @@ impl SimulateOptions {
                 EngineConfig::Streamlet(self.streamlet_config(ns("delta_ms", self.delta_ms)?))
             }
             ProtocolChoice::Pbft => EngineConfig::Pbft(self.pbft_config()?),
+            ProtocolChoice::Simplex => {
+                EngineConfig::Simplex(self.simplex_config(ns("delta_ms", self.delta_ms)?))
+            }
         };
         engine.validate()?;
         let market = (self.workload == WorkloadChoice::Market).then(|| MarketSpec {
@@ -558,12 +572,28 @@ impl SimulateOptions {
                 "names PBFT views; for Streamlet use crash_leader_of_epoch",
             ));
         }
+        if !self.crash_leader_of_iteration.is_empty() && self.protocol != ProtocolChoice::Simplex {
+            return Err(SimulateError::field(
+                "crash_leader_of_iteration",
+                "names Simplex iterations; for Streamlet use crash_leader_of_epoch",
+            ));
+        }
+        for &i in &self.crash_leader_of_iteration {
+            if i == 0 {
+                return Err(SimulateError::field(
+                    "crash_leader_of_iteration",
+                    "counts iterations from 1",
+                ));
+            }
+            let node = self.leader_rule().leader(self.nodes as u16, Round(i));
+            c.faults.push(Fault { at_ns: c.duration_ns / 4, node, kind: FaultKind::Crash });
+        }
         for &e in &self.crash_leader_of_epoch {
             if e == 0 {
                 return Err(SimulateError::field("crash_leader_of_epoch", "counts epochs from 1"));
             }
             let streamlet = self.streamlet_config(delta);
-            let leader = streamlet.leader.leader(self.nodes as u16, Epoch(e));
+            let leader = streamlet.leader.leader(self.nodes as u16, Round(e));
             c.faults.push(Fault {
                 at_ns: streamlet.epoch_start_ns(Epoch(e)),
                 node: leader,
@@ -597,7 +627,7 @@ impl SimulateOptions {
         Ok(())
     }
 
-    /// Streamlet's leader schedule, as the options choose it.
+    /// Streamlet's and Simplex's leader schedule, as the options choose it.
     pub(super) fn leader_rule(&self) -> LeaderRule {
         match self.leader {
             LeaderChoice::Hashed => LeaderRule::Hashed { seed: self.seed },
@@ -609,6 +639,13 @@ impl SimulateOptions {
         let mut s = StreamletConfig::new(delta_ns.max(1));
         s.leader = self.leader_rule();
         s.echo = self.echo;
+        s.batch.txs_max = self.batch_max;
+        s
+    }
+
+    pub(super) fn simplex_config(&self, delta_ns: u64) -> SimplexConfig {
+        let mut s = SimplexConfig::new(delta_ns.max(1));
+        s.leader = self.leader_rule();
         s.batch.txs_max = self.batch_max;
         s
     }

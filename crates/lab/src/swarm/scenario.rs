@@ -27,6 +27,10 @@ pub enum Weakening {
     VoteBeforeDurable,
     /// Restarts lose the journal: a node comes back remembering nothing it voted for.
     Amnesia,
+    /// Simplex sends a finalize vote for an iteration it voted to skip.
+    FinalizeAfterSkip,
+    /// Simplex votes for a proposal whose parent chain is not notarized.
+    VoteUnnotarizedChain,
 }
 
 impl Weakening {
@@ -38,6 +42,8 @@ impl Weakening {
             Weakening::PrePrepareCountsAsPrepare => "pre-prepare-counts-as-prepare",
             Weakening::VoteBeforeDurable => "vote-before-durable",
             Weakening::Amnesia => "amnesia",
+            Weakening::FinalizeAfterSkip => "finalize-after-skip",
+            Weakening::VoteUnnotarizedChain => "vote-unnotarized-chain",
         }
     }
 
@@ -49,6 +55,8 @@ impl Weakening {
             Weakening::PrePrepareCountsAsPrepare,
             Weakening::VoteBeforeDurable,
             Weakening::Amnesia,
+            Weakening::FinalizeAfterSkip,
+            Weakening::VoteUnnotarizedChain,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -190,6 +198,9 @@ impl Scenario {
         let round_ns = match protocol {
             ProtocolChoice::Streamlet => 2 * delta_ns,
             ProtocolChoice::Pbft => 10 * delta_ns / 3,
+            // A Simplex iteration lasts 2δ when it goes well and 3Δ + δ when it is skipped:
+            // rounds of one Δ split some iterations' votes and not others'.
+            ProtocolChoice::Simplex => delta_ns,
         };
         let rounds = rng.random_range(6..=24u64);
         let gst_ns = rounds * round_ns;
@@ -283,12 +294,18 @@ impl Scenario {
         // Half the seeds' equivocators tell the other story late too (on a stream of their own,
         // so a seed's other draws are those of the campaigns before).
         let late = ChaCha8Rng::seed_from_u64(seed ^ LATE_STREAM).random_bool(0.5);
+        // Simplex scenarios (new with the engine, so no older seed changes) turn the other
+        // half of their equivocators into genesis extenders.
+        let extend = protocol == ProtocolChoice::Simplex;
         for _ in 0..faulty {
             let node = NodeId(ids.swap_remove(rng.random_range(0..ids.len())));
             let fault = if rng.random_bool(0.6) {
                 match Behaviour::DRAWN[rng.random_range(0..Behaviour::DRAWN.len())] {
                     Behaviour::Equivocate if late => {
                         NodeFault::Byzantine(Behaviour::LateEquivocate)
+                    }
+                    Behaviour::Equivocate if extend => {
+                        NodeFault::Byzantine(Behaviour::ExtendGenesis)
                     }
                     behaviour => NodeFault::Byzantine(behaviour),
                 }
@@ -362,6 +379,9 @@ impl Scenario {
             ProtocolChoice::Streamlet => 120 * delta_ns,
             // A handful of view changes, each waiting at most a few doubled timeouts.
             ProtocolChoice::Pbft => 400 * delta_ns,
+            // Iterations of up to 4Δ each: enough for many leaders in a row to be tried, and
+            // for a node left behind to catch up at its timers.
+            ProtocolChoice::Simplex => 120 * delta_ns,
         };
         let load_end_ns = gst_ns + 1_000 * MS;
         Self {
@@ -395,6 +415,7 @@ impl Scenario {
         let engine = match self.protocol {
             ProtocolChoice::Streamlet => EngineConfig::Streamlet(self.streamlet_config()),
             ProtocolChoice::Pbft => EngineConfig::Pbft(self.pbft_config()),
+            ProtocolChoice::Simplex => EngineConfig::Simplex(self.simplex_config()),
         };
         let byzantine = self
             .faults
@@ -499,6 +520,19 @@ impl Scenario {
             Some(Weakening::QuorumOneSmaller) => Some(StreamletWeakening::QuorumOneSmaller),
             Some(Weakening::VoteExtendsFinalized) => Some(StreamletWeakening::VoteExtendsFinalized),
             Some(Weakening::VoteBeforeDurable) => Some(StreamletWeakening::VoteBeforeDurable),
+            _ => None,
+        };
+        c
+    }
+
+    pub(super) fn simplex_config(&self) -> SimplexConfig {
+        let mut c = SimplexConfig::new(self.delta_ns);
+        c.leader = LeaderRule::Hashed { seed: self.seed };
+        c.weaken = match self.weakening {
+            Some(Weakening::QuorumOneSmaller) => Some(SimplexWeakening::QuorumOneSmaller),
+            Some(Weakening::FinalizeAfterSkip) => Some(SimplexWeakening::FinalizeAfterSkip),
+            Some(Weakening::VoteUnnotarizedChain) => Some(SimplexWeakening::VoteUnnotarizedChain),
+            Some(Weakening::VoteBeforeDurable) => Some(SimplexWeakening::VoteBeforeDurable),
             _ => None,
         };
         c

@@ -1,0 +1,12 @@
+//! Simplex wire messages: any bytes decode to an error or to a canonical message.
+#![no_main]
+
+use agora::simplex::SimplexMessage;
+use agora::types::codec;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(message) = codec::decode::<SimplexMessage>(data) {
+        assert_eq!(&codec::encode(&message).expect("re-encodes")[..], data, "not canonical");
+    }
+});
