@@ -19,6 +19,7 @@ use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
 use agora_market::StoredApplication;
 use agora_pbft::PbftConfig;
 use agora_runtime::{ClusterConfig, Load, RuntimeError, Storage, WallReport, run, verify_rate};
+use agora_simplex::SimplexConfig;
 use agora_streamlet::StreamletConfig;
 use agora_types::{Committee, NodeId, Transaction};
 
@@ -129,7 +130,15 @@ fn main() {
     streamlet.batch.txs_max = env("AGORA_BATCH", 2_000) as usize;
     let mut pbft = PbftConfig::new(2_000_000_000);
     pbft.batch.txs_max = env("AGORA_PBFT_BATCH", 500) as usize;
-    for engine in [EngineConfig::Streamlet(streamlet), EngineConfig::Pbft(pbft)] {
+    let mut simplex = SimplexConfig::new(env("AGORA_DELTA_MS", 20) * 1_000_000);
+    simplex.batch.txs_max = env("AGORA_BATCH", 2_000) as usize;
+    simplex.empty_block_after_ns = simplex.delta_ns;
+    let engines = [
+        EngineConfig::Streamlet(streamlet),
+        EngineConfig::Pbft(pbft),
+        EngineConfig::Simplex(simplex),
+    ];
+    for engine in engines {
         let name = engine.protocol().name();
         if !wants(name) {
             continue;
