@@ -5,7 +5,8 @@
 //! Every simulated run uses the same seeds, the same WAN-like network (latency, jitter,
 //! bandwidth) and the same market workload, so protocols differ only in themselves. A theory
 //! check runs each protocol on an ideal network and compares the finality time with the paper's:
-//! PBFT commits 3δ after the pre-prepare, Streamlet finalizes 2Δ + 2δ after the proposal. A
+//! PBFT commits 3δ after the pre-prepare, Streamlet finalizes 2Δ + 2δ after the proposal,
+//! Simplex 3δ after it. A
 //! fairness section measures a front-running leader under each execution order and priority
 //! lanes under overload.
 
@@ -869,19 +870,22 @@ fn plot(
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
-    let series: Vec<Series<'_>> =
-        [("streamlet", RGBColor(30, 136, 229)), ("pbft", RGBColor(229, 57, 53))]
-            .into_iter()
-            .map(|(p, colour)| {
-                let points = report
-                    .runs
-                    .iter()
-                    .filter(|r| r.protocol == p && r.mode == "sim" && r.scenario == "no-faults")
-                    .map(|r| (r.nodes as f64, value(r)))
-                    .collect();
-                (p, colour, points)
-            })
-            .collect();
+    // One colour per protocol, in the order reports list them.
+    let colours = [RGBColor(30, 136, 229), RGBColor(229, 57, 53), RGBColor(67, 160, 71)];
+    let series: Vec<Series<'_>> = ProtocolChoice::ALL
+        .map(ProtocolChoice::name)
+        .into_iter()
+        .zip(colours)
+        .map(|(p, colour)| {
+            let points = report
+                .runs
+                .iter()
+                .filter(|r| r.protocol == p && r.mode == "sim" && r.scenario == "no-faults")
+                .map(|r| (r.nodes as f64, value(r)))
+                .collect();
+            (p, colour, points)
+        })
+        .collect();
     let max_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(4.0, f64::max);
     let min_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(max_x, f64::min);
     let max_y = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.15;
@@ -1045,6 +1049,7 @@ mod tests {
             record("streamlet", 4, "no-faults"),
             record("streamlet", 7, "no-faults"),
             record("pbft", 4, "no-faults"),
+            record("simplex", 4, "no-faults"),
         ];
         let report = Report {
             machine: Machine {
@@ -1087,6 +1092,6 @@ mod tests {
             assert!(json["runs"][0].get(field).is_some(), "{field}");
         }
         let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("streamlet") && svg.contains("pbft"));
+        assert!(svg.contains("<svg") && ProtocolChoice::ALL.iter().all(|p| svg.contains(p.name())));
     }
 }

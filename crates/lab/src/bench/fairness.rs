@@ -3,8 +3,8 @@
 //!
 //! - **Front-running.** For each protocol and execution order, the market runs over several
 //!   seeds with node 0 front-running ([`crate::frontrun`]) and, on the same seeds, without it.
-//!   Node 0 is PBFT's first primary (it builds every block) and one of Streamlet's four hashed
-//!   leaders (about a quarter of the blocks).
+//!   Node 0 is PBFT's first primary (it builds every block) and one of Streamlet's and
+//!   Simplex's four hashed leaders (about a quarter of the blocks).
 //! - **Lanes.** Each protocol is overloaded (more orders than its blocks hold), once first come
 //!   first served and once with the default priority lanes; the latency of each lane and the
 //!   block space per class of account are compared.
@@ -303,7 +303,7 @@ pub(super) fn fairness_markdown(f: &FairnessReport, out: &mut String) {
     let _ = writeln!(out, "\n## Fairness\n");
     let _ = writeln!(
         out,
-        "A market at 400 orders/s, 5% of traders' orders large (60–120 lots), priority lanes on. Node 0 front-runs: it sandwiches every large order in the blocks it builds (a buy ahead of a large buy, an offer just under its worst price) and cancels its leftovers each block. It is PBFT's primary (every block) and one of Streamlet's four leaders. Profit is in quote units, its position marked to the final mid; slippage is the large orders' execution cost against the mid before their block, with and without the front-runner on the same seeds.\n"
+        "A market at 400 orders/s, 5% of traders' orders large (60–120 lots), priority lanes on. Node 0 front-runs: it sandwiches every large order in the blocks it builds (a buy ahead of a large buy, an offer just under its worst price) and cancels its leftovers each block. It is PBFT's primary (every block) and one of Streamlet's and Simplex's four hashed leaders. Profit is in quote units, its position marked to the final mid; slippage is the large orders' execution cost against the mid before their block, with and without the front-runner on the same seeds.\n"
     );
     let _ = writeln!(
         out,
@@ -330,7 +330,7 @@ pub(super) fn fairness_markdown(f: &FairnessReport, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "\nUnder overload (about twice what the blocks hold: Streamlet 2,000 orders/s in blocks of 100, PBFT 4,000/s in blocks of 20), first come first served against the default lanes (liquidations 8:20%, cancels 4:10%, high-value 2:10%, ordinary 1:10%; market makers' turn 2):\n"
+        "\nUnder overload (about twice what the blocks hold: Streamlet 2,000 orders/s in blocks of 100, PBFT 4,000/s in blocks of 20, Simplex 4,000/s in blocks of 100), first come first served against the default lanes (liquidations 8:20%, cancels 4:10%, high-value 2:10%, ordinary 1:10%; market makers' turn 2):\n"
     );
     let _ = writeln!(out, "| protocol | lanes | lane | p50 ms | p99 ms | orders |");
     let _ = writeln!(out, "|---|---|---|---|---|---|");
