@@ -207,9 +207,11 @@ pub struct TestnetReport {
     pub txs_final: u64,
     /// Orders a node refused as busy.
     pub txs_busy: u64,
-    /// From the first submission to the last final report, in seconds.
+    /// From the first submission until every node had applied the last final height, in
+    /// seconds.
     pub wall_seconds: f64,
-    /// Final orders per second over that time.
+    /// Final orders per second over that time: final and applied everywhere, as in a wall
+    /// run.
     pub tps: f64,
     /// Submission to final report, median, in milliseconds.
     pub latency_ms_p50: f64,
@@ -374,6 +376,8 @@ struct Tally {
     latencies_ns: Vec<u64>,
     busy: u64,
     last_final: Option<Instant>,
+    /// The highest height a final order was reported at.
+    final_height: u64,
 }
 
 /// The most orders one `run` generates: each is signed, and held, before the load starts.
@@ -480,7 +484,20 @@ pub fn run_orders(
         }
         thread::sleep(Duration::from_millis(20));
     }
-    let statuses: Vec<NodeStatus> = clients.iter().map(|a| status(*a)).collect::<Result<_, _>>()?;
+    // Final is not applied: a node that applies on a thread of its own (Streamlet, Simplex)
+    // may still be executing. The run lasts until every node has applied the last final
+    // height (at most 30 s more), as a wall run does.
+    let final_height = tally.lock().unwrap_or_else(PoisonError::into_inner).final_height;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (statuses, applied) = loop {
+        let statuses: Vec<NodeStatus> =
+            clients.iter().map(|a| status(*a)).collect::<Result<_, _>>()?;
+        let now = Instant::now();
+        if statuses.iter().all(|s| s.height >= final_height) || now > deadline {
+            break (statuses, now);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
     let cpu_seconds = processes
         .0
         .iter()
@@ -493,7 +510,10 @@ pub fn run_orders(
     }
     let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
     let txs_final = t.latencies_ns.len() as u64;
-    let wall_seconds = t.last_final.map_or(0.0, |l| l.duration_since(start).as_secs_f64());
+    let wall_seconds = match t.last_final {
+        Some(_) => applied.duration_since(start).as_secs_f64(),
+        None => 0.0,
+    };
     let latency = LatencySummary::of(&mut t.latencies_ns);
     let (state_digest_agree, common_height) = agree(&statuses);
     Ok(TestnetReport {
@@ -538,10 +558,11 @@ fn read_finals(stream: TcpStream, tally: &Mutex<Tally>) {
         let now = Instant::now();
         let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
         match response {
-            ClientResponse::Final { tx, .. } => {
+            ClientResponse::Final { tx, height } => {
                 if let Some(at) = t.submitted_at.remove(&tx) {
                     t.latencies_ns.push(now.duration_since(at).as_nanos() as u64);
                     t.last_final = Some(now);
+                    t.final_height = t.final_height.max(height);
                 }
             }
             ClientResponse::Busy { tx } => {
