@@ -27,6 +27,10 @@ pub enum Phase {
     /// Simplex's finalize vote: this node left the iteration through the notarization of the
     /// block named by the value, before its timer fired, and will never vote to skip it.
     Finalize,
+    /// HotStuff's timeout: this node gives up on the view in the round field and will not vote
+    /// in it. The height field carries the view of the highest quorum certificate it holds; the
+    /// value is [`Digest::ZERO`].
+    Timeout,
 }
 
 /// What a vote is about: a value (usually a block digest) at a round, height and phase.
