@@ -15,6 +15,7 @@
 //! - [`streamlet`] (`agora-streamlet`): the Streamlet engine.
 //! - [`pbft`] (`agora-pbft`): the PBFT engine.
 //! - [`simplex`] (`agora-simplex`): the Simplex engine.
+//! - [`hotstuff`] (`agora-hotstuff`): the HotStuff engine, three- or two-chain.
 //! - [`engines`] (`agora-engines`): every protocol's configuration and the one engine factory.
 //! - [`netsim`] (`agora-netsim`): the deterministic network simulator.
 //! - [`runtime`] (`agora-runtime`): the in-process threaded cluster on real clocks.
@@ -35,6 +36,7 @@
 pub use agora_consensus as consensus;
 pub use agora_crypto as crypto;
 pub use agora_engines as engines;
+pub use agora_hotstuff as hotstuff;
 pub use agora_lab::{
     bench, fairness, frontrun, render, replay, simulate, swarm, testnet, walkthrough,
 };
@@ -73,6 +75,7 @@ pub mod prelude {
     pub use agora_engines::{
         ConfigError, Engine, EngineConfig, ProtocolChoice, WithEngine, with_engine,
     };
+    pub use agora_hotstuff::{ChainRule, HotStuff, HotStuffConfig};
     pub use agora_netsim::{SimConfig, SimReport, Simulation, Targets, Workload};
     pub use agora_orderbook::{AccountId, Command, Event, Exchange, MarketSpec, NewOrder, Side};
     pub use agora_pbft::{Pbft, PbftConfig};

@@ -128,13 +128,20 @@ struct SwarmArgs {
     #[arg(long)]
     beyond_budget: bool,
     /// Run a deliberately broken engine (quorum-one-smaller, vote-extends-finalized,
-    /// pre-prepare-counts-as-prepare, vote-before-durable, amnesia): the campaign should fail.
+    /// pre-prepare-counts-as-prepare, vote-before-durable, amnesia, finalize-after-skip,
+    /// vote-unnotarized-chain, vote-without-lock, two-chain-commit-three-chain-lock): the
+    /// campaign should fail.
     #[arg(long, value_parser = parse_weakening)]
     weaken: Option<agora::swarm::Weakening>,
     /// Twins scenarios: n = 4 plus a second instance of one member (two beyond the budget),
     /// with random partitions of the instances per round until GST.
     #[arg(long)]
     twins: bool,
+    /// HotStuff's commit rule: a chain of 3 consecutive certified views (the paper's) or 2
+    /// (Jolteon, HotStuff-2).
+    #[arg(long, default_value_t = 3, value_name = "3|2",
+          value_parser = clap::value_parser!(u8).range(2..=3))]
+    chain: u8,
     /// Where failing scenarios' traces and pictures go.
     #[arg(long, default_value = "target/agora-swarm")]
     out: PathBuf,
@@ -144,7 +151,8 @@ fn parse_weakening(s: &str) -> Result<agora::swarm::Weakening, String> {
     agora::swarm::Weakening::parse(s).ok_or_else(|| {
         format!(
             "unknown weakening `{s}`: quorum-one-smaller, vote-extends-finalized, \
-             pre-prepare-counts-as-prepare, vote-before-durable or amnesia"
+             pre-prepare-counts-as-prepare, vote-before-durable, amnesia, finalize-after-skip, \
+             vote-unnotarized-chain, vote-without-lock or two-chain-commit-three-chain-lock"
         )
     })
 }
@@ -516,6 +524,8 @@ fn run_swarm(args: &SwarmArgs) -> Result<()> {
         weakening: args.weaken,
         twins: args.twins,
         stop_on_failure: false,
+        chain: agora::hotstuff::ChainRule::of_length(args.chain)
+            .ok_or_else(|| anyhow::anyhow!("--chain is 3 or 2"))?,
     };
     options.check().map_err(|reason| anyhow::anyhow!(reason))?;
     let bar = indicatif::ProgressBar::new(args.seeds);

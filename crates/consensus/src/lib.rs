@@ -78,7 +78,7 @@ pub use lanes::{Classifier, LanePolicy, LaneSpec, LanedMempool};
 pub use leader::{HashedLeader, LeaderElection, LeaderRule, RoundRobin};
 pub use measure::LatencySummary;
 pub use mempool::{BatchLimits, InMemoryMempool, Mempool, MempoolError, MempoolLimits, Submitted};
-pub use protocol::{Action, Context, Ctx, Message, Protocol, RestoreError, Timer};
+pub use protocol::{Action, Context, Ctx, Message, Protocol, RestoreError, Timer, journal_of};
 pub use recent::RecentIds;
 pub use tamper::Tamper;
 pub use votes::{Equivocation, VALUES_PER_SLOT_MAX, VoteKeeper, VoteOutcome};

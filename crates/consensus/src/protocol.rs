@@ -146,6 +146,23 @@ pub enum Action<M, T> {
     },
 }
 
+/// The records `actions` persisted, from the latest checkpoint on (with the records it
+/// kept): what a driver's journal hands the engine when it restarts after these actions. For
+/// tests and tools that drive an engine by hand.
+pub fn journal_of<M, T>(actions: &[Action<M, T>]) -> Vec<Bytes> {
+    let mut journal: Vec<Bytes> = Vec::new();
+    for action in actions {
+        if let Action::Persist { record, checkpoint } = action {
+            if let Some(keep) = *checkpoint {
+                let keep = usize::try_from(keep).unwrap_or(usize::MAX).min(journal.len());
+                journal.drain(..journal.len() - keep);
+            }
+            journal.push(record.clone());
+        }
+    }
+    journal
+}
+
 /// A journal record an engine could not restore from: the node must not start, for it would
 /// run without the safety state the record held.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,6 +28,16 @@ pub trait Tamper: Message {
     /// The same kind of message carrying `vote` instead, as given (valid or not).
     fn with_vote(&self, vote: Vote) -> Option<Self>;
 
+    /// This proposal moved beside `earlier`, an earlier proposal of the same sender: a block
+    /// of this message's round on the parent of `earlier`'s block, at its height, carrying
+    /// what `earlier` carried to justify that parent (protocols whose proposals carry their
+    /// parent's certificate, such as HotStuff), signed with `key`. `None` (the default) when
+    /// the protocol's proposals carry no such certificate, or either is not a proposal.
+    fn repropose_beside(&self, earlier: &Self, signer: NodeId, key: &SecretKey) -> Option<Self> {
+        let _ = (earlier, signer, key);
+        None
+    }
+
     /// The round (epoch or view) the message belongs to, if it belongs to one.
     fn round(&self) -> Option<Round> {
         self.own_vote()

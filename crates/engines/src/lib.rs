@@ -29,6 +29,7 @@
 
 pub use agora_consensus::ConfigError;
 use agora_consensus::{ChainView, Equivocation, Protocol, Tamper};
+use agora_hotstuff::{HotStuff, HotStuffConfig};
 use agora_pbft::{Pbft, PbftConfig};
 use agora_simplex::{Simplex, SimplexConfig};
 use agora_streamlet::{Streamlet, StreamletConfig};
@@ -44,12 +45,20 @@ pub enum ProtocolChoice {
     Pbft,
     /// Simplex (Chan & Pass, TCC 2023).
     Simplex,
+    /// Chained HotStuff (Yin et al., PODC 2019), or its two-chain variant (Jolteon,
+    /// HotStuff-2), as its configuration says.
+    #[cfg_attr(feature = "clap", value(name = "hotstuff"))]
+    HotStuff,
 }
 
 impl ProtocolChoice {
     /// Every protocol, in the order reports list them.
-    pub const ALL: [ProtocolChoice; 3] =
-        [ProtocolChoice::Streamlet, ProtocolChoice::Pbft, ProtocolChoice::Simplex];
+    pub const ALL: [ProtocolChoice; 4] = [
+        ProtocolChoice::Streamlet,
+        ProtocolChoice::Pbft,
+        ProtocolChoice::Simplex,
+        ProtocolChoice::HotStuff,
+    ];
 
     /// The protocol's name in reports.
     pub fn name(self) -> &'static str {
@@ -57,6 +66,7 @@ impl ProtocolChoice {
             ProtocolChoice::Streamlet => "streamlet",
             ProtocolChoice::Pbft => "pbft",
             ProtocolChoice::Simplex => "simplex",
+            ProtocolChoice::HotStuff => "hotstuff",
         }
     }
 
@@ -66,6 +76,7 @@ impl ProtocolChoice {
             ProtocolChoice::Streamlet => "epoch",
             ProtocolChoice::Pbft => "view",
             ProtocolChoice::Simplex => "iteration",
+            ProtocolChoice::HotStuff => "view",
         }
     }
 }
@@ -79,6 +90,8 @@ pub enum EngineConfig {
     Pbft(PbftConfig),
     /// Simplex.
     Simplex(SimplexConfig),
+    /// HotStuff, three- or two-chain.
+    HotStuff(HotStuffConfig),
 }
 
 impl EngineConfig {
@@ -88,6 +101,7 @@ impl EngineConfig {
             EngineConfig::Streamlet(_) => ProtocolChoice::Streamlet,
             EngineConfig::Pbft(_) => ProtocolChoice::Pbft,
             EngineConfig::Simplex(_) => ProtocolChoice::Simplex,
+            EngineConfig::HotStuff(_) => ProtocolChoice::HotStuff,
         }
     }
 
@@ -97,6 +111,7 @@ impl EngineConfig {
             EngineConfig::Streamlet(c) => c.validate(),
             EngineConfig::Pbft(c) => c.validate(),
             EngineConfig::Simplex(c) => c.validate(),
+            EngineConfig::HotStuff(c) => c.validate(),
         }
     }
 
@@ -105,7 +120,9 @@ impl EngineConfig {
     pub fn warnings(&self, delay_ns: u64) -> Vec<String> {
         match self {
             EngineConfig::Streamlet(c) => c.synchrony_warning(delay_ns).into_iter().collect(),
-            EngineConfig::Pbft(_) | EngineConfig::Simplex(_) => Vec::new(),
+            EngineConfig::Pbft(_) | EngineConfig::Simplex(_) | EngineConfig::HotStuff(_) => {
+                Vec::new()
+            }
         }
     }
 }
@@ -185,6 +202,18 @@ impl Engine for Simplex {
     }
 }
 
+impl Engine for HotStuff {
+    const PROTOCOL: ProtocolChoice = ProtocolChoice::HotStuff;
+
+    fn refused_conflicting_finality(&self) -> u64 {
+        self.stats().conflicting_finality
+    }
+
+    fn equivocations(&self) -> Vec<Equivocation> {
+        self.equivocation_evidence().to_vec()
+    }
+}
+
 /// What a driver does with an engine whose protocol is known only at run time.
 pub trait WithEngine {
     /// What it gives back.
@@ -215,6 +244,9 @@ pub fn with_engine<W: WithEngine>(config: EngineConfig, job: W) -> Result<W::Out
         }),
         EngineConfig::Simplex(c) => job.run(move |me, committee, key| {
             Simplex::new(c, committee.clone(), me, key.clone()).expect(MEMBER)
+        }),
+        EngineConfig::HotStuff(c) => job.run(move |me, committee, key| {
+            HotStuff::new(c, committee.clone(), me, key.clone()).expect(MEMBER)
         }),
     })
 }

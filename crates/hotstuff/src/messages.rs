@@ -111,10 +111,45 @@ impl Tamper for HotStuffMessage {
     }
 
     fn repropose(&self, block: Block, _signer: NodeId, key: &SecretKey) -> Option<Self> {
-        // The signer a HotStuff proposal claims is its block's proposer; the QC and TC stay.
+        // The signer a HotStuff proposal claims is its block's proposer. The QC stays, unless
+        // the new block extends genesis, whose QC is implicit (an adversary can build on it
+        // whenever it likes); the timeout certificate stays.
         let HotStuffMessage::Propose(original) = self else { return None };
         let signature = key.sign(&domain::PROPOSAL, block.digest().as_bytes());
-        Some(HotStuffMessage::Propose(Proposal { block, signature, ..original.clone() }))
+        let justify = if block.parent() == Block::genesis().digest() {
+            None
+        } else {
+            original.justify.clone()
+        };
+        Some(HotStuffMessage::Propose(Proposal {
+            block,
+            signature,
+            justify,
+            tc: original.tc.clone(),
+        }))
+    }
+
+    fn repropose_beside(&self, earlier: &Self, _signer: NodeId, key: &SecretKey) -> Option<Self> {
+        let (HotStuffMessage::Propose(now), HotStuffMessage::Propose(before)) = (self, earlier)
+        else {
+            return None;
+        };
+        let (h, b) = (now.block.header(), before.block.header());
+        let block = Block::new(
+            b.parent,
+            h.round,
+            b.height,
+            h.proposer,
+            h.created_at_ns,
+            now.block.batch().clone(),
+        );
+        let signature = key.sign(&domain::PROPOSAL, block.digest().as_bytes());
+        Some(HotStuffMessage::Propose(Proposal {
+            block,
+            signature,
+            justify: before.justify.clone(),
+            tc: now.tc.clone(),
+        }))
     }
 
     fn own_vote(&self) -> Option<&Vote> {

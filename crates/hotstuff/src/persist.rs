@@ -119,8 +119,12 @@ impl HotStuff {
                 }
             }
         }
-        // A node is at least in the view after its highest QC.
+        // A node is at least in the view after its highest QC; a timeout of an earlier view
+        // than the one it resumes in is not sent again.
         self.view = self.view.max(self.high_qc_view() + 1).max(self.last_voted);
+        if self.own_timeout.as_ref().is_some_and(|t| t.vote.statement.round.0 != self.view) {
+            self.own_timeout = None;
+        }
         for qc in [self.locked.clone(), self.high_qc.clone()].into_iter().flatten() {
             self.tree.certify(qc, 0);
         }

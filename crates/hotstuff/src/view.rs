@@ -112,7 +112,7 @@ impl HotStuff {
     pub(crate) fn on_view_timer(&mut self, ctx: &mut Ctx<'_, Self>) {
         let v = self.view;
         self.stats.timer_firings += 1;
-        match self.own_timeout.clone() {
+        match self.own_timeout_here() {
             None => self.time_out(ctx),
             Some(t) => ctx.broadcast(HotStuffMessage::Timeout(t)),
         }
@@ -138,11 +138,17 @@ impl HotStuff {
         }
     }
 
+    /// This node's timeout of the view it is in, if it gave up on it (a restored node may
+    /// hold one of an earlier view, which is no longer its business).
+    fn own_timeout_here(&self) -> Option<Timeout> {
+        self.own_timeout.clone().filter(|t| t.vote.statement.round.0 == self.view)
+    }
+
     /// Gives up on the current view: never votes in it again (a timeout is durable before it
     /// leaves, like a vote), and tells everyone, with the highest QC it holds.
     fn time_out(&mut self, ctx: &mut Ctx<'_, Self>) {
         let v = self.view;
-        if self.own_timeout.is_some() {
+        if self.own_timeout_here().is_some() {
             return;
         }
         self.last_voted = self.last_voted.max(v);
@@ -197,7 +203,7 @@ impl HotStuff {
         of_view.insert(t.vote.voter, t);
         let count = of_view.len();
         let f_plus_one = self.committee.n() - self.quorum + 1;
-        if w == self.view && count >= f_plus_one && self.own_timeout.is_none() {
+        if w == self.view && count >= f_plus_one && self.own_timeout_here().is_none() {
             self.time_out(ctx);
         }
         if self.tc_high.contains_key(&w) {

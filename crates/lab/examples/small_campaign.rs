@@ -17,6 +17,7 @@ fn options(protocol: ProtocolChoice, weakening: Option<Weakening>) -> CampaignOp
         weakening,
         twins: false,
         stop_on_failure: false,
+        chain: agora_hotstuff::ChainRule::Three,
     }
 }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_hotstuff::HotStuffConfig;
 use agora_market::ExecutionOrder;
 use agora_pbft::PbftConfig;
 use agora_runtime::{ClusterConfig, Load, Storage, process_cpu_seconds, verify_rate};
@@ -298,12 +299,15 @@ pub fn run_one(
                 ProtocolChoice::Streamlet => 2.0 * o.delta_ms + 2.0 * o.latency_ms,
                 // Votes at 2δ notarize, finalize votes at 3δ finalize.
                 ProtocolChoice::Simplex => 3.0 * o.latency_ms,
+                // A QC every 2δ at the next leader; the third after the block's commits it.
+                ProtocolChoice::HotStuff => 6.0 * o.latency_ms,
             });
         }
         "leader-crash" => match planned.protocol {
             ProtocolChoice::Streamlet => o.crash_leader_of_epoch = vec![5],
             ProtocolChoice::Pbft => o.crash_primary_of_view = vec![0],
             ProtocolChoice::Simplex => o.crash_leader_of_iteration = vec![5],
+            ProtocolChoice::HotStuff => o.crash_leader_of_view = vec![5],
         },
         "partition-heals" => o.partition_ms = Some((1_000.0, 2_000.0)),
         "equivocator" => o.equivocator = true,
@@ -542,6 +546,13 @@ fn real_time_engine(protocol: ProtocolChoice) -> EngineConfig {
             s.empty_block_after_ns = s.delta_ns;
             EngineConfig::Simplex(s)
         }
+        ProtocolChoice::HotStuff => {
+            let mut h = HotStuffConfig::new(20_000_000);
+            h.batch.txs_max = 2_000;
+            // As Simplex: proposals at network speed, no stream of empty blocks when idle.
+            h.empty_block_after_ns = h.delta_ns;
+            EngineConfig::HotStuff(h)
+        }
     }
 }
 
@@ -606,6 +617,12 @@ fn run_net(
             view_timeout_ms: None,
             delta_ms: Some(s.delta_ns / 1_000_000),
             batch_txs_max: Some(s.batch.txs_max),
+        },
+        EngineConfig::HotStuff(h) => agora_node::ConsensusSection {
+            protocol: agora_node::hotstuff_protocol_name(h.chain).into(),
+            view_timeout_ms: None,
+            delta_ms: Some(h.delta_ns / 1_000_000),
+            batch_txs_max: Some(h.batch.txs_max),
         },
     };
     init_with(dir.path(), n, &consensus, options.seed, 0)?;

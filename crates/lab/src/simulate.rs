@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use agora_consensus::BlockView;
 use agora_crypto::Digest;
 use agora_engines::EngineConfig;
+use agora_hotstuff::{ChainRule, HotStuffConfig};
 use agora_netsim::{
     Behaviour, Fault, FaultKind, Jitter, LatencySummary, SimConfig, SimError, SimReport, Targets,
     TraceEvent, TraceMode, Violation, Workload,
@@ -63,7 +64,7 @@ impl SimulationRun {
     /// The leader of a round under this run's schedule.
     pub fn leader_of(&self, round: Round) -> NodeId {
         match self.options.protocol {
-            ProtocolChoice::Streamlet | ProtocolChoice::Simplex => {
+            ProtocolChoice::Streamlet | ProtocolChoice::Simplex | ProtocolChoice::HotStuff => {
                 self.options.leader_rule().leader(self.options.nodes as u16, round)
             }
             ProtocolChoice::Pbft => {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use agora_consensus::BlockView;
 use agora_engines::EngineConfig;
+use agora_hotstuff::{ChainRule, HotStuffConfig, HotStuffWeakening};
 use agora_netsim::{
     BeforeGst, Behaviour, Fault, FaultKind, Gst, Jitter, LivenessCheck, NetworkConfig, Partition,
     SimConfig, SimReport, Targets, TraceEvent, TraceMode, Violation, Workload,
@@ -43,6 +44,8 @@ const TIGHT_STREAM: u64 = 0x5357_4152_4d00_0002;
 const RESTART_STREAM: u64 = 0x5357_4152_4d00_0004;
 /// The stream that turns a seed's equivocators into late ones.
 const LATE_STREAM: u64 = 0x5357_4152_4d00_0005;
+/// The stream that turns half of a HotStuff seed's genesis extenders into stale forkers.
+const STALE_STREAM: u64 = 0x5357_4152_4d00_0006;
 /// Decides, apart from everything else, whether a two-twin scenario holds a split brain.
 const SPLIT_STREAM: u64 = 0x5357_4152_4d00_0003;
 
@@ -217,7 +220,7 @@ pub fn write_artifacts(recorded: &Recorded, dir: &Path) -> std::io::Result<Vec<P
         trace.push(b'\n');
     }
     let leader = |r: Round| match s.protocol {
-        ProtocolChoice::Streamlet | ProtocolChoice::Simplex => {
+        ProtocolChoice::Streamlet | ProtocolChoice::Simplex | ProtocolChoice::HotStuff => {
             LeaderRule::Hashed { seed: s.seed }.leader(s.nodes as u16, r)
         }
         ProtocolChoice::Pbft => agora_pbft::primary(View(r.0), s.nodes),
@@ -268,6 +271,8 @@ pub struct CampaignOptions {
     pub twins: bool,
     /// Stop at the first scenario that fails.
     pub stop_on_failure: bool,
+    /// HotStuff's commit rule (ignored by the other protocols).
+    pub chain: ChainRule,
 }
 
 /// What a campaign found.
@@ -346,6 +351,7 @@ pub fn campaign(options: &CampaignOptions, mut each: impl FnMut(&Outcome)) -> Ca
             Scenario::generate(options.protocol, seed, options.nodes, options.budget)
         };
         scenario.weakening = options.weakening;
+        scenario.chain = options.chain;
         if options.weakening == Some(Weakening::VoteBeforeDurable) {
             scenario.restarts.honest = Some(scenario.blink_in_sync());
         }

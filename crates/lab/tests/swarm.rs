@@ -6,7 +6,7 @@ use agora_lab::swarm::{self, Budget, CampaignOptions, NodeFault, Scenario, Weake
 use agora_netsim::{Behaviour, Jitter};
 use agora_types::NodeId;
 
-const PROTOCOLS: [ProtocolChoice; 3] = ProtocolChoice::ALL;
+const PROTOCOLS: [ProtocolChoice; 4] = ProtocolChoice::ALL;
 
 /// n = 4 with one Byzantine node on a lossless network that is synchronous after GST.
 fn one_byzantine(protocol: ProtocolChoice, node: u16, behaviour: Behaviour) -> Scenario {
@@ -62,6 +62,7 @@ fn campaign_of(
         weakening,
         twins,
         stop_on_failure: false,
+        chain: agora_hotstuff::ChainRule::Three,
     };
     swarm::campaign(&options, |_| {})
 }
@@ -196,7 +197,14 @@ fn the_campaign_catches_a_pbft_backup_that_prepares_before_its_record_is_durable
 
 /// A Twins scenario that forks `weakening`'s Simplex and is safe and live without it.
 fn twins_catch_simplex(seed: u64, weakening: Weakening) {
-    let mut s = Scenario::twins(ProtocolChoice::Simplex, seed, Budget::Within);
+    caught_and_fine_without(
+        Scenario::twins(ProtocolChoice::Simplex, seed, Budget::Within),
+        weakening,
+    );
+}
+
+/// `s` forks the engine weakened by `weakening`, and is safe and live without it.
+fn caught_and_fine_without(mut s: Scenario, weakening: Weakening) {
     s.weakening = Some(weakening);
     let o = swarm::run(&s, false).expect("the scenario runs").outcome;
     assert!(!o.safety.is_empty(), "{s}: not caught");
@@ -225,13 +233,8 @@ fn the_campaign_catches_a_simplex_vote_on_an_unnotarized_chain() {
     // swarm's genesis extender (half the equivocators of Simplex scenarios) does. The first
     // 300 drawn seeds: the first fork at seed 11 (n = 4, node 2 proposes on genesis whenever
     // it leads, and the mutant's votes notarize and finalize its block over the final chain).
-    let mut s = Scenario::generate(ProtocolChoice::Simplex, 11, None, Budget::Within);
-    s.weakening = Some(Weakening::VoteUnnotarizedChain);
-    let o = swarm::run(&s, false).expect("the scenario runs").outcome;
-    assert!(!o.safety.is_empty(), "{s}: not caught");
-    s.weakening = None;
-    let o = swarm::run(&s, false).expect("the scenario runs").outcome;
-    assert!(o.ok(), "{s}: safety {:?} liveness {:?}", o.safety, o.liveness);
+    let s = Scenario::generate(ProtocolChoice::Simplex, 11, None, Budget::Within);
+    caught_and_fine_without(s, Weakening::VoteUnnotarizedChain);
 }
 
 #[test]
@@ -348,6 +351,17 @@ fn campaign_passes_of(
     seeds: u64,
     twins: bool,
 ) {
+    campaign_passes_with(protocol, budget, first, seeds, twins, agora_hotstuff::ChainRule::Three);
+}
+
+fn campaign_passes_with(
+    protocol: ProtocolChoice,
+    budget: Budget,
+    first: u64,
+    seeds: u64,
+    twins: bool,
+    chain: agora_hotstuff::ChainRule,
+) {
     let options = CampaignOptions {
         protocol,
         seeds,
@@ -357,6 +371,7 @@ fn campaign_passes_of(
         weakening: None,
         twins,
         stop_on_failure: false,
+        chain,
     };
     let report = swarm::campaign(&options, |_| {});
     assert_eq!(report.runs, seeds, "scenarios that could not run: {:?}", report.errors);
@@ -432,4 +447,47 @@ fn campaign_simplex_seeds_0_to_149() {
 #[test]
 fn twins_simplex_seeds_0_to_149() {
     campaign_passes_of(ProtocolChoice::Simplex, Budget::Within, 0, 150, true);
+}
+
+#[test]
+fn the_campaign_catches_a_hotstuff_quorum_one_vote_short() {
+    // The first 100 Twins seeds: seed 2 forks it under either commit rule (and seed 31 too
+    // under two chains): the twin's instances each gather a QC of two on their side.
+    for chain in [agora_hotstuff::ChainRule::Three, agora_hotstuff::ChainRule::Two] {
+        let mut s = Scenario::twins(ProtocolChoice::HotStuff, 2, Budget::Within);
+        s.chain = chain;
+        caught_and_fine_without(s, Weakening::QuorumOneSmaller);
+    }
+}
+
+#[test]
+fn the_campaign_catches_a_hotstuff_vote_without_the_lock() {
+    // Honest leaders propose on their highest QC, so only a Byzantine one tempts this
+    // mutant: the genesis extender. The first 300 drawn seeds: four forks, the first at seed
+    // 157 (n = 4, node 0 proposes on genesis whenever it leads, and the mutant's votes
+    // certify and commit its block over the final chain).
+    let s = Scenario::generate(ProtocolChoice::HotStuff, 157, None, Budget::Within);
+    caught_and_fine_without(s, Weakening::VoteWithoutLock);
+}
+
+#[test]
+fn campaign_hotstuff_seeds_0_to_149() {
+    campaign_passes(ProtocolChoice::HotStuff, Budget::Within, 0, 150);
+}
+
+#[test]
+fn twins_hotstuff_seeds_0_to_149() {
+    campaign_passes_of(ProtocolChoice::HotStuff, Budget::Within, 0, 150, true);
+}
+
+#[test]
+fn campaign_hotstuff_two_chain_seeds_0_to_149() {
+    let two = agora_hotstuff::ChainRule::Two;
+    campaign_passes_with(ProtocolChoice::HotStuff, Budget::Within, 0, 150, false, two);
+}
+
+#[test]
+fn twins_hotstuff_two_chain_seeds_0_to_149() {
+    let two = agora_hotstuff::ChainRule::Two;
+    campaign_passes_with(ProtocolChoice::HotStuff, Budget::Within, 0, 150, true, two);
 }

@@ -57,14 +57,23 @@ pub enum Behaviour {
     /// blockchain, the longest notarized chain). The swarm draws it in Simplex scenarios, in
     /// half their equivocators.
     ExtendGenesis,
+    /// As leader, tells the upper half, instead of its block, a sibling of the block it
+    /// proposed the time before (on that block's parent, with the certificate that proposal
+    /// carried), and votes for that stale block itself; the lower half gets its block. A
+    /// protocol whose lock lags its commit rule lets the stale branch be certified and final
+    /// beside a block the lower half committed. Only protocols whose proposals carry their
+    /// parent's certificate can be told it ([`Tamper::repropose_beside`]); the swarm draws it
+    /// in HotStuff scenarios, in a quarter of their equivocators.
+    StaleFork,
 }
 
 impl Behaviour {
     /// Every behaviour, in a fixed order: those the swarm draws, then the late equivocator
     /// and the genesis extender.
-    pub const ALL: [Behaviour; 12] = {
-        let mut all = [Behaviour::LateEquivocate; 12];
+    pub const ALL: [Behaviour; 13] = {
+        let mut all = [Behaviour::LateEquivocate; 13];
         all[11] = Behaviour::ExtendGenesis;
+        all[12] = Behaviour::StaleFork;
         let mut i = 0;
         while i < Self::DRAWN.len() {
             all[i] = Self::DRAWN[i];
@@ -104,6 +113,7 @@ impl Behaviour {
             Behaviour::Flood => "flood",
             Behaviour::LateEquivocate => "late-equivocate",
             Behaviour::ExtendGenesis => "extend-genesis",
+            Behaviour::StaleFork => "stale-fork",
         }
     }
 }
@@ -117,7 +127,7 @@ impl std::fmt::Display for Behaviour {
 /// An unknown behaviour name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown behaviour {0:?}; one of: equivocate, double-vote, conflicting-votes, silent, selective-leader, replay, forge, garble, invalid-content, flood, late-equivocate, extend-genesis"
+    "unknown behaviour {0:?}; one of: equivocate, double-vote, conflicting-votes, silent, selective-leader, replay, forge, garble, invalid-content, flood, late-equivocate, extend-genesis, stale-fork"
 )]
 pub struct UnknownBehaviour(pub String);
 
@@ -149,6 +159,7 @@ pub fn adversary<M: Tamper>(behaviour: Behaviour) -> Box<dyn Adversary<M>> {
             Box::new(Mangler { garbler: Garbler { len_max: 512, keep_original: 1.0 } })
         }
         Behaviour::Replay => Box::new(Replayer { sent: VecDeque::new() }),
+        Behaviour::StaleFork => Box::new(StaleForker { previous: None, current: None }),
         other => Box::new(Rewriter { behaviour: other }),
     }
 }
@@ -273,7 +284,9 @@ impl<M: Tamper> Adversary<M> for Rewriter {
                     send(out, m);
                 }
             }
-            Behaviour::Silent | Behaviour::Garble | Behaviour::Replay => send(out, message),
+            Behaviour::Silent | Behaviour::Garble | Behaviour::Replay | Behaviour::StaleFork => {
+                send(out, message)
+            }
         }
     }
 }
@@ -416,6 +429,60 @@ impl<M: Tamper> Adversary<M> for Mangler {
 }
 
 /// Sends what its engine sends, and now and then an old message of its own again.
+/// [`Behaviour::StaleFork`]: its previous proposal, and this round's stale block.
+struct StaleForker<M> {
+    /// The last proposal of an earlier round its engine sent.
+    previous: Option<M>,
+    /// The round being proposed in now: its proposal, and the stale sibling told instead.
+    current: Option<(M, Option<M>)>,
+}
+
+impl<M: Tamper> Adversary<M> for StaleForker<M> {
+    fn on_send(
+        &mut self,
+        env: &mut AdversaryEnv<'_>,
+        to: NodeId,
+        message: M,
+        out: &mut Vec<Emission<M>>,
+    ) {
+        let send =
+            |out: &mut Vec<Emission<M>>, m: M| out.push(Emission::now(to, Payload::Message(m)));
+        if message.proposed_block().is_some() {
+            let round = message.round();
+            if self.current.as_ref().is_none_or(|(m, _)| m.round() != round) {
+                if let Some((done, _)) = self.current.take() {
+                    self.previous = Some(done);
+                }
+                let stale = self
+                    .previous
+                    .as_ref()
+                    .and_then(|earlier| message.repropose_beside(earlier, env.me, env.key));
+                self.current = Some((message.clone(), stale));
+            }
+            let stale = self.current.as_ref().and_then(|(_, stale)| stale.clone());
+            match stale {
+                Some(stale) if upper_half(env, to) => send(out, stale),
+                _ => send(out, message),
+            }
+            return;
+        }
+        // Its vote in the round of the stale block goes to that block.
+        let stale = self.current.as_ref().and_then(|(_, stale)| stale.as_ref());
+        if let (Some(vote), Some(block)) =
+            (message.own_vote(), stale.and_then(|s| s.proposed_block()))
+            && vote.statement.round == block.round()
+            && vote.statement.value != block.digest()
+        {
+            let mut s = vote.statement;
+            s.value = block.digest();
+            if let Some(moved) = message.with_vote(Vote::sign(s, env.me, env.key)) {
+                return send(out, moved);
+            }
+        }
+        send(out, message)
+    }
+}
+
 struct Replayer<M> {
     sent: VecDeque<M>,
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use agora_crypto::{PublicKey, SecretKey};
 use agora_engines::EngineConfig;
+use agora_hotstuff::{ChainRule, HotStuffConfig};
 use agora_market::StoredApplication;
 use agora_net::NetLimits;
 use agora_pbft::PbftConfig;
@@ -260,9 +261,20 @@ impl NodeFile {
                 }
                 EngineConfig::Simplex(simplex)
             }
+            name @ ("hotstuff" | "hotstuff-2") => {
+                let chain = if name == "hotstuff" { ChainRule::Three } else { ChainRule::Two };
+                let mut hotstuff = HotStuffConfig::new(c.delta_ms.unwrap_or(50).saturating_mul(ms))
+                    .with_chain(chain);
+                hotstuff.empty_block_after_ns = hotstuff.delta_ns;
+                if let Some(txs) = c.batch_txs_max {
+                    hotstuff.batch.txs_max = txs;
+                }
+                EngineConfig::HotStuff(hotstuff)
+            }
             other => {
                 return Err(format!(
-                    "protocol `{other}`: expected `pbft`, `streamlet` or `simplex`"
+                    "protocol `{other}`: expected `pbft`, `streamlet`, `simplex`, `hotstuff` \
+                     (three-chain) or `hotstuff-2` (two-chain)"
                 ));
             }
         };
@@ -318,5 +330,14 @@ impl NodeFile {
             net: NetLimits::default(),
         };
         Ok((config, self.client.listen))
+    }
+}
+
+/// The `protocol` a node's configuration names for HotStuff with the commit rule `chain`:
+/// `hotstuff` (three-chain) or `hotstuff-2` (two-chain).
+pub fn hotstuff_protocol_name(chain: ChainRule) -> &'static str {
+    match chain {
+        ChainRule::Three => "hotstuff",
+        ChainRule::Two => "hotstuff-2",
     }
 }

@@ -24,7 +24,7 @@ mod run;
 
 pub use files::{
     ClientSection, ConsensusSection, FileError, GenesisFile, NetSection, NodeFile, NodeSection,
-    PeerEntry, read_key, write_key,
+    PeerEntry, hotstuff_protocol_name, read_key, write_key,
 };
 pub use run::{run_node, wait_for_shutdown};
 

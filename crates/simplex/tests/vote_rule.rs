@@ -92,16 +92,7 @@ impl Harness {
 
     /// What a driver's journal would hand a restarted engine.
     fn journal(&self) -> Vec<Bytes> {
-        let mut journal = Vec::new();
-        for action in &self.actions {
-            if let Action::Persist { record, checkpoint } = action {
-                if let Some(keep) = *checkpoint {
-                    journal.drain(..journal.len() - keep as usize);
-                }
-                journal.push(record.clone());
-            }
-        }
-        journal
+        agora_consensus::journal_of(&self.actions)
     }
 
     /// Node 3 crashes and starts again as a fresh engine restored from `journal`.

@@ -47,16 +47,7 @@ impl Harness {
     /// The records node 3 persisted so far, from its latest checkpoint on: what a driver's
     /// journal would hand a restarted engine.
     fn journal(&self) -> Vec<Bytes> {
-        let mut journal = Vec::new();
-        for action in &self.actions {
-            if let Action::Persist { record, checkpoint } = action {
-                if let Some(keep) = *checkpoint {
-                    journal.drain(..journal.len() - keep as usize);
-                }
-                journal.push(record.clone());
-            }
-        }
-        journal
+        agora_consensus::journal_of(&self.actions)
     }
 
     /// Node 3 crashes and starts again in its current epoch, as a fresh engine restored from

@@ -102,6 +102,15 @@ pub struct SimulateOptions {
     /// down (repeatable); every later iteration it leads costs the 3Δ timer.
     #[arg(long, value_name = "I")]
     pub crash_leader_of_iteration: Vec<u64>,
+    /// HotStuff: the commit rule, a chain of 3 consecutive certified views (the paper's) or of
+    /// 2 (Jolteon, HotStuff-2).
+    #[arg(long, default_value_t = Self::DEFAULTS.chain, value_name = "3|2",
+          value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub chain: u8,
+    /// HotStuff: the leader of view V crashes a quarter of the way into the run and stays down
+    /// (repeatable); every later view it leads, and the view before it, time out.
+    #[arg(long, value_name = "V")]
+    pub crash_leader_of_view: Vec<u64>,
     /// Keep the whole trace (for `--trace` and sequence charts).
     #[arg(skip)]
     pub record_trace: bool,
@@ -167,6 +176,8 @@ impl SimulateOptions {
         view_timeout_ms: 500.0,
         crash_primary_of_view: Vec::new(),
         crash_leader_of_iteration: Vec::new(),
+        chain: 3,
+        crash_leader_of_view: Vec::new(),
         record_trace: false,
         workload: WorkloadChoice::Random,
         partition_ms: None,
@@ -259,6 +270,11 @@ impl SimulateOptions {
                 let iterations = duration / (2.0 * self.latency_ms.max(1e-6)) + 1.0;
                 iterations * (n + 3.0 * n * n)
             }
+            ProtocolChoice::HotStuff => {
+                // A proposal to all and a vote to one leader per view, and timeouts to all.
+                let views = duration / (2.0 * self.latency_ms.max(1e-6)) + 1.0;
+                views * 2.0 * n + (duration / (4.0 * self.delta_ms.max(1e-9)) + 1.0) * n * n
+            }
         }
     }
 }
@@ -348,6 +364,9 @@ impl SimulateOptions {
             ProtocolChoice::Pbft => EngineConfig::Pbft(self.pbft_config()?),
             ProtocolChoice::Simplex => {
                 EngineConfig::Simplex(self.simplex_config(ns("delta_ms", self.delta_ms)?))
+            }
+            ProtocolChoice::HotStuff => {
+                EngineConfig::HotStuff(self.hotstuff_config(ns("delta_ms", self.delta_ms)?)?)
             }
         };
         engine.validate()?;
@@ -572,21 +591,33 @@ impl SimulateOptions {
                 "names PBFT views; for Streamlet use crash_leader_of_epoch",
             ));
         }
-        if !self.crash_leader_of_iteration.is_empty() && self.protocol != ProtocolChoice::Simplex {
-            return Err(SimulateError::field(
+        let leader_crashes = [
+            (
                 "crash_leader_of_iteration",
+                &self.crash_leader_of_iteration,
+                ProtocolChoice::Simplex,
                 "names Simplex iterations; for Streamlet use crash_leader_of_epoch",
-            ));
-        }
-        for &i in &self.crash_leader_of_iteration {
-            if i == 0 {
-                return Err(SimulateError::field(
-                    "crash_leader_of_iteration",
-                    "counts iterations from 1",
-                ));
+                "counts iterations from 1",
+            ),
+            (
+                "crash_leader_of_view",
+                &self.crash_leader_of_view,
+                ProtocolChoice::HotStuff,
+                "names HotStuff views; for PBFT use crash_primary_of_view",
+                "counts views from 1",
+            ),
+        ];
+        for (field, rounds, protocol, other, from_one) in leader_crashes {
+            if !rounds.is_empty() && self.protocol != protocol {
+                return Err(SimulateError::field(field, other));
             }
-            let node = self.leader_rule().leader(self.nodes as u16, Round(i));
-            c.faults.push(Fault { at_ns: c.duration_ns / 4, node, kind: FaultKind::Crash });
+            for &i in rounds {
+                if i == 0 {
+                    return Err(SimulateError::field(field, from_one));
+                }
+                let node = self.leader_rule().leader(self.nodes as u16, Round(i));
+                c.faults.push(Fault { at_ns: c.duration_ns / 4, node, kind: FaultKind::Crash });
+            }
         }
         for &e in &self.crash_leader_of_epoch {
             if e == 0 {
@@ -648,6 +679,15 @@ impl SimulateOptions {
         s.leader = self.leader_rule();
         s.batch.txs_max = self.batch_max;
         s
+    }
+
+    pub(super) fn hotstuff_config(&self, delta_ns: u64) -> Result<HotStuffConfig, SimulateError> {
+        let chain = ChainRule::of_length(self.chain)
+            .ok_or_else(|| SimulateError::field("chain", "is 3 or 2"))?;
+        let mut h = HotStuffConfig::new(delta_ns.max(1)).with_chain(chain);
+        h.leader = self.leader_rule();
+        h.batch.txs_max = self.batch_max;
+        Ok(h)
     }
 
     pub(super) fn pbft_config(&self) -> Result<PbftConfig, SimulateError> {

@@ -31,6 +31,10 @@ pub enum Weakening {
     FinalizeAfterSkip,
     /// Simplex votes for a proposal whose parent chain is not notarized.
     VoteUnnotarizedChain,
+    /// HotStuff votes without the safe-node (lock) check.
+    VoteWithoutLock,
+    /// Two-chain HotStuff commits on two chains but locks and votes by the three-chain rules.
+    TwoChainCommitThreeChainLock,
 }
 
 impl Weakening {
@@ -44,6 +48,8 @@ impl Weakening {
             Weakening::Amnesia => "amnesia",
             Weakening::FinalizeAfterSkip => "finalize-after-skip",
             Weakening::VoteUnnotarizedChain => "vote-unnotarized-chain",
+            Weakening::VoteWithoutLock => "vote-without-lock",
+            Weakening::TwoChainCommitThreeChainLock => "two-chain-commit-three-chain-lock",
         }
     }
 
@@ -57,6 +63,8 @@ impl Weakening {
             Weakening::Amnesia,
             Weakening::FinalizeAfterSkip,
             Weakening::VoteUnnotarizedChain,
+            Weakening::VoteWithoutLock,
+            Weakening::TwoChainCommitThreeChainLock,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -164,6 +172,8 @@ pub struct Scenario {
     pub twins: Vec<NodeId>,
     /// How nodes restart.
     pub restarts: Restarts,
+    /// HotStuff's commit rule (ignored by the other protocols).
+    pub chain: ChainRule,
 }
 
 impl Scenario {
@@ -201,6 +211,10 @@ impl Scenario {
             // A Simplex iteration lasts 2δ when it goes well and 3Δ + δ when it is skipped:
             // rounds of one Δ split some iterations' votes and not others'.
             ProtocolChoice::Simplex => delta_ns,
+            // A HotStuff view lasts 2δ, or its 4Δ timer and δ more, and a commit takes three
+            // or four views in a row: rounds of 4Δ hold a split long enough for one side to
+            // certify a chain (shorter ones only ever stall both sides).
+            ProtocolChoice::HotStuff => 4 * delta_ns,
         };
         let rounds = rng.random_range(6..=24u64);
         let gst_ns = rounds * round_ns;
@@ -294,9 +308,12 @@ impl Scenario {
         // Half the seeds' equivocators tell the other story late too (on a stream of their own,
         // so a seed's other draws are those of the campaigns before).
         let late = ChaCha8Rng::seed_from_u64(seed ^ LATE_STREAM).random_bool(0.5);
-        // Simplex scenarios (new with the engine, so no older seed changes) turn the other
-        // half of their equivocators into genesis extenders.
-        let extend = protocol == ProtocolChoice::Simplex;
+        // Simplex and HotStuff scenarios (new with the engines, so no older seed changes) turn
+        // the other half of their equivocators into genesis extenders.
+        let extend = matches!(protocol, ProtocolChoice::Simplex | ProtocolChoice::HotStuff);
+        // HotStuff's genesis extenders fork one block back instead, half the time.
+        let stale = protocol == ProtocolChoice::HotStuff
+            && ChaCha8Rng::seed_from_u64(seed ^ STALE_STREAM).random_bool(0.5);
         for _ in 0..faulty {
             let node = NodeId(ids.swap_remove(rng.random_range(0..ids.len())));
             let fault = if rng.random_bool(0.6) {
@@ -304,6 +321,7 @@ impl Scenario {
                     Behaviour::Equivocate if late => {
                         NodeFault::Byzantine(Behaviour::LateEquivocate)
                     }
+                    Behaviour::Equivocate if stale => NodeFault::Byzantine(Behaviour::StaleFork),
                     Behaviour::Equivocate if extend => {
                         NodeFault::Byzantine(Behaviour::ExtendGenesis)
                     }
@@ -382,6 +400,10 @@ impl Scenario {
             // Iterations of up to 4Δ each: enough for many leaders in a row to be tried, and
             // for a node left behind to catch up at its timers.
             ProtocolChoice::Simplex => 120 * delta_ns,
+            // Views of up to 4Δ, growing by half per view without a QC: enough for the four
+            // honest leaders in a row that a three-chain commit needs to line up, even at
+            // n = 7 with two faulty (one window in four), after timers grown before GST.
+            ProtocolChoice::HotStuff => 400 * delta_ns,
         };
         let load_end_ns = gst_ns + 1_000 * MS;
         Self {
@@ -400,6 +422,7 @@ impl Scenario {
             weakening: None,
             twins: Vec::new(),
             restarts: Restarts::drawn(protocol, seed, gst_ns, delta_ns),
+            chain: ChainRule::Three,
         }
     }
 
@@ -416,6 +439,7 @@ impl Scenario {
             ProtocolChoice::Streamlet => EngineConfig::Streamlet(self.streamlet_config()),
             ProtocolChoice::Pbft => EngineConfig::Pbft(self.pbft_config()),
             ProtocolChoice::Simplex => EngineConfig::Simplex(self.simplex_config()),
+            ProtocolChoice::HotStuff => EngineConfig::HotStuff(self.hotstuff_config()),
         };
         let byzantine = self
             .faults
@@ -499,6 +523,9 @@ impl Scenario {
             self.protocol.name(),
             self.seed
         );
+        if self.protocol == ProtocolChoice::HotStuff && self.chain != ChainRule::Three {
+            cmd += &format!(" --chain {}", self.chain.length());
+        }
         if !self.twins.is_empty() {
             cmd += " --twins";
         } else if self.nodes_given {
@@ -538,6 +565,21 @@ impl Scenario {
         c
     }
 
+    pub(super) fn hotstuff_config(&self) -> HotStuffConfig {
+        let mut c = HotStuffConfig::new(self.delta_ns).with_chain(self.chain);
+        c.leader = LeaderRule::Hashed { seed: self.seed };
+        c.weaken = match self.weakening {
+            Some(Weakening::QuorumOneSmaller) => Some(HotStuffWeakening::QuorumOneSmaller),
+            Some(Weakening::VoteWithoutLock) => Some(HotStuffWeakening::VoteWithoutLock),
+            Some(Weakening::TwoChainCommitThreeChainLock) => {
+                Some(HotStuffWeakening::TwoChainCommitThreeChainLock)
+            }
+            Some(Weakening::VoteBeforeDurable) => Some(HotStuffWeakening::VoteBeforeDurable),
+            _ => None,
+        };
+        c
+    }
+
     pub(super) fn pbft_config(&self) -> PbftConfig {
         let mut c = PbftConfig::new(10 * self.delta_ns);
         c.weaken = match self.weakening {
@@ -569,6 +611,9 @@ impl fmt::Display for Scenario {
             self.network.partitions.len(),
             self.tx_rate,
         )?;
+        if self.protocol == ProtocolChoice::HotStuff {
+            write!(f, "; {}-chain", self.chain.length())?;
+        }
         for (node, fault) in &self.faults {
             match fault {
                 NodeFault::Byzantine(b) => write!(f, "; node {node} {b}")?,
