@@ -223,7 +223,7 @@ pub fn plan(options: &BenchOptions) -> Vec<Planned> {
             })
             .collect();
     }
-    let sizes: &[usize] = if options.quick { &[4, 7] } else { &[4, 7, 16, 31] };
+    let sizes: &[usize] = if options.quick { &[4, 7] } else { &[4, 7, 16, 31, 64] };
     let mut out = Vec::new();
     for protocol in ProtocolChoice::ALL {
         out.push(Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false });
@@ -844,28 +844,32 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let json = dir.join("report.json");
     std::fs::write(&json, serde_json::to_string_pretty(report).map_err(std::io::Error::other)?)?;
     let mut written = vec![md, json];
-    for (name, title, y_label, value) in [
+    for (name, title, y_label, value, log) in [
         (
             "throughput.svg",
             "Throughput against n (simulated, no faults)",
             "finalized tx/s",
             (|r: &RunRecord| r.tps) as fn(&RunRecord) -> f64,
+            false,
         ),
         (
             "latency.svg",
             "Finality latency p99 against n (simulated, no faults)",
             "p99 latency, ms",
             |r: &RunRecord| r.latency_ms_p99,
+            false,
         ),
         (
             "messages.svg",
-            "Messages per finalized block against n (simulated, no faults)",
+            "Messages per finalized block against n (simulated, no faults; log scale)",
             "messages per block",
             |r: &RunRecord| r.messages_per_block,
+            // n, n² and n³ protocols stay readable on one chart.
+            true,
         ),
     ] {
         let path = dir.join(name);
-        plot(report, &path, title, y_label, value)
+        plot(report, &path, title, y_label, value, log)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         written.push(path);
     }
@@ -877,18 +881,24 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// One line per protocol of `value` against n, over the simulated no-fault runs.
+/// One line per protocol of `value` against n, over the simulated no-fault runs, on a
+/// logarithmic y axis when `log` says so.
 fn plot(
     report: &Report,
     path: &Path,
     title: &str,
     y_label: &str,
     value: fn(&RunRecord) -> f64,
+    log: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
     // One colour per protocol, in the order reports list them.
-    let colours = [RGBColor(30, 136, 229), RGBColor(229, 57, 53), RGBColor(67, 160, 71)];
+    let colours = [
+        RGBColor(30, 136, 229),
+        RGBColor(229, 57, 53),
+        RGBColor(67, 160, 71),
+        RGBColor(142, 36, 170),
+    ];
     let series: Vec<Series<'_>> = ProtocolChoice::ALL
         .map(ProtocolChoice::name)
         .into_iter()
@@ -899,21 +909,52 @@ fn plot(
                 .iter()
                 .filter(|r| r.protocol == p && r.mode == "sim" && r.scenario == "no-faults")
                 .map(|r| (r.nodes as f64, value(r)))
+                .filter(|(_, y)| !log || *y > 0.0)
                 .collect();
             (p, colour, points)
         })
         .collect();
-    let max_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(4.0, f64::max);
-    let min_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(max_x, f64::min);
-    let max_y = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.15;
+    let ys = || series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
+    let max_y = ys().fold(1.0, f64::max);
     let root = SVGBackend::new(path, (760, 460)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    if log {
+        let min_y = ys().fold(max_y, f64::min).max(1e-3);
+        draw_lines(&root, &series, title, y_label, (min_y / 2.0..max_y * 2.0).log_scale())?;
+    } else {
+        draw_lines(&root, &series, title, y_label, 0.0..max_y * 1.15)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// A protocol's name, its colour and its points.
+type Series<'a> = (&'a str, plotters::style::RGBColor, Vec<(f64, f64)>);
+
+/// Draws `series` against n on `root`, with the y axis `y` (linear or logarithmic).
+fn draw_lines<Y>(
+    root: &plotters::drawing::DrawingArea<
+        plotters::backend::SVGBackend<'_>,
+        plotters::coord::Shift,
+    >,
+    series: &[Series<'_>],
+    title: &str,
+    y_label: &str,
+    y: Y,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    use plotters::prelude::*;
+    let max_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(4.0, f64::max);
+    let min_x = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(max_x, f64::min);
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 20))
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d((min_x - 1.0).max(0.0)..max_x + 1.0, 0.0..max_y)?;
+        .build_cartesian_2d((min_x - 1.0).max(0.0)..max_x + 1.0, y)?;
     chart
         .configure_mesh()
         .x_desc("committee size n")
@@ -924,16 +965,16 @@ fn plot(
         .light_line_style(RGBColor(245, 245, 245))
         .draw()?;
     for (name, colour, points) in series {
+        let colour = *colour;
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(3)))?
-            .label(name)
+            .label(*name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
             });
-        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 5, colour.filled())))?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 5, colour.filled())))?;
     }
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
-    root.present()?;
     Ok(())
 }
 

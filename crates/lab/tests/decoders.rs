@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use agora_consensus::{Message, Protocol, TxLog};
+use agora_hotstuff::{HotStuff, HotStuffConfig, HotStuffMessage};
 use agora_market::OrderAction;
 use agora_netsim::{
     AdversaryEnv, Emission, Fault, FaultKind, Payload, SimConfig, Simulation, Targets, Workload,
@@ -92,6 +93,19 @@ fn simplex_wire() -> &'static Vec<Vec<u8>> {
     })
 }
 
+fn hotstuff_wire() -> &'static Vec<Vec<u8>> {
+    static WIRE: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    WIRE.get_or_init(|| {
+        let messages = capture(|me, c, k| {
+            HotStuff::new(HotStuffConfig::new(50 * MS), c.clone(), me, k.clone())
+                .expect("a valid configuration")
+        });
+        let kinds: std::collections::BTreeSet<&str> = messages.iter().map(Message::kind).collect();
+        assert!(kinds.contains("timeout") && kinds.contains("tc"), "captured {kinds:?}");
+        encoded(&messages)
+    })
+}
+
 fn pbft_wire() -> &'static Vec<Vec<u8>> {
     static WIRE: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     WIRE.get_or_init(|| {
@@ -135,6 +149,7 @@ fn check_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     canonical::<StreamletMessage>(bytes)?;
     canonical::<PbftMessage>(bytes)?;
     canonical::<SimplexMessage>(bytes)?;
+    canonical::<HotStuffMessage>(bytes)?;
     canonical::<OrderAction>(bytes)?;
     Ok(())
 }
@@ -183,6 +198,16 @@ proptest! {
         let bytes = &wire[which.index(wire.len())];
         let (short, flipped) = mangle(bytes, cut, bit);
         prop_assert!(codec::decode::<SimplexMessage>(&short).is_err(), "a strict prefix decoded");
+        check_all(&short)?;
+        check_all(&flipped)?;
+    }
+
+    #[test]
+    fn truncated_and_flipped_hotstuff_messages(which: prop::sample::Index, cut: prop::sample::Index, bit: prop::sample::Index) {
+        let wire = hotstuff_wire();
+        let bytes = &wire[which.index(wire.len())];
+        let (short, flipped) = mangle(bytes, cut, bit);
+        prop_assert!(codec::decode::<HotStuffMessage>(&short).is_err(), "a strict prefix decoded");
         check_all(&short)?;
         check_all(&flipped)?;
     }

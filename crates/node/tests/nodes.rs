@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use agora_crypto::{Digest, SecretKey};
 use agora_engines::EngineConfig;
+use agora_hotstuff::{ChainRule, HotStuffConfig};
 use agora_market::StoredApplication;
 use agora_net::{Listener, NetLimits};
 use agora_node::{Node, NodeConfig};
@@ -203,4 +204,12 @@ fn simplex_nodes_agree_over_loopback_and_a_restarted_node_catches_up() {
     simplex.batch.txs_max = 50;
     simplex.empty_block_after_ns = simplex.delta_ns;
     a_testnet_agrees_and_a_restarted_node_catches_up(EngineConfig::Simplex(simplex));
+}
+
+#[test]
+fn hotstuff_nodes_agree_over_loopback_and_a_restarted_node_catches_up() {
+    let mut hotstuff = HotStuffConfig::new(50_000_000).with_chain(ChainRule::Two);
+    hotstuff.batch.txs_max = 50;
+    hotstuff.empty_block_after_ns = hotstuff.delta_ns;
+    a_testnet_agrees_and_a_restarted_node_catches_up(EngineConfig::HotStuff(hotstuff));
 }

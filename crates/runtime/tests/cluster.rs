@@ -3,6 +3,7 @@
 
 use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
+use agora_hotstuff::{ChainRule, HotStuff, HotStuffConfig};
 use agora_pbft::{Pbft, PbftConfig};
 use agora_runtime::{ClusterConfig, Load, Storage, WallReport, run, verify_rate};
 use agora_simplex::{Simplex, SimplexConfig};
@@ -64,6 +65,30 @@ fn a_simplex_cluster_finalizes_everything_everywhere() {
     assert_eq!(report.txs_finalized, 2_000);
     assert!(report.state_digests_agree, "{report:?}");
     assert!(report.replicas.iter().all(|r| r.decode_errors == 0));
+}
+
+#[test]
+fn a_hotstuff_cluster_finalizes_everything_everywhere_under_either_commit_rule() {
+    for chain in [ChainRule::Three, ChainRule::Two] {
+        let mut config = HotStuffConfig::new(20_000_000).with_chain(chain);
+        config.empty_block_after_ns = config.delta_ns;
+        let mut cluster = ClusterConfig::new(4);
+        cluster.apply_thread = true;
+        cluster.verify_ahead = true;
+        let report = run(
+            cluster,
+            |me, committee, key| {
+                HotStuff::new(config, committee.clone(), me, key.clone())
+                    .expect("a valid configuration")
+            },
+            |_| Box::new(TxLog::new(true)),
+            load(2_000, 4, None),
+        )
+        .expect("the cluster runs");
+        assert_eq!(report.txs_finalized, 2_000, "{chain:?}");
+        assert!(report.state_digests_agree, "{chain:?}: {report:?}");
+        assert!(report.replicas.iter().all(|r| r.decode_errors == 0));
+    }
 }
 
 #[test]

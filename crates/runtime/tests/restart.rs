@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use agora_consensus::{Application, Protocol, TxLog};
 use agora_crypto::{DirectCheck, SecretKey};
+use agora_hotstuff::{ChainRule, HotStuff, HotStuffConfig};
 use agora_pbft::{Pbft, PbftConfig};
 use agora_runtime::{ClusterConfig, Load, ReplicaCrash, Storage, WallReport, run};
 use agora_simplex::{Simplex, SimplexConfig};
@@ -93,8 +94,13 @@ fn check<P: Protocol + Send + 'static>(
                 .unwrap()
         })
         .collect();
-    // One certificate per block; Simplex adds the finalization to the block one names.
-    let proofs = if protocol == "simplex" { 1..=2 } else { 1..=1 };
+    // One certificate per block; Simplex adds the finalization to the block one names, and
+    // HotStuff the QCs of the chain that commits it (two, or one with the two-chain rule).
+    let proofs = match protocol {
+        "simplex" => 1..=2,
+        "hotstuff" => 1..=3,
+        _ => 1..=1,
+    };
     for (i, store) in stores.iter().enumerate() {
         let restore = |snapshot: Option<&agora_store::Snapshot>| match snapshot {
             None => Ok(TxLog::new(true)),
@@ -176,6 +182,21 @@ fn a_simplex_replica_killed_at_a_drawn_sync_restarts_from_its_directory_and_agre
             Simplex::new(simplex, committee.clone(), me, key.clone())
                 .expect("a valid configuration")
         });
+    }
+}
+
+#[test]
+fn a_hotstuff_replica_killed_at_a_drawn_sync_restarts_from_its_directory_and_agrees() {
+    for (chain, seeds) in [(ChainRule::Three, [1, 2]), (ChainRule::Two, [3, 4])] {
+        let mut hotstuff = HotStuffConfig::new(20_000_000).with_chain(chain);
+        hotstuff.batch.txs_max = 50;
+        hotstuff.empty_block_after_ns = hotstuff.delta_ns;
+        for seed in seeds {
+            check("hotstuff", seed, |me, committee: &Committee, key: &SecretKey| {
+                HotStuff::new(hotstuff, committee.clone(), me, key.clone())
+                    .expect("a valid configuration")
+            });
+        }
     }
 }
 
