@@ -54,7 +54,10 @@ pub struct HotStuffConfig {
     /// proposal at once: on a fast network that is a stream of empty blocks. The runtime and
     /// the node use Δ. It must stay below the 4Δ timer.
     pub empty_block_after_ns: u64,
-    /// The view timer grows by half at most this many times (to 4Δ · 1.5^max).
+    /// The view timer grows by half at most this many times (to 4Δ · 1.5^max; 3 by
+    /// default, about 3.4 × 4Δ, near Aptos's cap of 1.2⁶). A large cap costs liveness: in the
+    /// swarm, timers grown to 25 × 4Δ before GST kept views of a silent leader at seconds each
+    /// long after it, and transactions missed their bound (seeds 813900154, 813910647).
     pub backoff_steps_max: u32,
     /// Proposals held while their parent is unknown, at most.
     pub orphans_max: usize,
@@ -115,7 +118,7 @@ impl HotStuffConfig {
             leader: LeaderRule::Hashed { seed: 0 },
             batch: BatchLimits::default(),
             empty_block_after_ns: 0,
-            backoff_steps_max: 8,
+            backoff_steps_max: 3,
             orphans_max: 1_024,
             orphan_bytes_max: 32 << 20,
             proposals_per_view_max: 2,
