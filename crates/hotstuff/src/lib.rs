@@ -1,17 +1,106 @@
 //! Chained HotStuff (Maofan Yin, Dahlia Malkhi, Michael K. Reiter, Guy Golan Gueta and Ittai
 //! Abraham, "HotStuff: BFT Consensus with Linearity and Responsiveness", PODC 2019) as a
-//! sans-IO engine for agora, with a switch for the two-chain commit rule of its descendants
-//! (Jolteon, in Diem and Aptos, and HotStuff-2).
+//! sans-IO engine for agora, with a switch ([`ChainRule`]) for the two-chain commit rule of its
+//! descendants (Jolteon, in Diem and Aptos; HotStuff-2).
 //!
-//! RULES
+//! Every view has one leader. It proposes a block extending the block of the highest QC it
+//! knows, and carries that QC. Replicas vote for it and send the vote to the *next* view's
+//! leader, which gathers the QC and proposes in its turn: one proposal to all and n votes to
+//! one per block, so messages grow with n (Streamlet's echo costs about n³, PBFT's and
+//! Simplex's all-to-all votes about n²). On a timely network with one-way delay δ a block is
+//! proposed every 2δ; the leader that gathers the QC completing a chain of three consecutive
+//! views commits its first block 6δ after that block's proposal (4δ with two), and every other
+//! replica δ later, when that leader's proposal carries the QC.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `config.rs` | settings, the commit rule, the view timer and its backoff, the weakenings |
+//! | `messages.rs` | proposals with their justify, votes, timeouts and timeout certificates |
+//! | `vote.rs` | Algorithm 4's `onReceiveProposal`, `onReceiveVote`, `update` and `onCommit` |
+//! | `view.rs` | the pacemaker: `onPropose`, the view timer, timeouts and timeout certificates |
+//! | `tree.rs` | the blocks and their QCs, ancestry, commits and pruning |
+//! | `sync.rs` | beyond the paper: forwarding, sync, bounded orphans |
+//! | `persist.rs` | beyond the paper: what a node journals before it speaks, and its restore |
+//!
+//! ## The rules
+//!
+//! Each rule in the words of Yin et al. (Algorithms 4 and 5, §6 of the paper; the chained
+//! protocol of §5), or of Jolteon (Gelashvili et al., FC 2022) for the two-chain switch, the
+//! function that implements it, and the test that pins it. Scenario tests are in
+//! `tests/scenarios.rs`, the rules driven by hand in `tests/vote_rule.rs`, the tree's in
+//! `tree.rs`, and the swarm's in `agora-lab`'s `tests/swarm.rs`.
+//!
+//! | § | rule | function | pinned by |
+//! |---|---|---|---|
+//! | 5 | each view has a leader, chosen round robin or by a public hash | `LeaderRule::leader`; `HotStuff::leader_of` | `with_seven_members_one_crashed_leader_costs_two_views_in_either_rule` |
+//! | Alg. 4 `onPropose`, Alg. 5 `onBeat` | the leader creates a leaf extending `b_leaf`, the block of `qc_high`, with `b.justify = qc_high`, and broadcasts it | `view.rs` `propose` | `three_chain_proposes_every_two_delta_and_commits_six_delta_after` |
+//! | Alg. 4 `onReceiveProposal` | "if b_new.height > vheight ∧ (b_new extends b_lock ∨ b_new.justify.node.height > b_lock.height) then vheight ← b_new.height; send voteMsg to getLeader()" (the next view's) | `vote.rs` `try_vote`, `safe_to_vote`, `send_vote` | `a_node_votes_once_per_view_and_sends_its_vote_to_the_next_leader`, `three_chain_locks_on_the_two_chain_and_commits_on_three_consecutive_views`, `the_campaign_catches_a_hotstuff_vote_without_the_lock` |
+//! | Alg. 4 `onReceiveVote` | n − f votes for a block form its QC, and `qc_high` rises to it | `vote.rs` `on_vote` (the shared [`VoteKeeper`]), `on_qc` | `the_campaign_catches_a_hotstuff_quorum_one_vote_short` |
+//! | Alg. 4 `update` | "b'' ← b*.justify.node; b' ← b''.justify.node; b ← b'.justify.node; updateQCHigh(b*.justify); if b'.height > b_lock.height then b_lock ← b'" | `vote.rs` `on_qc`, `apply_commit_rule` | `three_chain_locks_on_the_two_chain_and_commits_on_three_consecutive_views` |
+//! | Alg. 4 `update`, §5 | "if (b''.parent = b') ∧ (b'.parent = b) then onCommit(b)": a three-chain of direct parents, that is of consecutive views | `vote.rs` `apply_commit_rule` | `no_commit_without_consecutive_views`, `a_crashed_leader_in_four_under_round_robin_stops_three_chain_commits` |
+//! | Alg. 4 `onCommit` | a committed block's uncommitted ancestors are executed first, in order | `vote.rs` `commit`, `commit_final`; `tree.rs` `Tree::commit` | `every_node_commits_the_same_log_once`, `commits_take_the_prefix_prune_forks_and_refuse_a_conflict` |
+//! | Alg. 5 pacemaker | a replica that times out moves to the next view and tells the next leader its `qc_high` (NEW-VIEW). Here: a timeout to everyone, signed with the view of its `qc_high`; n − f of them form a timeout certificate that moves every replica to the next view and carries the highest QC (Jolteon's pacemaker; see below) | `view.rs` `on_view_timer`, `time_out`, `add_timeout`, `on_tc`, `accept_tc` | `a_crashed_leader_costs_two_views_and_the_chain_goes_on_two_chain`, `a_restarted_node_keeps_its_vote_lock_and_view_and_times_out_where_it_is` |
+//! | Alg. 5 | the view timer backs off exponentially while views fail | `config.rs` `HotStuffConfig::timeout_ns`; `view.rs` `current_timeout_ns` | `a_crashed_leader_costs_two_views_and_the_chain_goes_on_two_chain` (4Δ, then 4Δ again for the second stalled view) |
+//! | Jolteon §4 | two-chain: lock on the highest QC; commit b when a QC certifies its child of the next view; vote in view r only for a block whose QC is of r − 1, or, with a timeout certificate of r − 1, whose QC is at least as high as every QC that certificate's signers reported | `vote.rs` `safe_to_vote`, `apply_commit_rule` | `two_chain_commits_on_two_consecutive_views_and_votes_after_a_timeout_only_above_the_tc`, `two_chain_proposes_every_two_delta_and_commits_four_delta_after` |
+//! | Jolteon §4 | a replica that times out of a view votes in it no more | `view.rs` `time_out` (`last_voted`) | `a_vote_and_a_timeout_are_durable_before_they_leave` |
+//! | the proofs, for a node that crashes | a vote, a timeout, a raised lock or `qc_high`, and a leader's proposal are durable before what depends on them leaves | `persist.rs`; `vote.rs` `try_vote`; `view.rs` `time_out`, `propose` | `a_vote_and_a_timeout_are_durable_before_they_leave`, `a_restarted_node_keeps_its_vote_lock_and_view_and_times_out_where_it_is` |
+//! | — | f + 1 timeouts of a node's view make it time out too (from DiemBFT), so views stay in step | `view.rs` `add_timeout` | `a_crashed_leader_costs_two_views_and_the_chain_goes_on_two_chain` |
+//! | — | hostile floods leave state unchanged and memory bounded | `vote.rs` `on_proposal`; `view.rs` `on_timeout_message`, `verify_tc`; `sync.rs` `prune_orphans` | `a_million_hostile_messages_leave_state_and_memory_bounded` |
+//!
+//! ## Timeout certificates rather than NEW-VIEW, and why
+//!
+//! The paper's pacemaker sends NEW-VIEW with `qc_high` to the next leader only, and leaves
+//! keeping replicas in the same view to timers that back off. agora uses Jolteon's timeout
+//! certificates instead, for two reasons. A timeout certificate moves every honest replica to
+//! the next view within δ of the last timeout after GST, however far apart their timers
+//! were, where NEW-VIEW leaves each replica on its own timer. And the two-chain rule needs
+//! one: a vote after a failed view must know the highest QC a quorum reported, which is what a
+//! certificate of signed timeouts, each naming its signer's `qc_high` view, proves. The cost
+//! is a quadratic view change (every replica sends its timeout to every other) where
+//! NEW-VIEW is linear; the steady state stays linear. A timeout certificate also carries the
+//! highest QC its signers reported, so the next leader always extends it.
 //!
 //! ## Why the two-chain rule is safe, and what it costs
 //!
-//! SAFETY
+//! Say block b of view r is committed: a QC certifies b′, its child of view r + 1. The QC of
+//! b′ holds votes of 2f + 1 replicas, f + 1 of them honest, and each of those saw b's QC
+//! (b′'s justify) before voting, so each holds a `qc_high` of view ≥ r from then on; and none
+//! of them had timed out of view r + 1 before voting in it (a replica that timed out of a view
+//! never votes in it), so every timeout any of them signs for a view above r reports a QC of
+//! view ≥ r. Any block certified in a view above r + 1
+//! has a QC of the view before it, or a timeout certificate of that view; that certificate's
+//! 2f + 1 signers include one of those f + 1 honest replicas, whose timeout reported a QC of
+//! view ≥ r, so the block's QC is of view ≥ r. By induction on the view, every QC of view ≥ r
+//! certifies b or a descendant of it (a view has at most one certified block: honest replicas
+//! vote once per view), and no block conflicting with b is ever certified, let alone
+//! committed.
+//!
+//! What it costs: a two-chain commit needs two consecutive certified views, that is three
+//! live leaders in a row (the third gathers the second's QC); the three-chain needs four. So
+//! two chains commit 2δ sooner on a healthy network (4δ instead of 6δ), and far more often
+//! when leaders are down: with one member in four crashed under round robin, the three-chain
+//! rule never commits (`a_crashed_leader_in_four_under_round_robin_stops_three_chain_commits`).
+//! The price is paid in view changes: a vote after a failed view is allowed only above the
+//! timeout certificate's highest QC, so a view change must gather signed timeouts from a
+//! quorum (the quadratic step above), where three-chain HotStuff's safe-node rule would let
+//! a replica vote on its lock alone.
+//!
+//! The swarm keeps three mutants. A QC one vote short and a vote without the safe-node check
+//! are caught (see the table). The third, two-chain commits with the three-chain lock and
+//! safe-node vote, is not yet caught: honest leaders always extend the highest QC a timeout
+//! certificate carries, so only a Byzantine leader that proposes on a stale QC, votes for it
+//! and builds a timeout certificate from the timeouts it gathered while withholding the QC
+//! that committed the other branch can exploit it, and the adversary library cannot express
+//! all of that yet.
 //!
 //! ## Beyond the paper
 //!
-//! BEYOND
+//! Transactions submitted to a node are forwarded in batches to the next two leaders, and
+//! forwarded again only after they waited. At each timer a node sends again its timeout, its
+//! vote of the view and the certificate that brought it there. A node that lacks a block asks
+//! a peer ([`HotStuffMessage::Sync`]), who answers with its last finalized blocks and every
+//! block above them, each with its QC. Messages for views far ahead are dropped unless they
+//! carry a certificate that verifies; every drop is counted by reason ([`HotStuffStats`]).
 
 mod config;
 mod drop;

@@ -86,13 +86,16 @@ impl HotStuff {
     }
 
     /// On entering a view: pending transactions not on the chain being extended, and not
-    /// forwarded for `reforward_after_views`, go to the next leader again (a forward may have
-    /// been lost, or its leader may have crashed).
+    /// forwarded for `reforward_after_views`, go to the next two other leaders again (a
+    /// forward may have been lost, or its leader may have crashed). Two others, because one
+    /// may be crashed every time: under round robin over four with one member down, a backlog
+    /// sent to the next leader alone, or to the next two views' leaders (one of them this
+    /// node), went to the crashed one every eighth view, and each send counted as a forward.
     pub(crate) fn reforward(&mut self, ctx: &mut Ctx<'_, Self>) {
         // What waits to be forwarded goes first, so it is not counted as a backlog.
         self.flush_forwards(ctx);
-        let next_leader = self.leader_of(self.view + 1);
-        if next_leader == self.me || ctx.mempool().is_empty() {
+        let leaders = self.next_leaders();
+        if leaders.is_empty() || ctx.mempool().is_empty() {
             return;
         }
         let tip = self
@@ -107,19 +110,36 @@ impl HotStuff {
         });
         if !txs.is_empty() {
             self.forwarding.note(&txs, now);
-            ctx.send(next_leader, HotStuffMessage::Forward(txs));
+            for leader in leaders {
+                ctx.send(leader, HotStuffMessage::Forward(txs.clone()));
+            }
         }
     }
 
-    /// Sends the transactions submitted here since the last flush to the next two leaders.
+    /// The next two leaders after this view other than this node (fewer only in a committee
+    /// too small to have them).
+    fn next_leaders(&self) -> BTreeSet<NodeId> {
+        let mut leaders = BTreeSet::new();
+        for k in 1..=u64::from(self.n) * 2 {
+            let leader = self.leader_of(self.view + k);
+            if leader != self.me {
+                leaders.insert(leader);
+            }
+            if leaders.len() == 2 {
+                break;
+            }
+        }
+        leaders
+    }
+
+    /// Sends the transactions submitted here since the last flush to the next two other
+    /// leaders.
     pub(crate) fn flush_forwards(&mut self, ctx: &mut Ctx<'_, Self>) {
         let txs = self.forwarding.take(self.view);
         if txs.is_empty() {
             return;
         }
-        let leaders: BTreeSet<NodeId> =
-            (1..=2).map(|k| self.leader_of(self.view + k)).filter(|l| *l != self.me).collect();
-        for leader in leaders {
+        for leader in self.next_leaders() {
             ctx.send(leader, HotStuffMessage::Forward(txs.clone()));
         }
     }
