@@ -82,7 +82,7 @@ impl Step {
 }
 
 /// The library crates, by directory and package name.
-const LIBRARIES: [(&str, &str); 16] = [
+const LIBRARIES: [(&str, &str); 17] = [
     ("crypto", "agora-crypto"),
     ("types", "agora-types"),
     ("store", "agora-store"),
@@ -92,6 +92,7 @@ const LIBRARIES: [(&str, &str); 16] = [
     ("streamlet", "agora-streamlet"),
     ("pbft", "agora-pbft"),
     ("simplex", "agora-simplex"),
+    ("hotstuff", "agora-hotstuff"),
     ("orderbook", "agora-orderbook"),
     ("runtime", "agora-runtime"),
     ("market", "agora-market"),
@@ -114,7 +115,7 @@ fn package_step() -> Step {
 }
 
 /// One example per library crate, with its arguments: `cargo xtask ci` runs them all.
-const EXAMPLES: [(&str, &[&str]); 16] = [
+const EXAMPLES: [(&str, &[&str]); 17] = [
     ("example: crypto", &["agora-crypto", "--example", "sign_and_verify"]),
     ("example: types", &["agora-types", "--example", "block_on_the_wire"]),
     ("example: consensus", &["agora-consensus", "--example", "votes_and_mempool"]),
@@ -124,6 +125,7 @@ const EXAMPLES: [(&str, &[&str]); 16] = [
     ("example: streamlet", &["agora-streamlet", "--example", "crashed_leader"]),
     ("example: pbft", &["agora-pbft", "--example", "custom_app"]),
     ("example: simplex", &["agora-simplex", "--example", "silent_leader"]),
+    ("example: hotstuff", &["agora-hotstuff", "--example", "two_or_three"]),
     ("example: engines", &["agora-engines", "--example", "swap_protocols"]),
     ("example: orderbook", &["agora-orderbook", "--example", "book_alone"]),
     ("example: market", &["agora-market", "--example", "two_replicas"]),

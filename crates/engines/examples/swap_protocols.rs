@@ -5,6 +5,7 @@
 
 use agora_consensus::TxLog;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_hotstuff::HotStuffConfig;
 use agora_netsim::{SimConfig, SimReport, Simulation, Targets, Workload};
 use agora_pbft::PbftConfig;
 use agora_simplex::SimplexConfig;
@@ -43,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EngineConfig::Streamlet(StreamletConfig::new(20 * MS)),
         EngineConfig::Pbft(PbftConfig::new(500 * MS)),
         EngineConfig::Simplex(SimplexConfig::new(20 * MS)),
+        EngineConfig::HotStuff(HotStuffConfig::new(20 * MS)),
     ];
     for engine in engines {
         let (name, r) = with_engine(engine, Run(config.clone()))??;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use agora_consensus::TxLog;
 use agora_crypto::SecretKey;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
+use agora_hotstuff::HotStuffConfig;
 use agora_market::StoredApplication;
 use agora_pbft::PbftConfig;
 use agora_runtime::{ClusterConfig, Load, RuntimeError, Storage, WallReport, run, verify_rate};
@@ -133,10 +134,14 @@ fn main() {
     let mut simplex = SimplexConfig::new(env("AGORA_DELTA_MS", 20) * 1_000_000);
     simplex.batch.txs_max = env("AGORA_BATCH", 2_000) as usize;
     simplex.empty_block_after_ns = simplex.delta_ns;
+    let mut hotstuff = HotStuffConfig::new(env("AGORA_DELTA_MS", 20) * 1_000_000);
+    hotstuff.batch.txs_max = env("AGORA_BATCH", 2_000) as usize;
+    hotstuff.empty_block_after_ns = hotstuff.delta_ns;
     let engines = [
         EngineConfig::Streamlet(streamlet),
         EngineConfig::Pbft(pbft),
         EngineConfig::Simplex(simplex),
+        EngineConfig::HotStuff(hotstuff),
     ];
     for engine in engines {
         let name = engine.protocol().name();
