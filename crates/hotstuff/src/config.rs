@@ -38,9 +38,9 @@ impl ChainRule {
 /// Settings of a HotStuff node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HotStuffConfig {
-    /// Δ: the assumed bound on message delay after GST. A view's timer starts at 4Δ (a view
-    /// needs two one-way delays and the leader's wait for transactions), and grows with
-    /// every further view that passes without a QC ([`HotStuffConfig::timeout_ns`]). A healthy view ends as soon as the next
+    /// Δ: the assumed bound on message delay after GST. A view's timer starts at 3Δ and the
+    /// empty block's wait ([`HotStuffConfig::base_timeout_ns`]), and grows while views pass
+    /// without a QC ([`HotStuffConfig::timeout_ns`]). A healthy view ends as soon as the next
     /// leader's proposal carries its QC: HotStuff runs at the speed of the network.
     pub delta_ns: u64,
     /// The commit rule.
@@ -52,12 +52,12 @@ pub struct HotStuffConfig {
     /// A leader with no pending transaction waits this long into its view before it proposes
     /// an empty block (it proposes at once as soon as one arrives). 0 is the paper's rule, a
     /// proposal at once: on a fast network that is a stream of empty blocks. The runtime and
-    /// the node use Δ. It must stay below the 4Δ timer.
+    /// the node use Δ. The view timer waits this much longer, and it is at most one day.
     pub empty_block_after_ns: u64,
-    /// The view timer grows by half at most this many times (to 4Δ · 1.5^max; 3 by
-    /// default, about 3.4 × 4Δ, near Aptos's cap of 1.2⁶). A large cap costs liveness: in the
-    /// swarm, timers grown to 25 × 4Δ before GST kept views of a silent leader at seconds each
-    /// long after it, and transactions missed their bound (seeds 813900154, 813910647).
+    /// The view timer grows by half at most this many times (3 by default: about 3.4 times
+    /// the base, near Aptos's cap of 1.2⁶). A large cap costs liveness: in the swarm, timers
+    /// grown 25-fold before GST kept the views of a silent leader seconds long after it, and
+    /// transactions missed their bound (seeds 813900154, 813910647).
     pub backoff_steps_max: u32,
     /// Proposals held while their parent is unknown, at most.
     pub orphans_max: usize,
@@ -141,19 +141,22 @@ impl HotStuffConfig {
         self
     }
 
-    /// The first timer of a view, 4Δ.
+    /// The first timer of a view, 3Δ plus the empty block's wait: after GST, the next
+    /// leader's proposal reaches a replica at most that long after the replica entered the
+    /// view (the proposal it voted on took up to Δ to reach the others, their votes up to Δ to
+    /// reach the next leader, who may wait for transactions, and its proposal up to Δ back).
     pub fn base_timeout_ns(&self) -> u64 {
-        self.delta_ns.saturating_mul(4)
+        self.delta_ns.saturating_mul(3).saturating_add(self.empty_block_after_ns)
     }
 
     /// The timer of a view entered `stalled` views after the last one with a QC (0 on a
-    /// healthy chain): 4Δ, times 3/2 for each stalled view beyond the first, at most
-    /// `backoff_steps_max` times. The first failed view costs one plain timeout, as the
-    /// leader after a crashed one fails too (its QC would have formed at the crashed node).
-    /// The growth is gentler than doubling (Aptos grows its round timeout by 1.2), since with
-    /// rotating leaders a run of crashed ones is common and each costs its timer.
+    /// healthy chain). A crashed leader costs two views (its own, and the one before, whose
+    /// votes went to it), and with rotating leaders a second crashed one is often near, so the
+    /// first three stalled views keep the base timer; each further one grows it by half, at
+    /// most `backoff_steps_max` times. Aptos grows its round timeout by 1.2 per round past
+    /// three without progress, at most six times.
     pub fn timeout_ns(&self, stalled: u64) -> u64 {
-        let steps = stalled.saturating_sub(1).min(u64::from(self.backoff_steps_max));
+        let steps = stalled.saturating_sub(2).min(u64::from(self.backoff_steps_max));
         let mut t = self.base_timeout_ns();
         for _ in 0..steps {
             t = t.saturating_add(t / 2);
@@ -163,7 +166,7 @@ impl HotStuffConfig {
 
     /// Checks the values the engine relies on: Δ positive and at most [`DURATION_MAX_NS`],
     /// room for at least one transaction per block and one proposal per view, and the empty
-    /// block's wait below the timer. [`HotStuff::new`](crate::HotStuff::new) calls it.
+    /// block's wait at most a day. [`HotStuff::new`](crate::HotStuff::new) calls it.
     ///
     /// ```
     /// use agora_hotstuff::{HotStuff, HotStuffConfig};
@@ -199,10 +202,10 @@ impl HotStuffConfig {
             "at most 32",
         )?;
         ConfigError::check(
-            self.empty_block_after_ns < self.base_timeout_ns(),
+            self.empty_block_after_ns <= DURATION_MAX_NS,
             "empty_block_after_ns",
             self.empty_block_after_ns,
-            "below the 4Δ timer",
+            "at most one day",
         )
     }
 

@@ -12,8 +12,8 @@ use crate::{
 };
 
 impl HotStuff {
-    /// The timer of the current view: 4Δ, grown for each view since the last one with a QC
-    /// beyond the first ([`crate::HotStuffConfig::timeout_ns`]).
+    /// The timer of the current view: the base, grown once views have passed without a QC
+    /// ([`crate::HotStuffConfig::timeout_ns`]).
     pub(crate) fn current_timeout_ns(&self) -> u64 {
         self.config.timeout_ns(self.view.saturating_sub(self.high_qc_view() + 1))
     }

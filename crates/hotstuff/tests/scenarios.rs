@@ -142,12 +142,11 @@ fn crashed_leader(chain: ChainRule) {
     let r = run_with(c, chain, LeaderRule::RoundRobin);
     assert_eq!(r.block_of(0, 2).unwrap().proposed_at_ns, 2 * SMALL_DELTA);
     assert_eq!(r.block_of(0, 3), None);
-    // Nodes 0 and 1 enter view 2 with its proposal at 3δ and time out 4Δ later; their
-    // timeouts and node 2's make a timeout certificate at 4δ + 4Δ. View 3 (stalled one view
-    // since the QC of view 1) times out 4Δ later again, and the leader of 4 proposes at
-    // 5δ + 8Δ with that certificate.
+    // Nodes 0 and 1 enter view 2 with its proposal at 3δ and time out 3Δ later; their
+    // timeouts and node 2's make a timeout certificate at 4δ + 3Δ. View 3 times out 3Δ later
+    // again, and the leader of 4 proposes at 5δ + 6Δ with that certificate.
     let b4 = r.block_of(0, 4).expect("the chain goes on after the crashed leader's views");
-    assert_eq!(b4.proposed_at_ns, 5 * SMALL_DELTA + 8 * DELTA);
+    assert_eq!(b4.proposed_at_ns, 5 * SMALL_DELTA + 6 * DELTA);
     assert_eq!(b4.parent, r.block_of(0, 1).unwrap().digest, "block 4 extends the QC of view 1");
     r.assert_equal_logs(0..3);
     let final_blocks = r.report.finalized_blocks.len();
@@ -156,10 +155,10 @@ fn crashed_leader(chain: ChainRule) {
         // for two consecutive certified views (and the third leader gathers the second's QC),
         // never for three.
         // A cycle of four views: two certified (the first final at the second's QC, a
-        // block of the cycle before with it), two lost to 4Δ timers (the second stalled
-        // one view, so 4Δ again): two blocks final per 8Δ and about 8δ.
+        // block of the cycle before with it), two lost to 3Δ timers: two blocks final per
+        // 6Δ and about 8δ.
         ChainRule::Two => {
-            let cycle = 8 * DELTA + 8 * SMALL_DELTA;
+            let cycle = 6 * DELTA + 8 * SMALL_DELTA;
             assert!(final_blocks as u64 >= 2 * (duration / cycle) - 2, "{final_blocks}");
         }
         ChainRule::Three => assert_eq!(final_blocks, 0),
@@ -187,8 +186,8 @@ fn with_seven_members_one_crashed_leader_costs_two_views_in_either_rule() {
         c.faults.push(Fault { at_ns: 0, node: NodeId(6), kind: FaultKind::Crash });
         let r = run_with(c, chain, LeaderRule::RoundRobin);
         r.assert_equal_logs(0..6);
-        // Seven views a cycle: two lost to timeouts (4Δ, then 4Δ again), five healthy.
-        let cycle = 8 * DELTA + 12 * SMALL_DELTA;
+        // Seven views a cycle: two lost to timeouts (3Δ each), five healthy.
+        let cycle = 6 * DELTA + 12 * SMALL_DELTA;
         let blocks = r.report.finalized_blocks.len() as u64;
         assert!(blocks >= 3 * (2_000 * MS / cycle), "{chain:?}: {blocks}");
     }

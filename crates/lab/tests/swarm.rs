@@ -451,10 +451,14 @@ fn twins_simplex_seeds_0_to_149() {
 
 #[test]
 fn the_campaign_catches_a_hotstuff_quorum_one_vote_short() {
-    // The first 100 Twins seeds: seed 2 forks it under either commit rule (and seed 31 too
-    // under two chains): the twin's instances each gather a QC of two on their side.
-    for chain in [agora_hotstuff::ChainRule::Three, agora_hotstuff::ChainRule::Two] {
-        let mut s = Scenario::twins(ProtocolChoice::HotStuff, 2, Budget::Within);
+    // The twin's instances each gather a QC of two on their side. Twins seeds 0 to 599
+    // fork the three-chain rule eight times, the first at seed 279 (then 281, 387, 420, ...);
+    // seeds 0 to 199 fork the two-chain rule from seed 29 on (then 31, 95, ...): its commit
+    // needs one QC fewer on each side.
+    for (chain, seed) in
+        [(agora_hotstuff::ChainRule::Three, 279), (agora_hotstuff::ChainRule::Two, 29)]
+    {
+        let mut s = Scenario::twins(ProtocolChoice::HotStuff, seed, Budget::Within);
         s.chain = chain;
         caught_and_fine_without(s, Weakening::QuorumOneSmaller);
     }

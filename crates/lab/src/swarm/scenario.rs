@@ -211,7 +211,7 @@ impl Scenario {
             // A Simplex iteration lasts 2δ when it goes well and 3Δ + δ when it is skipped:
             // rounds of one Δ split some iterations' votes and not others'.
             ProtocolChoice::Simplex => delta_ns,
-            // A HotStuff view lasts 2δ, or its 4Δ timer and δ more, and a commit takes three
+            // A HotStuff view lasts 2δ, or its 3Δ timer and δ more, and a commit takes three
             // or four views in a row: rounds of 4Δ hold a split long enough for one side to
             // certify a chain (shorter ones only ever stall both sides).
             ProtocolChoice::HotStuff => 4 * delta_ns,
@@ -400,7 +400,7 @@ impl Scenario {
             // Iterations of up to 4Δ each: enough for many leaders in a row to be tried, and
             // for a node left behind to catch up at its timers.
             ProtocolChoice::Simplex => 120 * delta_ns,
-            // Views of up to 4Δ, growing by half per view without a QC: enough for the four
+            // Views of up to 3Δ, growing by half past three without a QC: enough for the four
             // honest leaders in a row that a three-chain commit needs to line up, even at
             // n = 7 with two faulty (one window in four), after timers grown before GST.
             ProtocolChoice::HotStuff => 400 * delta_ns,
