@@ -8,7 +8,7 @@
 //! the protocol.
 
 use agora_crypto::SecretKey;
-use agora_types::{Block, NodeId, Round, Vote};
+use agora_types::{Block, Committee, NodeId, Round, Vote};
 
 use crate::Message;
 
@@ -28,13 +28,24 @@ pub trait Tamper: Message {
     /// The same kind of message carrying `vote` instead, as given (valid or not).
     fn with_vote(&self, vote: Vote) -> Option<Self>;
 
-    /// This proposal moved beside `earlier`, an earlier proposal of the same sender: a block
+    /// This proposal moved beside `earlier`, an earlier proposal (the sender's, or one it
+    /// received): a block
     /// of this message's round on the parent of `earlier`'s block, at its height, carrying
     /// what `earlier` carried to justify that parent (protocols whose proposals carry their
     /// parent's certificate, such as HotStuff), signed with `key`. `None` (the default) when
     /// the protocol's proposals carry no such certificate, or either is not a proposal.
     fn repropose_beside(&self, earlier: &Self, signer: NodeId, key: &SecretKey) -> Option<Self> {
         let _ = (earlier, signer, key);
+        None
+    }
+
+    /// This proposal carrying proof, made from messages the sender `received`, that the round
+    /// before its own ended without a certificate: HotStuff's timeout certificate, from a
+    /// quorum of that round's signed timeouts. Itself when it carries such proof already;
+    /// `None` (the default) when the protocol has no such proof, this is not a proposal, or
+    /// `received` holds too little.
+    fn with_round_skipped(&self, received: &[Self], committee: &Committee) -> Option<Self> {
+        let _ = (received, committee);
         None
     }
 

@@ -41,7 +41,7 @@
 //! | Alg. 4 `onCommit` | a committed block's uncommitted ancestors are executed first, in order | `vote.rs` `commit`, `commit_final`; `tree.rs` `Tree::commit` | `every_node_commits_the_same_log_once`, `commits_take_the_prefix_prune_forks_and_refuse_a_conflict` |
 //! | Alg. 5 pacemaker | a replica that times out moves to the next view and tells the next leader its `qc_high` (NEW-VIEW). Here: a timeout to everyone, signed with the view of its `qc_high`; n − f of them form a timeout certificate that moves every replica to the next view and carries the highest QC (Jolteon's pacemaker; see below) | `view.rs` `on_view_timer`, `time_out`, `add_timeout`, `on_tc`, `accept_tc` | `a_crashed_leader_costs_two_views_and_the_chain_goes_on_two_chain`, `a_restarted_node_keeps_its_vote_lock_and_view_and_times_out_where_it_is` |
 //! | Alg. 5 | the view timer backs off exponentially while views fail | `config.rs` `HotStuffConfig::timeout_ns`; `view.rs` `current_timeout_ns` | `a_crashed_leader_costs_two_views_and_the_chain_goes_on_two_chain` (3Δ, then 3Δ again for the second stalled view) |
-//! | Jolteon §4 | two-chain: lock on the highest QC; commit b when a QC certifies its child of the next view; vote in view r only for a block whose QC is of r − 1, or, with a timeout certificate of r − 1, whose QC is at least as high as every QC that certificate's signers reported | `vote.rs` `safe_to_vote`, `apply_commit_rule` | `two_chain_commits_on_two_consecutive_views_and_votes_after_a_timeout_only_above_the_tc`, `two_chain_proposes_every_two_delta_and_commits_four_delta_after` |
+//! | Jolteon §4 | two-chain: lock on the highest QC; commit b when a QC certifies its child of the next view; vote in view r only for a block whose QC is of r − 1, or, with a timeout certificate of r − 1, whose QC is at least as high as every QC that certificate's signers reported | `vote.rs` `safe_to_vote`, `apply_commit_rule` | `two_chain_commits_on_two_consecutive_views_and_votes_after_a_timeout_only_above_the_tc`, `two_chain_proposes_every_two_delta_and_commits_four_delta_after`, `the_campaign_catches_a_hotstuff_two_chain_commit_with_the_three_chain_lock` |
 //! | Jolteon §4 | a replica that times out of a view votes in it no more | `view.rs` `time_out` (`last_voted`) | `a_vote_and_a_timeout_are_durable_before_they_leave` |
 //! | the proofs, for a node that crashes | a vote, a timeout, a raised lock or `qc_high`, and a leader's proposal are durable before what depends on them leaves | `persist.rs`; `vote.rs` `try_vote`; `view.rs` `time_out`, `propose` | `a_vote_and_a_timeout_are_durable_before_they_leave`, `a_restarted_node_keeps_its_vote_lock_and_view_and_times_out_where_it_is` |
 //! | — | f + 1 timeouts of a node's view make it time out too (from DiemBFT), so views stay in step | `view.rs` `add_timeout` | `a_crashed_leader_costs_two_views_and_the_chain_goes_on_two_chain` |
@@ -85,13 +85,16 @@
 //! quorum (the quadratic step above), where three-chain HotStuff's safe-node rule would let
 //! a replica vote on its lock alone.
 //!
-//! The swarm keeps three mutants. A QC one vote short and a vote without the safe-node check
-//! are caught (see the table). The third, two-chain commits with the three-chain lock and
-//! safe-node vote, is not yet caught: honest leaders always extend the highest QC a timeout
-//! certificate carries, so only a Byzantine leader that proposes on a stale QC, votes for it
-//! and builds a timeout certificate from the timeouts it gathered while withholding the QC
-//! that committed the other branch can exploit it, and the adversary library cannot express
-//! all of that yet.
+//! The swarm keeps three mutants, and catches each (see the table). The third, two-chain
+//! commits with the three-chain lock and safe-node vote, needs a Byzantine leader: honest
+//! leaders always extend the highest QC, so only a stale proposal tempts it. The netsim
+//! adversary `stale-fork` is that leader. It tells one member its block, whose QC lets that
+//! member commit the grandparent under two chains, and holds the others' copy until their
+//! timeouts of the view before reach it; then it tells them a block beside the grandparent,
+//! with a timeout certificate made of their timeouts. Their three-chain lock (on the
+//! grandparent's parent) lets them vote for it, and the stale branch is certified and
+//! committed beside the committed grandparent. Jolteon's vote rule refuses it: its QC is
+//! below the highest QC the certificate's signers reported.
 //!
 //! ## Beyond the paper
 //!

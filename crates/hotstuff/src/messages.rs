@@ -1,9 +1,13 @@
 //! HotStuff's messages: proposals that carry their parent's QC, votes to the next leader,
 //! timeouts and timeout certificates, forwarded QCs, and catching up.
 
+use std::collections::BTreeMap;
+
 use agora_consensus::{Message, Tamper};
 use agora_crypto::{Digest, SecretKey, Signature, domain};
-use agora_types::{Block, Certificate, Height, NodeId, Phase, Round, Statement, Transaction, Vote};
+use agora_types::{
+    Block, Certificate, Committee, Height, NodeId, Phase, Round, Statement, Transaction, Vote,
+};
 use serde::{Deserialize, Serialize};
 
 /// A block proposal, signed by its proposer over the block digest. The block's round is its
@@ -150,6 +154,39 @@ impl Tamper for HotStuffMessage {
             justify: before.justify.clone(),
             tc: now.tc.clone(),
         }))
+    }
+
+    fn with_round_skipped(&self, received: &[Self], committee: &Committee) -> Option<Self> {
+        let HotStuffMessage::Propose(p) = self else { return None };
+        if p.tc.is_some() {
+            return Some(self.clone());
+        }
+        let view = p.block.round().0.checked_sub(1).filter(|v| *v > 0)?;
+        let mut timeouts: BTreeMap<NodeId, &Timeout> = BTreeMap::new();
+        for m in received {
+            if let HotStuffMessage::Timeout(t) = m
+                && t.vote.statement.round.0 == view
+                && t.vote.statement.height.0 == qc_view(t.high_qc.as_ref())
+            {
+                timeouts.entry(t.vote.voter).or_insert(t);
+            }
+        }
+        if timeouts.len() < committee.notarization_quorum() {
+            return None;
+        }
+        let high_qc = timeouts
+            .values()
+            .filter_map(|t| t.high_qc.clone())
+            .max_by_key(|qc| qc.statement().round.0);
+        let tc = TimeoutCertificate {
+            view,
+            timeouts: timeouts
+                .values()
+                .map(|t| (t.vote.voter, t.vote.statement.height.0, t.vote.signature))
+                .collect(),
+            high_qc,
+        };
+        Some(HotStuffMessage::Propose(Proposal { tc: Some(tc), ..p.clone() }))
     }
 
     fn own_vote(&self) -> Option<&Vote> {

@@ -475,6 +475,18 @@ fn the_campaign_catches_a_hotstuff_vote_without_the_lock() {
 }
 
 #[test]
+fn the_campaign_catches_a_hotstuff_two_chain_commit_with_the_three_chain_lock() {
+    // Only a Byzantine leader tempts this mutant: the stale forker, which tells one member its
+    // block (whose QC lets that member commit the grandparent under two chains) and the
+    // others a block beside the grandparent, with a timeout certificate it makes of their
+    // timeouts; their three-chain lock still allows it. The first 400 drawn seeds under the
+    // two-chain rule: four forks, the first at seed 11 (n = 4, node 2 the stale forker).
+    let mut s = Scenario::generate(ProtocolChoice::HotStuff, 11, None, Budget::Within);
+    s.chain = agora_hotstuff::ChainRule::Two;
+    caught_and_fine_without(s, Weakening::TwoChainCommitThreeChainLock);
+}
+
+#[test]
 fn campaign_hotstuff_seeds_0_to_149() {
     campaign_passes(ProtocolChoice::HotStuff, Budget::Within, 0, 150);
 }

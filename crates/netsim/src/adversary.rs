@@ -62,7 +62,8 @@ impl AdversaryEnv<'_> {
 
 /// Rewrites a Byzantine node's outgoing messages. Broadcasts reach it one recipient at a time,
 /// so it can tell different peers different things. Emitting nothing drops the message;
-/// emitting it twice duplicates it; emitting [`Payload::Raw`] injects bytes.
+/// emitting it twice duplicates it; emitting [`Payload::Raw`] injects bytes. It also sees
+/// what its node receives, as a Byzantine node would, to build its lies from.
 pub trait Adversary<M> {
     /// The engine of `env.me` sends `message` to `to`; push what should really be sent.
     fn on_send(
@@ -72,6 +73,19 @@ pub trait Adversary<M> {
         message: M,
         out: &mut Vec<Emission<M>>,
     );
+
+    /// The node is handed `message` from `from` (after the network, before its engine sees
+    /// it); what it pushes leaves with the sends of the node's handling of that message.
+    /// Nothing by default.
+    fn on_receive(
+        &mut self,
+        env: &mut AdversaryEnv<'_>,
+        from: NodeId,
+        message: &M,
+        out: &mut Vec<Emission<M>>,
+    ) {
+        let _ = (env, from, message, out);
+    }
 }
 
 /// Any closure with the right shape is an adversary.

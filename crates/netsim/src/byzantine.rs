@@ -12,7 +12,9 @@ use std::str::FromStr;
 
 use agora_consensus::Tamper;
 use agora_crypto::{Digest, domain};
-use agora_types::{Batch, Block, NodeId, PublicKeyBytes, Round, Transaction, Vote, codec};
+use agora_types::{
+    Batch, Block, Committee, NodeId, PublicKeyBytes, Round, Transaction, Vote, codec,
+};
 use bytes::Bytes;
 use rand::RngExt;
 
@@ -57,13 +59,19 @@ pub enum Behaviour {
     /// blockchain, the longest notarized chain). The swarm draws it in Simplex scenarios, in
     /// half their equivocators.
     ExtendGenesis,
-    /// As leader, tells the upper half, instead of its block, a sibling of the block it
-    /// proposed the time before (on that block's parent, with the certificate that proposal
-    /// carried), and votes for that stale block itself; the lower half gets its block. A
-    /// protocol whose lock lags its commit rule lets the stale branch be certified and final
-    /// beside a block the lower half committed. Only protocols whose proposals carry their
-    /// parent's certificate can be told it ([`Tamper::repropose_beside`]); the swarm draws it
-    /// in HotStuff scenarios, in a quarter of their equivocators.
+    /// As leader, tells one member its block and every other member, instead, a block beside
+    /// that block's grandparent (on the grandparent's parent, with the certificate the
+    /// grandparent's proposal carried, kept from the proposals it received), and votes for
+    /// that stale block itself. When the others have not seen the certificate its block
+    /// carries, it holds both until their timeouts of the round before reach it, and gives
+    /// the stale block the certificate it makes of them ([`Tamper::with_round_skipped`]);
+    /// meanwhile it sends them nothing else but votes. The one member may commit the
+    /// grandparent on the certificate its block carries, while the others, whose lock lags a
+    /// two-chain commit rule, certify the stale branch beside it. Only protocols whose
+    /// proposals carry their parent's certificate can be told it
+    /// ([`Tamper::repropose_beside`]); the swarm draws it in HotStuff scenarios, in a quarter
+    /// of their equivocators. Without the grandparent at hand it moves beside its own previous
+    /// proposal.
     StaleFork,
 }
 
@@ -159,7 +167,7 @@ pub fn adversary<M: Tamper>(behaviour: Behaviour) -> Box<dyn Adversary<M>> {
             Box::new(Mangler { garbler: Garbler { len_max: 512, keep_original: 1.0 } })
         }
         Behaviour::Replay => Box::new(Replayer { sent: VecDeque::new() }),
-        Behaviour::StaleFork => Box::new(StaleForker { previous: None, current: None }),
+        Behaviour::StaleFork => Box::new(StaleForker::new()),
         other => Box::new(Rewriter { behaviour: other }),
     }
 }
@@ -431,10 +439,90 @@ impl<M: Tamper> Adversary<M> for Mangler {
 /// Sends what its engine sends, and now and then an old message of its own again.
 /// [`Behaviour::StaleFork`]: its previous proposal, and this round's stale block.
 struct StaleForker<M> {
+    /// Proposals seen lately, its own and those it received, by block, oldest first.
+    seen: VecDeque<(Digest, M)>,
+    /// Other messages it received lately, oldest first: what it builds proofs from.
+    received: VecDeque<M>,
     /// The last proposal of an earlier round its engine sent.
     previous: Option<M>,
-    /// The round being proposed in now: its proposal, and the stale sibling told instead.
-    current: Option<(M, Option<M>)>,
+    /// The round being proposed in now.
+    current: Option<StaleRound<M>>,
+}
+
+/// A stale forker's round as leader.
+struct StaleRound<M> {
+    /// Its engine's proposal.
+    proposal: M,
+    /// The stale block told the others instead, if one could be built.
+    stale: Option<M>,
+    /// Whether both wait for the proof the stale block lacks, and for whom the proposal was
+    /// meant meanwhile.
+    held: Option<Vec<NodeId>>,
+}
+
+/// Proposals, and other messages, a stale forker keeps to build from.
+const STALE_MEMORY: usize = 64;
+const STALE_RECEIVED: usize = 512;
+
+impl<M: Tamper> StaleForker<M> {
+    fn new() -> Self {
+        StaleForker {
+            seen: VecDeque::new(),
+            received: VecDeque::new(),
+            previous: None,
+            current: None,
+        }
+    }
+
+    fn remember(&mut self, message: &M) {
+        let Some(digest) = message.proposed_block().map(Block::digest) else {
+            if self.received.len() == STALE_RECEIVED {
+                self.received.pop_front();
+            }
+            self.received.push_back(message.clone());
+            return;
+        };
+        if self.seen.iter().any(|(d, _)| *d == digest) {
+            return;
+        }
+        if self.seen.len() == STALE_MEMORY {
+            self.seen.pop_front();
+        }
+        self.seen.push_back((digest, message.clone()));
+    }
+
+    fn proposal_of(&self, block: &Digest) -> Option<&M> {
+        self.seen.iter().rev().find(|(d, _)| d == block).map(|(_, m)| m)
+    }
+
+    /// The proposal of `message`'s block's grandparent, if it passed by.
+    fn grandparent(&self, message: &M) -> Option<&M> {
+        let parent = self.proposal_of(&message.proposed_block()?.parent())?;
+        self.proposal_of(&parent.proposed_block()?.parent())
+    }
+
+    /// The stale block with the proof of the round before, if the messages received make one.
+    fn proven(&mut self, stale: &M, committee: &Committee) -> Option<M> {
+        stale.with_round_skipped(self.received.make_contiguous(), committee)
+    }
+
+    /// Sends what a held round was waiting to send: the proposal to the one member, the
+    /// (proven) stale block to the others.
+    fn release(round: &mut StaleRound<M>, env: &AdversaryEnv<'_>, out: &mut Vec<Emission<M>>) {
+        let Some(waiting) = round.held.take() else { return };
+        for to in waiting {
+            let message = match &round.stale {
+                Some(stale) if to != told_the_truth(env) => stale.clone(),
+                _ => round.proposal.clone(),
+            };
+            out.push(Emission::now(to, Payload::Message(message)));
+        }
+    }
+}
+
+/// The one member a stale forker tells its real block: the first other than itself.
+fn told_the_truth(env: &AdversaryEnv<'_>) -> NodeId {
+    NodeId(u16::from(env.me.0 == 0))
 }
 
 impl<M: Tamper> Adversary<M> for StaleForker<M> {
@@ -449,25 +537,41 @@ impl<M: Tamper> Adversary<M> for StaleForker<M> {
             |out: &mut Vec<Emission<M>>, m: M| out.push(Emission::now(to, Payload::Message(m)));
         if message.proposed_block().is_some() {
             let round = message.round();
-            if self.current.as_ref().is_none_or(|(m, _)| m.round() != round) {
-                if let Some((done, _)) = self.current.take() {
-                    self.previous = Some(done);
+            if self.current.as_ref().is_none_or(|c| c.proposal.round() != round) {
+                if let Some(mut done) = self.current.take() {
+                    // A round that never got its proof: its proposal goes as it was.
+                    done.stale = None;
+                    Self::release(&mut done, env, out);
+                    self.previous = Some(done.proposal);
                 }
                 let stale = self
-                    .previous
-                    .as_ref()
+                    .grandparent(&message)
+                    .or(self.previous.as_ref())
                     .and_then(|earlier| message.repropose_beside(earlier, env.me, env.key));
-                self.current = Some((message.clone(), stale));
+                self.remember(&message);
+                let (stale, held) = match stale {
+                    Some(stale) => match self.proven(&stale, env.committee) {
+                        Some(proven) => (Some(proven), None),
+                        None => (Some(stale), Some(Vec::new())),
+                    },
+                    None => (None, None),
+                };
+                self.current = Some(StaleRound { proposal: message.clone(), stale, held });
             }
-            let stale = self.current.as_ref().and_then(|(_, stale)| stale.clone());
-            match stale {
-                Some(stale) if upper_half(env, to) => send(out, stale),
+            let Some(current) = self.current.as_mut() else { return send(out, message) };
+            if let Some(waiting) = current.held.as_mut() {
+                waiting.push(to);
+                return;
+            }
+            match &current.stale {
+                Some(stale) if to != told_the_truth(env) => send(out, stale.clone()),
                 _ => send(out, message),
             }
             return;
         }
         // Its vote in the round of the stale block goes to that block.
-        let stale = self.current.as_ref().and_then(|(_, stale)| stale.as_ref());
+        let current = self.current.as_ref();
+        let stale = current.and_then(|c| c.stale.as_ref());
         if let (Some(vote), Some(block)) =
             (message.own_vote(), stale.and_then(|s| s.proposed_block()))
             && vote.statement.round == block.round()
@@ -479,7 +583,29 @@ impl<M: Tamper> Adversary<M> for StaleForker<M> {
                 return send(out, moved);
             }
         }
+        // While it holds a round, the others hear nothing that could show them its block's
+        // certificate.
+        let holding = current.is_some_and(|c| c.held.is_some());
+        if holding && message.own_vote().is_none() && to != told_the_truth(env) {
+            return;
+        }
         send(out, message)
+    }
+
+    fn on_receive(
+        &mut self,
+        env: &mut AdversaryEnv<'_>,
+        _from: NodeId,
+        message: &M,
+        out: &mut Vec<Emission<M>>,
+    ) {
+        self.remember(message);
+        let held = self.current.as_ref().filter(|c| c.held.is_some());
+        let Some(stale) = held.and_then(|c| c.stale.clone()) else { return };
+        let Some(proven) = self.proven(&stale, env.committee) else { return };
+        let Some(current) = self.current.as_mut() else { return };
+        current.stale = Some(proven);
+        Self::release(current, env, out);
     }
 }
 

@@ -774,6 +774,17 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                     instance,
                 });
             }
+            if let Some(adversary) = self.adversaries[node.index()].as_mut() {
+                let mut env = AdversaryEnv {
+                    now_ns: now,
+                    me,
+                    key: &self.secrets[me.index()],
+                    committee: &self.committee,
+                    rng: &mut self.adversary_rng,
+                    declared: &mut self.declared,
+                };
+                adversary.on_receive(&mut env, from, &message, &mut self.emissions);
+            }
             n.engine.on_message(&mut ctx, from, message);
         }
         let p = self.config.processing;
@@ -784,6 +795,12 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         self.carry_out(node, &mut actions, done);
         actions.clear();
         self.actions = actions;
+        // What the node's adversary sent on receiving the message leaves with its other sends.
+        if !self.emissions.is_empty() {
+            let mut out = std::mem::take(&mut self.emissions);
+            self.emit(node, &mut out, done);
+            self.emissions = out;
+        }
     }
 }
 

@@ -97,6 +97,13 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
         };
         let mut out = std::mem::take(&mut self.emissions);
         adversary.on_send(&mut env, to, message, &mut out);
+        self.emit(from, &mut out, depart);
+        self.emissions = out;
+    }
+
+    /// What an adversary pushed, put on the wire from `from` at `depart` (plus each
+    /// emission's delay), with the transactions it declared made known to the checker.
+    pub(super) fn emit(&mut self, from: NodeId, out: &mut Vec<Emission<P::Message>>, depart: u64) {
         for tx in std::mem::take(&mut self.declared) {
             self.checker.submitted(tx.id());
         }
@@ -114,7 +121,6 @@ impl<P: Protocol, A: Application> Simulation<P, A> {
                 depart.saturating_add(emission.delay_ns),
             );
         }
-        self.emissions = out;
     }
 
     /// Puts a payload on the link `from → to`: loss, partitions, uplink bandwidth, latency,
