@@ -227,6 +227,15 @@ pub fn plan(options: &BenchOptions) -> Vec<Planned> {
     let mut out = Vec::new();
     for protocol in ProtocolChoice::ALL {
         out.push(Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false });
+        if protocol == ProtocolChoice::HotStuff {
+            out.push(Planned {
+                protocol,
+                nodes: 4,
+                scenario: THEORY_TWO_CHAIN,
+                wall: false,
+                net: false,
+            });
+        }
         for &nodes in sizes {
             for scenario in SCENARIOS {
                 out.push(Planned { protocol, nodes, scenario, wall: false, net: false });
@@ -287,7 +296,7 @@ pub fn run_one(
     };
     let mut theory = None;
     match planned.scenario {
-        "theory" => {
+        "theory" | THEORY_TWO_CHAIN => {
             // The ideal network of the papers: fixed δ, no jitter, unlimited bandwidth.
             o.latency_ms = 10.0;
             o.jitter_ms = 0.0;
@@ -299,7 +308,12 @@ pub fn run_one(
                 ProtocolChoice::Streamlet => 2.0 * o.delta_ms + 2.0 * o.latency_ms,
                 // Votes at 2δ notarize, finalize votes at 3δ finalize.
                 ProtocolChoice::Simplex => 3.0 * o.latency_ms,
-                // A QC every 2δ at the next leader; the third after the block's commits it.
+                // A QC every 2δ at the next leader; the third after the block's commits it
+                // (the second, with two chains).
+                ProtocolChoice::HotStuff if planned.scenario == THEORY_TWO_CHAIN => {
+                    o.chain = 2;
+                    4.0 * o.latency_ms
+                }
                 ProtocolChoice::HotStuff => 6.0 * o.latency_ms,
             });
         }
@@ -322,7 +336,7 @@ pub fn run_one(
         gaps.iter().sum::<f64>() / gaps.len().max(1) as f64
     });
     Ok(RunRecord {
-        protocol: planned.protocol.name(),
+        protocol: if o.chain == 2 { "hotstuff-2" } else { planned.protocol.name() },
         nodes: planned.nodes,
         scenario: planned.scenario,
         mode: "sim",
@@ -349,6 +363,10 @@ pub fn run_one(
         measured_ms: measured,
     })
 }
+
+/// The theory check of HotStuff's two-chain rule (4δ from proposal to finality), beside the
+/// three-chain one every protocol's `theory` row checks; its rows are named `hotstuff-2`.
+const THEORY_TWO_CHAIN: &str = "theory-two-chain";
 
 /// Wall runs at full speed are repeated this many times in the quick matrix, [`WALL_REPEATS_FULL`]
 /// in the full one (once in the short main comparison), and the median reported: a shared
@@ -757,7 +775,7 @@ pub fn markdown(r: &Report) -> String {
         "| protocol | mode | n | scenario | TPS | limit | % of limit | p50 ms | p99 ms | applied p99 ms | msgs/block | bytes/tx | replica-core TPS | safety | digests agree |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for run in r.runs.iter().filter(|x| x.scenario != "theory") {
+    for run in r.runs.iter().filter(|x| x.theory_ms.is_none()) {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {:.1} | {:.0} | {} | {} | {} |",
@@ -801,7 +819,7 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
-    let theory: Vec<&RunRecord> = r.runs.iter().filter(|x| x.scenario == "theory").collect();
+    let theory: Vec<&RunRecord> = r.runs.iter().filter(|x| x.theory_ms.is_some()).collect();
     if !theory.is_empty() {
         let _ = writeln!(s, "\n## Theory check (ideal network: δ = 10 ms, Δ = 50 ms)\n");
         let _ = writeln!(
@@ -1044,11 +1062,12 @@ mod tests {
     #[test]
     fn the_plan_covers_protocols_sizes_scenarios_and_wall_runs() {
         let quick = plan(&BenchOptions { quick: true, wall: true, seed: 1, ..Default::default() });
-        // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable.
+        // Per protocol: theory, sizes × scenarios, full speed per wall size, 80% load, durable;
+        // and HotStuff's two-chain theory row.
         let protocols = ProtocolChoice::ALL.len();
-        assert_eq!(quick.len(), protocols * (1 + 2 * 4 + 1 + 1 + 1));
+        assert_eq!(quick.len(), protocols * (1 + 2 * 4 + 1 + 1 + 1) + 1);
         let full = plan(&BenchOptions { quick: false, wall: true, seed: 1, ..Default::default() });
-        assert_eq!(full.len(), protocols * (1 + 4 * 4 + 2 + 1 + 1));
+        assert_eq!(full.len(), protocols * (1 + 5 * 4 + 2 + 1 + 1) + 1);
         // With the binary at hand, two net rows per protocol: full speed and 80% load.
         let with_nodes = plan(&BenchOptions {
             quick: true,
@@ -1059,7 +1078,7 @@ mod tests {
         });
         assert_eq!(with_nodes.len(), quick.len() + protocols * 2);
         assert_eq!(with_nodes.iter().filter(|p| p.mode() == "net").count(), protocols * 2);
-        assert!(full.iter().any(|p| p.nodes == 31 && p.scenario == "equivocator"));
+        assert!(full.iter().any(|p| p.nodes == 64 && p.scenario == "equivocator"));
         assert!(full.iter().any(|p| p.wall && p.scenario == "durable"));
     }
 
@@ -1077,9 +1096,12 @@ mod tests {
         let machine =
             Machine { cpu: "test".into(), cores: 1, verify_one_core: 1.0, verify_all_cores: 1.0 };
         let options = BenchOptions { quick: true, wall: false, seed: 1, ..Default::default() };
-        for protocol in ProtocolChoice::ALL {
+        let two = (ProtocolChoice::HotStuff, THEORY_TWO_CHAIN);
+        for (protocol, scenario) in
+            ProtocolChoice::ALL.map(|p| (p, "theory")).into_iter().chain([two])
+        {
             let r = run_one(
-                &Planned { protocol, nodes: 4, scenario: "theory", wall: false, net: false },
+                &Planned { protocol, nodes: 4, scenario, wall: false, net: false },
                 &options,
                 &machine,
             )
