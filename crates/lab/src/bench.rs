@@ -954,11 +954,18 @@ fn plot(
     let max_y = ys().fold(1.0, f64::max);
     let root = SVGBackend::new(path, (760, 460)).into_drawing_area();
     root.fill(&WHITE)?;
+    let xs = || series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
+    let x_range = (xs().fold(f64::MAX, f64::min) - 1.0, xs().fold(4.0, f64::max) + 1.0);
     if log {
         let min_y = ys().fold(max_y, f64::min).max(1e-3);
-        draw_lines(&root, &series, title, y_label, (min_y / 2.0..max_y * 2.0).log_scale())?;
+        let (low, high) = (min_y / 2.0, max_y * 2.0);
+        let y_of = |y: f64| (y.ln() - low.ln()) / (high.ln() - low.ln());
+        let legend = emptiest_corner(&series, x_range, y_of);
+        draw_lines(&root, &series, title, y_label, (low..high).log_scale(), legend)?;
     } else {
-        draw_lines(&root, &series, title, y_label, 0.0..max_y * 1.15)?;
+        let high = max_y * 1.15;
+        let legend = emptiest_corner(&series, x_range, |y| y / high);
+        draw_lines(&root, &series, title, y_label, 0.0..high, legend)?;
     }
     root.present()?;
     Ok(())
@@ -966,6 +973,39 @@ fn plot(
 
 /// A protocol's name, its colour and its points.
 type Series<'a> = (&'a str, plotters::style::RGBColor, Vec<(f64, f64)>);
+
+/// The corner of the plot, upper right first, with the fewest points in its third of each
+/// axis (`y_of` maps a value onto 0..1 of the y axis), so that the legend hides no data.
+fn emptiest_corner(
+    series: &[Series<'_>],
+    (x_low, x_high): (f64, f64),
+    y_of: impl Fn(f64) -> f64,
+) -> plotters::chart::SeriesLabelPosition {
+    use plotters::chart::SeriesLabelPosition as At;
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.2.iter())
+        .map(|&(x, y)| ((x - x_low) / (x_high - x_low).max(1e-9), y_of(y)))
+        .collect();
+    let inside = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|(x, y)| {
+                (if right { *x > 0.6 } else { *x < 0.4 })
+                    && (if upper { *y > 0.6 } else { *y < 0.4 })
+            })
+            .count()
+    };
+    [
+        (At::UpperRight, inside(true, true)),
+        (At::LowerRight, inside(true, false)),
+        (At::UpperLeft, inside(false, true)),
+        (At::LowerLeft, inside(false, false)),
+    ]
+    .into_iter()
+    .min_by_key(|(_, count)| *count)
+    .map_or(At::UpperRight, |(at, _)| at)
+}
 
 /// Draws `series` against n on `root`, with the y axis `y` (linear or logarithmic).
 fn draw_lines<Y>(
@@ -977,6 +1017,7 @@ fn draw_lines<Y>(
     title: &str,
     y_label: &str,
     y: Y,
+    legend: plotters::chart::SeriesLabelPosition,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
@@ -1010,7 +1051,12 @@ where
             });
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 5, colour.filled())))?;
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
     Ok(())
 }
 

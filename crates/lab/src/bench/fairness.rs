@@ -368,13 +368,16 @@ pub(super) fn plot_fairness(
     path: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     let groups: Vec<&FrontRunRecord> = f.frontrunning.iter().collect();
     let max_y = groups
         .iter()
         .map(|r| r.victim_slippage_bps.max(r.baseline_slippage_bps))
         .fold(1.0, f64::max)
         * 1.25;
-    let root = SVGBackend::new(path, (860, 480)).into_drawing_area();
+    // Room for each execution order's name under its pair of bars.
+    let width = (90 * groups.len() as u32 + 140).max(860);
+    let root = SVGBackend::new(path, (width, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = groups.len() as f64;
     let mut chart = ChartBuilder::on(&root)
@@ -383,11 +386,11 @@ pub(super) fn plot_fairness(
             ("sans-serif", 20),
         )
         .margin(20)
-        .x_label_area_size(60)
+        .x_label_area_size(70)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..n, 0.0..max_y)?;
-    let labels: Vec<String> =
-        groups.iter().map(|r| format!("{} {}", r.protocol, r.ordering)).collect();
+    // The execution order under each pair of bars; the protocol under each run of them.
+    let labels: Vec<&str> = groups.iter().map(|r| r.ordering).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -395,7 +398,7 @@ pub(super) fn plot_fairness(
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
             if (x - x.floor() - 0.5).abs() < 1e-6 && i < labels.len() {
-                labels[i].clone()
+                labels[i].to_owned()
             } else {
                 String::new()
             }
@@ -424,6 +427,16 @@ pub(super) fn plot_fairness(
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], colour.filled()));
     }
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+    let mut start = 0;
+    while start < groups.len() {
+        let protocol = groups[start].protocol;
+        let end = start + groups[start..].iter().take_while(|r| r.protocol == protocol).count();
+        let (x, y) = chart.backend_coord(&((start + end) as f64 / 2.0, 0.0));
+        let style =
+            ("sans-serif", 15).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(protocol, (x, y + 28), style))?;
+        start = end;
+    }
     root.present()?;
     Ok(())
 }
