@@ -8,6 +8,7 @@ use agora_consensus::Applied;
 use agora_crypto::PublicKeyBytes;
 use agora_netsim::LatencySummary;
 use agora_orderbook::{AccountId, Event, Exchange, Side};
+use agora_types::Transaction;
 use serde::Serialize;
 
 use crate::agents;
@@ -130,7 +131,7 @@ impl MarketStudy {
 }
 
 impl MarketObserver for MarketStudy {
-    fn transaction(&mut self, account: Option<AccountId>) {
+    fn transaction(&mut self, _: &Transaction, account: Option<AccountId>) {
         self.with(|r| match account {
             Some(account) => *r.block_space.entry(account).or_default() += 1,
             None => r.unknown_signers += 1,

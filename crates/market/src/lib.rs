@@ -219,17 +219,34 @@ pub const NONCE_WINDOW: u64 = 4_096;
 /// acceptable: at least the window's floor, and never itself taken. `ahead` holds the taken
 /// nonces above it, which stays empty while a sender's transactions are executed in order. The
 /// form is canonical: one set of taken nonces has one representation.
+///
+/// A front end (the node's API) keeps a copy of each account's window, fed by
+/// [`MarketObserver::reset`] and the accepted transactions, to refuse a stale nonce before it
+/// reaches the mempool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Nonces {
+pub struct NonceWindow {
     next: u64,
     ahead: BTreeSet<u64>,
 }
 
-impl Nonces {
+/// The window under its old name, inside the crate.
+type Nonces = NonceWindow;
+
+impl NonceWindow {
+    /// Whether [`NonceWindow::accept`] would take `nonce` now.
+    pub fn is_fresh(&self, nonce: u64) -> bool {
+        nonce >= self.next && !self.ahead.contains(&nonce)
+    }
+
+    /// The lowest nonce the window could still take.
+    pub fn floor(&self) -> u64 {
+        self.next
+    }
+
     /// Accepts `nonce` once: not seen before and not older than the window ([`NONCE_WINDOW`]
     /// below the highest accepted). Transactions of one account may be finalized out of nonce
     /// order (different leaders), so this is a window, not a strict sequence.
-    fn accept(&mut self, nonce: u64) -> bool {
+    pub fn accept(&mut self, nonce: u64) -> bool {
         if nonce < self.next || !self.ahead.insert(nonce) {
             return false;
         }
@@ -250,20 +267,73 @@ impl Nonces {
     }
 }
 
+/// Why the market refused a transaction before its book: the transaction changed nothing, not
+/// even its signer's nonce window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// Its signature does not verify.
+    BadSignature,
+    /// Its signing key belongs to no account of the genesis.
+    UnknownSigner,
+    /// Its payload is not an [`OrderAction`].
+    Malformed,
+    /// Its nonce was used already, or is below the signer's window ([`NONCE_WINDOW`]).
+    StaleNonce,
+}
+
+impl Refusal {
+    /// Its name in reports and APIs: `bad_signature`, `unknown_signer`, `malformed`,
+    /// `stale_nonce`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::BadSignature => "bad_signature",
+            Refusal::UnknownSigner => "unknown_signer",
+            Refusal::Malformed => "malformed",
+            Refusal::StaleNonce => "stale_nonce",
+        }
+    }
+}
+
 /// What a replica's market does, reported as it happens, to whoever studies or serves it from
 /// outside the replicated state: a run's fairness measures, an operator's metrics, a feed.
 ///
 /// The market calls these in execution order; none of them can change what it computes, and
 /// every method ignores its report unless overridden. Set one with [`MarketApp::with_observer`].
 pub trait MarketObserver: Send {
-    /// A transaction of a block reached the market, before any check: its signer's genesis
-    /// account, or `None` for a signer the genesis does not know.
-    fn transaction(&mut self, account: Option<AccountId>) {
-        let _ = account;
+    /// The market's whole state, when the observer is set (at genesis) and after a snapshot
+    /// replaced it: the height it includes, the exchange and every account's nonce window. An
+    /// observer that mirrors part of the state starts over from here.
+    fn reset(
+        &mut self,
+        height: Height,
+        exchange: &Exchange,
+        nonces: &BTreeMap<AccountId, NonceWindow>,
+    ) {
+        let _ = (height, exchange, nonces);
     }
 
-    /// `action` of `account` passed every check and is about to be applied; `exchange` is the
-    /// state just before it.
+    /// A final block is about to be executed (under [`ExecutionOrder::Canonical`], the one
+    /// before the block just applied); its transactions follow.
+    fn block_started(&mut self, block: &Block) {
+        let _ = block;
+    }
+
+    /// A transaction of a block reached the market, before any check: its signer's genesis
+    /// account, or `None` for a signer the genesis does not know.
+    fn transaction(&mut self, tx: &Transaction, account: Option<AccountId>) {
+        let _ = (tx, account);
+    }
+
+    /// The transaction last reported by [`MarketObserver::transaction`] was refused before the
+    /// book, for `reason`; it changed nothing.
+    fn refused(&mut self, tx: &Transaction, reason: Refusal) {
+        let _ = (tx, reason);
+    }
+
+    /// `action` of `account`, the transaction last reported by
+    /// [`MarketObserver::transaction`], passed every check and is about to be applied;
+    /// `exchange` is the state just before it.
     fn action(&mut self, account: AccountId, action: &OrderAction, exchange: &Exchange) {
         let _ = (account, action, exchange);
     }
@@ -434,7 +504,8 @@ impl MarketApp {
 
     /// Reports what the market does to `observer` (see [`MarketObserver`]); it replaces any
     /// observer set before.
-    pub fn with_observer(mut self, observer: Box<dyn MarketObserver>) -> Self {
+    pub fn with_observer(mut self, mut observer: Box<dyn MarketObserver>) -> Self {
+        observer.reset(self.height, &self.exchange, &self.nonces);
         self.observer = Some(observer);
         self
     }
@@ -477,8 +548,8 @@ impl MarketApp {
     }
 
     /// Every check before the book: signature, known signer, decodable action (`action`, the
-    /// payload decoded once by the caller), fresh nonce. `None` refuses the transaction (it
-    /// changes nothing but the nonce window on success).
+    /// payload decoded once by the caller), fresh nonce. A refused transaction changes nothing;
+    /// an accepted one, its signer's nonce window.
     fn check(
         &mut self,
         tx: &Transaction,
@@ -487,16 +558,35 @@ impl MarketApp {
     ) -> Option<Checked> {
         let known = self.accounts.get(tx.sender()).copied();
         if let Some(observer) = &mut self.observer {
-            observer.transaction(known.map(|(account, _)| account));
+            observer.transaction(tx, known.map(|(account, _)| account));
         }
-        tx.verify_with(checker).ok()?;
-        let (account, _) = known?;
-        let action = action?;
-        self.nonces
-            .entry(account)
-            .or_default()
-            .accept(tx.nonce())
-            .then_some(Checked { account, action })
+        let checked = self.admit(tx, known.map(|(account, _)| account), action, checker);
+        match checked {
+            Ok(checked) => Some(checked),
+            Err(reason) => {
+                if let Some(observer) = &mut self.observer {
+                    observer.refused(tx, reason);
+                }
+                None
+            }
+        }
+    }
+
+    /// The checks of [`MarketApp::check`], in order, with the first that fails.
+    fn admit(
+        &mut self,
+        tx: &Transaction,
+        account: Option<AccountId>,
+        action: Option<OrderAction>,
+        checker: &mut dyn SignatureCheck,
+    ) -> Result<Checked, Refusal> {
+        tx.verify_with(checker).map_err(|_| Refusal::BadSignature)?;
+        let account = account.ok_or(Refusal::UnknownSigner)?;
+        let action = action.ok_or(Refusal::Malformed)?;
+        if !self.nonces.entry(account).or_default().accept(tx.nonce()) {
+            return Err(Refusal::StaleNonce);
+        }
+        Ok(Checked { account, action })
     }
 
     /// The order of execution under [`ExecutionOrder::Canonical`] (and for the cancels and
@@ -524,6 +614,9 @@ impl MarketApp {
         seed: &Digest,
         checker: &mut dyn SignatureCheck,
     ) -> (usize, usize) {
+        if let Some(observer) = &mut self.observer {
+            observer.block_started(block);
+        }
         // Each payload decoded once: the canonical order needs the kind of action too.
         let mut ordered: Vec<Decoded<'_>> = block
             .batch()
@@ -709,6 +802,78 @@ mod tests {
         // The replayed transaction in a later block is refused too.
         let again = app.apply(&block(2, vec![good]), &mut DirectCheck);
         assert_eq!((again.executed, again.rejected), (0, 1));
+    }
+
+    /// Records what an observer is told about each transaction.
+    #[derive(Clone, Default)]
+    struct Told(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl MarketObserver for Told {
+        fn reset(&mut self, height: Height, _: &Exchange, nonces: &BTreeMap<AccountId, Nonces>) {
+            self.push(format!("reset {} {}", height.0, nonces.len()));
+        }
+        fn block_started(&mut self, block: &Block) {
+            self.push(format!("block {}", block.height().0));
+        }
+        fn transaction(&mut self, tx: &Transaction, _: Option<AccountId>) {
+            self.push(format!("tx {}", tx.nonce()));
+        }
+        fn refused(&mut self, tx: &Transaction, reason: Refusal) {
+            self.push(format!("refused {} {}", tx.nonce(), reason.name()));
+        }
+        fn action(&mut self, account: AccountId, _: &OrderAction, _: &Exchange) {
+            self.push(format!("action {}", account.0));
+        }
+    }
+
+    impl Told {
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn an_observer_hears_each_refusal_with_its_reason_and_the_whole_state_at_each_reset() {
+        let (app, key, _) = setup();
+        let told = Told::default();
+        let mut app = app.with_observer(Box::new(told.clone()));
+        let stranger = SecretKey::from_seed(9, 9);
+        let good = Transaction::new_signed(&key, 0, bid(1).encode()).unwrap();
+        let forged =
+            Transaction::from_parts(*good.sender(), 4, bid(4).encode(), *good.signature()).unwrap();
+        let txs = vec![
+            good,
+            Transaction::new_signed(&key, 0, bid(2).encode()).unwrap(),
+            Transaction::new_signed(&stranger, 1, bid(3).encode()).unwrap(),
+            Transaction::new_signed(&key, 2, Bytes::from_static(b"garbage")).unwrap(),
+            forged,
+        ];
+        app.apply(&block(1, txs), &mut DirectCheck);
+        let snapshot = app.state_snapshot().unwrap();
+        let digest = app.state_digest();
+        let (fresh, _, _) = setup();
+        let mut fresh = fresh.with_observer(Box::new(told.clone()));
+        fresh.restore_snapshot(&snapshot, digest).unwrap();
+        let lines = told.0.lock().unwrap().clone();
+        assert_eq!(
+            lines,
+            [
+                "reset 0 0",
+                "block 1",
+                "tx 0",
+                "action 7",
+                "tx 0",
+                "refused 0 stale_nonce",
+                "tx 1",
+                "refused 1 unknown_signer",
+                "tx 2",
+                "refused 2 malformed",
+                "tx 4",
+                "refused 4 bad_signature",
+                "reset 0 0",
+                "reset 1 1",
+            ]
+        );
     }
 
     #[test]

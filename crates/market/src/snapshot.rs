@@ -107,6 +107,9 @@ impl MarketApp {
         self.waiting = image.waiting;
         self.level_digests = Default::default();
         self.digest = found;
+        if let Some(observer) = &mut self.observer {
+            observer.reset(self.height, &self.exchange, &self.nonces);
+        }
         Ok(())
     }
 }
