@@ -21,8 +21,8 @@ use agora_engines::ProtocolChoice;
 use agora_market::{ExecutionOrder, StoredApplication};
 use agora_node::client::{ClientRequest, ClientResponse, NodeStatus, read_frame, write_frame};
 use agora_node::{
-    ClientSection, ConsensusSection, GenesisFile, NetSection, NodeFile, NodeSection, PeerEntry,
-    write_key,
+    ApiSection, ClientSection, ConsensusSection, GenesisFile, NetSection, NodeFile, NodeSection,
+    PeerEntry, write_key,
 };
 use agora_types::{NodeId, Transaction};
 use serde::{Deserialize, Serialize};
@@ -62,8 +62,8 @@ pub struct InitOptions {
     /// The protocol.
     #[arg(long, value_enum, default_value_t = ProtocolChoice::Pbft)]
     pub protocol: ProtocolChoice,
-    /// The first port: node i listens for peers on PORT + i and for clients on PORT + N + i.
-    /// 0 picks free ports now.
+    /// The first port: node i listens for peers on PORT + i, for clients on PORT + N + i, and
+    /// serves its HTTP API on PORT + 2N + i. 0 picks free ports now.
     #[arg(long, default_value_t = 26_600)]
     pub base_port: u16,
     /// Seed of the market's agents (their keys, funded in the genesis, and their orders).
@@ -148,8 +148,9 @@ pub fn init_with(
         return Err(format!("{} already holds a testnet", dir.display()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let all = ports(base_port, 2 * n)?;
-    let (peer_ports, client_ports) = all.split_at(n);
+    let all = ports(base_port, 3 * n)?;
+    let (peer_ports, rest) = all.split_at(n);
+    let (client_ports, api_ports) = rest.split_at(n);
     let mut keys = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("node-{i}"));
@@ -175,6 +176,7 @@ pub fn init_with(
             },
             net: NetSection { listen: address(peer_ports[i]) },
             client: ClientSection { listen: address(client_ports[i]) },
+            api: Some(ApiSection { listen: address(api_ports[i]) }),
             consensus,
             peers: (0..n)
                 .filter(|j| *j != i)

@@ -39,12 +39,25 @@ impl StoredApplication {
 
     /// The application it describes, at genesis (a driver restores a snapshot into it).
     pub fn at_genesis(&self) -> Box<dyn agora_consensus::Application + Send> {
+        self.at_genesis_observed(None)
+    }
+
+    /// [`StoredApplication::at_genesis`], with a market reporting to `observer` (ignored by an
+    /// application that is not the market).
+    pub fn at_genesis_observed(
+        &self,
+        observer: Option<Box<dyn crate::MarketObserver>>,
+    ) -> Box<dyn agora_consensus::Application + Send> {
         match self {
             StoredApplication::TxLog { verify_signatures } => {
                 Box::new(agora_consensus::TxLog::new(*verify_signatures))
             }
             StoredApplication::Market { genesis, order } => {
-                Box::new(crate::MarketApp::new(genesis).with_order(*order))
+                let app = crate::MarketApp::new(genesis).with_order(*order);
+                Box::new(match observer {
+                    Some(observer) => app.with_observer(observer),
+                    None => app,
+                })
             }
         }
     }

@@ -5,7 +5,7 @@
 //! - **Genesis** (JSON): the committee's public keys in member order, and the application every
 //!   replica applies blocks to ([`GenesisFile`]).
 //! - **Node configuration** (TOML, [`NodeFile`]): the node's id, key file, genesis and store;
-//!   where it listens for peers and for clients; each peer's id, address and public key; the
+//!   where it listens for peers, for clients and (`[api] listen`) for the HTTP API; each peer's id, address and public key; the
 //!   protocol and its parameters. Relative paths are relative to the configuration's directory.
 //!
 //! Every error names the file; a configuration error also names the line and the field.
@@ -138,6 +138,9 @@ pub struct NodeFile {
     pub net: NetSection,
     /// Where it listens for clients.
     pub client: ClientSection,
+    /// Where it serves its HTTP and WebSocket API and its metrics; none without this section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSection>,
     /// The protocol and its parameters.
     pub consensus: ConsensusSection,
     /// Its peers.
@@ -172,6 +175,14 @@ pub struct NetSection {
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {
     /// Where it listens for clients; 127.0.0.1 unless you mean otherwise.
+    pub listen: SocketAddr,
+}
+
+/// `[api]`: the HTTP and WebSocket API, the live page and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Where it listens; 127.0.0.1 unless you mean otherwise.
     pub listen: SocketAddr,
 }
 

@@ -23,10 +23,10 @@ mod files;
 mod run;
 
 pub use files::{
-    ClientSection, ConsensusSection, FileError, GenesisFile, NetSection, NodeFile, NodeSection,
-    PeerEntry, hotstuff_protocol_name, read_key, write_key,
+    ApiSection, ClientSection, ConsensusSection, FileError, GenesisFile, NetSection, NodeFile,
+    NodeSection, PeerEntry, hotstuff_protocol_name, read_key, write_key,
 };
-pub use run::{run_node, wait_for_shutdown};
+pub use run::{market_genesis, run_node, wait_for_shutdown};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use agora_crypto::SecretKey;
 use agora_engines::{Engine, EngineConfig, WithEngine, with_engine};
-use agora_market::StoredApplication;
+use agora_market::{MarketObserver, StoredApplication};
 use agora_net::{
     Inbound, Inbox, Listener, NetConfig, NetLimits, NetSender, NetStats, Network, Offer,
 };
@@ -126,6 +126,42 @@ impl NodeHandle {
     }
 }
 
+/// The API's link to the node: submit into its inbox, report its links.
+#[derive(Debug, Clone)]
+pub struct ApiLink {
+    handle: NodeHandle,
+    protocol: &'static str,
+    members: usize,
+}
+
+impl ApiLink {
+    /// The link for the node `handle` serves, running `protocol` in a committee of `members`.
+    pub fn new(handle: NodeHandle, protocol: &'static str, members: usize) -> Self {
+        Self { handle, protocol, members }
+    }
+}
+
+impl agora_api::NodeLink for ApiLink {
+    fn submit(&self, tx: Transaction) -> bool {
+        self.handle.submit(tx)
+    }
+
+    fn info(&self) -> agora_api::NodeInfo {
+        let stats = self.handle.net_stats();
+        agora_api::NodeInfo {
+            id: self.handle.me.0,
+            protocol: self.protocol.to_owned(),
+            members: self.members,
+            connected: stats.connected.iter().map(|n| n.0).collect(),
+            messages_sent: stats.messages_sent,
+            bytes_sent: stats.bytes_sent,
+            messages_received: stats.messages_received,
+            bytes_received: stats.bytes_received,
+            dropped: stats.dropped.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+}
+
 /// Hands a client's transaction to the replica's inbox without waiting; `false` if it is full
 /// (or the replica stopped).
 fn submit(inbox: &Sender<Input>, tx: Transaction) -> bool {
@@ -165,6 +201,16 @@ impl Node {
     /// Starts the node on `listener` (bound beforehand, so that a caller can bind port 0): its
     /// replica from the store directory, then its network.
     pub fn start(config: NodeConfig, listener: Listener) -> Result<Self, NodeError> {
+        Self::start_observed(config, listener, None)
+    }
+
+    /// [`Node::start`], with `observer` told what the market does (the API's view of it). It
+    /// is ignored when the application is not the market.
+    pub fn start_observed(
+        config: NodeConfig,
+        listener: Listener,
+        observer: Option<Box<dyn MarketObserver>>,
+    ) -> Result<Self, NodeError> {
         if config.replica.members != config.committee.n() {
             return Err(NodeError::Config(format!(
                 "the replica expects {} members and the committee has {}",
@@ -190,6 +236,7 @@ impl Node {
             options: &options,
             outbox: Box::new(NetOutbox(network.sender())),
             inbox: (inbox.clone(), inbox_rx),
+            observer,
         };
         let replica = with_engine(config.engine, start)??;
         Ok(Self { me: config.me, replica, network, inbox })
@@ -249,6 +296,7 @@ struct StartReplica<'a> {
     options: &'a ReplicaOptions,
     outbox: Box<dyn Outbox>,
     inbox: (Sender<Input>, Receiver<Input>),
+    observer: Option<Box<dyn MarketObserver>>,
 }
 
 impl WithEngine for StartReplica<'_> {
@@ -260,7 +308,7 @@ impl WithEngine for StartReplica<'_> {
     ) -> Self::Output {
         let c = self.config;
         let engine = engine(c.me, &c.committee, &c.key);
-        let app = c.application.at_genesis();
+        let app = c.application.at_genesis_observed(self.observer);
         let replica = RunningReplica::start(
             c.me,
             engine,

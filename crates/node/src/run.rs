@@ -6,8 +6,13 @@ use std::time::{Duration, Instant};
 
 use agora_net::Listener;
 
+use std::sync::Arc;
+
+use agora_api::{Api, ApiLimits, ApiServer, MarketView, Metrics, ViewLimits};
+use agora_market::{MarketGenesis, StoredApplication};
+
 use crate::client::ClientService;
-use crate::{Node, NodeFile};
+use crate::{ApiLink, Node, NodeFile};
 
 /// How often a running node logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -22,8 +27,24 @@ pub fn run_node(config: &Path) -> Result<(), String> {
     let clients = TcpListener::bind(client_addr)
         .map_err(|e| format!("cannot listen for clients on {client_addr}: {e}"))?;
     let (me, protocol) = (node_config.me, node_config.engine.protocol());
+    let members = node_config.committee.n();
     let store = node_config.store.clone();
-    let node = Node::start(node_config, peers).map_err(|e| e.to_string())?;
+    // The API's listener is bound before the node starts, so that a busy port stops nothing.
+    let api_listener = match &file.api {
+        Some(section) => Some(
+            TcpListener::bind(section.listen)
+                .map_err(|e| format!("cannot listen for the API on {}: {e}", section.listen))?,
+        ),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let view = MarketView::new(
+        &market_genesis(&node_config.application),
+        ViewLimits::default(),
+        Arc::clone(&metrics),
+    );
+    let observer = api_listener.as_ref().map(|_| view.observer());
+    let node = Node::start_observed(node_config, peers, observer).map_err(|e| e.to_string())?;
     tracing::info!(
         node = me.0,
         protocol = protocol.name(),
@@ -34,6 +55,16 @@ pub fn run_node(config: &Path) -> Result<(), String> {
         "node started"
     );
     let service = ClientService::start(clients, node.handle()).map_err(|e| e.to_string())?;
+    let api = match api_listener {
+        Some(listener) => {
+            let link = ApiLink::new(node.handle(), protocol.name(), members);
+            let api = Api { view, node: Arc::new(link), metrics, limits: ApiLimits::default() };
+            let server = ApiServer::start(listener, api).map_err(|e| e.to_string())?;
+            tracing::info!(node = me.0, api = %server.addr(), "API serving");
+            Some(server)
+        }
+        None => None,
+    };
     let mut last_log = Instant::now();
     let reason = wait_for_shutdown(|| {
         if last_log.elapsed() >= PROGRESS_EVERY {
@@ -60,6 +91,9 @@ pub fn run_node(config: &Path) -> Result<(), String> {
         dropped = ?stats.dropped,
         "stopping"
     );
+    if let Some(api) = api {
+        api.stop();
+    }
     service.stop();
     let report = node.stop().map_err(|e| e.to_string())?;
     if let Some(error) = report.store_error.or(report.journal_error) {
@@ -103,4 +137,15 @@ pub fn wait_for_shutdown(mut stopped: impl FnMut() -> bool) -> std::io::Result<&
             }
         }
     })
+}
+
+/// The market genesis the API's view starts from: none (no markets, no accounts) when the
+/// application is not the market.
+pub fn market_genesis(application: &StoredApplication) -> MarketGenesis {
+    match application {
+        StoredApplication::Market { genesis, .. } => genesis.clone(),
+        StoredApplication::TxLog { .. } => {
+            MarketGenesis { markets: Vec::new(), accounts: Vec::new() }
+        }
+    }
 }

@@ -1,0 +1,481 @@
+//! The routes, and the server that runs them beside a node.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /v1/orders` | 202 `{tx_id, status}`; 400 `malformed`, `bad_signature`, `unknown_signer`; 409 `stale_nonce`; 413 over [`ApiLimits::body_bytes`]; 429 `mempool_full` with `Retry-After` |
+//! | `GET /v1/orders/{tx_id}` | `pending`, or `final` with its height and events; 404 if unknown |
+//! | `GET /v1/markets` | the markets, with best bid and ask |
+//! | `GET /v1/markets/{market}/book?depth=N` | the top N levels a side (default 20, at most [`ApiLimits::depth`]) |
+//! | `GET /v1/accounts/{id}` | balances, holds, open orders, nonce floor |
+//! | `GET /v1/blocks/{height}` | header, state digest, transaction ids (the recent window) |
+//! | `GET /v1/status` | height, protocol, peers, recent finality latency |
+//! | `GET /v1/stream` | WebSocket: `{"subscribe": "blocks" \| "trades:M" \| "book:M" \| "account:N"}` |
+//! | `GET /metrics` | Prometheus text ([`crate::Metrics`]) |
+//!
+//! Every error is JSON ([`crate::wire::ApiError`]).
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use agora_crypto::Digest;
+use agora_market::OrderAction;
+use agora_orderbook::AccountId;
+use agora_types::codec;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::metrics::{ReasonLabels, RouteLabels};
+use crate::view::Tagged;
+use crate::wire::{ApiError, OrderStatus, SignedOrder, Status, StreamRequest, Submitted};
+use crate::{Admission, Api};
+
+/// The API's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// A request body's size at most, in bytes; larger gets 413.
+    pub body_bytes: usize,
+    /// Book levels a side one request may ask for.
+    pub depth: usize,
+    /// WebSocket connections open at once.
+    pub streams: usize,
+    /// Channels one connection may subscribe to.
+    pub subscriptions: usize,
+    /// A subscriber's message's size at most.
+    pub stream_message_bytes: usize,
+    /// Levels a side in a `book:` channel's snapshot.
+    pub snapshot_levels: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 64 * 1024,
+            depth: 1_000,
+            streams: 1_024,
+            subscriptions: 64,
+            stream_message_bytes: 4 * 1024,
+            snapshot_levels: 10_000,
+        }
+    }
+}
+
+/// The API's routes over `api`.
+pub fn router(api: Api) -> Router {
+    let streams = Arc::new(AtomicUsize::new(0));
+    Router::new()
+        .route("/v1/orders", post(post_order))
+        .route("/v1/orders/{tx_id}", get(get_order))
+        .route("/v1/markets", get(get_markets))
+        .route("/v1/markets/{market}/book", get(get_book))
+        .route("/v1/accounts/{id}", get(get_account))
+        .route("/v1/blocks/{height}", get(get_block))
+        .route("/v1/status", get(get_status))
+        .route("/metrics", get(get_metrics))
+        .route(
+            "/v1/stream",
+            get(move |state: State<Api>, upgrade: WebSocketUpgrade| {
+                stream(state, upgrade, Arc::clone(&streams))
+            }),
+        )
+        .fallback(|| async { fail(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(api.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(api.limits.body_bytes))
+        .with_state(api)
+}
+
+/// An error answer.
+fn fail(status: StatusCode, error: &str, message: impl Into<String>) -> Response {
+    let body = ApiError { error: error.to_owned(), message: message.into() };
+    (status, Json(body)).into_response()
+}
+
+/// Counts every request by its route template and status; a 413 from the body limit is
+/// turned into the API's JSON error.
+async fn count_requests(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    api.metrics.requests.get_or_create(&RouteLabels { route, status }).inc();
+    response
+}
+
+fn refuse(api: &Api, status: StatusCode, reason: &str, message: impl Into<String>) -> Response {
+    api.metrics.refused.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    fail(status, reason, message)
+}
+
+async fn post_order(
+    State(api): State<Api>,
+    body: Result<Json<SignedOrder>, JsonRejection>,
+) -> Response {
+    let order = match body {
+        Ok(Json(order)) => order,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = api.limits.body_bytes;
+            return refuse(&api, rejection.status(), "too_large", format!("body over {limit} B"));
+        }
+        Err(rejection) => {
+            return refuse(&api, StatusCode::BAD_REQUEST, "malformed", rejection.body_text());
+        }
+    };
+    let tx = match order.to_transaction() {
+        Ok(tx) => tx,
+        Err(why) => return refuse(&api, StatusCode::BAD_REQUEST, "malformed", why),
+    };
+    if let Err(error) = codec::decode::<OrderAction>(tx.payload()) {
+        let message = format!("the payload is not an order action: {error}");
+        return refuse(&api, StatusCode::BAD_REQUEST, "malformed", message);
+    }
+    let tx_id = tx.id().to_string();
+    // The cheap checks first; the signature last (about 60 µs of one core).
+    if api.view.account_of(&tx).is_none() {
+        let message = "the sender's key belongs to no account of the genesis";
+        return refuse(&api, StatusCode::BAD_REQUEST, "unknown_signer", message);
+    }
+    let (checked, tx) = match tokio::task::spawn_blocking(move || (tx.verify(), tx)).await {
+        Ok(done) => done,
+        Err(_) => return fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verifier failed"),
+    };
+    if checked.is_err() {
+        let message = "the signature does not verify for the sender and the transaction's id";
+        return refuse(&api, StatusCode::BAD_REQUEST, "bad_signature", message);
+    }
+    match api.view.admit(&tx) {
+        Admission::Fresh => {}
+        Admission::Duplicate => {
+            let answer = Submitted { tx_id, status: "pending".into() };
+            return (StatusCode::ACCEPTED, Json(answer)).into_response();
+        }
+        Admission::Final => {
+            return (StatusCode::OK, Json(Submitted { tx_id, status: "final".into() }))
+                .into_response();
+        }
+        Admission::StaleNonce => {
+            let message = "the nonce was used already, or is below the account's window";
+            return refuse(&api, StatusCode::CONFLICT, "stale_nonce", message);
+        }
+        Admission::UnknownSigner => {
+            let message = "the sender's key belongs to no account of the genesis";
+            return refuse(&api, StatusCode::BAD_REQUEST, "unknown_signer", message);
+        }
+    }
+    let id = tx.id();
+    if !api.node.submit(tx) {
+        api.view.withdraw(&id);
+        let mut response =
+            refuse(&api, StatusCode::TOO_MANY_REQUESTS, "mempool_full", "the node is full");
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    }
+    (StatusCode::ACCEPTED, Json(Submitted { tx_id, status: "pending".into() })).into_response()
+}
+
+async fn get_order(State(api): State<Api>, Path(tx_id): Path<String>) -> Response {
+    let Ok(id) = Digest::from_str(&tx_id) else {
+        return fail(StatusCode::BAD_REQUEST, "malformed", "a transaction id is 64 hex digits");
+    };
+    let (status, outcome) = match api.view.outcome(&id) {
+        Ok(outcome) => ("final", Some(outcome)),
+        Err(true) => ("pending", None),
+        Err(false) => {
+            let message = "not submitted here, or not final within the recent window";
+            return fail(StatusCode::NOT_FOUND, "not_found", message);
+        }
+    };
+    Json(OrderStatus { tx_id, status: status.into(), outcome }).into_response()
+}
+
+async fn get_markets(State(api): State<Api>) -> Response {
+    let markets: Vec<_> = api
+        .view
+        .markets()
+        .iter()
+        .map(|spec| {
+            let top = api.view.book(&spec.market, 1);
+            let best = |levels: Option<&Vec<(u64, u64)>>| levels.and_then(|l| l.first().copied());
+            json!({
+                "spec": spec,
+                "best_bid": best(top.as_ref().map(|b| &b.bids)),
+                "best_ask": best(top.as_ref().map(|b| &b.asks)),
+            })
+        })
+        .collect();
+    Json(json!({ "height": api.view.height().0, "markets": markets })).into_response()
+}
+
+/// `?depth=N`.
+#[derive(Debug, Deserialize)]
+struct DepthQuery {
+    depth: Option<usize>,
+}
+
+async fn get_book(
+    State(api): State<Api>,
+    Path(market): Path<String>,
+    query: Result<Query<DepthQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(DepthQuery { depth })) = query else {
+        return fail(StatusCode::BAD_REQUEST, "malformed", "depth is a whole number");
+    };
+    let depth = depth.unwrap_or(20);
+    if depth > api.limits.depth {
+        let message = format!("depth is at most {}", api.limits.depth);
+        return fail(StatusCode::BAD_REQUEST, "malformed", message);
+    }
+    match api.view.book(&market, depth) {
+        Some(book) => Json(book).into_response(),
+        None => fail(StatusCode::NOT_FOUND, "not_found", format!("no market {market}")),
+    }
+}
+
+async fn get_account(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return fail(StatusCode::BAD_REQUEST, "malformed", "an account id is a whole number");
+    };
+    match api.view.account(AccountId(id)) {
+        Some(account) => {
+            let height = api.view.height().0;
+            Json(json!({ "account": id, "height": height, "state": account })).into_response()
+        }
+        None => fail(StatusCode::NOT_FOUND, "not_found", format!("no account {id}")),
+    }
+}
+
+async fn get_block(State(api): State<Api>, Path(height): Path<String>) -> Response {
+    let Ok(height) = height.parse::<u64>() else {
+        return fail(StatusCode::BAD_REQUEST, "malformed", "a height is a whole number");
+    };
+    if let Some(block) = api.view.block(height) {
+        return Json(block).into_response();
+    }
+    let (tip, _) = api.view.height();
+    let message = match api.view.oldest_block() {
+        _ if height > tip => format!("height {height} is not final yet (the tip is {tip})"),
+        Some(oldest) => {
+            format!("height {height} is older than the window, which starts at {oldest}")
+        }
+        None => format!("height {height} was applied before this node started serving"),
+    };
+    fail(StatusCode::NOT_FOUND, "not_found", message)
+}
+
+async fn get_status(State(api): State<Api>) -> Response {
+    let info = api.node.info();
+    let (height, digest) = api.view.height();
+    let (p50, p99, samples) = api.view.recent_latency();
+    Json(Status {
+        node: info.id,
+        protocol: info.protocol,
+        members: info.members,
+        height,
+        state_digest: digest.to_string(),
+        connected_peers: info.connected,
+        pending: api.view.pending(),
+        finality_ms_p50: p50,
+        finality_ms_p99: p99,
+        finality_samples: samples,
+    })
+    .into_response()
+}
+
+async fn get_metrics(State(api): State<Api>) -> Response {
+    let text = api.metrics.render(&api.node.info(), api.view.pending());
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn stream(
+    State(api): State<Api>,
+    upgrade: WebSocketUpgrade,
+    open: Arc<AtomicUsize>,
+) -> Response {
+    if open.fetch_add(1, Ordering::SeqCst) >= api.limits.streams {
+        open.fetch_sub(1, Ordering::SeqCst);
+        return fail(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many streams open");
+    }
+    let size = api.limits.stream_message_bytes;
+    upgrade.max_message_size(size).max_frame_size(size).on_upgrade(move |socket| async move {
+        api.metrics.subscribers.inc();
+        serve_stream(&api, socket).await;
+        api.metrics.subscribers.dec();
+        open.fetch_sub(1, Ordering::SeqCst);
+    })
+}
+
+/// One subscriber's channels; for a `book:` channel, the update its snapshot included.
+struct Subscriptions {
+    channels: std::collections::BTreeMap<String, u64>,
+}
+
+/// Serves one WebSocket until it closes: its requests in, its channels' messages out.
+async fn serve_stream(api: &Api, mut socket: WebSocket) {
+    let mut hub = api.view.subscribe();
+    let mut subs = Subscriptions { channels: Default::default() };
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { return };
+                let reply = match message {
+                    Message::Text(text) => request(api, &mut subs, text.as_str()),
+                    Message::Close(_) => return,
+                    _ => continue,
+                };
+                for text in reply {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            published = hub.recv() => {
+                let text = match published {
+                    Ok(p) => match subs.channels.get(&*p.channel) {
+                        // A book update its snapshot already holds is skipped.
+                        Some(seen) if p.seq != 0 && p.seq <= *seen => continue,
+                        Some(_) => p.text.to_string(),
+                        None => continue,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        json!({ "error": "lagged", "missed": missed }).to_string()
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Answers one subscriber request: the replies to send, in order.
+fn request(api: &Api, subs: &mut Subscriptions, text: &str) -> Vec<String> {
+    let error = |error: &str, message: String| {
+        vec![json!({ "error": error, "message": message }).to_string()]
+    };
+    let request: StreamRequest = match serde_json::from_str(text) {
+        Ok(request) => request,
+        Err(e) => return error("malformed", format!("expected {{\"subscribe\": CHANNEL}}: {e}")),
+    };
+    match request {
+        StreamRequest::Unsubscribe(channel) => {
+            subs.channels.remove(&channel);
+            vec![json!({ "unsubscribed": channel }).to_string()]
+        }
+        StreamRequest::Subscribe(channel) => {
+            if !api.view.is_channel(&channel) {
+                return error("unknown_channel", format!("no channel {channel}"));
+            }
+            if !subs.channels.contains_key(&channel)
+                && subs.channels.len() >= api.limits.subscriptions
+            {
+                let limit = api.limits.subscriptions;
+                return error("too_many_subscriptions", format!("at most {limit} channels"));
+            }
+            let mut replies = vec![json!({ "subscribed": channel }).to_string()];
+            let mut seen = 0;
+            if let Some(market) = channel.strip_prefix("book:")
+                && let Some(book) = api.view.book(market, api.limits.snapshot_levels)
+            {
+                seen = book.seq;
+                let snapshot = json!({
+                    "type": "snapshot",
+                    "height": book.height,
+                    "seq": book.seq,
+                    "bids": book.bids,
+                    "asks": book.asks,
+                });
+                let tagged = Tagged { channel: &channel, data: &snapshot };
+                replies.push(serde_json::to_string(&tagged).unwrap_or_default());
+            }
+            subs.channels.insert(channel, seen);
+            replies
+        }
+    }
+}
+
+/// The API running on a thread and runtime of its own, beside a node that is not async.
+#[derive(Debug)]
+pub struct ApiServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Serves `api` on `listener` (bound beforehand, so that a caller can bind port 0).
+    pub fn start(listener: std::net::TcpListener, api: Api) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("agora-api")
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = thread::Builder::new().name("agora-api".into()).spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::error!(%error, "the API cannot listen");
+                        return;
+                    }
+                };
+                // Streams never end by themselves: stopping drops every connection.
+                tokio::select! {
+                    served = axum::serve(listener, router(api)).into_future() => {
+                        if let Err(error) = served {
+                            tracing::error!(%error, "the API stopped");
+                        }
+                    }
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+        Ok(Self { addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: every connection is dropped, streams included.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
