@@ -20,8 +20,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Everything CI checks, in order, stopping at the first failure: formatting, clippy with
-    /// warnings denied, the whole test suite (doc tests included), every library crate's
-    /// example, the docs with warnings denied, and `cargo package` of every library crate.
+    /// warnings denied, the whole test suite (doc tests included), the live page in headless
+    /// Chromium (installed with apt-get when missing), every library crate's example, the docs
+    /// with warnings denied, and `cargo package` of every library crate.
     Ci,
     /// Compare the protocols and write target/agora-report/ (report.md, report.json, SVG
     /// plots): `agora bench` built in release mode.
@@ -68,11 +69,19 @@ struct Step {
     name: &'static str,
     args: Vec<String>,
     env: Vec<(&'static str, &'static str)>,
+    /// What must hold before the cargo invocation (a tool installed); its failure fails the step.
+    prepare: Option<fn() -> Result<()>>,
 }
 
 impl Step {
     fn new(name: &'static str, args: &[&'static str]) -> Self {
-        Self { name, args: args.iter().map(|a| a.to_string()).collect(), env: Vec::new() }
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Self { name, args, env: Vec::new(), prepare: None }
+    }
+
+    fn prepare(mut self, prepare: fn() -> Result<()>) -> Self {
+        self.prepare = Some(prepare);
+        self
     }
 
     fn env(mut self, key: &'static str, value: &'static str) -> Self {
@@ -82,7 +91,7 @@ impl Step {
 }
 
 /// The library crates, by directory and package name.
-const LIBRARIES: [(&str, &str); 17] = [
+const LIBRARIES: [(&str, &str); 19] = [
     ("crypto", "agora-crypto"),
     ("types", "agora-types"),
     ("store", "agora-store"),
@@ -97,7 +106,9 @@ const LIBRARIES: [(&str, &str); 17] = [
     ("runtime", "agora-runtime"),
     ("market", "agora-market"),
     ("engines", "agora-engines"),
+    ("api", "agora-api"),
     ("node", "agora-node"),
+    ("client", "agora-client"),
     ("lab", "agora-lab"),
     ("agora", "agora"),
 ];
@@ -115,7 +126,7 @@ fn package_step() -> Step {
 }
 
 /// One example per library crate, with its arguments: `cargo xtask ci` runs them all.
-const EXAMPLES: [(&str, &[&str]); 17] = [
+const EXAMPLES: [(&str, &[&str]); 19] = [
     ("example: crypto", &["agora-crypto", "--example", "sign_and_verify"]),
     ("example: types", &["agora-types", "--example", "block_on_the_wire"]),
     ("example: consensus", &["agora-consensus", "--example", "votes_and_mempool"]),
@@ -130,7 +141,9 @@ const EXAMPLES: [(&str, &[&str]); 17] = [
     ("example: orderbook", &["agora-orderbook", "--example", "book_alone"]),
     ("example: market", &["agora-market", "--example", "two_replicas"]),
     ("example: runtime", &["agora-runtime", "--example", "wall", "--", "2000"]),
+    ("example: api", &["agora-api", "--example", "serve_a_market"]),
     ("example: node", &["agora-node", "--example", "four_nodes"]),
+    ("example: client", &["agora-client", "--example", "query_a_node"]),
     ("example: lab", &["agora-lab", "--example", "small_campaign"]),
     ("example: agora", &["agora", "--example", "quickstart"]),
 ];
@@ -151,6 +164,15 @@ fn ci() -> Result<()> {
     } else {
         steps.push(Step::new("tests", &["test", "--workspace", "--locked"]));
     }
+    // The live page in headless Chromium: ignored by a plain `cargo test`, since it needs a
+    // browser, which this step installs when it is missing.
+    steps.push(
+        Step::new(
+            "dashboard",
+            &["test", "--locked", "-p", "agora-node", "--test", "dashboard", "--", "--ignored"],
+        )
+        .prepare(ensure_chromium),
+    );
     // The library crates' examples are what a new user runs first: they must run, not only
     // build. Each asserts what it shows, so a broken one fails the step.
     for (name, args) in EXAMPLES {
@@ -199,6 +221,50 @@ fn swarm(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The names Chromium goes by.
+const CHROMIUM: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+fn has_chromium() -> bool {
+    CHROMIUM.iter().any(|name| {
+        Command::new(name).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    })
+}
+
+/// Makes sure headless Chromium is there for the dashboard test: installed with apt-get (as
+/// root, or through `sudo -n`) when it is missing.
+fn ensure_chromium() -> Result<()> {
+    if has_chromium() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            command.args(["-n", "apt-get"]);
+        }
+        let status = command
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("could not run apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    eprintln!("xtask: Chromium is missing; installing it with apt-get for the dashboard test");
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", "--no-install-recommends", "chromium"])?;
+    if !has_chromium() {
+        bail!("Chromium is still missing after apt-get install chromium");
+    }
+    Ok(())
+}
+
 fn has_nextest() -> bool {
     Command::new(cargo())
         .args(["nextest", "--version"])
@@ -218,6 +284,14 @@ fn run_steps(steps: &[Step]) -> Result<()> {
     for step in steps {
         eprintln!("\n==> {}: cargo {}", step.name, step.args.join(" "));
         let start = Instant::now();
+        if let Some(prepare) = step.prepare
+            && let Err(error) = prepare()
+        {
+            eprintln!("xtask: {error:#}");
+            done.push((step.name, start.elapsed(), false));
+            failure = Some(step.name);
+            break;
+        }
         let status = Command::new(cargo())
             .args(&step.args)
             .envs(step.env.iter().copied())

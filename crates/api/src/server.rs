@@ -11,6 +11,7 @@
 //! | `GET /v1/status` | height, protocol, peers, recent finality latency |
 //! | `GET /v1/stream` | WebSocket: `{"subscribe": "blocks" \| "trades:M" \| "book:M" \| "account:N"}` |
 //! | `GET /metrics` | Prometheus text ([`crate::Metrics`]) |
+//! | `GET /` | the live page: status, finalized blocks, book depth and trades, over the stream |
 //!
 //! Every error is JSON ([`crate::wire::ApiError`]).
 
@@ -77,6 +78,7 @@ impl Default for ApiLimits {
 pub fn router(api: Api) -> Router {
     let streams = Arc::new(AtomicUsize::new(0));
     Router::new()
+        .route("/", get(dashboard))
         .route("/v1/orders", post(post_order))
         .route("/v1/orders/{tx_id}", get(get_order))
         .route("/v1/markets", get(get_markets))
@@ -95,6 +97,13 @@ pub fn router(api: Api) -> Router {
         .layer(middleware::from_fn_with_state(api.clone(), count_requests))
         .layer(DefaultBodyLimit::max(api.limits.body_bytes))
         .with_state(api)
+}
+
+/// The live page: static HTML and JavaScript, nothing fetched from elsewhere.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+async fn dashboard() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DASHBOARD).into_response()
 }
 
 /// An error answer.

@@ -2,137 +2,16 @@
 //! nodes through agora-client cross, every node's stream shows the trade, every node's REST API
 //! serves the same book and accounts, and bad input gets the documented typed answers.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use agora_api::{Api, ApiLimits, ApiServer, MarketView, Metrics, ViewLimits};
-use agora_client::{Client, ClientError, SignedOrder, Signer, Stream};
-use agora_crypto::{PublicKeyBytes, SecretKey};
-use agora_engines::EngineConfig;
-use agora_market::{
-    AccountRole, ExecutionOrder, GenesisAccount, MarketGenesis, OrderAction, StoredApplication,
-};
-use agora_net::{Listener, NetLimits};
-use agora_node::{ApiLink, Node, NodeConfig, market_genesis};
-use agora_orderbook::{AccountId, MarketSpec, NewOrder, Side};
-use agora_runtime::ReplicaOptions;
-use agora_simplex::SimplexConfig;
-use agora_types::{Committee, NodeId, Transaction};
-use serde_json::Value;
+use agora_client::{Client, ClientError, SignedOrder, Signer};
+use agora_market::OrderAction;
+use agora_orderbook::{AccountId, NewOrder, Side};
+use agora_types::Transaction;
 
-const N: usize = 4;
-/// Every wait is bounded by this.
-const WAIT: Duration = Duration::from_secs(60);
-const MARKET: &str = "ETH-USD";
+mod common;
 
-fn trader(seed: u64) -> SecretKey {
-    SecretKey::from_seed(900, seed)
-}
-
-fn genesis() -> MarketGenesis {
-    let account = |seed: u64, deposits: Vec<(&str, u64)>| GenesisAccount {
-        key: PublicKeyBytes::from(trader(seed).public_key()),
-        account: AccountId(seed),
-        deposits: deposits.into_iter().map(|(a, q)| (a.to_owned(), q)).collect(),
-        role: AccountRole::Trader,
-    };
-    MarketGenesis {
-        markets: vec![MarketSpec::new(MARKET, "ETH", "USD")],
-        accounts: vec![account(1, vec![("USD", 1_000_000)]), account(2, vec![("ETH", 1_000)])],
-    }
-}
-
-/// Four running nodes with their APIs.
-struct Testnet {
-    nodes: Vec<Node>,
-    apis: Vec<ApiServer>,
-}
-
-impl Testnet {
-    fn start(root: &Path) -> Self {
-        let (committee, keys) = Committee::deterministic(11, N).unwrap();
-        let listeners: Vec<Listener> =
-            (0..N).map(|_| Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap()).collect();
-        let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-        let mut simplex = SimplexConfig::new(20_000_000);
-        simplex.empty_block_after_ns = simplex.delta_ns;
-        let application =
-            StoredApplication::Market { genesis: genesis(), order: ExecutionOrder::Canonical };
-        let (mut nodes, mut apis) = (Vec::new(), Vec::new());
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let config = NodeConfig {
-                me: NodeId(i as u16),
-                key: keys[i].clone(),
-                committee: committee.clone(),
-                peers: (0..N).filter(|j| *j != i).map(|j| (NodeId(j as u16), addrs[j])).collect(),
-                store: root.join(format!("node-{i}")),
-                engine: EngineConfig::Simplex(simplex),
-                application: application.clone(),
-                replica: ReplicaOptions::new(N),
-                net: NetLimits { backoff_min: Duration::from_millis(20), ..NetLimits::default() },
-            };
-            let metrics = Arc::new(Metrics::new());
-            let view = MarketView::new(
-                &market_genesis(&config.application),
-                ViewLimits::default(),
-                Arc::clone(&metrics),
-            );
-            let node = Node::start_observed(config, listener, Some(view.observer())).unwrap();
-            let link = ApiLink::new(node.handle(), "simplex", N);
-            let api = Api { view, node: Arc::new(link), metrics, limits: ApiLimits::default() };
-            let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            apis.push(ApiServer::start(http, api).unwrap());
-            nodes.push(node);
-        }
-        Self { nodes, apis }
-    }
-
-    fn clients(&self) -> Vec<Client> {
-        self.apis.iter().map(|a| Client::new(&format!("http://{}", a.addr())).unwrap()).collect()
-    }
-
-    fn stop(self) {
-        for api in self.apis {
-            api.stop();
-        }
-        for node in self.nodes {
-            let report = node.stop().unwrap();
-            assert!(report.store_error.is_none() && report.journal_error.is_none(), "{report:?}");
-        }
-    }
-}
-
-/// Waits for the next message on `stream` of `channel`, within the bound.
-async fn next_on(stream: &mut Stream, channel: &str) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let message = stream.next().await.unwrap().expect("the stream closed");
-            if message["channel"] == channel {
-                return message;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("nothing on {channel} within {WAIT:?}"))
-}
-
-/// Polls `client` until `tx` is final there.
-async fn wait_final(client: &Client, tx: &Transaction) -> agora_client::OrderStatus {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match client.order(&tx.id()).await {
-                Ok(status) if status.status == "final" => return status,
-                Ok(_) => {}
-                Err(ClientError::Api { status: 404, .. }) => {}
-                Err(error) => panic!("{error}"),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("final within the bound")
-}
+use common::{MARKET, N, Testnet, WAIT, next_on, trader, wait_final};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crossing_orders_at_different_nodes_trade_on_every_stream_and_every_book_agrees() {
