@@ -38,7 +38,7 @@ pub use agora_crypto as crypto;
 pub use agora_engines as engines;
 pub use agora_hotstuff as hotstuff;
 pub use agora_lab::{
-    bench, fairness, frontrun, render, replay, simulate, swarm, testnet, walkthrough,
+    bench, fairness, frontrun, load, render, replay, simulate, swarm, testnet, walkthrough,
 };
 pub use agora_market::priority;
 pub use agora_net as net;

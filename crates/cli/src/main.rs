@@ -84,6 +84,9 @@ enum Command {
     /// A local testnet of node processes on loopback.
     #[command(subcommand)]
     Testnet(TestnetCommand),
+    /// Send the market's agents' orders to running nodes through their HTTP API, open loop,
+    /// and measure throughput and end-to-end finality (POST to the block on the stream).
+    Load(agora::load::LoadOptions),
 }
 
 #[derive(Args)]
@@ -278,6 +281,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Testnet(TestnetCommand::Init(options))) => run_testnet_init(&options),
         Some(Command::Testnet(TestnetCommand::Run(options))) => run_testnet(&options),
+        Some(Command::Load(options)) => run_load(&options),
         None => run_bench(&BenchArgs {
             quick: true,
             no_wall: false,
@@ -335,6 +339,27 @@ fn run_testnet(options: &agora::testnet::RunOptions) -> Result<()> {
     }
     if !report.state_digest_agree || report.txs_final + report.txs_busy < report.txs_submitted {
         anyhow::bail!("the testnet did not finish every order, or its nodes disagree");
+    }
+    Ok(())
+}
+
+fn run_load(options: &agora::load::LoadOptions) -> Result<()> {
+    let orders = (options.rate * options.duration).round() as u64;
+    let bar = if options.quiet || options.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(orders)
+    };
+    let report =
+        agora::load::run(options, &|sent| bar.set_position(sent)).map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    if options.json {
+        outln!("{}", serde_json::to_string(&report)?)?;
+    } else {
+        outln!("{}", report.summary())?;
+    }
+    if report.txs_final < report.txs_accepted {
+        anyhow::bail!("{} accepted orders were not final", report.txs_accepted - report.txs_final);
     }
     Ok(())
 }

@@ -57,6 +57,20 @@ impl Drop for Nodes {
     }
 }
 
+/// The node's ETH-USD book (bids, asks) as its API serves it, over plain HTTP/1.1.
+fn book(api: SocketAddr) -> (serde_json::Value, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut socket = TcpStream::connect_timeout(&api, Duration::from_secs(5)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let path = "/v1/markets/ETH-USD/book?depth=1000";
+    write!(socket, "GET {path} HTTP/1.1\r\nhost: {api}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let book: serde_json::Value = serde_json::from_str(body).unwrap();
+    (book["bids"].clone(), book["asks"].clone())
+}
+
 /// The last lines each run of node `i` logged.
 fn log_tail(dir: &Path, i: usize) -> String {
     let mut out = String::new();
@@ -219,6 +233,25 @@ fn killed_and_restarted(protocol: &str, victim: usize, seed: u64) {
         "{case}: a final reported twice"
     );
     drop(writers);
+
+    // Every node's API, the restarted one's included, serves the same book: its view came
+    // back from the snapshot and the blocks replayed and fetched after it.
+    let apis: Vec<SocketAddr> = (0..N)
+        .map(|i| {
+            let path = dir.join(format!("node-{i}")).join("config.toml");
+            agora::node::NodeFile::read(&path).unwrap().api.expect("an [api] section").listen
+        })
+        .collect();
+    loop {
+        let books: Vec<_> = apis.iter().map(|a| book(*a)).collect();
+        if books.iter().all(|b| *b == books[0]) {
+            let levels = |side: &serde_json::Value| side.as_array().map_or(0, Vec::len);
+            assert!(levels(&books[0].0) + levels(&books[0].1) > 0, "{case}: empty books");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{case}: the APIs' books differ: {books:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
 
     // Stopped cleanly, every store holds each order exactly once and the same digests.
     for child in &nodes.children {

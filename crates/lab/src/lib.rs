@@ -25,6 +25,7 @@ pub mod agents;
 pub mod bench;
 pub mod fairness;
 pub mod frontrun;
+pub mod load;
 pub mod render;
 pub mod replay;
 pub mod simulate;

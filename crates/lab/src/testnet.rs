@@ -89,7 +89,7 @@ pub struct RunOptions {
 }
 
 /// The testnet market's agents, sending `rate` orders per second for `duration_s` seconds.
-fn market_agents(duration_s: f64, rate: f64) -> AgentsConfig {
+pub(crate) fn market_agents(duration_s: f64, rate: f64) -> AgentsConfig {
     AgentsConfig {
         traders: TRADERS,
         market_makers: MAKERS,

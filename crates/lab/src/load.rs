@@ -1,0 +1,258 @@
+//! `agora load`: the market's agents against running nodes, through their HTTP API.
+//!
+//! Every order is generated and signed before the clock starts. The load is open loop: each
+//! order is POSTed when it is due, whatever the answers to the ones before, with at most
+//! [`IN_FLIGHT_MAX`] requests outstanding (an order due while that many wait is counted late
+//! and sent when there is room). Latency is end to end: from the POST to the block that holds
+//! the order appearing on the `blocks` stream of the node it was sent to.
+//!
+//! The agents are those `agora testnet init` funds in the genesis for the same seed and
+//! committee size; each run signs from a nonce above every account's window, as the node
+//! reports it, so that its orders are new to the market.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use agora_client::{Client, ClientError};
+use agora_consensus::LatencySummary;
+use agora_crypto::Digest;
+use agora_market::NONCE_WINDOW;
+use agora_types::Transaction;
+use serde::Serialize;
+
+use crate::agents;
+use crate::testnet::market_agents;
+
+/// Requests outstanding at once, at most.
+pub const IN_FLIGHT_MAX: usize = 4_096;
+/// The most orders one load generates: each is signed, and held, before it starts.
+pub const LOAD_ORDERS_MAX: f64 = 1_000_000.0;
+/// How long the load waits, after the last order, for the outstanding ones to be final.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// `agora load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadOptions {
+    /// The nodes' API addresses, comma-separated (`http://127.0.0.1:26608,…`); each agent's
+    /// orders go to one of them.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    /// Orders per second, open loop.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// What to send: `market`, the testnet's trading agents.
+    #[arg(long, default_value = "market", value_parser = ["market"])]
+    pub workload: String,
+    /// The seed the testnet was initialised with (its agents' keys).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a load measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    /// Nodes sent to.
+    pub nodes: usize,
+    /// Orders sent.
+    pub txs_submitted: u64,
+    /// Of those, taken by a node (202).
+    pub txs_accepted: u64,
+    /// Of those, seen final on the node's stream.
+    pub txs_final: u64,
+    /// Refused, by the node's reason (`mempool_full`, `stale_nonce`, …, or `transport`).
+    pub refused: BTreeMap<String, u64>,
+    /// Orders sent later than due because [`IN_FLIGHT_MAX`] requests were outstanding.
+    pub late: u64,
+    /// From the first order until the last final one, in seconds.
+    pub wall_seconds: f64,
+    /// Final orders per second over that time.
+    pub tps: f64,
+    /// POST to final on the stream, median, in milliseconds.
+    pub latency_ms_p50: f64,
+    /// 99th percentile.
+    pub latency_ms_p99: f64,
+    /// Largest.
+    pub latency_ms_max: f64,
+}
+
+impl LoadReport {
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "load: {} nodes, {} orders sent, {} accepted, {} final, refused {:?}, {} late\n\
+             throughput: {:.0} orders/s over {:.2} s\n\
+             finality (POST to the block on the stream): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.nodes,
+            self.txs_submitted,
+            self.txs_accepted,
+            self.txs_final,
+            self.refused,
+            self.late,
+            self.tps,
+            self.wall_seconds,
+            self.latency_ms_p50,
+            self.latency_ms_p99,
+            self.latency_ms_max,
+        )
+    }
+}
+
+/// What the stream readers and the senders share.
+#[derive(Default)]
+struct Tally {
+    /// Orders sent and not yet seen final, by the node they went to.
+    sent_at: Vec<HashMap<Digest, Instant>>,
+    latencies_ns: Vec<u64>,
+    accepted: u64,
+    refused: BTreeMap<String, u64>,
+    last_final: Option<Instant>,
+}
+
+fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    tally.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the load; `progress` is told each order sent.
+pub fn run(options: &LoadOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<LoadReport, String> {
+    if !(options.duration > 0.0 && options.duration <= 3_600.0) {
+        return Err("--duration: from 0 to 3600 seconds".into());
+    }
+    if !(options.rate >= 1.0 && options.rate <= 100_000.0) {
+        return Err("--rate: from 1 to 100,000 orders per second".into());
+    }
+    if options.rate * options.duration > LOAD_ORDERS_MAX {
+        return Err(format!(
+            "--rate × --duration: {:.0} orders, above the bound of {LOAD_ORDERS_MAX:.0} a load",
+            options.rate * options.duration
+        ));
+    }
+    let clients = options
+        .nodes
+        .iter()
+        .map(|url| Client::new(url).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(load(options, clients, progress))
+}
+
+async fn load(
+    options: &LoadOptions,
+    clients: Vec<Client>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LoadReport, String> {
+    let fail = |e: ClientError| e.to_string();
+    // The committee's size and the accounts' nonce windows, from the first node.
+    let status = clients[0].status().await.map_err(fail)?;
+    let config = market_agents(options.duration, options.rate);
+    let (genesis, _, _) = agents::generate(&config, options.seed, status.members);
+    let mut floor = 0;
+    for account in &genesis.accounts {
+        let view = clients[0].account(account.account).await.map_err(fail)?;
+        floor = floor.max(view.nonce_floor);
+    }
+    // Above every window: a nonce taken above an account's floor is at most a window higher.
+    let first_nonce = floor + NONCE_WINDOW + 1;
+    let (_, orders, _) = agents::generate_from(&config, options.seed, status.members, first_nonce);
+    let orders: Vec<(usize, u64, Transaction)> =
+        orders.into_iter().map(|o| (o.node.index() % clients.len(), o.at_ns, o.tx)).collect();
+
+    let tally = Arc::new(Mutex::new(Tally {
+        sent_at: vec![HashMap::new(); clients.len()],
+        ..Tally::default()
+    }));
+    // Every node's block stream, open before the first order.
+    let mut readers = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let mut stream = client.stream(&["blocks"]).await.map_err(fail)?;
+        let tally = Arc::clone(&tally);
+        readers.push(tokio::spawn(async move {
+            while let Ok(Some(message)) = stream.next().await {
+                let Some(txs) = message["data"]["txs"].as_array() else { continue };
+                let now = Instant::now();
+                let mut t = lock(&tally);
+                for id in txs.iter().filter_map(|v| v.as_str()?.parse::<Digest>().ok()) {
+                    if let Some(at) = t.sent_at[i].remove(&id) {
+                        t.latencies_ns.push(now.saturating_duration_since(at).as_nanos() as u64);
+                        t.last_final = Some(now);
+                    }
+                }
+            }
+        }));
+    }
+
+    let total = orders.len() as u64;
+    let room = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
+    let mut late = 0;
+    let start = Instant::now();
+    let mut sends = tokio::task::JoinSet::new();
+    for (k, (node, at_ns, tx)) in orders.into_iter().enumerate() {
+        let due = start + Duration::from_nanos(at_ns);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = match Arc::clone(&room).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                late += 1;
+                Arc::clone(&room).acquire_owned().await.map_err(|e| e.to_string())?
+            }
+        };
+        let client = clients[node].clone();
+        let tally = Arc::clone(&tally);
+        sends.spawn(async move {
+            let id = tx.id();
+            // Noted before the POST: its block may reach the stream before the answer.
+            lock(&tally).sent_at[node].insert(id, Instant::now());
+            let answer = client.submit(&tx).await;
+            let mut t = lock(&tally);
+            match answer {
+                Ok(_) => t.accepted += 1,
+                Err(error) => {
+                    t.sent_at[node].remove(&id);
+                    let reason = error.reason().unwrap_or("transport").to_owned();
+                    *t.refused.entry(reason).or_default() += 1;
+                }
+            }
+            drop(permit);
+        });
+        while sends.try_join_next().is_some() {}
+        progress(k as u64 + 1);
+    }
+    while sends.join_next().await.is_some() {}
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline && lock(&tally).sent_at.iter().any(|m| !m.is_empty()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for reader in &readers {
+        reader.abort();
+    }
+    let mut t = lock(&tally);
+    let txs_final = t.latencies_ns.len() as u64;
+    let wall_seconds = t.last_final.map_or(0.0, |end| end.duration_since(start).as_secs_f64());
+    let latency = LatencySummary::of(&mut t.latencies_ns);
+    Ok(LoadReport {
+        nodes: clients.len(),
+        txs_submitted: total,
+        txs_accepted: t.accepted,
+        txs_final,
+        refused: std::mem::take(&mut t.refused),
+        late,
+        wall_seconds,
+        tps: if wall_seconds > 0.0 { txs_final as f64 / wall_seconds } else { 0.0 },
+        latency_ms_p50: latency.p50_ns as f64 / 1e6,
+        latency_ms_p99: latency.p99_ns as f64 / 1e6,
+        latency_ms_max: latency.max_ns as f64 / 1e6,
+    })
+}
