@@ -36,7 +36,8 @@ pub use wire::{AccountView, BlockView, BookView, LevelChange, OpenOrderView, Out
 /// What the API needs of its node.
 #[cfg(feature = "server")]
 pub trait NodeLink: Send + Sync + 'static {
-    /// Hands a client's transaction to the node's mempool; `false` if it has no room now.
+    /// Hands a client's transaction, whose signature the API verified, to the node's mempool;
+    /// `false` if it has no room now.
     fn submit(&self, tx: agora_types::Transaction) -> bool;
 
     /// The node's identity and links, now.

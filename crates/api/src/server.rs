@@ -300,6 +300,8 @@ async fn get_status(State(api): State<Api>) -> Response {
         finality_ms_p50: p50,
         finality_ms_p99: p99,
         finality_samples: samples,
+        messages_sent: info.messages_sent,
+        bytes_sent: info.bytes_sent,
     })
     .into_response()
 }

@@ -103,6 +103,10 @@ pub struct Status {
     pub finality_ms_p99: Option<f64>,
     /// How many recent transactions those percentiles cover.
     pub finality_samples: usize,
+    /// Consensus messages sent to peers since the node started.
+    pub messages_sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
 }
 
 /// A subscriber's request on `GET /v1/stream`.

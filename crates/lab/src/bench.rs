@@ -617,7 +617,8 @@ fn real_time_orders(
 
 /// A `net` row: the wall row's market and engine, but each replica an `agora node` process of
 /// its own (stores on disk), linked over TCP and Noise on loopback, the orders entering through
-/// the nodes' submission ports. Run once, with the limit sampled before and after it.
+/// the nodes' HTTP APIs as `agora load` sends them. Run once, with the limit sampled before and
+/// after it.
 fn run_net(
     planned: &Planned,
     options: &BenchOptions,

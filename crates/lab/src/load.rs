@@ -30,6 +30,8 @@ pub const IN_FLIGHT_MAX: usize = 4_096;
 pub const LOAD_ORDERS_MAX: f64 = 1_000_000.0;
 /// How long the load waits, after the last order, for the outstanding ones to be final.
 const SETTLE: Duration = Duration::from_secs(30);
+/// A closed-loop load stops waiting for room in its window after this long.
+const WINDOW_GIVE_UP: Duration = Duration::from_secs(600);
 
 /// `agora load`.
 #[derive(Debug, Clone, clap::Args)]
@@ -116,6 +118,7 @@ struct Tally {
     accepted: u64,
     refused: BTreeMap<String, u64>,
     last_final: Option<Instant>,
+    final_height: u64,
 }
 
 fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
@@ -167,9 +170,53 @@ async fn load(
     // Above every window: a nonce taken above an account's floor is at most a window higher.
     let first_nonce = floor + NONCE_WINDOW + 1;
     let (_, orders, _) = agents::generate_from(&config, options.seed, status.members, first_nonce);
-    let orders: Vec<(usize, u64, Transaction)> =
-        orders.into_iter().map(|o| (o.node.index() % clients.len(), o.at_ns, o.tx)).collect();
+    let orders = orders
+        .into_iter()
+        .map(|o| Order { node: o.node.index() % clients.len(), at_ns: o.at_ns, tx: o.tx })
+        .collect();
+    Ok(drive(&clients, orders, Schedule::AtTimes, progress).await?.report)
+}
 
+/// One order of a load: where it goes, when it is due (from the start), and the transaction.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// The index of the client (node) it goes to.
+    pub node: usize,
+    /// When it is due, in nanoseconds from the start, under [`Schedule::AtTimes`].
+    pub at_ns: u64,
+    /// The signed transaction.
+    pub tx: Transaction,
+}
+
+/// How a load paces its orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Open loop: each order when it is due.
+    AtTimes,
+    /// Closed loop, as fast as the nodes take them: at most this many sent and not yet final
+    /// (or refused).
+    Window(u64),
+}
+
+/// What [`drive`] measured.
+#[derive(Debug, Clone)]
+pub struct Driven {
+    /// The report.
+    pub report: LoadReport,
+    /// The highest height an order was seen final at.
+    pub final_height: u64,
+    /// When the first order was due.
+    pub start: Instant,
+}
+
+/// Sends `orders` to `clients` on `schedule`, waits (at most [`SETTLE`]) for the accepted ones
+/// to appear final on the streams, and reports.
+pub async fn drive(
+    clients: &[Client],
+    orders: Vec<Order>,
+    schedule: Schedule,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Driven, String> {
     let tally = Arc::new(Mutex::new(Tally {
         sent_at: vec![HashMap::new(); clients.len()],
         ..Tally::default()
@@ -177,17 +224,19 @@ async fn load(
     // Every node's block stream, open before the first order.
     let mut readers = Vec::new();
     for (i, client) in clients.iter().enumerate() {
-        let mut stream = client.stream(&["blocks"]).await.map_err(fail)?;
+        let mut stream = client.stream(&["blocks"]).await.map_err(|e| e.to_string())?;
         let tally = Arc::clone(&tally);
         readers.push(tokio::spawn(async move {
             while let Ok(Some(message)) = stream.next().await {
                 let Some(txs) = message["data"]["txs"].as_array() else { continue };
+                let height = message["data"]["height"].as_u64().unwrap_or(0);
                 let now = Instant::now();
                 let mut t = lock(&tally);
                 for id in txs.iter().filter_map(|v| v.as_str()?.parse::<Digest>().ok()) {
                     if let Some(at) = t.sent_at[i].remove(&id) {
                         t.latencies_ns.push(now.saturating_duration_since(at).as_nanos() as u64);
                         t.last_final = Some(now);
+                        t.final_height = t.final_height.max(height);
                     }
                 }
             }
@@ -199,9 +248,23 @@ async fn load(
     let mut late = 0;
     let start = Instant::now();
     let mut sends = tokio::task::JoinSet::new();
-    for (k, (node, at_ns, tx)) in orders.into_iter().enumerate() {
-        let due = start + Duration::from_nanos(at_ns);
-        tokio::time::sleep_until(due.into()).await;
+    for (k, Order { node, at_ns, tx }) in orders.into_iter().enumerate() {
+        match schedule {
+            Schedule::AtTimes => {
+                tokio::time::sleep_until((start + Duration::from_nanos(at_ns)).into()).await;
+            }
+            Schedule::Window(window) => loop {
+                let open = {
+                    let t = lock(&tally);
+                    let closed = t.latencies_ns.len() as u64 + t.refused.values().sum::<u64>();
+                    (k as u64).saturating_sub(closed)
+                };
+                if open < window.max(1) || start.elapsed() > WINDOW_GIVE_UP {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            },
+        }
         let permit = match Arc::clone(&room).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -242,7 +305,7 @@ async fn load(
     let txs_final = t.latencies_ns.len() as u64;
     let wall_seconds = t.last_final.map_or(0.0, |end| end.duration_since(start).as_secs_f64());
     let latency = LatencySummary::of(&mut t.latencies_ns);
-    Ok(LoadReport {
+    let report = LoadReport {
         nodes: clients.len(),
         txs_submitted: total,
         txs_accepted: t.accepted,
@@ -254,5 +317,6 @@ async fn load(
         latency_ms_p50: latency.p50_ns as f64 / 1e6,
         latency_ms_p99: latency.p99_ns as f64 / 1e6,
         latency_ms_max: latency.max_ns as f64 / 1e6,
-    })
+    };
+    Ok(Driven { report, final_height: t.final_height, start })
 }

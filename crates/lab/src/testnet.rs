@@ -7,19 +7,19 @@
 //! every process started here ended here, by its process id.
 
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use agora_consensus::LatencySummary;
+use agora_client::Client;
 use agora_crypto::Digest;
 use agora_engines::ProtocolChoice;
 use agora_market::{ExecutionOrder, StoredApplication};
 use agora_node::client::{ClientRequest, ClientResponse, NodeStatus, read_frame, write_frame};
+
+use crate::load::{self, Order, Schedule};
 use agora_node::{
     ApiSection, ClientSection, ConsensusSection, GenesisFile, NetSection, NodeFile, NodeSection,
     PeerEntry, write_key,
@@ -371,17 +371,6 @@ pub fn client_addrs(dir: &Path) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
-/// What the load's readers share.
-#[derive(Default)]
-struct Tally {
-    submitted_at: HashMap<Digest, Instant>,
-    latencies_ns: Vec<u64>,
-    busy: u64,
-    last_final: Option<Instant>,
-    /// The highest height a final order was reported at.
-    final_height: u64,
-}
-
 /// The most orders one `run` generates: each is signed, and held, before the load starts.
 pub const RUN_ORDERS_MAX: f64 = 1_000_000.0;
 
@@ -412,9 +401,23 @@ pub fn run(options: &RunOptions, exe: &Path) -> Result<TestnetReport, String> {
     run_orders(&options.dir, exe, orders, Pace::Rate(options.rate))
 }
 
+/// The API address of each node of the testnet in `dir`.
+pub fn api_addrs(dir: &Path) -> Result<Vec<SocketAddr>, String> {
+    let manifest = read_manifest(dir)?;
+    (0..manifest.nodes)
+        .map(|i| {
+            let path = dir.join(format!("node-{i}")).join("config.toml");
+            let file = NodeFile::read(&path).map_err(|e| e.to_string())?;
+            let api = file.api.ok_or_else(|| format!("{}: no [api] section", path.display()))?;
+            Ok(api.listen)
+        })
+        .collect()
+}
+
 /// Starts the nodes of the testnet in `dir` with the `agora` binary `exe`, waits until they are
-/// linked, submits `orders` (each to its node) at `pace`, waits for them to be final (at most
-/// 30 s more), compares the nodes' state digests, and stops the nodes.
+/// linked, sends `orders` (each to its node) through the nodes' APIs at `pace` (with
+/// [`load::drive`], as `agora load` does), waits for them to be final (at most 30 s more) and
+/// applied everywhere, compares the nodes' state digests, and stops the nodes.
 pub fn run_orders(
     dir: &Path,
     exe: &Path,
@@ -423,7 +426,7 @@ pub fn run_orders(
 ) -> Result<TestnetReport, String> {
     let manifest = read_manifest(dir)?;
     let n = manifest.nodes;
-    let clients = client_addrs(dir)?;
+    let apis = api_addrs(dir)?;
     let mut processes = Processes(Vec::new());
     for i in 0..n {
         let node_dir = dir.join(format!("node-{i}"));
@@ -433,101 +436,71 @@ pub fn run_orders(
             &node_dir.join("node.log"),
         )?);
     }
-    wait_linked(&clients, &mut processes.0, Duration::from_secs(30))?;
-    let total = orders.len() as u64;
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let mut writers = Vec::new();
-    let mut readers = Vec::new();
-    for addr in &clients {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let read_half = stream.try_clone().map_err(|e| e.to_string())?;
-        let tally = tally.clone();
-        readers.push(thread::spawn(move || read_finals(read_half, &tally)));
-        writers.push(stream);
-    }
-    let start = Instant::now();
-    for (k, (node, tx)) in orders.into_iter().enumerate() {
-        match pace {
-            Pace::Rate(rate) => {
-                let due = start + Duration::from_secs_f64(k as f64 / rate);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    thread::sleep(wait);
-                }
-            }
-            Pace::Window(window) => loop {
-                let open = {
-                    let t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                    (k as u64).saturating_sub(t.latencies_ns.len() as u64 + t.busy)
-                };
-                if open < window.max(1) || start.elapsed() > Duration::from_secs(600) {
-                    break;
-                }
-                thread::sleep(Duration::from_micros(200));
-            },
-        }
-        tally
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .submitted_at
-            .insert(tx.id(), Instant::now());
-        let writer = &mut writers[node.index() % n];
-        write_frame(writer, &ClientRequest::Submit(Box::new(tx)))
-            .map_err(|e| format!("submitting: {e}"))?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done = {
-            let t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            t.latencies_ns.len() as u64 + t.busy >= total
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let clients = apis
+        .iter()
+        .map(|a| Client::new(&format!("http://{a}")).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let measured = runtime.block_on(async {
+        wait_linked_api(&clients, &mut processes.0, Duration::from_secs(30)).await?;
+        let (schedule, at) = match pace {
+            Pace::Rate(rate) => (Schedule::AtTimes, 1e9 / rate),
+            Pace::Window(window) => (Schedule::Window(window), 0.0),
         };
-        if done || Instant::now() > deadline {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    // Final is not applied: a node that applies on a thread of its own (Streamlet, Simplex)
-    // may still be executing. The run lasts until every node has applied the last final
-    // height (at most 30 s more), as a wall run does.
-    let final_height = tally.lock().unwrap_or_else(PoisonError::into_inner).final_height;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (statuses, applied) = loop {
-        let statuses: Vec<NodeStatus> =
-            clients.iter().map(|a| status(*a)).collect::<Result<_, _>>()?;
-        let now = Instant::now();
-        if statuses.iter().all(|s| s.height >= final_height) || now > deadline {
-            break (statuses, now);
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+        let orders = orders
+            .into_iter()
+            .enumerate()
+            .map(|(k, (node, tx))| Order {
+                node: node.index() % n,
+                at_ns: (k as f64 * at) as u64,
+                tx,
+            })
+            .collect();
+        let driven = load::drive(&clients, orders, schedule, &|_| {}).await?;
+        // Final is not applied everywhere: the run lasts until every node has applied the last
+        // final height (at most 30 s more), as a wall run does.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let statuses = loop {
+            let mut statuses = Vec::new();
+            for client in &clients {
+                statuses.push(client.status().await.map_err(|e| e.to_string())?);
+            }
+            if statuses.iter().all(|s| s.height >= driven.final_height) || Instant::now() > deadline
+            {
+                break statuses;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let applied = Instant::now();
+        let (state_digest_agree, common_height) = agree_api(&clients, &statuses).await;
+        Ok::<_, String>((driven, statuses, applied, state_digest_agree, common_height))
+    });
     let cpu_seconds = processes
         .0
         .iter()
         .map(|c| agora_runtime::process_cpu_seconds_of(c.id()))
         .sum::<Option<f64>>();
-    drop(writers);
     processes.stop();
-    for reader in readers {
-        let _ = reader.join();
-    }
-    let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-    let txs_final = t.latencies_ns.len() as u64;
-    let wall_seconds = match t.last_final {
-        Some(_) => applied.duration_since(start).as_secs_f64(),
-        None => 0.0,
+    let (driven, statuses, applied, state_digest_agree, common_height) = measured?;
+    let load = driven.report;
+    let wall_seconds = match load.txs_final {
+        0 => 0.0,
+        _ => applied.duration_since(driven.start).as_secs_f64(),
     };
-    let latency = LatencySummary::of(&mut t.latencies_ns);
-    let (state_digest_agree, common_height) = agree(&statuses);
     Ok(TestnetReport {
         nodes: n,
         protocol: manifest.protocol,
-        txs_submitted: total,
-        txs_final,
-        txs_busy: t.busy,
+        txs_submitted: load.txs_submitted,
+        txs_final: load.txs_final,
+        txs_busy: load.refused.values().sum(),
         wall_seconds,
-        tps: if wall_seconds > 0.0 { txs_final as f64 / wall_seconds } else { 0.0 },
-        latency_ms_p50: latency.p50_ns as f64 / 1e6,
-        latency_ms_p99: latency.p99_ns as f64 / 1e6,
+        tps: if wall_seconds > 0.0 { load.txs_final as f64 / wall_seconds } else { 0.0 },
+        latency_ms_p50: load.latency_ms_p50,
+        latency_ms_p99: load.latency_ms_p99,
         state_digest_agree,
         common_height,
         heights: statuses.iter().map(|s| s.height).collect(),
@@ -535,6 +508,50 @@ pub fn run_orders(
         bytes: statuses.iter().map(|s| s.bytes_sent).sum(),
         cpu_seconds,
     })
+}
+
+/// Waits until every node's API answers with all its peers linked.
+async fn wait_linked_api(
+    clients: &[Client],
+    processes: &mut [Child],
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let n = clients.len();
+    loop {
+        for (i, child) in processes.iter_mut().enumerate() {
+            if let Ok(Some(code)) = child.try_wait() {
+                return Err(format!("node {i} exited early ({code}); see its node.log"));
+            }
+        }
+        let mut linked = true;
+        for client in clients {
+            linked &= client.status().await.is_ok_and(|s| s.connected_peers.len() == n - 1);
+        }
+        if linked {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the nodes were not all linked within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the nodes' state digests agree at the lowest height they all applied, and that
+/// height (0 and false if there is none, or a node's API no longer holds that block).
+async fn agree_api(clients: &[Client], statuses: &[agora_client::Status]) -> (bool, u64) {
+    let Some(common) = statuses.iter().map(|s| s.height).min().filter(|h| *h > 0) else {
+        return (false, 0);
+    };
+    let mut digests = Vec::new();
+    for client in clients {
+        match client.block(common).await {
+            Ok(block) => digests.push(block.state_digest),
+            Err(_) => return (false, common),
+        }
+    }
+    (digests.iter().all(|d| *d == digests[0]), common)
 }
 
 /// Whether the nodes agree at the highest height every one reported a digest for, and that
@@ -551,29 +568,6 @@ pub fn agree(statuses: &[NodeStatus]) -> (bool, u64) {
     match common {
         Some(h) => (maps.iter().all(|m| m[&h] == maps[0][&h]), h),
         None => (false, 0),
-    }
-}
-
-fn read_finals(stream: TcpStream, tally: &Mutex<Tally>) {
-    let mut input = BufReader::new(stream);
-    while let Ok(Some(response)) = read_frame::<ClientResponse>(&mut input, 1 << 20) {
-        let now = Instant::now();
-        let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-        match response {
-            ClientResponse::Final { tx, height } => {
-                if let Some(at) = t.submitted_at.remove(&tx) {
-                    t.latencies_ns.push(now.duration_since(at).as_nanos() as u64);
-                    t.last_final = Some(now);
-                    t.final_height = t.final_height.max(height);
-                }
-            }
-            ClientResponse::Busy { tx } => {
-                if t.submitted_at.remove(&tx).is_some() {
-                    t.busy += 1;
-                }
-            }
-            ClientResponse::Status(_) => {}
-        }
     }
 }
 

@@ -112,7 +112,13 @@ impl NodeHandle {
 
     /// Submits a client's transaction; `false` if the node's inbox is full (or it stopped).
     pub fn submit(&self, tx: Transaction) -> bool {
-        submit(&self.inbox, tx)
+        submit(&self.inbox, tx, false)
+    }
+
+    /// [`NodeHandle::submit`] for a transaction whose signature the caller verified: the
+    /// replica records the verdict instead of verifying again.
+    pub fn submit_verified(&self, tx: Transaction) -> bool {
+        submit(&self.inbox, tx, true)
     }
 
     /// The replica's events (one reader takes each).
@@ -142,8 +148,9 @@ impl ApiLink {
 }
 
 impl agora_api::NodeLink for ApiLink {
+    /// The API verified the signature before it submits.
     fn submit(&self, tx: Transaction) -> bool {
-        self.handle.submit(tx)
+        self.handle.submit_verified(tx)
     }
 
     fn info(&self) -> agora_api::NodeInfo {
@@ -164,8 +171,8 @@ impl agora_api::NodeLink for ApiLink {
 
 /// Hands a client's transaction to the replica's inbox without waiting; `false` if it is full
 /// (or the replica stopped).
-fn submit(inbox: &Sender<Input>, tx: Transaction) -> bool {
-    inbox.try_send(Input::Submit { tx: Box::new(tx), at: Instant::now() }).is_ok()
+fn submit(inbox: &Sender<Input>, tx: Transaction, verified: bool) -> bool {
+    inbox.try_send(Input::Submit { tx: Box::new(tx), at: Instant::now(), verified }).is_ok()
 }
 
 /// The replica's messages onto the network.
@@ -260,7 +267,7 @@ impl Node {
 
     /// Submits a client's transaction; `false` if the node's inbox is full.
     pub fn submit(&self, tx: Transaction) -> bool {
-        submit(&self.inbox, tx)
+        submit(&self.inbox, tx, false)
     }
 
     /// What the replica reports: each submitted transaction final, each height applied.

@@ -691,8 +691,11 @@ fn submit(
                 }
             }
         }
-        let _ = peers[node.index() % config.nodes]
-            .send(Input::Submit { tx: Box::new(tx), at: Instant::now() });
+        let _ = peers[node.index() % config.nodes].send(Input::Submit {
+            tx: Box::new(tx),
+            at: Instant::now(),
+            verified: false,
+        });
     }
 }
 

@@ -37,6 +37,9 @@ pub enum Input {
         tx: Box<Transaction>,
         /// When the client submitted it (finality latency is measured from here).
         at: Instant,
+        /// Its signature was verified already by whoever submits it (the node's API): the
+        /// verdict is recorded, not computed again.
+        verified: bool,
     },
     /// Stop: the replica ends its loop and reports.
     Stop,
@@ -176,6 +179,14 @@ impl<P: Protocol> Replica<P> {
         }
     }
 
+    /// Records that `tx`'s signature is valid, as the one who submitted it verified.
+    fn record_verified(&self, tx: &Transaction) {
+        let Some(verdicts) = &self.verdicts else { return };
+        let key =
+            verdict_key(tx.sender(), &domain::TX_SIGNATURE, tx.id().as_bytes(), tx.signature());
+        verdicts.known(key, true);
+    }
+
     pub(crate) fn now_ns(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.start).as_nanos() as u64
     }
@@ -309,8 +320,12 @@ impl<P: Protocol> Replica<P> {
                 }
                 Err(_) => self.report.decode_errors += 1,
             },
-            Input::Submit { tx, at } => {
-                self.verify_ahead(std::slice::from_ref(&tx));
+            Input::Submit { tx, at, verified } => {
+                if verified {
+                    self.record_verified(&tx);
+                } else {
+                    self.verify_ahead(std::slice::from_ref(&tx));
+                }
                 let id = tx.id();
                 let mut outcome = None;
                 self.step(now, |engine, ctx| outcome = Some(engine.on_transaction(ctx, *tx)));

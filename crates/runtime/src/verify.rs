@@ -37,6 +37,15 @@ impl Verdicts {
         map.insert(key, None).is_none()
     }
 
+    /// Records a verdict computed elsewhere (a submitter that verified the signature).
+    pub(crate) fn known(&self, key: [u8; 32], valid: bool) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= VERDICTS_MAX {
+            map.clear();
+        }
+        map.insert(key, Some(valid));
+    }
+
     pub(crate) fn record(&self, key: [u8; 32], valid: bool) {
         if let Ok(mut map) = self.0.lock()
             && let Some(entry) = map.get_mut(&key)
