@@ -517,6 +517,14 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         })
         .transpose()
         .map_err(|e| anyhow::anyhow!("recovery: {e}"))?;
+    // The API's front door: 20,000 orders through HTTP (5,000 in the quick matrix).
+    let front_door = (options.wall && !options.main)
+        .then(|| {
+            bar.set_message("front door");
+            bench::measure_front_door(if args.quick { 5_000 } else { 20_000 }, args.seed)
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("front door: {e}"))?;
     bar.finish_and_clear();
     let report = bench::Report {
         machine,
@@ -527,6 +535,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         runs,
         fairness: (!outcomes.is_empty()).then(|| bench::summarise_fairness(&outcomes)),
         recovery,
+        front_door,
     };
     let written = bench::write(&report, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;

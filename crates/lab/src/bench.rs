@@ -28,11 +28,13 @@ use crate::replay::StoredApplication;
 use crate::simulate::{self, ProtocolChoice, SimulateOptions, WorkloadChoice};
 
 mod fairness;
+mod front_door;
 mod recovery;
 pub use fairness::{
     FairnessOutcome, FairnessPlanned, FairnessReport, FrontRunRecord, LaneRecord, ShareRecord,
     fairness_options, fairness_plan, fairness_seeds, run_fairness, summarise_fairness,
 };
+pub use front_door::{FrontDoorRecord, measure as measure_front_door};
 pub use recovery::{RecoveryRecord, measure as measure_recovery};
 
 /// What to run.
@@ -164,6 +166,9 @@ pub struct Report {
     /// The disk's syncs per second and a replica's replay from a snapshot (with wall runs, not
     /// in the main comparison).
     pub recovery: Option<RecoveryRecord>,
+    /// Orders one node's HTTP API admits per second (with wall runs, not in the main
+    /// comparison).
+    pub front_door: Option<FrontDoorRecord>,
 }
 
 /// One planned run.
@@ -862,6 +867,9 @@ pub fn markdown(r: &Report) -> String {
     if let Some(recovery) = &r.recovery {
         recovery::markdown(recovery, &mut s);
     }
+    if let Some(front_door) = &r.front_door {
+        front_door::markdown(front_door, &mut s);
+    }
     if let Some(f) = &r.fairness {
         fairness::fairness_markdown(f, &mut s);
         let _ = writeln!(s, "\n![fairness](fairness.svg)");
@@ -1119,6 +1127,7 @@ mod tests {
             runs: vec![wall(9_000.0, 40_000.0, 41_000.0)],
             fairness: None,
             recovery: None,
+            front_door: None,
         };
         report.runs[0].discarded = vec![moved];
         assert!(markdown(&report).contains("Noisy wall runs discarded and run again"));
@@ -1178,6 +1187,16 @@ mod tests {
     }
 
     #[test]
+    fn the_front_door_measure_admits_every_order_over_http() {
+        let r = measure_front_door(300, 1).unwrap();
+        assert_eq!(r.orders, 300);
+        assert!(r.http_admitted_per_sec > 0.0 && r.mempool_admitted_per_sec > 0.0, "{r:?}");
+        let mut s = String::new();
+        front_door::markdown(&r, &mut s);
+        assert!(s.contains("admitted 300 signed orders"), "{s}");
+    }
+
+    #[test]
     fn the_recovery_measure_replays_what_follows_its_snapshot() {
         let r = measure_recovery(2_000, 1).unwrap();
         // The orders asked for, after the snapshot at the tenth block.
@@ -1210,6 +1229,7 @@ mod tests {
             runs,
             fairness: None,
             recovery: None,
+            front_door: None,
         };
         let dir = std::env::temp_dir().join(format!("agora-bench-test-{}", std::process::id()));
         let written = write(&report, &dir).unwrap();
