@@ -7,7 +7,7 @@
 //! | `GET /v1/markets` | the markets, with best bid and ask |
 //! | `GET /v1/markets/{market}/book?depth=N` | the top N levels a side (default 20, at most [`ApiLimits::depth`]) |
 //! | `GET /v1/accounts/{id}` | balances, holds, open orders, nonce floor |
-//! | `GET /v1/blocks/{height}` | header, state digest, transaction ids (the recent window) |
+//! | `GET /v1/blocks/{height}` | header, certificates, state digest, transaction ids (the recent window; `latest` for the tip) |
 //! | `GET /v1/status` | height, protocol, peers, recent finality latency |
 //! | `GET /v1/stream` | WebSocket: `{"subscribe": "blocks" \| "trades:M" \| "book:M" \| "account:N"}` |
 //! | `GET /metrics` | Prometheus text ([`crate::Metrics`]) |
@@ -268,8 +268,15 @@ async fn get_account(State(api): State<Api>, Path(id): Path<String>) -> Response
 }
 
 async fn get_block(State(api): State<Api>, Path(height): Path<String>) -> Response {
-    let Ok(height) = height.parse::<u64>() else {
-        return fail(StatusCode::BAD_REQUEST, "malformed", "a height is a whole number");
+    let height = match height.as_str() {
+        "latest" => api.view.height().0,
+        text => match text.parse::<u64>() {
+            Ok(height) => height,
+            Err(_) => {
+                let message = "a height is a whole number, or `latest`";
+                return fail(StatusCode::BAD_REQUEST, "malformed", message);
+            }
+        },
     };
     if let Some(block) = api.view.block(height) {
         return Json(block).into_response();

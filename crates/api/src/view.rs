@@ -22,7 +22,9 @@ use agora_orderbook::{AccountId, Balance, Book, Event, Exchange, MarketSpec, Sid
 use agora_types::{Block, Height, Transaction};
 use serde::Serialize;
 
-use crate::wire::{AccountView, BlockView, BookView, LevelChange, OpenOrderView, Outcome};
+use crate::wire::{
+    AccountView, BlockView, BookView, CertificateView, LevelChange, OpenOrderView, Outcome,
+};
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
@@ -95,6 +97,8 @@ struct State {
     books: BTreeMap<String, BookMirror>,
     accounts: HashMap<AccountId, AccountView>,
     blocks: BTreeMap<u64, BlockView>,
+    /// The certificates of recent heights, as the replica reported them.
+    proofs: BTreeMap<u64, Vec<CertificateView>>,
     outcomes: HashMap<Digest, Outcome>,
     outcome_order: VecDeque<Digest>,
     pending: HashMap<Digest, Instant>,
@@ -249,9 +253,35 @@ impl MarketView {
         Some(view)
     }
 
-    /// A recent block (`None`: not applied yet, or out of the window).
+    /// A recent block with its certificates (`None`: not applied yet, or out of the window).
     pub fn block(&self, height: u64) -> Option<BlockView> {
-        self.read().blocks.get(&height).cloned()
+        let state = self.read();
+        let mut block = state.blocks.get(&height).cloned()?;
+        block.certificates = state.proofs.get(&height).cloned().unwrap_or_default();
+        Some(block)
+    }
+
+    /// Notes the certificates that prove the block at `height` final (the replica's
+    /// proof sink calls this on its apply thread).
+    pub fn note_proof(&self, height: u64, proof: &[agora_types::Certificate]) {
+        let certificates = proof
+            .iter()
+            .map(|c| {
+                let s = c.statement();
+                CertificateView {
+                    phase: format!("{:?}", s.phase),
+                    round: s.round.0,
+                    height: s.height.0,
+                    value: s.value.to_string(),
+                    signers: c.signers().map(|n| n.0).collect(),
+                }
+            })
+            .collect();
+        let mut state = self.write();
+        state.proofs.insert(height, certificates);
+        while state.proofs.len() > self.shared.limits.blocks {
+            state.proofs.pop_first();
+        }
     }
 
     /// The oldest height the block window still holds.
@@ -419,6 +449,7 @@ impl MarketObserver for ViewObserver {
             executed: 0,
             refused: 0,
             txs: block.batch().transactions().iter().map(|tx| tx.id().to_string()).collect(),
+            certificates: Vec::new(),
         };
         self.block = Some(BlockNotes { header: Some(header), ..BlockNotes::default() });
     }

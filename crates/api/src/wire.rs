@@ -140,6 +140,25 @@ pub struct BlockView {
     pub refused: usize,
     /// Its transactions' ids, hex, in block order.
     pub txs: Vec<String>,
+    /// The certificates that prove it final, as its engine gave them (empty when the node
+    /// applied it from its own store at start, or the engine had none at hand).
+    #[serde(default)]
+    pub certificates: Vec<CertificateView>,
+}
+
+/// A certificate: a quorum's signatures over one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateView {
+    /// The protocol step voted (`Notarize`, `Prepare`, `Commit`, `Finalize`, …).
+    pub phase: String,
+    /// Its round or view.
+    pub round: u64,
+    /// Its height or sequence number.
+    pub height: u64,
+    /// The value voted for, hex: a block digest, or a state digest for a checkpoint.
+    pub value: String,
+    /// The members who signed, in increasing order.
+    pub signers: Vec<u16>,
 }
 
 /// What became of a final transaction.

@@ -179,6 +179,11 @@ impl Client {
         self.get(&format!("/v1/blocks/{height}")).await
     }
 
+    /// The newest block the node applied.
+    pub async fn latest_block(&self) -> Result<BlockView, ClientError> {
+        self.get("/v1/blocks/latest").await
+    }
+
     /// The node's status.
     pub async fn status(&self) -> Result<Status, ClientError> {
         self.get("/v1/status").await

@@ -26,7 +26,7 @@ pub use files::{
     ApiSection, ClientSection, ConsensusSection, FileError, GenesisFile, NetSection, NodeFile,
     NodeSection, PeerEntry, hotstuff_protocol_name, read_key, write_key,
 };
-pub use run::{market_genesis, run_node, wait_for_shutdown};
+pub use run::{market_genesis, proof_sink, run_node, wait_for_shutdown};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -44,6 +44,10 @@ pub fn run_node(config: &Path) -> Result<(), String> {
         Arc::clone(&metrics),
     );
     let observer = api_listener.as_ref().map(|_| view.observer());
+    let mut node_config = node_config;
+    if api_listener.is_some() {
+        node_config.replica.proofs = Some(proof_sink(&view));
+    }
     let node = Node::start_observed(node_config, peers, observer).map_err(|e| e.to_string())?;
     tracing::info!(
         node = me.0,
@@ -148,4 +152,10 @@ pub fn market_genesis(application: &StoredApplication) -> MarketGenesis {
             MarketGenesis { markets: Vec::new(), accounts: Vec::new() }
         }
     }
+}
+
+/// The replica's proofs of finality into the API's view.
+pub fn proof_sink(view: &MarketView) -> agora_runtime::ProofSink {
+    let view = view.clone();
+    agora_runtime::ProofSink(Arc::new(move |height, proof| view.note_proof(height, proof)))
 }

@@ -107,8 +107,11 @@ async fn crossing_orders_at_different_nodes_trade_on_every_stream_and_every_book
     let metrics = clients[0].metrics().await.unwrap();
     assert!(metrics.contains("agora_finalized_height"), "{metrics}");
     assert!(metrics.contains("agora_api_requests_total{route=\"/v1/orders\",status=\"202\"}"));
+    // A block comes with the certificates that prove it final: Simplex's finalize quorum.
     let block = clients[1].block(status.height).await.unwrap();
     assert_eq!(block.height, status.height);
+    let signers = block.certificates.iter().map(|c| c.signers.len()).max().unwrap_or(0);
+    assert!(signers >= 3, "no quorum certificate: {block:?}");
 
     bad_input(&clients[0], &bid, &mut alice).await;
     // The nodes' own runtimes end off this one's threads.

@@ -42,6 +42,8 @@ pub(crate) struct AppSide {
     pub(crate) store_error: Option<String>,
     /// Where each applied block is reported, if anywhere.
     pub(crate) events: Option<Sender<ReplicaEvent>>,
+    /// Who is told each applied block's proof, if anyone.
+    pub(crate) proofs: Option<crate::ProofSink>,
 }
 
 impl AppSide {
@@ -51,6 +53,9 @@ impl AppSide {
     pub(crate) fn apply(&mut self, block: &Block, proof: Vec<Certificate>, mine: &[Instant]) {
         if self.store_error.is_some() {
             return;
+        }
+        if let Some(sink) = &self.proofs {
+            (sink.0)(block.height().0, &proof);
         }
         let applied = match self.ledger.apply(block.clone(), proof, &mut self.checker) {
             Ok(Outcome::Applied(applied)) => applied,

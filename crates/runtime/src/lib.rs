@@ -66,7 +66,7 @@ mod verify;
 use apply::{APPLY_QUEUE_BLOCKS, AppSide, Apply};
 pub use replica::{Delivery, Input, Outbox, ReplicaEvent};
 use replica::{Replica, Shared};
-pub use standalone::{ReplicaOptions, RunningReplica};
+pub use standalone::{ProofSink, ReplicaOptions, RunningReplica};
 use verify::{Job, VerdictCheck, Verdicts, verifier};
 
 /// Settings of a cluster.
@@ -386,6 +386,7 @@ where
                 stores,
                 restarts,
                 events: None,
+                proofs: None,
             };
             spawn_replica(&ReplicaSettings::of(&config), wiring, start)
         })
@@ -439,6 +440,7 @@ pub(crate) struct Wiring<P> {
     pub(crate) stores: ReplicaStores,
     pub(crate) restarts: Restarts<P>,
     pub(crate) events: Option<Sender<ReplicaEvent>>,
+    pub(crate) proofs: Option<ProofSink>,
 }
 
 /// The settings a replica's thread needs, from a cluster's or a node's configuration.
@@ -489,8 +491,19 @@ where
     P: Protocol + Send + 'static,
     P::Timer: Send,
 {
-    let Wiring { me, engine, outbox, shared, finalized, jobs, inbox, stores, restarts, events } =
-        wiring;
+    let Wiring {
+        me,
+        engine,
+        outbox,
+        shared,
+        finalized,
+        jobs,
+        inbox,
+        stores,
+        restarts,
+        events,
+        proofs,
+    } = wiring;
     let (journal, ledger) = stores;
     let verdicts = config.verify_ahead.then(|| Arc::new(Verdicts::default()));
     let side = AppSide {
@@ -511,6 +524,7 @@ where
         applied_latencies_ns: Vec::new(),
         store_error: None,
         events: events.clone(),
+        proofs,
     };
     let apply = if config.apply_thread {
         let (blocks, queue) = bounded::<apply::Final>(APPLY_QUEUE_BLOCKS);

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use agora_consensus::{Application, MempoolLimits, Protocol};
 use agora_store::SnapshotPolicy;
-use agora_types::NodeId;
+use agora_types::{Certificate, NodeId};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
@@ -43,7 +43,28 @@ pub struct ReplicaOptions {
     pub inbox_capacity: usize,
     /// Events waiting to be read at most; beyond, they are dropped and counted.
     pub events_capacity: usize,
+    /// Told each applied block's height and the certificates that prove it final (the node's
+    /// API serves them); called on the apply thread, so it must be quick.
+    pub proofs: Option<ProofSink>,
 }
+
+/// A callback told each applied block's height and its proof of finality.
+#[derive(Clone)]
+pub struct ProofSink(pub Arc<dyn Fn(u64, &[Certificate]) + Send + Sync>);
+
+impl std::fmt::Debug for ProofSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProofSink")
+    }
+}
+
+impl PartialEq for ProofSink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ProofSink {}
 
 impl ReplicaOptions {
     /// A member of a committee of `members`, with the runtime's defaults: default mempool,
@@ -60,6 +81,7 @@ impl ReplicaOptions {
             application: None,
             inbox_capacity: 65_536,
             events_capacity: 65_536,
+            proofs: None,
         }
     }
 }
@@ -135,6 +157,7 @@ impl RunningReplica {
                 spares: Default::default(),
             },
             events: Some(events_tx),
+            proofs: options.proofs.clone(),
         };
         let thread = spawn_replica(&settings, wiring, Instant::now());
         Ok(Self { me, inbox: inbox_tx, events, thread, workers, replayed_blocks })
