@@ -66,7 +66,7 @@ mod verify;
 use apply::{APPLY_QUEUE_BLOCKS, AppSide, Apply};
 pub use replica::{Delivery, Input, Outbox, ReplicaEvent};
 use replica::{Replica, Shared};
-pub use standalone::{ProofSink, ReplicaOptions, RunningReplica};
+pub use standalone::{ProofCallback, ProofSink, ReplicaOptions, RunningReplica};
 use verify::{Job, VerdictCheck, Verdicts, verifier};
 
 /// Settings of a cluster.

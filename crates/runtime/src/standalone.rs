@@ -48,9 +48,12 @@ pub struct ReplicaOptions {
     pub proofs: Option<ProofSink>,
 }
 
+/// What a [`ProofSink`] calls: the block's height and its certificates.
+pub type ProofCallback = dyn Fn(u64, &[Certificate]) + Send + Sync;
+
 /// A callback told each applied block's height and its proof of finality.
 #[derive(Clone)]
-pub struct ProofSink(pub Arc<dyn Fn(u64, &[Certificate]) + Send + Sync>);
+pub struct ProofSink(pub Arc<ProofCallback>);
 
 impl std::fmt::Debug for ProofSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
