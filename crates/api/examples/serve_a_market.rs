@@ -74,6 +74,8 @@ fn main() {
     let book: serde_json::Value = serde_json::from_str(&book).unwrap();
     assert_eq!(book["bids"], serde_json::json!([[100, 2]]));
     assert_eq!(book["asks"], serde_json::json!([[105, 4]]));
+    let document = get(server.addr(), "/v1/openapi.json");
+    assert!(document.contains("\"openapi\""), "{document}");
     let metrics = get(server.addr(), "/metrics");
     assert!(metrics.contains("agora_finalized_height 1"), "{metrics}");
     server.stop();

@@ -11,6 +11,7 @@
 //! | `GET /v1/status` | height, protocol, peers, recent finality latency |
 //! | `GET /v1/stream` | WebSocket: `{"subscribe": "blocks" \| "trades:M" \| "book:M" \| "account:N"}` |
 //! | `GET /metrics` | Prometheus text ([`crate::Metrics`]) |
+//! | `GET /v1/openapi.json` | the OpenAPI document ([`ApiDoc`], kept in `docs/openapi.json`) |
 //! | `GET /` | the live page: status, finalized blocks, book depth and trades, over the stream |
 //!
 //! Every error is JSON ([`crate::wire::ApiError`]).
@@ -41,8 +42,12 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::metrics::{ReasonLabels, RouteLabels};
 use crate::view::Tagged;
-use crate::wire::{ApiError, OrderStatus, SignedOrder, Status, StreamRequest, Submitted};
+use crate::wire::{
+    AccountView, ApiError, BlockView, BookView, OrderStatus, SignedOrder, Status, StreamRequest,
+    Submitted,
+};
 use crate::{Admission, Api};
+use utoipa::OpenApi;
 
 /// The API's bounds.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +79,60 @@ impl Default for ApiLimits {
     }
 }
 
+/// Opens the stream (a WebSocket upgrade); then send `{"subscribe": CHANNEL}`.
+#[utoipa::path(get, path = "/v1/stream", tag = "stream", operation_id = "open_stream",
+    responses(
+        (status = 101, description = "Switched to WebSocket. Channels: `blocks`, `trades:M`, `book:M`, `account:N`; every message is `{channel, data}`"),
+        (status = 503, description = "`unavailable`: too many streams open", body = ApiError),
+    ))]
+#[allow(dead_code)]
+fn stream_doc() {}
+
+/// The OpenAPI document of the routes, generated from the handlers and the wire types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "agora node API",
+        description = "The finalized market of one agora node: orders, books, accounts, blocks, status, streams and metrics."
+    ),
+    paths(
+        post_order,
+        get_order,
+        get_markets,
+        get_book,
+        get_account,
+        get_block,
+        get_status,
+        get_metrics,
+        stream_doc
+    ),
+    components(schemas(
+        SignedOrder,
+        Submitted,
+        ApiError,
+        OrderStatus,
+        Status,
+        StreamRequest,
+        BookView,
+        BlockView,
+        AccountView,
+        crate::wire::Outcome,
+        crate::wire::OpenOrderView,
+        crate::wire::CertificateView,
+        crate::wire::LevelChange
+    ))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document, as pretty JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().expect("the document encodes")
+}
+
+async fn get_openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
 /// The API's routes over `api`.
 pub fn router(api: Api) -> Router {
     let streams = Arc::new(AtomicUsize::new(0));
@@ -87,6 +146,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/blocks/{height}", get(get_block))
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
+        .route("/v1/openapi.json", get(get_openapi))
         .route(
             "/v1/stream",
             get(move |state: State<Api>, upgrade: WebSocketUpgrade| {
@@ -130,6 +190,16 @@ fn refuse(api: &Api, status: StatusCode, reason: &str, message: impl Into<String
     fail(status, reason, message)
 }
 
+/// Places a signed order transaction.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = SignedOrder,
+    responses(
+        (status = 202, description = "In the mempool (or already there)", body = Submitted),
+        (status = 200, description = "Final already", body = Submitted),
+        (status = 400, description = "`malformed`, `unknown_signer` or `bad_signature`", body = ApiError),
+        (status = 409, description = "`stale_nonce`", body = ApiError),
+        (status = 413, description = "`too_large`: the body is over the limit", body = ApiError),
+        (status = 429, description = "`mempool_full`; see `Retry-After`", body = ApiError),
+    ))]
 async fn post_order(
     State(api): State<Api>,
     body: Result<Json<SignedOrder>, JsonRejection>,
@@ -196,6 +266,14 @@ async fn post_order(
     (StatusCode::ACCEPTED, Json(Submitted { tx_id, status: "pending".into() })).into_response()
 }
 
+/// A transaction's status: pending here, or final with its outcome.
+#[utoipa::path(get, path = "/v1/orders/{tx_id}", tag = "orders",
+    params(("tx_id" = String, Path, description = "The transaction's id, 64 hex digits")),
+    responses(
+        (status = 200, body = OrderStatus),
+        (status = 400, body = ApiError),
+        (status = 404, description = "Not submitted here, or not final in the recent window", body = ApiError),
+    ))]
 async fn get_order(State(api): State<Api>, Path(tx_id): Path<String>) -> Response {
     let Ok(id) = Digest::from_str(&tx_id) else {
         return fail(StatusCode::BAD_REQUEST, "malformed", "a transaction id is 64 hex digits");
@@ -211,6 +289,9 @@ async fn get_order(State(api): State<Api>, Path(tx_id): Path<String>) -> Respons
     Json(OrderStatus { tx_id, status: status.into(), outcome }).into_response()
 }
 
+/// The markets, each with its spec and best bid and ask (`[price, lots]`).
+#[utoipa::path(get, path = "/v1/markets", tag = "market",
+    responses((status = 200, description = "`{height, markets: [{spec, best_bid, best_ask}]}`", body = Object)))]
 async fn get_markets(State(api): State<Api>) -> Response {
     let markets: Vec<_> = api
         .view
@@ -235,6 +316,13 @@ struct DepthQuery {
     depth: Option<usize>,
 }
 
+/// A market's book: the top levels of each side.
+#[utoipa::path(get, path = "/v1/markets/{market}/book", tag = "market",
+    params(
+        ("market" = String, Path, description = "For example `ETH-USD`"),
+        ("depth" = Option<usize>, Query, description = "Levels a side, default 20, at most 1,000"),
+    ),
+    responses((status = 200, body = BookView), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn get_book(
     State(api): State<Api>,
     Path(market): Path<String>,
@@ -254,6 +342,14 @@ async fn get_book(
     }
 }
 
+/// An account: balances, holds, open orders and nonce floor.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "market",
+    params(("id" = u64, Path, description = "The account number")),
+    responses(
+        (status = 200, description = "`{account, height, state}`, the state an AccountView", body = Object),
+        (status = 400, body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
 async fn get_account(State(api): State<Api>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return fail(StatusCode::BAD_REQUEST, "malformed", "an account id is a whole number");
@@ -267,6 +363,10 @@ async fn get_account(State(api): State<Api>, Path(id): Path<String>) -> Response
     }
 }
 
+/// A recent finalized block with its certificates.
+#[utoipa::path(get, path = "/v1/blocks/{height}", tag = "chain",
+    params(("height" = String, Path, description = "A height, or `latest`")),
+    responses((status = 200, body = BlockView), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn get_block(State(api): State<Api>, Path(height): Path<String>) -> Response {
     let height = match height.as_str() {
         "latest" => api.view.height().0,
@@ -292,6 +392,8 @@ async fn get_block(State(api): State<Api>, Path(height): Path<String>) -> Respon
     fail(StatusCode::NOT_FOUND, "not_found", message)
 }
 
+/// The node's status.
+#[utoipa::path(get, path = "/v1/status", tag = "chain", responses((status = 200, body = Status)))]
 async fn get_status(State(api): State<Api>) -> Response {
     let info = api.node.info();
     let (height, digest) = api.view.height();
@@ -313,6 +415,9 @@ async fn get_status(State(api): State<Api>) -> Response {
     .into_response()
 }
 
+/// Prometheus metrics, as OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn get_metrics(State(api): State<Api>) -> Response {
     let text = api.metrics.render(&api.node.info(), api.view.pending());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -12,18 +12,21 @@ use agora_orderbook::{Balance, Event, Side};
 use agora_types::{TX_PAYLOAD_BYTES_MAX, Transaction};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /v1/orders`: a signed order transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedOrder {
     /// The signer's compressed public key, hex.
+    #[schema(value_type = String, example = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5")]
     pub sender: PublicKeyBytes,
     /// The signer's nonce.
     pub nonce: u64,
     /// The encoded order action, hex.
     pub payload: String,
-    /// The signature over the transaction's id, hex.
+    /// The signature over the transaction's id, hex (64 bytes, `r ‖ s`, low `s`).
+    #[schema(value_type = String)]
     pub signature: Signature,
 }
 
@@ -50,7 +53,7 @@ impl SignedOrder {
 }
 
 /// The answer to an accepted `POST /v1/orders` (202), or to one already known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Submitted {
     /// The transaction's id, hex.
     pub tx_id: String,
@@ -59,7 +62,7 @@ pub struct Submitted {
 }
 
 /// Every error's body: a machine-readable reason and a sentence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     /// `malformed`, `bad_signature`, `unknown_signer`, `stale_nonce`, `mempool_full`,
     /// `not_found`, `too_large`, `unavailable`, …
@@ -69,7 +72,7 @@ pub struct ApiError {
 }
 
 /// `GET /v1/orders/{tx_id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderStatus {
     /// The transaction's id, hex.
     pub tx_id: String,
@@ -81,7 +84,7 @@ pub struct OrderStatus {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Status {
     /// The node's member id.
     pub node: u16,
@@ -110,7 +113,7 @@ pub struct Status {
 }
 
 /// A subscriber's request on `GET /v1/stream`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StreamRequest {
     /// Start receiving a channel.
@@ -120,7 +123,7 @@ pub enum StreamRequest {
 }
 
 /// A block as the API serves it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockView {
     /// Its height.
     pub height: u64,
@@ -147,7 +150,7 @@ pub struct BlockView {
 }
 
 /// A certificate: a quorum's signatures over one statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CertificateView {
     /// The protocol step voted (`Notarize`, `Prepare`, `Commit`, `Finalize`, …).
     pub phase: String,
@@ -162,24 +165,29 @@ pub struct CertificateView {
 }
 
 /// What became of a final transaction.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Outcome {
     /// The height of its block.
     pub height: u64,
     /// `executed` (it reached the book, which may still have rejected it: see its events) or
     /// `refused` (before the book).
     pub status: String,
-    /// Why it was refused, if it was.
+    /// Why it was refused, if it was: `bad_signature`, `unknown_signer`, `malformed` or
+    /// `stale_nonce`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub reason: Option<Refusal>,
-    /// The book's events of it: accepted, trades, cancels, or the book's reject.
+    /// The book's events of it: accepted, trades, cancels, or the book's reject; each an object
+    /// tagged by `event`.
+    #[schema(value_type = Vec<Object>)]
     pub events: Vec<Event>,
 }
 
 /// One account as the API serves it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {
-    /// Balances by asset: available and held.
+    /// Balances by asset: `{"available": N, "held": N}`.
+    #[schema(value_type = Object)]
     pub balances: BTreeMap<String, Balance>,
     /// Open orders, by market and client id.
     pub open_orders: Vec<OpenOrderView>,
@@ -188,13 +196,14 @@ pub struct AccountView {
 }
 
 /// An open order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OpenOrderView {
     /// Market.
     pub market: String,
     /// Client id.
     pub id: u64,
     /// `buy` or `sell`.
+    #[schema(value_type = String)]
     pub side: Side,
     /// Price in ticks.
     pub price: u64,
@@ -205,7 +214,7 @@ pub struct OpenOrderView {
 }
 
 /// A book's top levels, best first, as served and as a stream's snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BookView {
     /// The market.
     pub market: String,
@@ -214,15 +223,18 @@ pub struct BookView {
     /// The number of the last update of its `book:` channel it includes.
     pub seq: u64,
     /// Bids, best (highest) first: `[price, lots]`.
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub bids: Vec<(u64, u64)>,
     /// Asks, best (lowest) first.
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub asks: Vec<(u64, u64)>,
 }
 
 /// One level's new size in a book update (0: the level is gone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LevelChange {
     /// `buy` or `sell`.
+    #[schema(value_type = String)]
     pub side: Side,
     /// Price in ticks.
     pub price: u64,
