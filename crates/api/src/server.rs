@@ -14,15 +14,19 @@
 //! | `GET /v1/openapi.json` | the OpenAPI document ([`ApiDoc`], kept in `docs/openapi.json`) |
 //! | `GET /` | the live page: status, finalized blocks, book depth and trades, over the stream |
 //!
-//! Every error is JSON ([`crate::wire::ApiError`]).
+//! Every error is JSON ([`crate::wire::ApiError`]). Each connection is rate limited
+//! ([`ApiLimits::requests_per_sec`]: 429 `rate_limited`); a stream subscriber that falls
+//! behind the broadcast's buffer, or does not take a message within
+//! [`ApiLimits::stream_send_wait`], is told and dropped.
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_crypto::Digest;
 use agora_market::OrderAction;
@@ -30,7 +34,7 @@ use agora_orderbook::AccountId;
 use agora_types::codec;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -64,6 +68,11 @@ pub struct ApiLimits {
     pub stream_message_bytes: usize,
     /// Levels a side in a `book:` channel's snapshot.
     pub snapshot_levels: usize,
+    /// Requests one connection may make per second (a token bucket of this size, refilled at
+    /// this rate); beyond, 429 `rate_limited`.
+    pub requests_per_sec: u32,
+    /// How long a stream message may wait to be sent before its slow subscriber is dropped.
+    pub stream_send_wait: Duration,
 }
 
 impl Default for ApiLimits {
@@ -75,6 +84,8 @@ impl Default for ApiLimits {
             subscriptions: 64,
             stream_message_bytes: 4 * 1024,
             snapshot_levels: 10_000,
+            requests_per_sec: 10_000,
+            stream_send_wait: Duration::from_secs(5),
         }
     }
 }
@@ -154,6 +165,10 @@ pub fn router(api: Api) -> Router {
             }),
         )
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(
+            Arc::new(RateLimiter::new(api.limits.requests_per_sec)),
+            limit_rate,
+        ))
         .layer(middleware::from_fn_with_state(api.clone(), count_requests))
         .layer(DefaultBodyLimit::max(api.limits.body_bytes))
         .with_state(api)
@@ -172,8 +187,7 @@ fn fail(status: StatusCode, error: &str, message: impl Into<String>) -> Response
     (status, Json(body)).into_response()
 }
 
-/// Counts every request by its route template and status; a 413 from the body limit is
-/// turned into the API's JSON error.
+/// Counts every request by its route template and status.
 async fn count_requests(State(api): State<Api>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -183,6 +197,66 @@ async fn count_requests(State(api): State<Api>, request: Request, next: Next) ->
     let status = response.status().as_u16();
     api.metrics.requests.get_or_create(&RouteLabels { route, status }).inc();
     response
+}
+
+/// Token buckets, one per connection (its remote address and port).
+struct RateLimiter {
+    per_sec: f64,
+    buckets: Mutex<HashMap<SocketAddr, (f64, Instant)>>,
+}
+
+/// Connections whose buckets are kept at most; idle ones go first.
+const BUCKETS_MAX: usize = 16_384;
+/// A bucket idle this long is full again, and may be forgotten.
+const BUCKET_IDLE: Duration = Duration::from_secs(10);
+
+impl RateLimiter {
+    fn new(per_sec: u32) -> Self {
+        Self { per_sec: f64::from(per_sec.max(1)), buckets: Mutex::default() }
+    }
+
+    /// Whether `peer` may make one more request now.
+    fn allow(&self, peer: SocketAddr) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(&peer) {
+            buckets.retain(|_, (_, last)| now.duration_since(*last) < BUCKET_IDLE);
+            if buckets.len() >= BUCKETS_MAX {
+                buckets.clear();
+            }
+        }
+        let (tokens, last) = buckets.entry(peer).or_insert((self.per_sec, now));
+        let refill = now.duration_since(*last).as_secs_f64() * self.per_sec;
+        *tokens = (*tokens + refill).min(self.per_sec);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Refuses a request over its connection's rate with 429 `rate_limited`.
+async fn limit_rate(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    if let Some(peer) = peer
+        && !limiter.allow(peer)
+    {
+        let mut response = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests on this connection",
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    }
+    next.run(request).await
 }
 
 fn refuse(api: &Api, status: StatusCode, reason: &str, message: impl Into<String>) -> Response {
@@ -461,7 +535,7 @@ async fn serve_stream(api: &Api, mut socket: WebSocket) {
                     _ => continue,
                 };
                 for text in reply {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !send(api, &mut socket, text).await {
                         return;
                     }
                 }
@@ -474,17 +548,28 @@ async fn serve_stream(api: &Api, mut socket: WebSocket) {
                         Some(_) => p.text.to_string(),
                         None => continue,
                     },
+                    // Too slow to keep up: told, then dropped (it reconnects and starts over).
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        json!({ "error": "lagged", "missed": missed }).to_string()
+                        let text = json!({ "error": "lagged", "missed": missed }).to_string();
+                        let _ = send(api, &mut socket, text).await;
+                        return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if socket.send(Message::Text(text.into())).await.is_err() {
+                if !send(api, &mut socket, text).await {
                     return;
                 }
             }
         }
     }
+}
+
+/// Sends one message, waiting at most [`ApiLimits::stream_send_wait`]; `false` if the
+/// subscriber is gone or too slow.
+async fn send(api: &Api, socket: &mut WebSocket, text: String) -> bool {
+    let sent =
+        tokio::time::timeout(api.limits.stream_send_wait, socket.send(Message::Text(text.into())));
+    matches!(sent.await, Ok(Ok(())))
 }
 
 /// Answers one subscriber request: the replies to send, in order.
@@ -564,7 +649,11 @@ impl ApiServer {
                 };
                 // Streams never end by themselves: stopping drops every connection.
                 tokio::select! {
-                    served = axum::serve(listener, router(api)).into_future() => {
+                    served = axum::serve(
+                        listener,
+                        router(api).into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .into_future() => {
                         if let Err(error) = served {
                             tracing::error!(%error, "the API stopped");
                         }

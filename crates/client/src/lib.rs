@@ -279,12 +279,30 @@ impl Stream {
     }
 
     /// The next message (`{"channel": …, "data": …}`, or `{"error": "lagged", "missed": N}`
-    /// when this subscriber fell behind), or `None` once the node closed the stream.
+    /// when this subscriber fell behind, after which the node closes the stream), or `None`
+    /// once the node closed it.
     pub async fn next(&mut self) -> Result<Option<serde_json::Value>, ClientError> {
         if !self.held.is_empty() {
             return Ok(Some(self.held.remove(0)));
         }
         self.read().await
+    }
+}
+
+impl Stream {
+    /// The stream as an async stream of messages (see [`Stream::next`]), ending when the node
+    /// closes it or at the first error.
+    pub fn into_messages(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<serde_json::Value, ClientError>> {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut stream = state?;
+            match stream.next().await {
+                Ok(Some(message)) => Some((Ok(message), Some(stream))),
+                Ok(None) => None,
+                Err(error) => Some((Err(error), None)),
+            }
+        })
     }
 }
 
