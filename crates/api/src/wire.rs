@@ -52,6 +52,39 @@ impl SignedOrder {
     }
 }
 
+/// `POST /v1/orders/batch`: signed orders, each checked and admitted on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBatch {
+    /// The orders, in the order they are admitted.
+    pub orders: Vec<SignedOrder>,
+}
+
+/// The answer to a batch: one result per order, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchAnswer {
+    /// The results.
+    pub results: Vec<BatchItem>,
+}
+
+/// One order's result in a batch: `tx_id` and `status` when admitted (or known), `error` and
+/// `message` when refused (the reasons of `POST /v1/orders`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    /// The transaction's id, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_id: Option<String>,
+    /// `pending` or `final`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What went wrong, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// The answer to an accepted `POST /v1/orders` (202), or to one already known.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Submitted {

@@ -25,8 +25,8 @@
 use std::net::SocketAddr;
 
 pub use agora_api::wire::{
-    AccountView, ApiError, BlockView, BookView, OrderStatus, SignedOrder, Status, StreamRequest,
-    Submitted,
+    AccountView, ApiError, BatchAnswer, BatchItem, BlockView, BookView, OrderBatch, OrderStatus,
+    SignedOrder, Status, StreamRequest, Submitted,
 };
 use agora_crypto::{Digest, SecretKey};
 use agora_market::OrderAction;
@@ -147,6 +147,35 @@ impl Client {
         let body = serde_json::to_vec(&SignedOrder::from_transaction(tx))
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         Ok(self.call(Method::POST, "/v1/orders", Some(body)).await?.1)
+    }
+
+    /// Submits up to the node's batch limit (1,000 by default) of signed transactions in one
+    /// request; each is checked and admitted on its own, and its result comes back in order.
+    pub async fn submit_batch(
+        &self,
+        txs: &[Transaction],
+    ) -> Result<Vec<Result<Submitted, ApiError>>, ClientError> {
+        let batch = OrderBatch { orders: txs.iter().map(SignedOrder::from_transaction).collect() };
+        let body = serde_json::to_vec(&batch).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let answer: BatchAnswer = self.call(Method::POST, "/v1/orders/batch", Some(body)).await?.1;
+        if answer.results.len() != txs.len() {
+            return Err(ClientError::Decode(format!(
+                "{} results for {} orders",
+                answer.results.len(),
+                txs.len()
+            )));
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|item| match (item.tx_id, item.status) {
+                (Some(tx_id), Some(status)) => Ok(Submitted { tx_id, status }),
+                _ => Err(ApiError {
+                    error: item.error.unwrap_or_else(|| "unknown".into()),
+                    message: item.message.unwrap_or_default(),
+                }),
+            })
+            .collect())
     }
 
     /// A transaction's status.

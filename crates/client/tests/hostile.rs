@@ -175,3 +175,37 @@ async fn a_connection_over_its_rate_gets_429_and_the_stream_bounds_its_subscript
     assert!(ended.is_ok(), "the oversized message did not end the stream");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_order_on_its_own() {
+    let (server, node) = serve(ApiLimits { batch_orders: 4, ..ApiLimits::default() });
+    let client = Client::new(&server.addr().to_string()).unwrap();
+    let mut signer = Signer::new(key(), 0);
+    let good = signer.sign(&OrderAction::CancelAll { market: None });
+    let other = signer.sign(&OrderAction::CancelAll { market: None });
+    let forged = Transaction::from_parts(
+        *other.sender(),
+        other.nonce() + 1,
+        other.payload().clone(),
+        *other.signature(),
+    )
+    .unwrap();
+    let stranger =
+        Signer::new(SecretKey::from_seed(3, 9), 0).sign(&OrderAction::CancelAll { market: None });
+    let results =
+        client.submit_batch(&[good.clone(), forged, stranger, good.clone()]).await.unwrap();
+    let reasons: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok(s) => s.status.clone(),
+            Err(e) => e.error.clone(),
+        })
+        .collect();
+    assert_eq!(reasons, ["pending", "bad_signature", "unknown_signer", "pending"]);
+    assert_eq!(node.0.lock().unwrap().len(), 1, "the duplicate went in once");
+    // Over the batch limit: refused whole.
+    let five = vec![other; 5];
+    let error = client.submit_batch(&five).await.unwrap_err();
+    assert_eq!(error.reason(), Some("malformed"));
+    server.stop();
+}

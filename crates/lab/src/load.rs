@@ -1,15 +1,18 @@
 //! `agora load`: the market's agents against running nodes, through their HTTP API.
 //!
-//! Every order is generated and signed before the clock starts. The load is open loop: each
-//! order is POSTed when it is due, whatever the answers to the ones before, with at most
-//! [`IN_FLIGHT_MAX`] requests outstanding (an order due while that many wait is counted late
-//! and sent when there is room). Latency is end to end: from the POST to the block that holds
-//! the order appearing on the `blocks` stream of the node it was sent to.
+//! Every order is generated and signed before the clock starts. The load is open loop: the
+//! orders for one node due within 5 ms of each other go in one batch request
+//! (`POST /v1/orders/batch`, a lone order to `POST /v1/orders`), sent when the last of them is
+//! due, whatever the answers to the ones before, with at most [`IN_FLIGHT_MAX`] requests
+//! outstanding (an order due while that many wait is counted late and sent when there is
+//! room). Latency is end to end: from the POST to the block that holds the order appearing on
+//! the `blocks` stream of the node it was sent to.
 //!
 //! The agents are those `agora testnet init` funds in the genesis for the same seed and
 //! committee size; each run signs from a nonce above every account's window, as the node
 //! reports it, so that its orders are new to the market.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -198,6 +201,93 @@ pub enum Schedule {
     Window(u64),
 }
 
+/// Orders due within this long of the first of them, to one node, go in one batch request.
+const BATCH_TICK_NS: u64 = 5_000_000;
+/// Orders one batch request holds at most (a node takes up to 1,000).
+const BATCH_MAX: usize = 500;
+
+/// Orders for one node, sent in one request when the last of them is due.
+struct Batch {
+    node: usize,
+    due_ns: u64,
+    txs: Vec<Transaction>,
+}
+
+/// The orders grouped per node into batches of orders due within [`BATCH_TICK_NS`] of the
+/// batch's first, in the order they are due.
+fn batches_by_time(orders: Vec<Order>, nodes: usize) -> Vec<Batch> {
+    let mut open: Vec<Option<Batch>> = (0..nodes).map(|_| None).collect();
+    let mut done = Vec::new();
+    let mut firsts = vec![0u64; nodes];
+    for Order { node, at_ns, tx } in orders {
+        let fits = open[node]
+            .as_ref()
+            .is_some_and(|b| at_ns < firsts[node] + BATCH_TICK_NS && b.txs.len() < BATCH_MAX);
+        if !fits {
+            done.extend(open[node].take());
+            firsts[node] = at_ns;
+        }
+        let batch =
+            open[node].get_or_insert_with(|| Batch { node, due_ns: at_ns, txs: Vec::new() });
+        batch.due_ns = batch.due_ns.max(at_ns);
+        batch.txs.push(tx);
+    }
+    done.extend(open.into_iter().flatten());
+    done.sort_by_key(|b| b.due_ns);
+    done
+}
+
+/// The orders grouped per node, in order, at most [`BATCH_MAX`] a batch.
+fn batches_by_node(orders: Vec<Order>, nodes: usize) -> Vec<Batch> {
+    let mut per_node: Vec<Vec<Transaction>> = vec![Vec::new(); nodes];
+    for order in orders {
+        per_node[order.node].push(order.tx);
+    }
+    per_node
+        .into_iter()
+        .enumerate()
+        .flat_map(|(node, txs)| {
+            let chunks: Vec<Vec<Transaction>> = txs.chunks(BATCH_MAX).map(<[_]>::to_vec).collect();
+            chunks.into_iter().map(move |txs| Batch { node, due_ns: 0, txs })
+        })
+        .collect()
+}
+
+/// Sends one batch and notes each order's answer.
+async fn submit(client: &Client, batch: Batch, tally: &Mutex<Tally>) {
+    let ids: Vec<Digest> = batch.txs.iter().map(Transaction::id).collect();
+    {
+        // Noted before the POST: a block may reach the stream before the answer.
+        let now = Instant::now();
+        let mut t = lock(tally);
+        for id in &ids {
+            t.sent_at[batch.node].insert(*id, now);
+        }
+    }
+    let answers = match batch.txs.as_slice() {
+        [one] => {
+            vec![client.submit(one).await.map_err(|e| e.reason().unwrap_or("transport").to_owned())]
+        }
+        txs => match client.submit_batch(txs).await {
+            Ok(results) => results.into_iter().map(|r| r.map_err(|e| e.error)).collect(),
+            Err(error) => {
+                let reason = error.reason().unwrap_or("transport").to_owned();
+                vec![Err(reason); txs.len()]
+            }
+        },
+    };
+    let mut t = lock(tally);
+    for (id, answer) in ids.iter().zip(answers) {
+        match answer {
+            Ok(_) => t.accepted += 1,
+            Err(reason) => {
+                t.sent_at[batch.node].remove(id);
+                *t.refused.entry(reason).or_default() += 1;
+            }
+        }
+    }
+}
+
 /// What [`drive`] measured.
 #[derive(Debug, Clone)]
 pub struct Driven {
@@ -245,53 +335,55 @@ pub async fn drive(
 
     let total = orders.len() as u64;
     let room = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
-    let mut late = 0;
+    let (late, sent) = (Cell::new(0u64), Cell::new(0u64));
     let start = Instant::now();
     let mut sends = tokio::task::JoinSet::new();
-    for (k, Order { node, at_ns, tx }) in orders.into_iter().enumerate() {
-        match schedule {
-            Schedule::AtTimes => {
-                tokio::time::sleep_until((start + Duration::from_nanos(at_ns)).into()).await;
-            }
-            Schedule::Window(window) => loop {
-                let open = {
-                    let t = lock(&tally);
-                    let closed = t.latencies_ns.len() as u64 + t.refused.values().sum::<u64>();
-                    (k as u64).saturating_sub(closed)
-                };
-                if open < window.max(1) || start.elapsed() > WINDOW_GIVE_UP {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            },
-        }
+    let send = async |batch: Batch, sends: &mut tokio::task::JoinSet<()>| {
         let permit = match Arc::clone(&room).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                late += 1;
+                late.set(late.get() + batch.txs.len() as u64);
                 Arc::clone(&room).acquire_owned().await.map_err(|e| e.to_string())?
             }
         };
-        let client = clients[node].clone();
+        sent.set(sent.get() + batch.txs.len() as u64);
+        let client = clients[batch.node].clone();
         let tally = Arc::clone(&tally);
         sends.spawn(async move {
-            let id = tx.id();
-            // Noted before the POST: its block may reach the stream before the answer.
-            lock(&tally).sent_at[node].insert(id, Instant::now());
-            let answer = client.submit(&tx).await;
-            let mut t = lock(&tally);
-            match answer {
-                Ok(_) => t.accepted += 1,
-                Err(error) => {
-                    t.sent_at[node].remove(&id);
-                    let reason = error.reason().unwrap_or("transport").to_owned();
-                    *t.refused.entry(reason).or_default() += 1;
-                }
-            }
+            submit(&client, batch, &tally).await;
             drop(permit);
         });
         while sends.try_join_next().is_some() {}
-        progress(k as u64 + 1);
+        progress(sent.get());
+        Ok::<(), String>(())
+    };
+    match schedule {
+        Schedule::AtTimes => {
+            for batch in batches_by_time(orders, clients.len()) {
+                tokio::time::sleep_until((start + Duration::from_nanos(batch.due_ns)).into()).await;
+                send(batch, &mut sends).await?;
+            }
+        }
+        Schedule::Window(window) => {
+            let mut orders = orders.into_iter().peekable();
+            while orders.peek().is_some() {
+                let open = {
+                    let t = lock(&tally);
+                    let closed = t.latencies_ns.len() as u64 + t.refused.values().sum::<u64>();
+                    sent.get().saturating_sub(closed)
+                };
+                let room = window.max(1).saturating_sub(open) as usize;
+                if room == 0 && start.elapsed() < WINDOW_GIVE_UP {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    continue;
+                }
+                let take: Vec<Order> =
+                    orders.by_ref().take(room.clamp(1, BATCH_MAX * clients.len())).collect();
+                for batch in batches_by_node(take, clients.len()) {
+                    send(batch, &mut sends).await?;
+                }
+            }
+        }
     }
     while sends.join_next().await.is_some() {}
     let deadline = Instant::now() + SETTLE;
@@ -311,7 +403,7 @@ pub async fn drive(
         txs_accepted: t.accepted,
         txs_final,
         refused: std::mem::take(&mut t.refused),
-        late,
+        late: late.get(),
         wall_seconds,
         tps: if wall_seconds > 0.0 { txs_final as f64 / wall_seconds } else { 0.0 },
         latency_ms_p50: latency.p50_ns as f64 / 1e6,
@@ -319,4 +411,46 @@ pub async fn drive(
         latency_ms_max: latency.max_ns as f64 / 1e6,
     };
     Ok(Driven { report, final_height: t.final_height, start })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_crypto::SecretKey;
+
+    fn orders(times_ms: &[(usize, u64)]) -> Vec<Order> {
+        let key = SecretKey::from_seed(5, 5);
+        times_ms
+            .iter()
+            .enumerate()
+            .map(|(k, (node, ms))| Order {
+                node: *node,
+                at_ns: ms * 1_000_000,
+                tx: Transaction::new_signed(&key, k as u64, bytes::Bytes::from_static(b"o"))
+                    .unwrap(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_one_nodes_orders_due_within_a_tick_and_are_sent_when_their_last_is_due() {
+        let list = orders(&[(0, 0), (1, 1), (0, 3), (0, 6), (1, 9), (0, 7)]);
+        let ids: Vec<Digest> = list.iter().map(|o| o.tx.id()).collect();
+        let batches = batches_by_time(list, 2);
+        let shape: Vec<(usize, u64, usize)> =
+            batches.iter().map(|b| (b.node, b.due_ns / 1_000_000, b.txs.len())).collect();
+        // Node 0: 0 and 3 ms together (due at 3), then 6 and 7 ms (due at 7); node 1: 1, then 9.
+        assert_eq!(shape, [(1, 1, 1), (0, 3, 2), (0, 7, 2), (1, 9, 1)]);
+        let mut seen: Vec<Digest> =
+            batches.iter().flat_map(|b| b.txs.iter().map(Transaction::id)).collect();
+        seen.sort();
+        let mut want = ids;
+        want.sort();
+        assert_eq!(seen, want, "every order once");
+        let by_node = batches_by_node(orders(&[(0, 0), (1, 0), (0, 0)]), 2);
+        assert_eq!(
+            by_node.iter().map(|b| (b.node, b.txs.len())).collect::<Vec<_>>(),
+            [(0, 2), (1, 1)]
+        );
+    }
 }
