@@ -642,15 +642,40 @@ async fn stream(
     })
 }
 
-/// One subscriber's channels; for a `book:` channel, the update its snapshot included.
-struct Subscriptions {
+/// One subscriber's channels; for a `book:` channel, the update its snapshot included. The
+/// view is told of each, so that it encodes only what someone listens to.
+struct Subscriptions<'a> {
+    view: &'a crate::MarketView,
     channels: std::collections::BTreeMap<String, u64>,
+}
+
+impl Subscriptions<'_> {
+    fn insert(&mut self, channel: String, seen: u64) {
+        if !self.channels.contains_key(&channel) {
+            self.view.listen(&channel);
+        }
+        self.channels.insert(channel, seen);
+    }
+
+    fn remove(&mut self, channel: &str) {
+        if self.channels.remove(channel).is_some() {
+            self.view.unlisten(channel);
+        }
+    }
+}
+
+impl Drop for Subscriptions<'_> {
+    fn drop(&mut self) {
+        for channel in self.channels.keys() {
+            self.view.unlisten(channel);
+        }
+    }
 }
 
 /// Serves one WebSocket until it closes: its requests in, its channels' messages out.
 async fn serve_stream(api: &Api, mut socket: WebSocket) {
     let mut hub = api.view.subscribe();
-    let mut subs = Subscriptions { channels: Default::default() };
+    let mut subs = Subscriptions { view: &api.view, channels: Default::default() };
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -699,7 +724,7 @@ async fn send(api: &Api, socket: &mut WebSocket, text: String) -> bool {
 }
 
 /// Answers one subscriber request: the replies to send, in order.
-fn request(api: &Api, subs: &mut Subscriptions, text: &str) -> Vec<String> {
+fn request(api: &Api, subs: &mut Subscriptions<'_>, text: &str) -> Vec<String> {
     let error = |error: &str, message: String| {
         vec![json!({ "error": error, "message": message }).to_string()]
     };
@@ -709,7 +734,7 @@ fn request(api: &Api, subs: &mut Subscriptions, text: &str) -> Vec<String> {
     };
     match request {
         StreamRequest::Unsubscribe(channel) => {
-            subs.channels.remove(&channel);
+            subs.remove(&channel);
             vec![json!({ "unsubscribed": channel }).to_string()]
         }
         StreamRequest::Subscribe(channel) => {
@@ -738,7 +763,7 @@ fn request(api: &Api, subs: &mut Subscriptions, text: &str) -> Vec<String> {
                 let tagged = Tagged { channel: &channel, data: &snapshot };
                 replies.push(serde_json::to_string(&tagged).unwrap_or_default());
             }
-            subs.channels.insert(channel, seen);
+            subs.insert(channel, seen);
             replies
         }
     }

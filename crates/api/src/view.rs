@@ -12,7 +12,7 @@
 //! submissions are windows that forget their oldest entries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use agora_consensus::Applied;
@@ -56,6 +56,27 @@ impl Default for ViewLimits {
     }
 }
 
+/// One account as the mirror keeps it: balances, and open orders by market and client id.
+#[derive(Debug, Clone, Default)]
+struct AccountMirror {
+    balances: BTreeMap<String, Balance>,
+    open: BTreeMap<(String, u64), OpenOrderView>,
+}
+
+impl AccountMirror {
+    fn view(&self) -> AccountView {
+        AccountView {
+            balances: self.balances.clone(),
+            open_orders: self.open.values().cloned().collect(),
+            nonce_floor: 0,
+        }
+    }
+}
+
+/// What a block changed in one account: its balances, and each touched order's new state
+/// (`None`: no longer open).
+type AccountChange = (BTreeMap<String, Balance>, Vec<((String, u64), Option<OpenOrderView>)>);
+
 /// One side's price levels: price → lots, kept in price order.
 type Levels = BTreeMap<u64, u64>;
 
@@ -95,7 +116,7 @@ struct State {
     state_digest: Digest,
     nonces: HashMap<AccountId, NonceWindow>,
     books: BTreeMap<String, BookMirror>,
-    accounts: HashMap<AccountId, AccountView>,
+    accounts: HashMap<AccountId, AccountMirror>,
     blocks: BTreeMap<u64, BlockView>,
     /// The certificates of recent heights, as the replica reported them.
     proofs: BTreeMap<u64, Vec<CertificateView>>,
@@ -115,6 +136,8 @@ pub struct MarketView {
 #[derive(Debug)]
 struct Shared {
     state: RwLock<State>,
+    /// Channels with subscribers, and how many.
+    listened: Mutex<HashMap<String, usize>>,
     hub: broadcast::Sender<Published>,
     limits: ViewLimits,
     metrics: Arc<Metrics>,
@@ -150,6 +173,7 @@ impl MarketView {
         Self {
             shared: Arc::new(Shared {
                 state: RwLock::new(State::default()),
+                listened: Mutex::default(),
                 hub,
                 limits,
                 metrics,
@@ -248,7 +272,7 @@ impl MarketView {
             return None;
         }
         let state = self.read();
-        let mut view = state.accounts.get(&account).cloned().unwrap_or_default();
+        let mut view = state.accounts.get(&account).map(AccountMirror::view).unwrap_or_default();
         view.nonce_floor = state.nonces.get(&account).map_or(0, NonceWindow::floor);
         Some(view)
     }
@@ -323,9 +347,31 @@ impl MarketView {
         }
     }
 
+    /// A subscriber started listening to `channel`.
+    pub fn listen(&self, channel: &str) {
+        let mut listened = self.shared.listened.lock().unwrap_or_else(PoisonError::into_inner);
+        *listened.entry(channel.to_owned()).or_default() += 1;
+    }
+
+    /// A subscriber stopped listening to `channel`.
+    pub fn unlisten(&self, channel: &str) {
+        let mut listened = self.shared.listened.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = listened.get_mut(channel) {
+            *count -= 1;
+            if *count == 0 {
+                listened.remove(channel);
+            }
+        }
+    }
+
+    /// Whether some subscriber listens to `channel`.
+    fn is_listened(&self, channel: &str) -> bool {
+        self.shared.listened.lock().unwrap_or_else(PoisonError::into_inner).contains_key(channel)
+    }
+
     fn publish(&self, channel: String, seq: u64, message: &impl Serialize) {
-        // Nobody listening is the common case of a quiet node: nothing to encode.
-        if self.shared.hub.receiver_count() == 0 {
+        // A channel nobody listens to is the common case: nothing to encode.
+        if !self.is_listened(&channel) {
             return;
         }
         let text = match serde_json::to_string(message) {
@@ -348,8 +394,15 @@ struct BlockNotes {
     outcomes: Vec<(Digest, Outcome)>,
     /// Price levels touched: (market, side, price).
     levels: BTreeSet<(String, Side, u64)>,
-    /// Accounts touched, and the orders they placed (market, id) in the block.
-    accounts: BTreeMap<AccountId, Vec<(String, u64)>>,
+    /// Accounts touched, and their orders (market, id) the block may have changed.
+    accounts: BTreeMap<AccountId, BTreeSet<(String, u64)>>,
+    /// Accounts that cancelled all their orders (in one market, or all).
+    cancel_all: Vec<(AccountId, Option<String>)>,
+    /// The market of the command being executed, if it has one.
+    market: Option<String>,
+    /// Where the orders placed or amended in the block rest: (account, market, id) → (side,
+    /// price); the mirror knows the others.
+    resting: HashMap<(AccountId, String, u64), (Side, u64)>,
     trades: Vec<Event>,
     /// The nonces accepted in the block, by account.
     nonces: Vec<(AccountId, u64)>,
@@ -376,6 +429,18 @@ impl ViewObserver {
         if let Some(done) = notes.current.take() {
             notes.outcomes.push(done);
         }
+    }
+}
+
+/// A resting order as the API serves it.
+fn open_order(market: &str, r: &agora_orderbook::Resting) -> OpenOrderView {
+    OpenOrderView {
+        market: market.to_owned(),
+        id: r.id,
+        side: r.side,
+        price: r.price,
+        qty: r.qty,
+        held: r.held,
     }
 }
 
@@ -408,21 +473,16 @@ impl MarketObserver for ViewObserver {
             }
             books.insert(spec.market.clone(), mirror);
         }
-        let mut accounts: HashMap<AccountId, AccountView> = HashMap::new();
+        let mut accounts: HashMap<AccountId, AccountMirror> = HashMap::new();
         for (account, asset, balance) in exchange.snapshot().balances {
             accounts.entry(account).or_default().balances.insert(asset, balance);
         }
         for (spec, book) in exchange.books() {
             for side in [Side::Buy, Side::Sell] {
                 for r in book.walk(side) {
-                    accounts.entry(r.account).or_default().open_orders.push(OpenOrderView {
-                        market: spec.market.clone(),
-                        id: r.id,
-                        side: r.side,
-                        price: r.price,
-                        qty: r.qty,
-                        held: r.held,
-                    });
+                    let order = open_order(&spec.market, r);
+                    let key = (spec.market.clone(), r.id);
+                    accounts.entry(r.account).or_default().open.insert(key, order);
                 }
             }
         }
@@ -478,11 +538,13 @@ impl MarketObserver for ViewObserver {
         if let Some((_, nonce)) = notes.checking.take() {
             notes.nonces.push((account, nonce));
         }
-        let placed = notes.accounts.entry(account).or_default();
+        let touched = notes.accounts.entry(account).or_default();
         match action {
             OrderAction::Place { market, id, side, price, .. } => {
-                placed.push((market.clone(), *id));
+                touched.insert((market.clone(), *id));
+                notes.market = Some(market.clone());
                 if let Some(price) = price {
+                    notes.resting.insert((account, market.clone(), *id), (*side, *price));
                     notes.levels.insert((market.clone(), *side, *price));
                 }
                 if let Some((tx, _)) = &notes.current {
@@ -490,22 +552,33 @@ impl MarketObserver for ViewObserver {
                 }
             }
             OrderAction::Cancel { market, id } | OrderAction::Amend { market, id, .. } => {
+                touched.insert((market.clone(), *id));
+                notes.market = Some(market.clone());
                 if let Some(r) = exchange.order(market, account, *id) {
                     notes.levels.insert((market.clone(), r.side, r.price));
                 }
                 if let OrderAction::Amend { price: Some(price), .. } = action
                     && let Some(r) = exchange.order(market, account, *id)
                 {
+                    notes.resting.insert((account, market.clone(), *id), (r.side, *price));
                     notes.levels.insert((market.clone(), r.side, *price));
                 }
             }
             OrderAction::CancelAll { market } => {
+                notes.market = market.clone();
+                notes.cancel_all.push((account, market.clone()));
                 let state = view.read();
                 if let Some(mirror) = state.accounts.get(&account) {
-                    for o in &mirror.open_orders {
+                    for o in mirror.open.values() {
                         if market.as_ref().is_none_or(|m| *m == o.market) {
                             notes.levels.insert((o.market.clone(), o.side, o.price));
                         }
+                    }
+                }
+                // And the orders placed or moved earlier in the block.
+                for ((owner, m, _), (side, price)) in &notes.resting {
+                    if *owner == account && market.as_ref().is_none_or(|x| x == m) {
+                        notes.levels.insert((m.clone(), *side, *price));
                     }
                 }
             }
@@ -513,23 +586,72 @@ impl MarketObserver for ViewObserver {
     }
 
     fn events(&mut self, events: &[Event]) {
+        let view = self.view.clone();
         let notes = self.notes();
         for event in events {
-            if let Event::Trade {
-                market, maker_account, taker_account, taker_side, price, ..
-            } = event
-            {
-                notes.levels.insert((market.to_string(), maker_side(*taker_side), *price));
-                notes.accounts.entry(*maker_account).or_default();
-                notes.accounts.entry(*taker_account).or_default();
-                notes.trades.push(event.clone());
-            }
-            // A batch auction's events come after all its places: each goes to its order's
-            // transaction.
-            let owner = match event {
-                Event::Accepted { account, id } | Event::Cancelled { account, id, .. } => {
-                    notes.places.get(&(*account, *id)).copied()
+            match event {
+                Event::Trade {
+                    market,
+                    maker_account,
+                    taker_account,
+                    maker_id,
+                    taker_id,
+                    taker_side,
+                    price,
+                    ..
+                } => {
+                    notes.levels.insert((market.to_string(), maker_side(*taker_side), *price));
+                    let maker = (market.to_string(), *maker_id);
+                    notes.accounts.entry(*maker_account).or_default().insert(maker);
+                    let taker = (market.to_string(), *taker_id);
+                    notes.accounts.entry(*taker_account).or_default().insert(taker);
+                    // A batch auction trades at one clearing price: each side's own level is
+                    // where it rested.
+                    let state = view.read();
+                    for (account, id) in [(maker_account, maker_id), (taker_account, taker_id)] {
+                        let key = (*account, market.to_string(), *id);
+                        let rested = notes.resting.get(&key).copied().or_else(|| {
+                            let order = state.accounts.get(account)?.open.get(&(key.1, *id))?;
+                            Some((order.side, order.price))
+                        });
+                        if let Some((side, price)) = rested {
+                            notes.levels.insert((market.to_string(), side, price));
+                        }
+                    }
+                    notes.trades.push(event.clone());
                 }
+                Event::Cancelled { account, id, .. } | Event::Amended { account, id } => {
+                    // The event names no market, and a batch auction's come after every
+                    // command: every market where the account has an order with this id is
+                    // touched, with the level it rested on (reading one too many is harmless).
+                    let state = view.read();
+                    let mirror = state.accounts.get(account);
+                    for spec in &view.shared.markets {
+                        let market = &spec.market;
+                        let key = (*account, market.clone(), *id);
+                        let rested = notes.resting.get(&key).copied().or_else(|| {
+                            let order = mirror?.open.get(&(market.clone(), *id))?;
+                            Some((order.side, order.price))
+                        });
+                        let named = notes.market.as_ref() == Some(market);
+                        if rested.is_some() || named {
+                            notes
+                                .accounts
+                                .entry(*account)
+                                .or_default()
+                                .insert((market.clone(), *id));
+                        }
+                        if let Some((side, price)) = rested {
+                            notes.levels.insert((market.clone(), side, price));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            // A batch auction's acceptances come after all its places: each goes to its
+            // order's transaction.
+            let owner = match event {
+                Event::Accepted { account, id } => notes.places.get(&(*account, *id)).copied(),
                 _ => None,
             };
             match (&mut notes.current, owner) {
@@ -569,34 +691,36 @@ impl MarketObserver for ViewObserver {
                 qty,
             });
         }
-        let mut account_views: Vec<(AccountId, AccountView)> = Vec::new();
+        let mut account_changes: Vec<(AccountId, AccountChange)> = Vec::new();
         {
             let state = view.read();
-            for (account, placed) in &notes.accounts {
-                let mut fresh = AccountView::default();
+            let mut touched = notes.accounts;
+            // A cancel-all touches every open order of the account (in its market).
+            for (account, market) in &notes.cancel_all {
+                let orders = touched.entry(*account).or_default();
+                if let Some(mirror) = state.accounts.get(account) {
+                    let all =
+                        mirror.open.keys().filter(|(m, _)| market.as_ref().is_none_or(|x| x == m));
+                    orders.extend(all.cloned());
+                }
+            }
+            for (account, orders) in touched {
+                let mut balances = BTreeMap::new();
                 for asset in &shared.assets {
-                    let balance = exchange.balance(*account, asset);
+                    let balance = exchange.balance(account, asset);
                     if balance != Balance::default() {
-                        fresh.balances.insert(asset.clone(), balance);
+                        balances.insert(asset.clone(), balance);
                     }
                 }
-                let before = state.accounts.get(account).map(|a| a.open_orders.as_slice());
-                let known = before.unwrap_or_default().iter().map(|o| (o.market.clone(), o.id));
-                let candidates: BTreeSet<(String, u64)> =
-                    known.chain(placed.iter().cloned()).collect();
-                for (market, id) in &candidates {
-                    if let Some(r) = exchange.order(market, *account, *id) {
-                        fresh.open_orders.push(OpenOrderView {
-                            market: market.clone(),
-                            id: *id,
-                            side: r.side,
-                            price: r.price,
-                            qty: r.qty,
-                            held: r.held,
-                        });
-                    }
-                }
-                account_views.push((*account, fresh));
+                let orders = orders
+                    .into_iter()
+                    .map(|(market, id)| {
+                        let now =
+                            exchange.order(&market, account, id).map(|r| open_order(&market, r));
+                        ((market, id), now)
+                    })
+                    .collect();
+                account_changes.push((account, (balances, orders)));
             }
         }
 
@@ -620,9 +744,21 @@ impl MarketObserver for ViewObserver {
             mirror.seq += 1;
             book_seqs.insert(market.clone(), mirror.seq);
         }
-        for (account, fresh) in &account_views {
-            state.accounts.insert(*account, fresh.clone());
+        for (account, (balances, orders)) in &account_changes {
+            let mirror = state.accounts.entry(*account).or_default();
+            mirror.balances = balances.clone();
+            for (key, now) in orders {
+                match now {
+                    Some(order) => mirror.open.insert(key.clone(), order.clone()),
+                    None => mirror.open.remove(key),
+                };
+            }
         }
+        let account_views: Vec<(AccountId, AccountView)> = account_changes
+            .iter()
+            .filter(|(account, _)| view.is_listened(&format!("account:{}", account.0)))
+            .filter_map(|(account, _)| Some((*account, state.accounts.get(account)?.view())))
+            .collect();
         let mut finalized_here = 0u64;
         for (tx, mut outcome) in notes.outcomes {
             outcome.height = height;
