@@ -115,10 +115,10 @@ fn action(rng: &mut u64, next_id: &mut u64) -> OrderAction {
             price: Some(95 + splitmix(rng) % 10),
             qty: Some(1 + splitmix(rng) % 5),
         },
-        2 => OrderAction::CancelAll { market: (splitmix(rng) % 2 == 0).then_some(market) },
+        2 => OrderAction::CancelAll { market: splitmix(rng).is_multiple_of(2).then_some(market) },
         _ => {
             *next_id += 1;
-            let side = if splitmix(rng) % 2 == 0 { Side::Buy } else { Side::Sell };
+            let side = if splitmix(rng).is_multiple_of(2) { Side::Buy } else { Side::Sell };
             let price = 95 + splitmix(rng) % 10;
             NewOrder::limit(AccountId(0), &market, *next_id, side, price, 1 + splitmix(rng) % 5)
                 .into()
