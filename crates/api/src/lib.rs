@@ -65,6 +65,10 @@ pub struct NodeInfo {
     pub bytes_received: u64,
     /// What the network dropped or refused, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Transactions pending in the mempool (one lane: the node's mempool has no lanes).
+    pub mempool_pending: u64,
+    /// Consensus messages by kind: `[sent, sent bytes, received, received bytes]`.
+    pub traffic: BTreeMap<String, [u64; 4]>,
 }
 
 /// Everything the handlers share.

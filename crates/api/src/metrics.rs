@@ -9,8 +9,12 @@
 //! | `agora_finality_seconds` | histogram | from `POST /v1/orders` to the block that finalized it |
 //! | `agora_api_pending` | gauge | transactions submitted here, not final yet |
 //! | `agora_peers_connected` | gauge | peers linked now |
+//! | `agora_mempool_pending{lane}` | gauge | transactions pending in the mempool (`lane="all"`: the node's mempool has one) |
 //! | `agora_net_messages_total{direction}` | counter | consensus messages sent (`out`) and received (`in`) |
 //! | `agora_net_bytes_total{direction}` | counter | their bytes |
+//! | `agora_consensus_messages_total{kind,direction}` | counter | consensus messages by the engine's kind (`vote`, `propose`, `pre-prepare`, …) |
+//! | `agora_consensus_bytes_total{kind,direction}` | counter | their bytes |
+//! | `agora_store_sync_seconds{store}` | histogram | how long each durable sync took: `journal` (the engine's records, before its messages leave) or `blocks` (the block store's commits) |
 //! | `agora_drops_total{reason}` | counter | what the network dropped or refused, by reason |
 //! | `agora_api_requests_total{route,status}` | counter | API requests by route template and status |
 //! | `agora_api_refused_total{reason}` | counter | orders the API refused before the mempool, by reason |
@@ -41,6 +45,34 @@ pub struct RouteLabels {
 pub struct ReasonLabels {
     /// The reason.
     pub reason: String,
+}
+
+/// A message kind and a direction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The engine's kind of message.
+    pub kind: String,
+    /// `in` or `out`.
+    pub direction: &'static str,
+}
+
+/// A store label: `journal` or `blocks`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// Which store synced.
+    pub store: &'static str,
+}
+
+/// A lane label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LaneLabels {
+    /// The lane.
+    pub lane: &'static str,
+}
+
+/// The store-sync histogram's buckets: 50 µs to about 0.8 s, doubling.
+fn sync_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 15))
 }
 
 /// A direction label: `in` or `out`.
@@ -80,6 +112,14 @@ pub struct Metrics {
     pub refused: Family<ReasonLabels, Counter>,
     /// `agora_stream_subscribers`.
     pub subscribers: Gauge,
+    /// `agora_mempool_pending`.
+    pub mempool: Family<LaneLabels, Gauge>,
+    /// `agora_consensus_messages_total`.
+    pub kind_messages: Family<KindLabels, Counter>,
+    /// `agora_consensus_bytes_total`.
+    pub kind_bytes: Family<KindLabels, Counter>,
+    /// `agora_store_sync_seconds`.
+    pub store_sync: Family<StoreLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -108,7 +148,29 @@ impl Metrics {
         let requests = Family::<RouteLabels, Counter>::default();
         let refused = Family::<ReasonLabels, Counter>::default();
         let subscribers = Gauge::default();
+        let mempool = Family::<LaneLabels, Gauge>::default();
+        let kind_messages = Family::<KindLabels, Counter>::default();
+        let kind_bytes = Family::<KindLabels, Counter>::default();
+        let store_sync = Family::<StoreLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            sync_histogram,
+        );
         let r = &mut registry;
+        r.register("agora_mempool_pending", "Transactions pending in the mempool", mempool.clone());
+        r.register(
+            "agora_consensus_messages",
+            "Consensus messages by kind and direction",
+            kind_messages.clone(),
+        );
+        r.register(
+            "agora_consensus_bytes",
+            "Consensus message bytes by kind and direction",
+            kind_bytes.clone(),
+        );
+        r.register(
+            "agora_store_sync_seconds",
+            "How long each durable sync took",
+            store_sync.clone(),
+        );
         r.register("agora_finalized_height", "Height of the last block applied", height.clone());
         r.register("agora_blocks_finalized", "Blocks applied since start", blocks.clone());
         r.register(
@@ -149,7 +211,16 @@ impl Metrics {
             requests,
             refused,
             subscribers,
+            mempool,
+            kind_messages,
+            kind_bytes,
+            store_sync,
         }
+    }
+
+    /// Notes that a sync of `store` (`journal` or `blocks`) took `took`.
+    pub fn observe_sync(&self, store: &'static str, took: std::time::Duration) {
+        self.store_sync.get_or_create(&StoreLabels { store }).observe(took.as_secs_f64());
     }
 
     /// The text exposition, after reading the node's network counts.
@@ -174,6 +245,14 @@ impl Metrics {
         set(&self.bytes.get_or_create(&DirectionLabels { direction: "in" }), node.bytes_received);
         for (reason, count) in &node.dropped {
             set(&self.drops.get_or_create(&ReasonLabels { reason: reason.clone() }), *count);
+        }
+        self.mempool.get_or_create(&LaneLabels { lane: "all" }).set(node.mempool_pending as i64);
+        for (kind, [sent, sent_bytes, received, received_bytes]) in &node.traffic {
+            let label = |direction| KindLabels { kind: kind.clone(), direction };
+            set(&self.kind_messages.get_or_create(&label("out")), *sent);
+            set(&self.kind_bytes.get_or_create(&label("out")), *sent_bytes);
+            set(&self.kind_messages.get_or_create(&label("in")), *received);
+            set(&self.kind_bytes.get_or_create(&label("in")), *received_bytes);
         }
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {

@@ -757,7 +757,7 @@ fn net_against_wall(r: &Report, s: &mut String) {
     if !lines.is_empty() {
         let _ = writeln!(
             s,
-            "\nNet rows: four `agora node` processes on loopback, linked over TCP with Noise, stores on disk, the orders entering through their submission ports:\n"
+            "\nNet rows: four `agora node` processes on loopback, linked over TCP with Noise, stores on disk, the orders entering through their HTTP APIs as `agora load` sends them (one node's orders due within 5 ms in one batch request), its client running on the same cores:\n"
         );
         for line in lines {
             let _ = writeln!(s, "{line}");

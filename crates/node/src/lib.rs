@@ -26,7 +26,7 @@ pub use files::{
     ApiSection, ClientSection, ConsensusSection, FileError, GenesisFile, NetSection, NodeFile,
     NodeSection, PeerEntry, hotstuff_protocol_name, read_key, write_key,
 };
-pub use run::{market_genesis, proof_sink, run_node, wait_for_shutdown};
+pub use run::{market_genesis, proof_sink, run_node, sync_sink, wait_for_shutdown};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,7 +40,8 @@ use agora_net::{
     Inbound, Inbox, Listener, NetConfig, NetLimits, NetSender, NetStats, Network, Offer,
 };
 use agora_runtime::{
-    Delivery, Input, Outbox, ReplicaEvent, ReplicaOptions, ReplicaReport, RunningReplica,
+    Delivery, Input, Outbox, ReplicaEvent, ReplicaLive, ReplicaOptions, ReplicaReport,
+    RunningReplica,
 };
 use agora_types::{Committee, NodeId, Transaction};
 use bytes::Bytes;
@@ -102,6 +103,7 @@ pub struct NodeHandle {
     inbox: Sender<Input>,
     events: Receiver<ReplicaEvent>,
     net: NetSender,
+    live: ReplicaLive,
 }
 
 impl NodeHandle {
@@ -130,6 +132,11 @@ impl NodeHandle {
     pub fn net_stats(&self) -> NetStats {
         self.net.stats()
     }
+
+    /// The replica's live figures: its mempool, its messages by kind.
+    pub fn live(&self) -> ReplicaLive {
+        self.live.clone()
+    }
 }
 
 /// The API's link to the node: submit into its inbox, report its links.
@@ -155,6 +162,7 @@ impl agora_api::NodeLink for ApiLink {
 
     fn info(&self) -> agora_api::NodeInfo {
         let stats = self.handle.net_stats();
+        let live = self.handle.live();
         agora_api::NodeInfo {
             id: self.handle.me.0,
             protocol: self.protocol.to_owned(),
@@ -165,6 +173,14 @@ impl agora_api::NodeLink for ApiLink {
             messages_received: stats.messages_received,
             bytes_received: stats.bytes_received,
             dropped: stats.dropped.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            mempool_pending: live.mempool_pending(),
+            traffic: live
+                .traffic()
+                .into_iter()
+                .map(|(kind, t)| {
+                    (kind.to_owned(), [t.sent, t.sent_bytes, t.received, t.received_bytes])
+                })
+                .collect(),
         }
     }
 }
@@ -262,6 +278,7 @@ impl Node {
             inbox: self.inbox.clone(),
             events: self.replica.events(),
             net: self.network.sender(),
+            live: self.replica.live(),
         }
     }
 

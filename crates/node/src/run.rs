@@ -47,6 +47,7 @@ pub fn run_node(config: &Path) -> Result<(), String> {
     let mut node_config = node_config;
     if api_listener.is_some() {
         node_config.replica.proofs = Some(proof_sink(&view));
+        node_config.replica.syncs = Some(sync_sink(&metrics));
     }
     let node = Node::start_observed(node_config, peers, observer).map_err(|e| e.to_string())?;
     tracing::info!(
@@ -158,4 +159,10 @@ pub fn market_genesis(application: &StoredApplication) -> MarketGenesis {
 pub fn proof_sink(view: &MarketView) -> agora_runtime::ProofSink {
     let view = view.clone();
     agora_runtime::ProofSink(Arc::new(move |height, proof| view.note_proof(height, proof)))
+}
+
+/// The replica's store syncs into the API's metrics.
+pub fn sync_sink(metrics: &Arc<Metrics>) -> agora_runtime::SyncSink {
+    let metrics = Arc::clone(metrics);
+    agora_runtime::SyncSink(Arc::new(move |store, took| metrics.observe_sync(store, took)))
 }

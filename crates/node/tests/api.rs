@@ -107,6 +107,15 @@ async fn crossing_orders_at_different_nodes_trade_on_every_stream_and_every_book
     let metrics = clients[0].metrics().await.unwrap();
     assert!(metrics.contains("agora_finalized_height"), "{metrics}");
     assert!(metrics.contains("agora_api_requests_total{route=\"/v1/orders\",status=\"202\"}"));
+    for line in [
+        "agora_mempool_pending{lane=\"all\"}",
+        "agora_store_sync_seconds_count{store=\"journal\"}",
+        "agora_store_sync_seconds_count{store=\"blocks\"}",
+        "agora_consensus_messages_total{kind=\"vote\",direction=\"out\"}",
+        "agora_consensus_bytes_total{kind=\"vote\",direction=\"in\"}",
+    ] {
+        assert!(metrics.contains(line), "no {line} in {metrics}");
+    }
     // A block comes with the certificates that prove it final: Simplex's finalize quorum.
     let block = clients[1].block(status.height).await.unwrap();
     assert_eq!(block.height, status.height);

@@ -95,10 +95,13 @@ impl AppSide {
 
     /// Stores what was applied since the last flush, in one transaction.
     pub(crate) fn flush(&mut self) {
-        if self.store_error.is_none()
-            && let Err(error) = self.ledger.flush()
-        {
-            self.store_error = Some(error.to_string());
+        if self.store_error.is_some() {
+            return;
+        }
+        let started = Instant::now();
+        match self.ledger.flush() {
+            Ok(()) => self.shared.synced("blocks", started.elapsed()),
+            Err(error) => self.store_error = Some(error.to_string()),
         }
     }
 

@@ -64,9 +64,11 @@ mod standalone;
 mod verify;
 
 use apply::{APPLY_QUEUE_BLOCKS, AppSide, Apply};
-pub use replica::{Delivery, Input, Outbox, ReplicaEvent};
+pub use replica::{Delivery, Input, KindTraffic, Outbox, ReplicaEvent, ReplicaLive};
 use replica::{Replica, Shared};
-pub use standalone::{ProofCallback, ProofSink, ReplicaOptions, RunningReplica};
+pub use standalone::{
+    ProofCallback, ProofSink, ReplicaOptions, RunningReplica, SyncCallback, SyncSink,
+};
 use verify::{Job, VerdictCheck, Verdicts, verifier};
 
 /// Settings of a cluster.

@@ -2,13 +2,13 @@
 //! clocks.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agora_consensus::{
-    Context, Driver, InMemoryMempool, MempoolLimits, Message, Protocol, Submitted, TimerTable,
-    TxLog, dispatch,
+    Context, Driver, InMemoryMempool, Mempool, MempoolLimits, Message, Protocol, Submitted,
+    TimerTable, TxLog, dispatch,
 };
 use agora_crypto::{Digest, KeyCachingCheck, domain};
 use agora_store::{BlockStore, EngineJournal, Journal, MemBlockStore, MemJournal};
@@ -115,7 +115,7 @@ impl Outbox for ChannelOutbox {
 }
 
 /// Counters the load generator and the run's end condition read.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct Shared {
     /// Submissions a replica has handled (accepted, duplicate or refused).
     pub(crate) handled: AtomicU64,
@@ -123,6 +123,50 @@ pub(crate) struct Shared {
     pub(crate) accepted: AtomicU64,
     /// Accepted transactions final at the replica they were submitted to.
     pub(crate) final_at_entry: AtomicU64,
+    /// Transactions pending in the mempool after the replica's last input.
+    pub(crate) mempool_pending: AtomicU64,
+    /// Consensus messages by kind, sent and received.
+    pub(crate) traffic: Mutex<BTreeMap<&'static str, KindTraffic>>,
+    /// Told how long each store sync took, if anyone is.
+    pub(crate) syncs: Option<crate::SyncSink>,
+}
+
+/// One kind of consensus message: how many were sent and received, and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindTraffic {
+    /// Messages handed to peers.
+    pub sent: u64,
+    /// Their bytes.
+    pub sent_bytes: u64,
+    /// Messages received and decoded.
+    pub received: u64,
+    /// Their bytes.
+    pub received_bytes: u64,
+}
+
+/// A running replica's live figures, readable while it runs (a node's metrics).
+#[derive(Debug, Clone)]
+pub struct ReplicaLive(pub(crate) Arc<Shared>);
+
+impl ReplicaLive {
+    /// Transactions pending in its mempool.
+    pub fn mempool_pending(&self) -> u64 {
+        self.0.mempool_pending.load(Ordering::Relaxed)
+    }
+
+    /// Its consensus messages by kind.
+    pub fn traffic(&self) -> BTreeMap<&'static str, KindTraffic> {
+        self.0.traffic.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+impl Shared {
+    /// Tells the sync sink, if any, that a sync of `store` took `took`.
+    pub(crate) fn synced(&self, store: &'static str, took: Duration) {
+        if let Some(sink) = &self.syncs {
+            (sink.0)(store, took);
+        }
+    }
 }
 
 pub(crate) struct Replica<P: Protocol> {
@@ -315,6 +359,11 @@ impl<P: Protocol> Replica<P> {
             Input::Stop => return false,
             Input::Message { from, bytes } => match codec::decode::<P::Message>(&bytes) {
                 Ok(message) => {
+                    if let Ok(mut traffic) = self.shared.traffic.lock() {
+                        let kind = traffic.entry(message.kind()).or_default();
+                        kind.received += 1;
+                        kind.received_bytes += bytes.len() as u64;
+                    }
                     self.verify_ahead(message.transactions());
                     self.step(now, |engine, ctx| engine.on_message(ctx, from, message))
                 }
@@ -340,6 +389,7 @@ impl<P: Protocol> Replica<P> {
                 }
             }
         }
+        self.shared.mempool_pending.store(self.mempool.len() as u64, Ordering::Relaxed);
         true
     }
 
@@ -445,6 +495,11 @@ impl<P: Protocol> Replica<P> {
             let k = self.report.by_kind.entry(kind).or_default();
             k.0 += 1;
             k.1 += bytes.len() as u64;
+            if let Ok(mut traffic) = self.shared.traffic.lock() {
+                let live = traffic.entry(kind).or_default();
+                live.sent += 1;
+                live.sent_bytes += bytes.len() as u64;
+            }
         }
     }
 }
@@ -520,8 +575,10 @@ impl<P: Protocol> Driver<P::Message, P::Timer> for ReplicaDriver<'_, P> {
             return;
         }
         self.replica.report.journal_syncs += 1;
+        let started = Instant::now();
         if let Err(e) = self.replica.journal.sync() {
             self.replica.report.journal_error.get_or_insert(e.to_string());
         }
+        self.replica.shared.synced("journal", started.elapsed());
     }
 }

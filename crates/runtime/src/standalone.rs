@@ -15,7 +15,7 @@ use agora_types::{Certificate, NodeId};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::replica::{Input, Outbox, ReplicaEvent, Shared};
+use crate::replica::{Input, Outbox, ReplicaEvent, ReplicaLive, Shared};
 use crate::{
     ReplicaReport, ReplicaSettings, Restarts, RuntimeError, Wiring, open_dir, spawn_replica,
     spawn_verifiers,
@@ -46,7 +46,30 @@ pub struct ReplicaOptions {
     /// Told each applied block's height and the certificates that prove it final (the node's
     /// API serves them); called on the apply thread, so it must be quick.
     pub proofs: Option<ProofSink>,
+    /// Told how long each store sync took (`journal` or `blocks`), on the thread that synced.
+    pub syncs: Option<SyncSink>,
 }
+
+/// What a [`SyncSink`] calls: the store (`journal` or `blocks`) and how long its sync took.
+pub type SyncCallback = dyn Fn(&'static str, std::time::Duration) + Send + Sync;
+
+/// A callback told how long each store sync took.
+#[derive(Clone)]
+pub struct SyncSink(pub Arc<SyncCallback>);
+
+impl std::fmt::Debug for SyncSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncSink")
+    }
+}
+
+impl PartialEq for SyncSink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SyncSink {}
 
 /// What a [`ProofSink`] calls: the block's height and its certificates.
 pub type ProofCallback = dyn Fn(u64, &[Certificate]) + Send + Sync;
@@ -85,6 +108,7 @@ impl ReplicaOptions {
             inbox_capacity: 65_536,
             events_capacity: 65_536,
             proofs: None,
+            syncs: None,
         }
     }
 }
@@ -98,9 +122,15 @@ pub struct RunningReplica {
     thread: thread::JoinHandle<ReplicaReport>,
     workers: Vec<thread::JoinHandle<()>>,
     replayed_blocks: u64,
+    live: ReplicaLive,
 }
 
 impl RunningReplica {
+    /// Its live figures (mempool, traffic by kind), readable while it runs.
+    pub fn live(&self) -> ReplicaLive {
+        self.live.clone()
+    }
+
     /// An inbox for a replica to be started with [`RunningReplica::start`]: whoever feeds it
     /// (a network) can hold its sender before the replica exists.
     pub fn inbox_channel(options: &ReplicaOptions) -> (Sender<Input>, Receiver<Input>) {
@@ -145,11 +175,13 @@ impl RunningReplica {
             mempool: options.mempool,
             members: options.members,
         };
+        let shared = Arc::new(Shared { syncs: options.syncs.clone(), ..Shared::default() });
+        let live = ReplicaLive(Arc::clone(&shared));
         let wiring = Wiring {
             me,
             engine,
             outbox,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::clone(&shared),
             finalized: Arc::new(AtomicU64::new(0)),
             jobs: options.verify_ahead.then_some(jobs),
             inbox,
@@ -163,7 +195,7 @@ impl RunningReplica {
             proofs: options.proofs.clone(),
         };
         let thread = spawn_replica(&settings, wiring, Instant::now());
-        Ok(Self { me, inbox: inbox_tx, events, thread, workers, replayed_blocks })
+        Ok(Self { me, inbox: inbox_tx, events, thread, workers, replayed_blocks, live })
     }
 
     /// Where peer messages and submissions go.

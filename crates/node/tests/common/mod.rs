@@ -13,7 +13,7 @@ use agora_crypto::{PublicKeyBytes, SecretKey};
 use agora_engines::EngineConfig;
 use agora_market::{AccountRole, ExecutionOrder, GenesisAccount, MarketGenesis, StoredApplication};
 use agora_net::{Listener, NetLimits};
-use agora_node::{ApiLink, Node, NodeConfig, market_genesis, proof_sink};
+use agora_node::{ApiLink, Node, NodeConfig, market_genesis, proof_sink, sync_sink};
 use agora_orderbook::{AccountId, MarketSpec};
 use agora_runtime::ReplicaOptions;
 use agora_simplex::SimplexConfig;
@@ -79,6 +79,7 @@ impl Testnet {
             );
             let mut config = config;
             config.replica.proofs = Some(proof_sink(&view));
+            config.replica.syncs = Some(sync_sink(&metrics));
             let node = Node::start_observed(config, listener, Some(view.observer())).unwrap();
             let link = ApiLink::new(node.handle(), "simplex", N);
             let api = Api { view, node: Arc::new(link), metrics, limits: ApiLimits::default() };
