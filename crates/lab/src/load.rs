@@ -299,7 +299,7 @@ pub struct Driven {
     pub start: Instant,
 }
 
-/// Sends `orders` to `clients` on `schedule`, waits (at most [`SETTLE`]) for the accepted ones
+/// Sends `orders` to `clients` on `schedule`, waits (at most 30 s) for the accepted ones
 /// to appear final on the streams, and reports.
 pub async fn drive(
     clients: &[Client],
