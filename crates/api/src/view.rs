@@ -444,6 +444,22 @@ fn open_order(market: &str, r: &agora_orderbook::Resting) -> OpenOrderView {
     }
 }
 
+/// Where an order rested before this event: placed or moved earlier in the block (`resting`),
+/// else as the mirror knows it.
+fn rested_at(
+    resting: &HashMap<(AccountId, String, u64), (Side, u64)>,
+    state: &State,
+    account: AccountId,
+    market: &str,
+    id: u64,
+) -> Option<(Side, u64)> {
+    let key = (account, market.to_owned(), id);
+    resting.get(&key).copied().or_else(|| {
+        let order = state.accounts.get(&account)?.open.get(&(key.1, id))?;
+        Some((order.side, order.price))
+    })
+}
+
 /// The side whose level a trade's maker rested on.
 fn maker_side(taker: Side) -> Side {
     match taker {
@@ -609,11 +625,7 @@ impl MarketObserver for ViewObserver {
                     // where it rested.
                     let state = view.read();
                     for (account, id) in [(maker_account, maker_id), (taker_account, taker_id)] {
-                        let key = (*account, market.to_string(), *id);
-                        let rested = notes.resting.get(&key).copied().or_else(|| {
-                            let order = state.accounts.get(account)?.open.get(&(key.1, *id))?;
-                            Some((order.side, order.price))
-                        });
+                        let rested = rested_at(&notes.resting, &state, *account, market, *id);
                         if let Some((side, price)) = rested {
                             notes.levels.insert((market.to_string(), side, price));
                         }
@@ -625,14 +637,9 @@ impl MarketObserver for ViewObserver {
                     // command: every market where the account has an order with this id is
                     // touched, with the level it rested on (reading one too many is harmless).
                     let state = view.read();
-                    let mirror = state.accounts.get(account);
                     for spec in &view.shared.markets {
                         let market = &spec.market;
-                        let key = (*account, market.clone(), *id);
-                        let rested = notes.resting.get(&key).copied().or_else(|| {
-                            let order = mirror?.open.get(&(market.clone(), *id))?;
-                            Some((order.side, order.price))
-                        });
+                        let rested = rested_at(&notes.resting, &state, *account, market, *id);
                         let named = notes.market.as_ref() == Some(market);
                         if rested.is_some() || named {
                             notes

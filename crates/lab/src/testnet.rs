@@ -322,6 +322,16 @@ pub fn status(addr: SocketAddr) -> Result<NodeStatus, String> {
     }
 }
 
+/// An error naming the first node process that has already exited, if one has.
+fn exited_early(processes: &mut [Child]) -> Result<(), String> {
+    for (i, child) in processes.iter_mut().enumerate() {
+        if let Ok(Some(code)) = child.try_wait() {
+            return Err(format!("node {i} exited early ({code}); see its node.log"));
+        }
+    }
+    Ok(())
+}
+
 /// Waits until every node answers its status with all its peers linked.
 pub fn wait_linked(
     clients: &[SocketAddr],
@@ -331,11 +341,7 @@ pub fn wait_linked(
     let deadline = Instant::now() + within;
     let n = clients.len();
     loop {
-        for (i, child) in processes.iter_mut().enumerate() {
-            if let Ok(Some(code)) = child.try_wait() {
-                return Err(format!("node {i} exited early ({code}); see its node.log"));
-            }
-        }
+        exited_early(processes)?;
         let linked =
             clients.iter().all(|addr| status(*addr).is_ok_and(|s| s.connected.len() == n - 1));
         if linked {
@@ -519,11 +525,7 @@ async fn wait_linked_api(
     let deadline = Instant::now() + within;
     let n = clients.len();
     loop {
-        for (i, child) in processes.iter_mut().enumerate() {
-            if let Ok(Some(code)) = child.try_wait() {
-                return Err(format!("node {i} exited early ({code}); see its node.log"));
-            }
-        }
+        exited_early(processes)?;
         let mut linked = true;
         for client in clients {
             linked &= client.status().await.is_ok_and(|s| s.connected_peers.len() == n - 1);
